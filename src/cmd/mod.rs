@@ -1,0 +1,87 @@
+//! One module per subcommand; [`run`] dispatches and returns the exit code.
+//!
+//! Commands turn parsed arguments into settings, call the library stages, and write results to
+//! stdout. The shared front half — read exports and snapshot, resolve, diff — is [`prepare`].
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command};
+use crate::diff::{self, Diff};
+use crate::error::Error;
+use crate::load::{self, Export};
+use crate::report;
+use crate::settings::InputSettings;
+use crate::snapshot::{self, SnapshotData};
+
+mod baseline;
+mod history;
+mod plan;
+mod snapshot_cmd;
+
+/// Runs one command and returns its exit code.
+pub fn run(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Plan(args) => plan::run(&args),
+        Command::Baseline(args) => baseline::run(&args),
+        Command::History(args) => history::run(&args),
+        Command::Snapshot(cmd) => snapshot_cmd::run(&cmd),
+    }
+}
+
+/// The exports, the snapshot they were compared with, and the difference.
+pub(crate) struct Prepared {
+    pub export: Export,
+    pub snap: SnapshotData,
+    pub diff: Diff,
+}
+
+/// How many bad rows go to stderr before the rest are only counted.
+const STDERR_REJECTS: usize = 100;
+
+/// Reads the exports and the snapshot (in parallel: they are independent), resolves, reports bad
+/// rows, and diffs. With `--strict`, any bad row is an error here, before anything is written.
+pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
+    let started = std::time::Instant::now();
+    let (export, snap) = std::thread::scope(|s| {
+        let snap = s.spawn(|| snapshot::read(&settings.state));
+        let export = load::read(&settings.sources);
+        (export, snap.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let (mut export, snap) = (export?, snap?);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
+    load::resolve(&mut export, &snap);
+
+    for r in export.rejects.iter().take(STDERR_REJECTS) {
+        tracing::warn!("rejected {}", report::reject_line(r));
+    }
+    if export.rejects.len() > STDERR_REJECTS {
+        tracing::warn!(
+            "... and {} more rejected rows (--rejects FILE writes them all)",
+            export.rejects.len() - STDERR_REJECTS
+        );
+    }
+    for w in export.warnings.iter().take(STDERR_REJECTS) {
+        tracing::warn!("{}", report::warning_line(w));
+    }
+    if let Some(path) = &settings.rejects {
+        report::write_rejects(path, &export.rejects)?;
+    }
+    if settings.strict && !export.rejects.is_empty() {
+        return Err(Error::Strict { count: export.rejects.len() });
+    }
+    let diff = diff::diff(&export, &snap);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "diff computed");
+    Ok(Prepared { export, snap, diff })
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn stdout_write(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match f(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Io { what: "write to", path: "stdout".into(), source: e })
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,60 @@
+//! The errors that stop a command, and the exit code each one maps to.
+//!
+//! Bad rows are not errors: they are data (`load::Reject`) and only become one with `--strict`.
+//! Every message says what was wrong, where, and what to do.
+
+use std::path::PathBuf;
+
+use crate::exit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or settings are wrong: exit 64.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config file {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error(
+        "{path}: missing required column {wanted}; the header has {found}. \
+         Rename the column in the export or map it in the config file ([{section}.columns] {key} = \"...\")"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        wanted: String,
+        found: String,
+        section: &'static str,
+        key: &'static str,
+    },
+
+    #[error("{path}: {message}")]
+    BadFile { path: PathBuf, message: String },
+
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: PathBuf, message: String },
+
+    #[error("{count} bad row(s) and --strict is set; nothing was done. Fix the rows listed above or drop --strict to leave them out")]
+    Strict { count: usize },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            _ => exit::ERROR,
+        }
+    }
+
+    pub(crate) fn snapshot(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+        Error::Snapshot { path: path.to_owned(), message: e.to_string() }
+    }
+}

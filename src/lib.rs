@@ -1,0 +1,24 @@
+//! telemetron-sync keeps Telemetron's device ownership (ext-v1) in step with a company's CSV
+//! exports of customers, devices and ownership.
+//!
+//! The stages, each in its own module: [`load`] reads and validates the exports, [`snapshot`]
+//! keeps what Telemetron has been told, [`diff`] compares the two, [`plan`] groups the difference
+//! into API calls, [`report`] renders it. [`cmd`] wires them to the command line in [`cli`].
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod diff;
+pub mod error;
+pub mod exit;
+pub mod load;
+pub mod logging;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod settings;
+pub mod snapshot;
+pub mod time;
+
+pub use error::Error;

@@ -1,0 +1,815 @@
+//! The loader: reads the three CSV exports, validates every row, and resolves ownership rows
+//! against the customers file and the snapshot.
+//!
+//! Owns everything about CSV (header remapping, delimiters, BOM, quoting, UTF-8). Rows are read
+//! one at a time into a reused buffer, so memory grows with the number of distinct entities, not
+//! with file size. A bad row is never an error here: it becomes a [`Reject`] and, where the row
+//! still names its entity, that entity is *held* — the differ leaves it and its assignments as
+//! they are. Fatal problems (unreadable file, missing required column) are [`Error`]s.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
+use crate::error::Error;
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, push_json_str};
+use crate::snapshot::SnapshotData;
+
+/// Where one export file is and how to read it.
+#[derive(Debug, Clone)]
+pub struct FileSpec<C> {
+    pub path: PathBuf,
+    pub delimiter: u8,
+    pub columns: C,
+}
+
+/// The devices file also names columns to read past.
+#[derive(Debug, Clone)]
+pub struct DeviceFileSpec {
+    pub file: FileSpec<DeviceColumns>,
+    pub ignore_columns: Vec<String>,
+}
+
+/// Which inputs to read; `None` means that entity class is not reconciled at all.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub customers: Option<FileSpec<CustomerColumns>>,
+    pub devices: Option<DeviceFileSpec>,
+    pub ownership: Option<FileSpec<OwnershipColumns>>,
+}
+
+/// A row left out of the plan, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reject {
+    pub file: Arc<str>,
+    pub line: u64,
+    /// The header of the offending column, where one column is at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub reason: String,
+    /// The row as read (fields re-joined with the file's delimiter; invalid UTF-8 replaced).
+    pub record: String,
+}
+
+/// Something worth saying about the input that changes nothing (an identical duplicate row).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Warning {
+    pub file: Arc<str>,
+    pub line: u64,
+    pub message: String,
+}
+
+/// One input file as read: for reports and for refusing a stale saved plan.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct InputInfo {
+    pub kind: String,
+    pub path: String,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+/// A customer row as kept: its record and the line it came from.
+#[derive(Debug, Clone)]
+pub struct CustomerEntry {
+    pub line: u64,
+    pub record: CustomerRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceEntry {
+    pub line: u64,
+    pub record: DeviceRecord,
+}
+
+/// The customers file, validated.
+#[derive(Debug, Default)]
+pub struct Customers {
+    pub entries: FxHashMap<Email, CustomerEntry>,
+    /// Customers with a rejected row: left unchanged, with their assignments.
+    pub held: FxHashSet<Email>,
+    by_source_id: FxHashMap<Box<str>, SourceId>,
+}
+
+#[derive(Debug)]
+enum SourceId {
+    One(Email),
+    Ambiguous(u64, u64),
+}
+
+/// The devices file, validated.
+#[derive(Debug, Default)]
+pub struct Devices {
+    pub entries: FxHashMap<DeviceIdent, DeviceEntry>,
+    /// Devices with a rejected row: left unchanged, with their assignments.
+    pub held: FxHashSet<DeviceIdent>,
+    /// Rows with an empty type, kept as read in case the device turns out to be new.
+    untyped_records: FxHashMap<DeviceIdent, String>,
+}
+
+/// How an ownership row names its customer.
+#[derive(Debug, Clone)]
+enum CustomerRef {
+    Email(Email),
+    SourceId(Box<str>),
+}
+
+#[derive(Debug)]
+struct OwnershipRow {
+    line: u64,
+    device: DeviceIdent,
+    customer: CustomerRef,
+}
+
+/// The ownership file: before resolution, its rows; after, the desired owners of each device.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    rows: Vec<OwnershipRow>,
+    /// Desired owners per device (sorted, unique), from rows that resolved.
+    pub owners: FxHashMap<DeviceIdent, Vec<Email>>,
+    /// Devices whose assignments stay as they are (an ownership row of theirs was rejected).
+    pub held_devices: FxHashSet<DeviceIdent>,
+    /// Customers whose assignments stay as they are.
+    pub held_customers: FxHashSet<Email>,
+    /// Lines of rejected rows that name no device or customer we could read. While there are
+    /// any, no assignment is removed: one of them may be the row that keeps it.
+    pub unattributed: Vec<u64>,
+    /// Rows not applied because their device or customer is held.
+    pub held_rows: u64,
+}
+
+/// The three exports, read and validated.
+#[derive(Debug, Default)]
+pub struct Export {
+    pub customers: Option<Customers>,
+    pub devices: Option<Devices>,
+    pub ownership: Option<Ownership>,
+    pub rejects: Vec<Reject>,
+    pub warnings: Vec<Warning>,
+    pub inputs: Vec<InputInfo>,
+}
+
+impl Export {
+    pub fn is_held_customer(&self, e: &Email) -> bool {
+        self.customers.as_ref().is_some_and(|c| c.held.contains(e))
+    }
+
+    pub fn is_held_device(&self, d: &DeviceIdent) -> bool {
+        self.devices.as_ref().is_some_and(|c| c.held.contains(d))
+    }
+}
+
+/// Reads every given file. Fatal problems are errors; bad rows are collected in the result.
+/// Call [`resolve`] with the snapshot before diffing.
+pub fn read(sources: &Sources) -> Result<Export, Error> {
+    let mut export = Export::default();
+    if let Some(spec) = &sources.customers {
+        export.customers = Some(read_customers(spec, &mut export)?);
+    }
+    if let Some(spec) = &sources.devices {
+        export.devices = Some(read_devices(spec, &mut export)?);
+    }
+    if let Some(spec) = &sources.ownership {
+        export.ownership = Some(read_ownership(spec, &mut export)?);
+    }
+    Ok(export)
+}
+
+/// Checks what can only be checked against the snapshot — a new device needs a type, an
+/// ownership row must name a known device and customer — and builds the desired owners.
+pub fn resolve(export: &mut Export, snap: &SnapshotData) {
+    let mut late: Vec<Reject> = Vec::new();
+    let devices_file = export.inputs.iter().find(|i| i.kind == "devices").map(|i| Arc::<str>::from(i.path.as_str()));
+    if let (Some(devices), Some(file)) = (export.devices.as_mut(), devices_file) {
+        let untyped = std::mem::take(&mut devices.untyped_records);
+        let mut untyped: Vec<_> = untyped.into_iter().collect();
+        untyped.sort_by(|a, b| a.0.cmp(&b.0));
+        for (ident, record) in untyped {
+            if snap.devices.contains_key(&ident) || devices.held.contains(&ident) {
+                continue;
+            }
+            let line = devices.entries.get(&ident).map_or(0, |e| e.line);
+            devices.entries.remove(&ident);
+            devices.held.insert(ident.clone());
+            late.push(Reject {
+                file: file.clone(),
+                line,
+                column: None,
+                reason: format!("device {ident} is new and its type is empty; a new device needs a type"),
+                record,
+            });
+        }
+    }
+
+    let ownership_file = export.inputs.iter().find(|i| i.kind == "ownership").map(|i| Arc::<str>::from(i.path.as_str()));
+    if let (Some(mut own), Some(file)) = (export.ownership.take(), ownership_file) {
+        let rows = std::mem::take(&mut own.rows);
+        let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
+        for row in rows {
+            let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
+                own.held_devices.insert(row.device.clone());
+                late.push(Reject {
+                    file: file.clone(),
+                    line: row.line,
+                    column: None,
+                    reason,
+                    record: format!("{},{}", row.device, customer),
+                });
+            };
+            let email = match &row.customer {
+                CustomerRef::Email(e) => e.clone(),
+                CustomerRef::SourceId(id) => {
+                    let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(id));
+                    match from_file {
+                        Some(SourceId::One(e)) => e.clone(),
+                        Some(SourceId::Ambiguous(a, b)) => {
+                            let reason = format!(
+                                "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
+                            );
+                            reject(&mut own, &mut late, reason, id);
+                            continue;
+                        }
+                        None => {
+                            let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
+                            match map.get(&**id) {
+                                Some(e) => (*e).clone(),
+                                None => {
+                                    let reason = format!(
+                                        "customer_id {id} is in neither the customers file nor the snapshot"
+                                    );
+                                    reject(&mut own, &mut late, reason, id);
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            if export.is_held_device(&row.device) || export.is_held_customer(&email) {
+                own.held_rows += 1;
+                continue;
+            }
+            let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&row.device))
+                || snap.devices.contains_key(&row.device);
+            if !device_known {
+                let reason = format!("device {} is in neither the devices file nor the snapshot", row.device);
+                reject(&mut own, &mut late, reason, email.as_str());
+                continue;
+            }
+            let customer_known = export.customers.as_ref().is_some_and(|c| c.entries.contains_key(&email))
+                || snap.customers.contains_key(&email);
+            if !customer_known {
+                let reason = format!("customer {email} is in neither the customers file nor the snapshot");
+                reject(&mut own, &mut late, reason, email.as_str());
+                continue;
+            }
+            let owners = own.owners.entry(row.device.clone()).or_default();
+            if owners.contains(&email) {
+                export.warnings.push(Warning {
+                    file: file.clone(),
+                    line: row.line,
+                    message: format!("device {} is assigned to {email} again; the rows were merged", row.device),
+                });
+            } else {
+                owners.push(email);
+            }
+        }
+        // A device held by a rejected row keeps its assignments: drop what other rows said.
+        for d in &own.held_devices {
+            own.owners.remove(d);
+        }
+        for owners in own.owners.values_mut() {
+            owners.retain(|e| !own.held_customers.contains(e));
+            owners.sort();
+        }
+        own.owners.retain(|_, o| !o.is_empty());
+        export.ownership = Some(own);
+    }
+    export.rejects.extend(late);
+    export.rejects.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one file
+
+/// A reader that hashes what passes through it, so a file is read once.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// An open export with its header read.
+struct CsvFile {
+    path: PathBuf,
+    name: Arc<str>,
+    delimiter: u8,
+    reader: csv::Reader<HashingReader<File>>,
+    headers: Vec<String>,
+    rows: u64,
+}
+
+/// One data row: its line, and its fields as UTF-8.
+struct Row<'a> {
+    line: u64,
+    fields: Vec<&'a str>,
+}
+
+/// What `for_each_row` hands the per-file code.
+enum RowEvent<'a> {
+    Row(Row<'a>),
+    /// A row already rejected for its shape (width, UTF-8); `key` is its key cell if readable.
+    Malformed { line: u64, key: Option<&'a str>, spans_lines: bool },
+}
+
+impl CsvFile {
+    fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
+        let file = File::open(path).map_err(|source| Error::Io { what: "open", path: path.to_owned(), source })?;
+        let hashing = HashingReader { inner: file, hasher: Sha256::new() };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(false)
+            .buffer_capacity(1 << 16)
+            .from_reader(hashing);
+        let mut header = csv::ByteRecord::new();
+        let got = reader.read_byte_record(&mut header).map_err(|e| csv_fatal(path, e))?;
+        if !got {
+            return Err(Error::BadFile {
+                path: path.to_owned(),
+                message: "the file is empty; expected a header row".into(),
+            });
+        }
+        let mut headers = Vec::with_capacity(header.len());
+        for (i, h) in header.iter().enumerate() {
+            let h = std::str::from_utf8(h).map_err(|_| Error::BadFile {
+                path: path.to_owned(),
+                message: format!("line 1, column {}: the header is not valid UTF-8; save the export as UTF-8", i + 1),
+            })?;
+            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
+            headers.push(h.trim().to_string());
+        }
+        Ok(CsvFile {
+            path: path.to_owned(),
+            name: path.display().to_string().into(),
+            delimiter,
+            reader,
+            headers,
+            rows: 0,
+        })
+    }
+
+    /// The index of the column named `name` (case-insensitive), if the header has it once.
+    fn column(&self, name: &str) -> Result<Option<usize>, Error> {
+        let mut found = self.headers.iter().enumerate().filter(|(_, h)| h.eq_ignore_ascii_case(name.trim()));
+        let first = found.next().map(|(i, _)| i);
+        if let Some((j, _)) = found.next() {
+            return Err(Error::BadFile {
+                path: self.path.clone(),
+                message: format!(
+                    "the header names column {name:?} twice (columns {} and {}); rename one of them",
+                    first.unwrap_or(0) + 1,
+                    j + 1
+                ),
+            });
+        }
+        Ok(first)
+    }
+
+    fn required(&self, name: &str, section: &'static str, key: &'static str) -> Result<usize, Error> {
+        self.column(name)?.ok_or_else(|| Error::MissingColumn {
+            path: self.path.clone(),
+            wanted: format!("{name:?}"),
+            found: self.found_headers(),
+            section,
+            key,
+        })
+    }
+
+    fn found_headers(&self) -> String {
+        if self.headers.is_empty() {
+            "no columns".into()
+        } else {
+            self.headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// Calls `f` for every well-formed row; collects the malformed ones as rejects.
+    /// `key_col` is the column that names the entity, used to hold it when its row is bad.
+    fn for_each_row(
+        &mut self,
+        key_col: usize,
+        rejects: &mut Vec<Reject>,
+        mut f: impl FnMut(RowEvent<'_>, &dyn Fn(Option<usize>, String) -> Reject) -> Option<Reject>,
+    ) -> Result<(), Error> {
+        let mut rec = csv::ByteRecord::new();
+        let width = self.headers.len();
+        loop {
+            match self.reader.read_byte_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_fatal(&self.path, e)),
+            }
+            self.rows += 1;
+            let line = rec.position().map_or(0, |p| p.line());
+            let end_line = self.reader.position().line();
+            let make = |column: Option<usize>, reason: String| Reject {
+                file: self.name.clone(),
+                line,
+                column: column.map(|c| self.headers.get(c).cloned().unwrap_or_else(|| format!("#{}", c + 1))),
+                reason,
+                record: raw_text(&rec, self.delimiter),
+            };
+            // A record whose quoted field swallowed line breaks and has the wrong width is almost
+            // always an unterminated quote: the rows it swallowed are lost to us, so it can not
+            // be attributed to one entity.
+            let spans_lines = rec.iter().any(|f| f.contains(&b'\n'));
+            if rec.len() != width {
+                let reason = if spans_lines {
+                    let to = if self.reader.is_done() {
+                        "the end of the file".to_string()
+                    } else {
+                        format!("line {}", end_line.saturating_sub(1).max(line + 1))
+                    };
+                    format!(
+                        "unterminated quote: a quoted field opened on this line runs on to {to} ({} fields, the header has {width}); close the quote, or write a quote inside a field as \"\"",
+                        rec.len()
+                    )
+                } else {
+                    format!("wrong number of fields: {} (the header has {width})", rec.len())
+                };
+                rejects.push(make(None, reason));
+                let key = rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok());
+                f(RowEvent::Malformed { line, key, spans_lines }, &make);
+                continue;
+            }
+            let mut fields = Vec::with_capacity(width);
+            let mut bad_utf8 = None;
+            for (i, f) in rec.iter().enumerate() {
+                match std::str::from_utf8(f) {
+                    Ok(s) => fields.push(s),
+                    Err(_) => {
+                        bad_utf8 = Some(i);
+                        fields.push("");
+                    }
+                }
+            }
+            if let Some(i) = bad_utf8 {
+                rejects.push(make(Some(i), "the field is not valid UTF-8; save the export as UTF-8".into()));
+                let key = if i == key_col { None } else { Some(fields[key_col]) };
+                f(RowEvent::Malformed { line, key, spans_lines: false }, &make);
+                continue;
+            }
+            if let Some(r) = f(RowEvent::Row(Row { line, fields }), &make) {
+                rejects.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, kind: &str, export: &mut Export) {
+        let digest = self.reader.into_inner().hasher.finalize();
+        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        export.inputs.push(InputInfo { kind: kind.into(), path: self.name.to_string(), sha256, rows: self.rows });
+    }
+}
+
+fn csv_fatal(path: &Path, e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => Error::Io { what: "read", path: path.to_owned(), source },
+        other => Error::BadFile { path: path.to_owned(), message: format!("{other:?}") },
+    }
+}
+
+fn raw_text(rec: &csv::ByteRecord, delimiter: u8) -> String {
+    let mut out = String::new();
+    for (i, f) in rec.iter().enumerate() {
+        if i > 0 {
+            out.push(delimiter as char);
+        }
+        out.push_str(&String::from_utf8_lossy(f));
+    }
+    out
+}
+
+fn cell(fields: &[&str], col: Option<usize>) -> Option<Box<str>> {
+    let v = fields.get(col?)?.trim();
+    (!v.is_empty()).then(|| v.into())
+}
+
+fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
+    let mut fields = Vec::new();
+    for ((name, x), (_, y)) in a.api_fields().into_iter().zip(b.api_fields()) {
+        if x != y {
+            fields.push(name);
+        }
+    }
+    if a.source_id != b.source_id {
+        fields.push("customer_id");
+    }
+    fields.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three files
+
+fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Result<Customers, Error> {
+    let cols = &spec.columns;
+    let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+    let email_col = file.required(&cols.email, "customers", "email")?;
+    let name_col = file.column(&cols.name)?;
+    let phone_col = file.column(&cols.phone)?;
+    let address_col = file.column(&cols.address)?;
+    let id_col = file.column(&cols.customer_id)?;
+
+    let mut out = Customers::default();
+    let mut held = FxHashSet::default();
+    let mut warnings = Vec::new();
+    let mut rejects = Vec::new();
+    let name = file.name.clone();
+    file.for_each_row(
+        email_col,
+        &mut rejects,
+        |event, reject| {
+            let row = match event {
+                RowEvent::Row(row) => row,
+                RowEvent::Malformed { key, .. } => {
+                    if let Some(e) = key.and_then(|k| Email::parse(k).ok()) {
+                        held.insert(e);
+                    }
+                    return None;
+                }
+            };
+            let email = match Email::parse(row.fields[email_col]) {
+                Ok(e) => e,
+                Err(why) => {
+                    return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.fields[email_col].trim())));
+                }
+            };
+            let record = CustomerRecord {
+                name: cell(&row.fields, name_col),
+                phone: cell(&row.fields, phone_col),
+                address: cell(&row.fields, address_col),
+                source_id: cell(&row.fields, id_col),
+            };
+            if let Some(prev) = out.entries.get(&email) {
+                if prev.record == record {
+                    warnings.push(Warning {
+                        file: name.clone(),
+                        line: row.line,
+                        message: format!("customer {email} repeats line {} exactly; the rows were merged", prev.line),
+                    });
+                    return None;
+                }
+                let what = describe_difference(&prev.record, &record);
+                let r = reject(
+                    None,
+                    format!(
+                        "customer {email} is already on line {} with a different {what}; the customer is left unchanged until the export agrees with itself",
+                        prev.line
+                    ),
+                );
+                held.insert(email);
+                return Some(r);
+            }
+            if let Some(id) = &record.source_id {
+                match out.by_source_id.get_mut(id) {
+                    None => {
+                        out.by_source_id.insert(id.clone(), SourceId::One(email.clone()));
+                    }
+                    Some(slot) => {
+                        if let SourceId::One(other) = slot {
+                            let first = out.entries.get(other).map_or(0, |e| e.line);
+                            *slot = SourceId::Ambiguous(first, row.line);
+                        }
+                    }
+                }
+            }
+            out.entries.insert(email, CustomerEntry { line: row.line, record });
+            None
+        },
+    )?;
+    out.held = held;
+    for e in &out.held {
+        out.entries.remove(e);
+    }
+    export.warnings.extend(warnings);
+    export.rejects.extend(rejects);
+    file.finish("customers", export);
+    Ok(out)
+}
+
+fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, Error> {
+    let cols = &spec.file.columns;
+    let mut file = CsvFile::open(&spec.file.path, spec.file.delimiter)?;
+    let ident_col = file.required(&cols.identifier, "devices", "identifier")?;
+    let type_col = file.column(&cols.device_type)?;
+    for ignored in &spec.ignore_columns {
+        if file.column(ignored)?.is_none() {
+            tracing::warn!(file = %file.name, column = %ignored, "ignore_columns names a column the header does not have");
+        }
+    }
+    // Property columns, sorted by key as the canonical encoding wants, with each key already
+    // written as JSON.
+    let mut props: Vec<(String, usize)> = Vec::new();
+    let mut seen = FxHashSet::default();
+    for (i, h) in file.headers.iter().enumerate() {
+        if i == ident_col || Some(i) == type_col || spec.ignore_columns.iter().any(|c| c.trim().eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        if h.is_empty() {
+            return Err(Error::BadFile {
+                path: file.path.clone(),
+                message: format!("column {} has an empty header; name it or list it in ignore_columns", i + 1),
+            });
+        }
+        if !seen.insert(h.clone()) {
+            return Err(Error::BadFile {
+                path: file.path.clone(),
+                message: format!("the header names property column {h:?} twice; rename one of them"),
+            });
+        }
+        props.push((h.clone(), i));
+    }
+    props.sort();
+    let props: Vec<(String, usize)> = props
+        .into_iter()
+        .map(|(k, i)| {
+            let mut key = String::new();
+            push_json_str(&mut key, &k);
+            key.push(':');
+            (key, i)
+        })
+        .collect();
+
+    let mut types: FxHashMap<Box<str>, Arc<str>> = FxHashMap::default();
+    let mut out = Devices::default();
+    let mut held = FxHashSet::default();
+    let mut warnings = Vec::new();
+    let mut rejects = Vec::new();
+    let name = file.name.clone();
+    let delimiter = file.delimiter;
+    let mut buf = String::new();
+    file.for_each_row(
+        ident_col,
+        &mut rejects,
+        |event, reject| {
+            let row = match event {
+                RowEvent::Row(row) => row,
+                RowEvent::Malformed { key, .. } => {
+                    if let Some(d) = key.and_then(|k| DeviceIdent::parse(k).ok()) {
+                        held.insert(d);
+                    }
+                    return None;
+                }
+            };
+            let ident = match DeviceIdent::parse(row.fields[ident_col]) {
+                Ok(d) => d,
+                Err(why) => return Some(reject(Some(ident_col), why)),
+            };
+            let device_type = type_col.and_then(|c| {
+                let t = row.fields[c].trim();
+                if t.is_empty() {
+                    return None;
+                }
+                Some(types.entry(t.into()).or_insert_with(|| t.into()).clone())
+            });
+            buf.clear();
+            buf.push('{');
+            for (key, i) in &props {
+                let v = row.fields[*i].trim();
+                if v.is_empty() {
+                    continue;
+                }
+                if buf.len() > 1 {
+                    buf.push(',');
+                }
+                buf.push_str(key);
+                push_json_str(&mut buf, v);
+            }
+            buf.push('}');
+            let record = DeviceRecord { device_type, properties: Properties::from_canonical(&buf) };
+            if let Some(prev) = out.entries.get(&ident) {
+                if prev.record == record {
+                    warnings.push(Warning {
+                        file: name.clone(),
+                        line: row.line,
+                        message: format!("device {ident} repeats line {} exactly; the rows were merged", prev.line),
+                    });
+                    return None;
+                }
+                let r = reject(
+                    None,
+                    format!(
+                        "device {ident} is already on line {} with different values; the device is left unchanged until the export agrees with itself",
+                        prev.line
+                    ),
+                );
+                held.insert(ident);
+                return Some(r);
+            }
+            if record.device_type.is_none() {
+                out.untyped_records.insert(ident.clone(), row.fields.join(&(delimiter as char).to_string()));
+            }
+            out.entries.insert(ident, DeviceEntry { line: row.line, record });
+            None
+        },
+    )?;
+    out.held = held;
+    for d in &out.held {
+        out.entries.remove(d);
+        out.untyped_records.remove(d);
+    }
+    export.warnings.extend(warnings);
+    export.rejects.extend(rejects);
+    file.finish("devices", export);
+    Ok(out)
+}
+
+fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Result<Ownership, Error> {
+    let cols = &spec.columns;
+    let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+    let device_col = file.required(&cols.device_identifier, "ownership", "device_identifier")?;
+    let email_col = file.column(&cols.customer_email)?;
+    let id_col = file.column(&cols.customer_id)?;
+    if email_col.is_none() && id_col.is_none() {
+        return Err(Error::MissingColumn {
+            path: file.path.clone(),
+            wanted: format!("{:?} or {:?}", cols.customer_email, cols.customer_id),
+            found: file.found_headers(),
+            section: "ownership",
+            key: "customer_email",
+        });
+    }
+    let mut out = Ownership::default();
+    let mut rejects = Vec::new();
+    let mut held_devices = FxHashSet::default();
+    let mut held_customers = FxHashSet::default();
+    let mut unattributed = Vec::new();
+    let mut rows = Vec::new();
+    file.for_each_row(
+        device_col,
+        &mut rejects,
+        |event, reject| {
+            let row = match event {
+                RowEvent::Row(row) => row,
+                RowEvent::Malformed { line, key, spans_lines } => {
+                    // A row that swallowed the rows after it may hide any assignment, whatever its key.
+                    match key.and_then(|k| DeviceIdent::parse(k).ok()) {
+                        Some(d) if !spans_lines => {
+                            held_devices.insert(d);
+                        }
+                        _ => unattributed.push(line),
+                    }
+                    return None;
+                }
+            };
+            let device = DeviceIdent::parse(row.fields[device_col]);
+            let email_cell = email_col.map(|c| row.fields[c].trim()).filter(|s| !s.is_empty());
+            let id_cell = id_col.map(|c| row.fields[c].trim()).filter(|s| !s.is_empty());
+            let customer = match (email_cell, id_cell) {
+                (Some(e), _) => Email::parse(e).map(CustomerRef::Email).map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
+                (None, Some(id)) => Ok(CustomerRef::SourceId(id.into())),
+                (None, None) => Err((None, "the row names no customer: both customer_email and customer_id are empty".to_string())),
+            };
+            match (device, customer) {
+                (Ok(device), Ok(customer)) => {
+                    rows.push(OwnershipRow { line: row.line, device, customer });
+                    None
+                }
+                (Ok(device), Err((col, why))) => {
+                    held_devices.insert(device);
+                    Some(reject(col, why))
+                }
+                (Err(why), customer) => {
+                    match customer {
+                        Ok(CustomerRef::Email(e)) => {
+                            held_customers.insert(e);
+                        }
+                        _ => unattributed.push(row.line),
+                    }
+                    Some(reject(Some(device_col), why))
+                }
+            }
+        },
+    )?;
+    out.rows = rows;
+    out.held_devices = held_devices;
+    out.held_customers = held_customers;
+    out.unattributed = unattributed;
+    export.rejects.extend(rejects);
+    file.finish("ownership", export);
+    Ok(out)
+}

@@ -1,0 +1,347 @@
+//! The domain values every stage shares: validated keys (emails, device identifiers, Telemetron
+//! ids) and the records we keep for customers and devices.
+//!
+//! Validation lives in the constructors, so a value of these types is always well-formed. Nothing
+//! here does IO or knows where a value came from (CSV, SQLite or JSON).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A customer's email, trimmed and lower-cased: the customer's key in Telemetron.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(Box<str>);
+
+impl Email {
+    /// Trims, lower-cases and checks the shape `local@domain.tld`.
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err("email is empty".into());
+        }
+        let lower = s.to_lowercase();
+        check_email(&lower)?;
+        Ok(Email(lower.into_boxed_str()))
+    }
+
+    /// For values this program wrote itself (the snapshot), already normalised and checked.
+    pub(crate) fn from_trusted(s: &str) -> Email {
+        Email(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The local part, which Telemetron uses as the name of a customer created without one.
+    pub fn local_part(&self) -> &str {
+        self.0.split('@').next().unwrap_or("")
+    }
+}
+
+fn check_email(s: &str) -> Result<(), String> {
+    if s.len() > 254 {
+        return Err("email is longer than 254 characters".into());
+    }
+    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("email contains {c:?}"));
+    }
+    let Some((local, domain)) = s.split_once('@') else {
+        return Err("email has no '@'".into());
+    };
+    if local.is_empty() {
+        return Err("email has nothing before the '@'".into());
+    }
+    if domain.contains('@') {
+        return Err("email has more than one '@'".into());
+    }
+    if local.len() > 64 {
+        return Err("email's local part is longer than 64 characters".into());
+    }
+    if !domain.contains('.') || domain.split('.').any(str::is_empty) {
+        return Err("email's domain is not of the form name.tld".into());
+    }
+    if s.contains(['"', ',', '<', '>', '(', ')', '[', ']', ';', ':', '\\']) {
+        return Err("email contains a character that is not allowed in an address".into());
+    }
+    Ok(())
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Email::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0.into()
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// A device identifier (serial number, MAC, ...): trimmed, case kept, never empty.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceIdent(Box<str>);
+
+impl DeviceIdent {
+    pub fn parse(raw: &str) -> Result<DeviceIdent, String> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err("device identifier is empty".into());
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(format!("device identifier contains the control character {c:?}"));
+        }
+        Ok(DeviceIdent(s.into()))
+    }
+
+    pub(crate) fn from_trusted(s: &str) -> DeviceIdent {
+        DeviceIdent(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DeviceIdent {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DeviceIdent::parse(&s)
+    }
+}
+
+impl From<DeviceIdent> for String {
+    fn from(d: DeviceIdent) -> String {
+        d.0.into()
+    }
+}
+
+impl fmt::Display for DeviceIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for DeviceIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// An id Telemetron gave a record (`telemetronCustomerId`, `deviceId`). Opaque: the reference's
+/// examples and notes disagree on its format.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TelemetronId(Box<str>);
+
+impl TelemetronId {
+    pub fn new(s: &str) -> TelemetronId {
+        TelemetronId(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TelemetronId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the export says of a customer, apart from its email. `None` is an empty cell.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub name: Option<Box<str>>,
+    pub phone: Option<Box<str>>,
+    pub address: Option<Box<str>>,
+    /// The source system's own customer key (`customer_id`); never sent to Telemetron.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_id: Option<Box<str>>,
+}
+
+impl CustomerRecord {
+    /// The fields Telemetron holds, by name, for diffing and reports.
+    pub fn api_fields(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("name", self.name.as_deref()),
+            ("phone", self.phone.as_deref()),
+            ("address", self.address.as_deref()),
+        ]
+    }
+}
+
+/// What the export says of a device, apart from its identifier.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DeviceRecord {
+    /// `None` only for a device whose type the export leaves empty; a new device needs one.
+    pub device_type: Option<Arc<str>>,
+    pub properties: Properties,
+}
+
+/// A device's properties (Telemetron's `deviceMetadata`): string values by key.
+///
+/// Held in one canonical encoding — a JSON object with keys sorted, no whitespace — so that two
+/// property sets are equal exactly when their encodings are, and a device costs one allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Properties(Box<str>);
+
+impl Properties {
+    pub fn empty() -> Properties {
+        Properties("{}".into())
+    }
+
+    pub fn from_map(map: &BTreeMap<String, String>) -> Properties {
+        let mut out = String::with_capacity(2 + map.len() * 16);
+        out.push('{');
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, k);
+            out.push(':');
+            push_json_str(&mut out, v);
+        }
+        out.push('}');
+        Properties(out.into())
+    }
+
+    /// Reads an encoding this program wrote (the snapshot) or any JSON object of strings; the
+    /// result is canonical either way.
+    pub fn from_json(s: &str) -> Result<Properties, String> {
+        if is_canonical_hint(s) {
+            return Ok(Properties(s.into()));
+        }
+        let map: BTreeMap<String, String> = serde_json::from_str(s)
+            .map_err(|e| format!("properties are not a JSON object of strings: {e}"))?;
+        Ok(Properties::from_map(&map))
+    }
+
+    /// For an encoding the caller built canonically (the loader writes keys in sorted order).
+    pub(crate) fn from_canonical(s: &str) -> Properties {
+        Properties(s.into())
+    }
+
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        &*self.0 == "{}"
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        // The encoding is always a valid JSON object of strings: it is only built by `from_map`
+        // and the canonical writer in the loader.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+/// `from_json` trusts only the empty object without parsing; everything else is re-encoded.
+fn is_canonical_hint(s: &str) -> bool {
+    s == "{}"
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Properties::from_map(&map))
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(Email::parse("  Bob@Example.COM ").unwrap().as_str(), "bob@example.com");
+    }
+
+    #[test]
+    fn bad_emails_are_refused_with_a_reason() {
+        for bad in ["", "bob", "bob@", "@x.com", "bob@x", "a@b@c.com", "bo b@x.com", "bob@x..com", "b,ob@x.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(Email::parse("bob").unwrap_err(), "email has no '@'");
+    }
+
+    #[test]
+    fn local_part() {
+        assert_eq!(Email::parse("jane.doe@x.io").unwrap().local_part(), "jane.doe");
+    }
+
+    #[test]
+    fn identifiers_keep_case_and_refuse_empty() {
+        assert_eq!(DeviceIdent::parse(" SN-aB1 ").unwrap().as_str(), "SN-aB1");
+        assert!(DeviceIdent::parse("   ").is_err());
+    }
+
+    #[test]
+    fn properties_are_canonical() {
+        let a = Properties::from_json(r#"{"b":"2", "a":"1"}"#).unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), "1".to_string());
+        m.insert("b".to_string(), "2".to_string());
+        assert_eq!(a, Properties::from_map(&m));
+        assert_eq!(a.as_json(), r#"{"a":"1","b":"2"}"#);
+        assert_eq!(a.to_map(), m);
+    }
+
+    #[test]
+    fn properties_escape_like_serde_json() {
+        let mut m = BTreeMap::new();
+        m.insert("k\"ey".to_string(), "line\nbreak\u{1}é".to_string());
+        let p = Properties::from_map(&m);
+        assert_eq!(p.as_json(), serde_json::to_string(&m).unwrap());
+    }
+}

@@ -1,0 +1,214 @@
+//! Rendering for people and machines: the text plan report, the rejects CSV, and the one-line
+//! form of a bad row used on stderr.
+//!
+//! Takes finished values (a [`Plan`]) and writes them; decides nothing about what changes.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::diff::Change;
+use crate::error::Error;
+use crate::load::{InputInfo, Reject, Warning};
+use crate::model::Properties;
+use crate::plan::{Operation, Plan};
+use crate::snapshot::SnapshotVersion;
+
+/// How many entries of each kind the text report shows without `--full`.
+pub const EXAMPLES: usize = 10;
+
+/// `file:line: column "c": reason`: one bad row on one line.
+pub fn reject_line(r: &Reject) -> String {
+    match &r.column {
+        Some(c) => format!("{}:{}: column {c:?}: {}", r.file, r.line, r.reason),
+        None => format!("{}:{}: {}", r.file, r.line, r.reason),
+    }
+}
+
+pub fn warning_line(w: &Warning) -> String {
+    format!("{}:{}: {}", w.file, w.line, w.message)
+}
+
+/// Writes the rejected rows as CSV: file, line, column, reason, record.
+pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {
+    let io_err = |e: io::Error| Error::Io { what: "write the rejects file", path: path.to_owned(), source: e };
+    let mut w = csv::Writer::from_path(path).map_err(|e| io_err(e.into()))?;
+    let write = |w: &mut csv::Writer<std::fs::File>| -> csv::Result<()> {
+        w.write_record(["file", "line", "column", "reason", "record"])?;
+        for r in rejects {
+            w.write_record([
+                &*r.file,
+                &r.line.to_string(),
+                r.column.as_deref().unwrap_or(""),
+                &r.reason,
+                &r.record,
+            ])?;
+        }
+        w.flush()?;
+        Ok(())
+    };
+    write(&mut w).map_err(|e| io_err(e.into()))
+}
+
+/// The human-readable plan.
+pub fn write_plan_text(
+    out: &mut dyn Write,
+    plan: &Plan,
+    inputs: &[InputInfo],
+    state: &Path,
+    snapshot: &SnapshotVersion,
+    full: bool,
+) -> io::Result<()> {
+    let mut s = String::new();
+    let _ = writeln!(s, "Plan (dry run: nothing was sent to Telemetron)");
+    let snap_desc = match &snapshot.id {
+        None => "no snapshot yet: everything is new".to_string(),
+        Some(_) => format!("generation {}", snapshot.generation),
+    };
+    let _ = writeln!(s, "  snapshot   {} ({snap_desc})", state.display());
+    for i in inputs {
+        let _ = writeln!(s, "  {:<10} {} ({} rows)", i.kind, i.path, i.rows);
+    }
+    let sum = &plan.summary;
+    let _ = writeln!(s, "\nSummary");
+    let rows: [(&str, usize); 12] = [
+        ("customers to create", sum.customers_to_create),
+        ("customers to update", sum.customers_to_update),
+        ("devices to create", sum.devices_to_create),
+        ("devices to update", sum.devices_to_update),
+        ("assignments to add", sum.assignments_to_add),
+        ("assignments to remove", sum.assignments_to_remove),
+        ("devices moved", sum.devices_moved),
+        ("customers not in the export", sum.customers_not_in_export),
+        ("devices not in the export", sum.devices_not_in_export),
+        ("rejected rows", sum.rejected_rows),
+        ("warnings", sum.warnings),
+        ("API calls", sum.api_calls),
+    ];
+    for (label, n) in rows {
+        let _ = writeln!(s, "  {label:<30} {n:>9}");
+    }
+
+    let limit = if full { usize::MAX } else { EXAMPLES };
+    let section = |s: &mut String, title: &str, lines: Vec<String>| {
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\n{title} ({})", lines.len());
+        for l in lines.iter().take(limit) {
+            let _ = writeln!(s, "  {l}");
+        }
+        if lines.len() > limit {
+            let _ = writeln!(s, "  ... and {} more (--full lists them all)", lines.len() - limit);
+        }
+    };
+
+    let mut creates_c = Vec::new();
+    let mut updates_c = Vec::new();
+    let mut creates_d = Vec::new();
+    let mut updates_d = Vec::new();
+    let mut removes = Vec::new();
+    let mut adds = Vec::new();
+    for op in &plan.operations {
+        match op {
+            Operation::CreateCustomer(c) => {
+                let mut l = format!("+ {}", c.email);
+                for (k, v) in c.record.api_fields() {
+                    if let Some(v) = v {
+                        let _ = write!(l, "  {k}={v:?}");
+                    }
+                }
+                creates_c.push(l);
+            }
+            Operation::UpdateCustomer(u) => {
+                let parts: Vec<String> =
+                    u.changes.iter().map(|(k, c)| format!("{k}: {} -> {}", opt(&c.before), opt(&c.after))).collect();
+                updates_c.push(format!("~ {}  {}", u.email, parts.join("; ")));
+            }
+            Operation::CreateDevice(c) => {
+                creates_d.push(format!("+ {} ({}){}", c.identifier, c.device_type, props_inline(&c.properties)));
+            }
+            Operation::UpdateDevice(u) => {
+                let mut parts = Vec::new();
+                if let Some(Change { before, after }) = &u.device_type {
+                    parts.push(format!("type: {} -> {}", opt(before), opt(after)));
+                }
+                if let Some(p) = &u.properties {
+                    for (k, c) in &p.changed {
+                        parts.push(format!("{k}: {:?} -> {:?}", c.before, c.after));
+                    }
+                    for (k, v) in &p.added {
+                        parts.push(format!("+{k}={v:?}"));
+                    }
+                    for (k, v) in &p.removed {
+                        parts.push(format!("-{k} (was {v:?})"));
+                    }
+                }
+                updates_d.push(format!("~ {}  {}", u.identifier, parts.join("; ")));
+            }
+            Operation::Unassign(a) => removes.push(format!("- {} from {}", a.device, a.customer)),
+            Operation::Assign(a) => adds.push(format!("+ {} to {}", a.device, a.customer)),
+        }
+    }
+    section(&mut s, "Customers to create", creates_c);
+    section(&mut s, "Customers to update", updates_c);
+    section(&mut s, "Devices to create", creates_d);
+    section(&mut s, "Devices to update", updates_d);
+    let moves = plan
+        .moves
+        .iter()
+        .map(|m| format!("{}: {} -> {}", m.device, join(&m.from), join(&m.to)))
+        .collect();
+    section(&mut s, "Devices moved (unassign the old owner, then assign the new)", moves);
+    section(&mut s, "Assignments to remove", removes);
+    section(&mut s, "Assignments to add", adds);
+    let nie = &plan.not_in_export;
+    section(
+        &mut s,
+        "Customers no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
+        nie.customers.iter().map(|e| e.to_string()).collect(),
+    );
+    section(
+        &mut s,
+        "Devices no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
+        nie.devices.iter().map(|d| d.to_string()).collect(),
+    );
+    if let Some(w) = &plan.removals_withheld {
+        let lines: Vec<String> = w.lines.iter().map(|l| l.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "\nAssignment removals withheld: {} removal(s) not planned, because ownership row(s) on line(s) {} were rejected without naming a device or customer. Fix those rows and plan again",
+            w.count,
+            lines.join(", ")
+        );
+    }
+    section(
+        &mut s,
+        "Rejected rows (left out of this plan; their entities are left unchanged)",
+        plan.rejected.iter().map(reject_line).collect(),
+    );
+    section(&mut s, "Warnings", plan.warnings.iter().map(warning_line).collect());
+    if plan.operations.is_empty() {
+        let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
+    }
+    out.write_all(s.as_bytes())
+}
+
+fn opt<T: AsRef<str>>(v: &Option<T>) -> String {
+    match v {
+        Some(v) => format!("{:?}", v.as_ref()),
+        None => "(empty)".into(),
+    }
+}
+
+fn join<T: std::fmt::Display>(list: &[T]) -> String {
+    list.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn props_inline(p: &Properties) -> String {
+    let mut s = String::new();
+    for (k, v) in p.to_map() {
+        let _ = write!(s, "  {k}={v:?}");
+    }
+    s
+}

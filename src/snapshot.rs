@@ -1,0 +1,469 @@
+//! The snapshot: a SQLite file holding what Telemetron has been told — customers (with their
+//! Telemetron ids when known), devices, assignments — and a table of runs.
+//!
+//! The only module that knows SQL. Reading gives a plain [`SnapshotData`] value that the loader
+//! and the differ use without touching the database. `plan` reads through [`read`], which opens the
+//! file read-only and treats a missing file as an empty snapshot; commands that write open a
+//! [`Store`], which creates the file and runs the migrations. Every write transaction bumps a
+//! generation counter, so a saved plan can tell whether the snapshot moved under it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+
+/// Schema migrations, in order; `PRAGMA user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE customers (
+         email TEXT PRIMARY KEY,
+         telemetron_id TEXT,
+         name TEXT,
+         phone TEXT,
+         address TEXT,
+         source_id TEXT
+     ) WITHOUT ROWID;
+     CREATE TABLE devices (
+         identifier TEXT PRIMARY KEY,
+         telemetron_id TEXT,
+         type TEXT,
+         properties TEXT NOT NULL DEFAULT '{}'
+     ) WITHOUT ROWID;
+     CREATE TABLE assignments (
+         device TEXT NOT NULL,
+         customer TEXT NOT NULL,
+         PRIMARY KEY (device, customer)
+     ) WITHOUT ROWID;
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         kind TEXT NOT NULL,
+         started_at TEXT NOT NULL,
+         finished_at TEXT,
+         outcome TEXT,
+         summary TEXT
+     );",
+];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, Clone)]
+pub struct StoredCustomer {
+    pub telemetron_id: Option<TelemetronId>,
+    pub record: CustomerRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredDevice {
+    pub telemetron_id: Option<TelemetronId>,
+    pub record: DeviceRecord,
+}
+
+/// Which snapshot, and which state of it, a value was read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SnapshotVersion {
+    /// Random id given to the file when it was created; `None` when there is no file yet.
+    pub id: Option<String>,
+    /// Bumped by every write.
+    pub generation: u64,
+    pub schema: i64,
+}
+
+/// Everything in the snapshot, in memory.
+#[derive(Debug, Default)]
+pub struct SnapshotData {
+    pub customers: FxHashMap<Email, StoredCustomer>,
+    pub devices: FxHashMap<DeviceIdent, StoredDevice>,
+    /// Owners of each device, sorted.
+    pub owners: FxHashMap<DeviceIdent, Vec<Email>>,
+    pub version: SnapshotVersion,
+}
+
+impl SnapshotData {
+    pub fn customers_by_source_id(&self) -> FxHashMap<&str, &Email> {
+        self.customers.iter().filter_map(|(e, c)| Some((c.record.source_id.as_deref()?, e))).collect()
+    }
+
+    pub fn assignment_count(&self) -> usize {
+        self.owners.values().map(Vec::len).sum()
+    }
+}
+
+/// One past run, as `history` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// Reads the snapshot without writing anything. A missing file is an empty snapshot.
+pub fn read(path: &Path) -> Result<SnapshotData, Error> {
+    if !path.exists() {
+        return Ok(SnapshotData::default());
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    let version = schema_version(&conn, path)?;
+    if version < SCHEMA_VERSION {
+        return Err(Error::snapshot(
+            path,
+            format!(
+                "schema version {version} is older than this build's {SCHEMA_VERSION}; run `telemetron-sync snapshot migrate --state {}` first",
+                path.display()
+            ),
+        ));
+    }
+    load(&conn, path)
+}
+
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| Error::snapshot(path, format!("not a readable SQLite file ({e}); point --state at a snapshot")))?;
+    if v > SCHEMA_VERSION {
+        return Err(Error::snapshot(
+            path,
+            format!("schema version {v} was written by a newer telemetron-sync (this one reads {SCHEMA_VERSION}); upgrade"),
+        ));
+    }
+    Ok(v)
+}
+
+fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let mut data = SnapshotData::default();
+    data.version = read_version(conn).map_err(err)?;
+
+    let count = |table: &str| -> Result<usize, rusqlite::Error> {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).map(|n| n as usize)
+    };
+    data.customers.reserve(count("customers").map_err(err)?);
+    data.devices.reserve(count("devices").map_err(err)?);
+
+    let mut stmt = conn
+        .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers")
+        .map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        let text = |i: usize| -> Result<Option<Box<str>>, rusqlite::Error> {
+            Ok(row.get_ref(i)?.as_str_or_null()?.map(Into::into))
+        };
+        let email = Email::from_trusted(row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
+        let customer = StoredCustomer {
+            telemetron_id: row.get_ref(1).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))?.map(TelemetronId::new),
+            record: CustomerRecord {
+                name: text(2).map_err(err)?,
+                phone: text(3).map_err(err)?,
+                address: text(4).map_err(err)?,
+                source_id: text(5).map_err(err)?,
+            },
+        };
+        data.customers.insert(email, customer);
+    }
+
+    let mut types: FxHashMap<String, Arc<str>> = FxHashMap::default();
+    let mut stmt = conn.prepare("SELECT identifier, telemetron_id, type, properties FROM devices").map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        let s = |i: usize| -> Result<Option<&str>, rusqlite::Error> { Ok(row.get_ref(i)?.as_str_or_null()?) };
+        let ident = DeviceIdent::from_trusted(s(0).map_err(err)?.unwrap_or_default());
+        let device_type = s(2).map_err(err)?.map(|t| match types.get(t) {
+            Some(a) => a.clone(),
+            None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
+        });
+        let props = s(3).map_err(err)?.unwrap_or("{}");
+        let properties = Properties::from_canonical(props);
+        let device = StoredDevice {
+            telemetron_id: s(1).map_err(err)?.map(TelemetronId::new),
+            record: DeviceRecord { device_type, properties },
+        };
+        data.devices.insert(ident, device);
+    }
+
+    // Sorted by device then customer, so each device's owners arrive sorted.
+    let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    let mut current: Option<(DeviceIdent, Vec<Email>)> = None;
+    while let Some(row) = rows.next().map_err(err)? {
+        let device = row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
+        let customer = Email::from_trusted(row.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
+        match &mut current {
+            Some((d, owners)) if d.as_str() == device => owners.push(customer),
+            _ => {
+                if let Some((d, owners)) = current.take() {
+                    data.owners.insert(d, owners);
+                }
+                current = Some((DeviceIdent::from_trusted(device), vec![customer]));
+            }
+        }
+    }
+    if let Some((d, owners)) = current {
+        data.owners.insert(d, owners);
+    }
+    Ok(data)
+}
+
+fn read_version(conn: &Connection) -> rusqlite::Result<SnapshotVersion> {
+    let get = |key: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    };
+    Ok(SnapshotVersion {
+        id: get("snapshot_id")?,
+        generation: get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0),
+        schema: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+    })
+}
+
+/// A snapshot opened for writing.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the snapshot, creating it if missing, and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+        let err = |e: rusqlite::Error| Error::snapshot(path, e);
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        let version = schema_version(&conn, path)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            if i == 0 {
+                tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [new_snapshot_id()])
+                    .map_err(err)?;
+                tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')", []).map_err(err)?;
+            }
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(snapshot = %path.display(), version = i + 1, "snapshot schema migrated");
+        }
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> Result<SnapshotData, Error> {
+        load(&self.conn, &self.path)
+    }
+
+    /// Starts a write transaction; its changes land together on [`Writer::commit`].
+    pub fn writer(&mut self) -> Result<Writer<'_>, Error> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| Error::snapshot(&path, e))?;
+        Ok(Writer { tx, path })
+    }
+
+    /// Records the start of a run and returns its id.
+    pub fn begin_run(&mut self, kind: &str) -> Result<i64, Error> {
+        self.conn
+            .execute("INSERT INTO runs (kind, started_at) VALUES (?1, ?2)", params![kind, crate::time::now_rfc3339()])
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&mut self, id: i64, outcome: &str, summary: &serde_json::Value) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
+                params![id, crate::time::now_rfc3339(), outcome, summary.to_string()],
+            )
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(())
+    }
+}
+
+/// Runs recorded in the snapshot, newest first. A missing file has none.
+pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    schema_version(&conn, path)?;
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let mut stmt = conn
+        .prepare("SELECT id, kind, started_at, finished_at, outcome, summary FROM runs ORDER BY id DESC LIMIT ?1")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([limit as i64], |r| {
+            let summary: Option<String> = r.get(5)?;
+            Ok(RunRecord {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                outcome: r.get(4)?,
+                summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// A write transaction on the snapshot. Dropped without `commit`, it writes nothing.
+pub struct Writer<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: PathBuf,
+}
+
+impl Writer<'_> {
+    fn err(&self, e: rusqlite::Error) -> Error {
+        Error::snapshot(&self.path, e)
+    }
+
+    /// Records a customer as Telemetron now has it. A `None` id keeps the id already stored.
+    pub fn put_customer(&mut self, email: &Email, id: Option<&TelemetronId>, record: &CustomerRecord) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (email) DO UPDATE SET
+                     telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
+                     name = excluded.name, phone = excluded.phone, address = excluded.address,
+                     source_id = coalesce(excluded.source_id, source_id)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    email.as_str(),
+                    id.map(TelemetronId::as_str),
+                    record.name.as_deref(),
+                    record.phone.as_deref(),
+                    record.address.as_deref(),
+                    record.source_id.as_deref(),
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records a device as Telemetron now has it. A `None` id keeps the id already stored.
+    pub fn put_device(&mut self, ident: &DeviceIdent, id: Option<&TelemetronId>, record: &DeviceRecord) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (identifier) DO UPDATE SET
+                     telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
+                     type = excluded.type, properties = excluded.properties",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    ident.as_str(),
+                    id.map(TelemetronId::as_str),
+                    record.device_type.as_deref(),
+                    record.properties.as_json(),
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![device.as_str(), customer.as_str()]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn unassign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
+        self.tx
+            .prepare_cached("DELETE FROM assignments WHERE device = ?1 AND customer = ?2")
+            .and_then(|mut s| s.execute(params![device.as_str(), customer.as_str()]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Commits everything written, bumping the generation.
+    pub fn commit(self) -> Result<(), Error> {
+        let path = self.path.clone();
+        let err = |e| Error::snapshot(&path, e);
+        self.tx
+            .execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'", [])
+            .map_err(err)?;
+        self.tx.commit().map_err(err)
+    }
+}
+
+fn new_snapshot_id() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(crate::time::now_rfc3339().as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    h.update(nanos.to_le_bytes());
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str) -> CustomerRecord {
+        CustomerRecord { name: Some(name.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_not_created() {
+        let dir = tempdir();
+        let path = dir.join("none.db");
+        let data = read(&path).unwrap();
+        assert!(data.customers.is_empty() && data.version.id.is_none());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn writes_round_trip_and_bump_the_generation() {
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let e = Email::parse("a@b.co").unwrap();
+        let d = DeviceIdent::parse("SN1").unwrap();
+        let mut w = store.writer().unwrap();
+        w.put_customer(&e, Some(&TelemetronId::new("cust_1")), &rec("A")).unwrap();
+        w.put_device(&d, None, &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() }).unwrap();
+        w.assign(&d, &e).unwrap();
+        w.commit().unwrap();
+        let mut w = store.writer().unwrap();
+        // A later write without an id keeps the stored one.
+        w.put_customer(&e, None, &rec("B")).unwrap();
+        w.commit().unwrap();
+        drop(store);
+        let data = read(&path).unwrap();
+        let c = &data.customers[&e];
+        assert_eq!(c.telemetron_id.as_ref().unwrap().as_str(), "cust_1");
+        assert_eq!(c.record.name.as_deref(), Some("B"));
+        assert_eq!(data.owners[&d], vec![e]);
+        assert_eq!(data.version.generation, 2);
+        assert_eq!(data.version.schema, SCHEMA_VERSION);
+        assert!(data.version.id.is_some());
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tsync-snap-{}-{}", std::process::id(), new_snapshot_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
