@@ -153,7 +153,28 @@ impl Diff {
 }
 
 /// Compares the exports with the snapshot. `export` must have been through `load::resolve`.
+///
+/// The assignment half runs on a second thread while the entity half runs on this one: they read
+/// the same values and write disjoint parts of the result.
 pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
+    let (mut d, assignments) = std::thread::scope(|s| {
+        let assignments = s.spawn(|| diff_assignments(export, snap));
+        let d = diff_entities(export, snap);
+        (d, assignments.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    (d.assignments_to_remove, d.assignments_to_add, d.moves, d.removals_withheld) = assignments;
+    d.customers_to_create.sort_by(|a, b| a.email.cmp(&b.email));
+    d.customers_to_update.sort_by(|a, b| a.email.cmp(&b.email));
+    d.devices_to_create.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    d.devices_to_update.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+    d.customers_not_in_export.sort();
+    d.devices_not_in_export.sort();
+    d
+}
+
+type AssignmentDiff = (Vec<Assignment>, Vec<Assignment>, Vec<Move>, Option<RemovalsWithheld>);
+
+fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = Diff::default();
 
     if let Some(customers) = &export.customers {
@@ -223,12 +244,17 @@ pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
             .collect();
     }
 
+    d
+}
+
+fn diff_assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
+    let mut d = Diff::default();
     if let Some(own) = &export.ownership {
         let held_device = |dev: &DeviceIdent| export.is_held_device(dev) || own.held_devices.contains(dev);
         let held_customer = |e: &Email| export.is_held_customer(e) || own.held_customers.contains(e);
         let mut withheld = 0usize;
-        let empty: Vec<Email> = Vec::new();
-        let mut visit = |device: &DeviceIdent, want: &Vec<Email>, have: &Vec<Email>| {
+        let empty: &[Email] = &[];
+        let mut visit = |device: &DeviceIdent, want: &[Email], have: &[Email]| {
             if held_device(device) {
                 return;
             }
@@ -250,11 +276,11 @@ pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
             }
         };
         for (device, want) in &own.owners {
-            visit(device, want, snap.owners.get(device).unwrap_or(&empty));
+            visit(device, want, snap.owners.get(device).map_or(empty, |o| o.as_slice()));
         }
         for (device, have) in &snap.owners {
             if !own.owners.contains_key(device) {
-                visit(device, &empty, have);
+                visit(device, empty, have);
             }
         }
         if !own.unattributed.is_empty() {
@@ -262,14 +288,8 @@ pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
         }
     }
 
-    d.customers_to_create.sort_by(|a, b| a.email.cmp(&b.email));
-    d.customers_to_update.sort_by(|a, b| a.email.cmp(&b.email));
-    d.devices_to_create.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-    d.devices_to_update.sort_by(|a, b| a.identifier.cmp(&b.identifier));
     d.assignments_to_remove.sort();
     d.assignments_to_add.sort();
     d.moves.sort_by(|a, b| a.device.cmp(&b.device));
-    d.customers_not_in_export.sort();
-    d.devices_not_in_export.sort();
-    d
+    (d.assignments_to_remove, d.assignments_to_add, d.moves, d.removals_withheld)
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, push_json_str};
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, push_json_str};
 use crate::snapshot::SnapshotData;
 
 /// Where one export file is and how to read it.
@@ -90,7 +90,7 @@ pub struct DeviceEntry {
 /// The customers file, validated.
 #[derive(Debug, Default)]
 pub struct Customers {
-    pub entries: FxHashMap<Email, CustomerEntry>,
+    pub entries: KeyMap<Email, CustomerEntry>,
     /// Customers with a rejected row: left unchanged, with their assignments.
     pub held: FxHashSet<Email>,
     by_source_id: FxHashMap<Box<str>, SourceId>,
@@ -105,7 +105,7 @@ enum SourceId {
 /// The devices file, validated.
 #[derive(Debug, Default)]
 pub struct Devices {
-    pub entries: FxHashMap<DeviceIdent, DeviceEntry>,
+    pub entries: KeyMap<DeviceIdent, DeviceEntry>,
     /// Devices with a rejected row: left unchanged, with their assignments.
     pub held: FxHashSet<DeviceIdent>,
     /// Rows with an empty type, kept as read in case the device turns out to be new.
@@ -131,7 +131,7 @@ struct OwnershipRow {
 pub struct Ownership {
     rows: Vec<OwnershipRow>,
     /// Desired owners per device (sorted, unique), from rows that resolved.
-    pub owners: FxHashMap<DeviceIdent, Vec<Email>>,
+    pub owners: KeyMap<DeviceIdent, Owners>,
     /// Devices whose assignments stay as they are (an ownership row of theirs was rejected).
     pub held_devices: FxHashSet<DeviceIdent>,
     /// Customers whose assignments stay as they are.
@@ -169,13 +169,19 @@ impl Export {
 pub fn read(sources: &Sources) -> Result<Export, Error> {
     let mut export = Export::default();
     if let Some(spec) = &sources.customers {
+        let t = std::time::Instant::now();
         export.customers = Some(read_customers(spec, &mut export)?);
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "customers read");
     }
     if let Some(spec) = &sources.devices {
+        let t = std::time::Instant::now();
         export.devices = Some(read_devices(spec, &mut export)?);
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "devices read");
     }
     if let Some(spec) = &sources.ownership {
+        let t = std::time::Instant::now();
         export.ownership = Some(read_ownership(spec, &mut export)?);
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "ownership read");
     }
     Ok(export)
 }
@@ -194,7 +200,7 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
                 continue;
             }
             let line = devices.entries.get(&ident).map_or(0, |e| e.line);
-            devices.entries.remove(&ident);
+            devices.entries.swap_remove(&ident);
             devices.held.insert(ident.clone());
             late.push(Reject {
                 file: file.clone(),
@@ -209,40 +215,41 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
     let ownership_file = export.inputs.iter().find(|i| i.kind == "ownership").map(|i| Arc::<str>::from(i.path.as_str()));
     if let (Some(mut own), Some(file)) = (export.ownership.take(), ownership_file) {
         let rows = std::mem::take(&mut own.rows);
+        own.owners.reserve(rows.len());
         let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
-        for row in rows {
+        for OwnershipRow { line, device, customer } in rows {
             let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
-                own.held_devices.insert(row.device.clone());
+                own.held_devices.insert(device.clone());
                 late.push(Reject {
                     file: file.clone(),
-                    line: row.line,
+                    line,
                     column: None,
                     reason,
-                    record: format!("{},{}", row.device, customer),
+                    record: format!("{device},{customer}"),
                 });
             };
-            let email = match &row.customer {
-                CustomerRef::Email(e) => e.clone(),
+            let email = match customer {
+                CustomerRef::Email(e) => e,
                 CustomerRef::SourceId(id) => {
-                    let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(id));
+                    let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&id));
                     match from_file {
                         Some(SourceId::One(e)) => e.clone(),
                         Some(SourceId::Ambiguous(a, b)) => {
                             let reason = format!(
                                 "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
                             );
-                            reject(&mut own, &mut late, reason, id);
+                            reject(&mut own, &mut late, reason, &id);
                             continue;
                         }
                         None => {
                             let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
-                            match map.get(&**id) {
+                            match map.get(&*id) {
                                 Some(e) => (*e).clone(),
                                 None => {
                                     let reason = format!(
                                         "customer_id {id} is in neither the customers file nor the snapshot"
                                     );
-                                    reject(&mut own, &mut late, reason, id);
+                                    reject(&mut own, &mut late, reason, &id);
                                     continue;
                                 }
                             }
@@ -250,14 +257,14 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
                     }
                 }
             };
-            if export.is_held_device(&row.device) || export.is_held_customer(&email) {
+            if export.is_held_device(&device) || export.is_held_customer(&email) {
                 own.held_rows += 1;
                 continue;
             }
-            let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&row.device))
-                || snap.devices.contains_key(&row.device);
+            let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device))
+                || snap.devices.contains_key(&device);
             if !device_known {
-                let reason = format!("device {} is in neither the devices file nor the snapshot", row.device);
+                let reason = format!("device {} is in neither the devices file nor the snapshot", device);
                 reject(&mut own, &mut late, reason, email.as_str());
                 continue;
             }
@@ -268,20 +275,19 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
                 reject(&mut own, &mut late, reason, email.as_str());
                 continue;
             }
-            let owners = own.owners.entry(row.device.clone()).or_default();
-            if owners.contains(&email) {
+            if own.owners.get(&device).is_some_and(|o| o.contains(&email)) {
                 export.warnings.push(Warning {
                     file: file.clone(),
-                    line: row.line,
-                    message: format!("device {} is assigned to {email} again; the rows were merged", row.device),
+                    line: line,
+                    message: format!("device {} is assigned to {email} again; the rows were merged", device),
                 });
             } else {
-                owners.push(email);
+                own.owners.entry(device).or_default().push(email);
             }
         }
         // A device held by a rejected row keeps its assignments: drop what other rows said.
         for d in &own.held_devices {
-            own.owners.remove(d);
+            own.owners.swap_remove(d);
         }
         for owners in own.owners.values_mut() {
             owners.retain(|e| !own.held_customers.contains(e));
@@ -319,12 +325,26 @@ struct CsvFile {
     reader: csv::Reader<HashingReader<File>>,
     headers: Vec<String>,
     rows: u64,
+    /// The file's size in bytes, to tell a record that ran to the end of the file.
+    len: u64,
 }
 
 /// One data row: its line, and its fields as UTF-8.
 struct Row<'a> {
     line: u64,
-    fields: Vec<&'a str>,
+    rec: &'a csv::StringRecord,
+}
+
+impl Row<'_> {
+    fn field(&self, i: usize) -> &str {
+        self.rec.get(i).unwrap_or("")
+    }
+
+    /// The trimmed cell in column `col`, if the file has that column and the cell is not empty.
+    fn cell(&self, col: Option<usize>) -> Option<Box<str>> {
+        let v = self.rec.get(col?)?.trim();
+        (!v.is_empty()).then(|| v.into())
+    }
 }
 
 /// What `for_each_row` hands the per-file code.
@@ -337,6 +357,7 @@ enum RowEvent<'a> {
 impl CsvFile {
     fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
         let file = File::open(path).map_err(|source| Error::Io { what: "open", path: path.to_owned(), source })?;
+        let len = file.metadata().map_or(u64::MAX, |m| m.len());
         let hashing = HashingReader { inner: file, hasher: Sha256::new() };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -368,6 +389,7 @@ impl CsvFile {
             reader,
             headers,
             rows: 0,
+            len,
         })
     }
 
@@ -406,8 +428,9 @@ impl CsvFile {
         }
     }
 
-    /// Calls `f` for every well-formed row; collects the malformed ones as rejects.
-    /// `key_col` is the column that names the entity, used to hold it when its row is bad.
+    /// Calls `f` for every row: well-formed ones as [`RowEvent::Row`], and ones already rejected
+    /// here for their shape as [`RowEvent::Malformed`]. `key_col` is the column that names the
+    /// entity, so that a malformed row can still hold it.
     fn for_each_row(
         &mut self,
         key_col: usize,
@@ -424,24 +447,24 @@ impl CsvFile {
             }
             self.rows += 1;
             let line = rec.position().map_or(0, |p| p.line());
-            let end_line = self.reader.position().line();
-            let make = |column: Option<usize>, reason: String| Reject {
-                file: self.name.clone(),
+            let (name, headers, delimiter) = (&self.name, &self.headers, self.delimiter);
+            let reject_for = |rec: &csv::ByteRecord, column: Option<usize>, reason: String| Reject {
+                file: name.clone(),
                 line,
-                column: column.map(|c| self.headers.get(c).cloned().unwrap_or_else(|| format!("#{}", c + 1))),
+                column: column.map(|c| headers.get(c).cloned().unwrap_or_else(|| format!("#{}", c + 1))),
                 reason,
-                record: raw_text(&rec, self.delimiter),
+                record: raw_text(rec, delimiter),
             };
-            // A record whose quoted field swallowed line breaks and has the wrong width is almost
-            // always an unterminated quote: the rows it swallowed are lost to us, so it can not
-            // be attributed to one entity.
-            let spans_lines = rec.iter().any(|f| f.contains(&b'\n'));
             if rec.len() != width {
+                // A record whose quoted field swallowed line breaks and has the wrong width is
+                // almost always an unterminated quote: the rows it swallowed are lost to us, so
+                // it can not be attributed to one entity.
+                let spans_lines = rec.iter().any(|f| f.contains(&b'\n'));
                 let reason = if spans_lines {
-                    let to = if self.reader.is_done() {
+                    let to = if self.reader.position().byte() >= self.len {
                         "the end of the file".to_string()
                     } else {
-                        format!("line {}", end_line.saturating_sub(1).max(line + 1))
+                        format!("line {}", self.reader.position().line().saturating_sub(1).max(line + 1))
                     };
                     format!(
                         "unterminated quote: a quoted field opened on this line runs on to {to} ({} fields, the header has {width}); close the quote, or write a quote inside a field as \"\"",
@@ -450,33 +473,46 @@ impl CsvFile {
                 } else {
                     format!("wrong number of fields: {} (the header has {width})", rec.len())
                 };
-                rejects.push(make(None, reason));
+                rejects.push(reject_for(&rec, None, reason));
                 let key = rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok());
-                f(RowEvent::Malformed { line, key, spans_lines }, &make);
+                f(RowEvent::Malformed { line, key, spans_lines }, &|c, r| reject_for(&rec, c, r));
                 continue;
             }
-            let mut fields = Vec::with_capacity(width);
-            let mut bad_utf8 = None;
-            for (i, f) in rec.iter().enumerate() {
-                match std::str::from_utf8(f) {
-                    Ok(s) => fields.push(s),
-                    Err(_) => {
-                        bad_utf8 = Some(i);
-                        fields.push("");
+            match csv::StringRecord::from_byte_record(std::mem::take(&mut rec)) {
+                Ok(srec) => {
+                    let make = |c, r| reject_for(srec.as_byte_record(), c, r);
+                    if let Some(r) = f(RowEvent::Row(Row { line, rec: &srec }), &make) {
+                        rejects.push(r);
                     }
+                    rec = srec.into_byte_record();
                 }
-            }
-            if let Some(i) = bad_utf8 {
-                rejects.push(make(Some(i), "the field is not valid UTF-8; save the export as UTF-8".into()));
-                let key = if i == key_col { None } else { Some(fields[key_col]) };
-                f(RowEvent::Malformed { line, key, spans_lines: false }, &make);
-                continue;
-            }
-            if let Some(r) = f(RowEvent::Row(Row { line, fields }), &make) {
-                rejects.push(r);
+                Err(e) => {
+                    let field = e.utf8_error().field();
+                    rec = e.into_byte_record();
+                    rejects.push(reject_for(
+                        &rec,
+                        Some(field),
+                        "the field is not valid UTF-8; save the export as UTF-8".into(),
+                    ));
+                    let key = if field == key_col { None } else { rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok()) };
+                    f(RowEvent::Malformed { line, key, spans_lines: false }, &|c, r| reject_for(&rec, c, r));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Rows the file probably holds, from the length of the lines in its first 64 KiB; for
+    /// sizing maps up front instead of growing them.
+    fn estimated_rows(&self) -> usize {
+        use std::io::Read as _;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = File::open(&self.path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
+        if lines < 2 || self.len == u64::MAX {
+            return 0;
+        }
+        (self.len as f64 / (n as f64 / lines as f64) * 1.02) as usize
     }
 
     fn finish(self, kind: &str, export: &mut Export) {
@@ -502,11 +538,6 @@ fn raw_text(rec: &csv::ByteRecord, delimiter: u8) -> String {
         out.push_str(&String::from_utf8_lossy(f));
     }
     out
-}
-
-fn cell(fields: &[&str], col: Option<usize>) -> Option<Box<str>> {
-    let v = fields.get(col?)?.trim();
-    (!v.is_empty()).then(|| v.into())
 }
 
 fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
@@ -535,6 +566,7 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
     let id_col = file.column(&cols.customer_id)?;
 
     let mut out = Customers::default();
+    out.entries.reserve(file.estimated_rows());
     let mut held = FxHashSet::default();
     let mut warnings = Vec::new();
     let mut rejects = Vec::new();
@@ -552,17 +584,17 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
                     return None;
                 }
             };
-            let email = match Email::parse(row.fields[email_col]) {
+            let email = match Email::parse(row.field(email_col)) {
                 Ok(e) => e,
                 Err(why) => {
-                    return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.fields[email_col].trim())));
+                    return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.field(email_col).trim())));
                 }
             };
             let record = CustomerRecord {
-                name: cell(&row.fields, name_col),
-                phone: cell(&row.fields, phone_col),
-                address: cell(&row.fields, address_col),
-                source_id: cell(&row.fields, id_col),
+                name: row.cell(name_col),
+                phone: row.cell(phone_col),
+                address: row.cell(address_col),
+                source_id: row.cell(id_col),
             };
             if let Some(prev) = out.entries.get(&email) {
                 if prev.record == record {
@@ -603,7 +635,7 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
     )?;
     out.held = held;
     for e in &out.held {
-        out.entries.remove(e);
+        out.entries.swap_remove(e);
     }
     export.warnings.extend(warnings);
     export.rejects.extend(rejects);
@@ -656,6 +688,7 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
 
     let mut types: FxHashMap<Box<str>, Arc<str>> = FxHashMap::default();
     let mut out = Devices::default();
+    out.entries.reserve(file.estimated_rows());
     let mut held = FxHashSet::default();
     let mut warnings = Vec::new();
     let mut rejects = Vec::new();
@@ -675,12 +708,12 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
                     return None;
                 }
             };
-            let ident = match DeviceIdent::parse(row.fields[ident_col]) {
+            let ident = match DeviceIdent::parse(row.field(ident_col)) {
                 Ok(d) => d,
                 Err(why) => return Some(reject(Some(ident_col), why)),
             };
             let device_type = type_col.and_then(|c| {
-                let t = row.fields[c].trim();
+                let t = row.field(c).trim();
                 if t.is_empty() {
                     return None;
                 }
@@ -689,7 +722,7 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
             buf.clear();
             buf.push('{');
             for (key, i) in &props {
-                let v = row.fields[*i].trim();
+                let v = row.field(*i).trim();
                 if v.is_empty() {
                     continue;
                 }
@@ -721,7 +754,7 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
                 return Some(r);
             }
             if record.device_type.is_none() {
-                out.untyped_records.insert(ident.clone(), row.fields.join(&(delimiter as char).to_string()));
+                out.untyped_records.insert(ident.clone(), raw_text(row.rec.as_byte_record(), delimiter));
             }
             out.entries.insert(ident, DeviceEntry { line: row.line, record });
             None
@@ -729,7 +762,7 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
     )?;
     out.held = held;
     for d in &out.held {
-        out.entries.remove(d);
+        out.entries.swap_remove(d);
         out.untyped_records.remove(d);
     }
     export.warnings.extend(warnings);
@@ -758,7 +791,7 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
     let mut held_devices = FxHashSet::default();
     let mut held_customers = FxHashSet::default();
     let mut unattributed = Vec::new();
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(file.estimated_rows());
     file.for_each_row(
         device_col,
         &mut rejects,
@@ -776,9 +809,9 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
                     return None;
                 }
             };
-            let device = DeviceIdent::parse(row.fields[device_col]);
-            let email_cell = email_col.map(|c| row.fields[c].trim()).filter(|s| !s.is_empty());
-            let id_cell = id_col.map(|c| row.fields[c].trim()).filter(|s| !s.is_empty());
+            let device = DeviceIdent::parse(row.field(device_col));
+            let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
+            let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
             let customer = match (email_cell, id_cell) {
                 (Some(e), _) => Email::parse(e).map(CustomerRef::Email).map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
                 (None, Some(id)) => Ok(CustomerRef::SourceId(id.into())),

@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: the loader and the snapshot make millions of small allocations (keys, cells);
+/// it roughly halves the time they take against the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use clap::error::ErrorKind;
 use telemetron_sync::cli::Cli;

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, TelemetronId};
 
 /// Schema migrations, in order; `PRAGMA user_version` counts how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -78,10 +78,10 @@ pub struct SnapshotVersion {
 /// Everything in the snapshot, in memory.
 #[derive(Debug, Default)]
 pub struct SnapshotData {
-    pub customers: FxHashMap<Email, StoredCustomer>,
-    pub devices: FxHashMap<DeviceIdent, StoredDevice>,
+    pub customers: KeyMap<Email, StoredCustomer>,
+    pub devices: KeyMap<DeviceIdent, StoredDevice>,
     /// Owners of each device, sorted.
-    pub owners: FxHashMap<DeviceIdent, Vec<Email>>,
+    pub owners: KeyMap<DeviceIdent, Owners>,
     pub version: SnapshotVersion,
 }
 
@@ -91,7 +91,7 @@ impl SnapshotData {
     }
 
     pub fn assignment_count(&self) -> usize {
-        self.owners.values().map(Vec::len).sum()
+        self.owners.values().map(|o| o.len()).sum()
     }
 }
 
@@ -148,7 +148,9 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).map(|n| n as usize)
     };
     data.customers.reserve(count("customers").map_err(err)?);
-    data.devices.reserve(count("devices").map_err(err)?);
+    let devices = count("devices").map_err(err)?;
+    data.devices.reserve(devices);
+    data.owners.reserve(devices);
 
     let mut stmt = conn
         .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers")
@@ -193,7 +195,7 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     // Sorted by device then customer, so each device's owners arrive sorted.
     let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
-    let mut current: Option<(DeviceIdent, Vec<Email>)> = None;
+    let mut current: Option<(DeviceIdent, Owners)> = None;
     while let Some(row) = rows.next().map_err(err)? {
         let device = row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
         let customer = Email::from_trusted(row.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
@@ -203,7 +205,7 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
                 if let Some((d, owners)) = current.take() {
                     data.owners.insert(d, owners);
                 }
-                current = Some((DeviceIdent::from_trusted(device), vec![customer]));
+                current = Some((DeviceIdent::from_trusted(device), smallvec::smallvec![customer]));
             }
         }
     }
@@ -455,7 +457,7 @@ mod tests {
         let c = &data.customers[&e];
         assert_eq!(c.telemetron_id.as_ref().unwrap().as_str(), "cust_1");
         assert_eq!(c.record.name.as_deref(), Some("B"));
-        assert_eq!(data.owners[&d], vec![e]);
+        assert_eq!(data.owners[&d].as_slice(), &[e]);
         assert_eq!(data.version.generation, 2);
         assert_eq!(data.version.schema, SCHEMA_VERSION);
         assert!(data.version.id.is_some());

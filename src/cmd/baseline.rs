@@ -63,5 +63,7 @@ pub fn run(args: &InputArgs) -> Result<i32, Error> {
             summary["rejected_rows"],
         )
     })?;
-    Ok(if p.export.rejects.is_empty() { exit::SUCCESS } else { exit::PARTIAL })
+    let code = if p.export.rejects.is_empty() { exit::SUCCESS } else { exit::PARTIAL };
+    super::release(p);
+    Ok(code)
 }

@@ -10,7 +10,9 @@ use crate::settings::InputSettings;
 pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let settings = InputSettings::resolve(&args.inputs)?;
     let p = super::prepare(&settings)?;
+    let t = std::time::Instant::now();
     let doc = plan::build(&p.diff, &p.export, settings.batching);
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
         let saved = SavedPlan { plan: &doc, inputs: &p.export.inputs, snapshot: &p.snap.version };
         let json = serde_json::to_vec_pretty(&saved).expect("a plan always serializes");
@@ -25,5 +27,8 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             report::write_plan_text(out, &doc, &p.export.inputs, &settings.state, &p.snap.version, args.full)
         }
     })?;
-    Ok(if args.detailed_exitcode && !p.diff.is_empty() { exit::CHANGES } else { exit::SUCCESS })
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan written");
+    let changes = !p.diff.is_empty();
+    super::release(p);
+    Ok(if args.detailed_exitcode && changes { exit::CHANGES } else { exit::SUCCESS })
 }
