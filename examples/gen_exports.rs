@@ -153,7 +153,7 @@ fn write_day(w: &World, dir: &Path, day2: bool) -> std::io::Result<()> {
         let owner = if is_new {
             // Half the new devices go to new customers, half to existing ones.
             let k = mix(seed, S_NEW_OWNER, i);
-            if k % 2 == 0 && w.new_customers() > 0 {
+            if k.is_multiple_of(2) && w.new_customers() > 0 {
                 w.customers + (k >> 1) % w.new_customers()
             } else {
                 (k >> 1) % w.customers

@@ -112,10 +112,8 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_string(),
-        })
+        toml::from_str(&text)
+            .map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string().trim_end().to_string() })
     }
 }
 

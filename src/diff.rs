@@ -180,13 +180,15 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     if let Some(customers) = &export.customers {
         for (email, entry) in &customers.entries {
             match snap.customers.get(email) {
-                None => d.customers_to_create.push(CustomerCreate { email: email.clone(), record: entry.record.clone() }),
-                Some(stored) if stored.record.api_fields() != entry.record.api_fields() => {
+                None => {
+                    d.customers_to_create.push(CustomerCreate { email: email.clone(), record: entry.record.clone() })
+                }
+                Some(stored) if customers.present.changes_api_fields(&entry.record, &stored.record) => {
                     d.customers_to_update.push(CustomerUpdate {
                         email: email.clone(),
                         telemetron_id: stored.telemetron_id.clone(),
                         before: stored.record.clone(),
-                        after: entry.record.clone(),
+                        after: customers.present.merge(&entry.record, &stored.record),
                     });
                 }
                 Some(_) => {}
@@ -292,4 +294,171 @@ fn diff_assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     d.assignments_to_add.sort();
     d.moves.sort_by(|a, b| a.device.cmp(&b.device));
     (d.assignments_to_remove, d.assignments_to_add, d.moves, d.removals_withheld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{CustomerEntry, Customers, DeviceEntry, Devices, Ownership, PresentFields};
+    use crate::model::{DeviceRecord, Owners};
+    use crate::snapshot::{StoredCustomer, StoredDevice};
+
+    fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+    fn dev(s: &str) -> DeviceIdent {
+        DeviceIdent::parse(s).unwrap()
+    }
+    fn customer(name: &str, phone: Option<&str>) -> CustomerRecord {
+        CustomerRecord { name: Some(name.into()), phone: phone.map(Into::into), ..Default::default() }
+    }
+    fn device(t: &str, props: &[(&str, &str)]) -> DeviceRecord {
+        let map = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DeviceRecord { device_type: Some(t.into()), properties: Properties::from_map(&map) }
+    }
+    fn owners(list: &[&str]) -> Owners {
+        list.iter().map(|e| email(e)).collect()
+    }
+
+    /// A snapshot: a@x.io and b@x.io; D1 owned by a, D2 shared by a and b.
+    fn snapshot() -> SnapshotData {
+        let mut s = SnapshotData::default();
+        for (e, c) in [("a@x.io", customer("A", Some("1"))), ("b@x.io", customer("B", None))] {
+            s.customers.insert(email(e), StoredCustomer { telemetron_id: None, record: c });
+        }
+        for (d, r) in [("D1", device("t", &[("fw", "1")])), ("D2", device("t", &[]))] {
+            s.devices.insert(dev(d), StoredDevice { telemetron_id: None, record: r });
+        }
+        s.owners.insert(dev("D1"), owners(&["a@x.io"]));
+        s.owners.insert(dev("D2"), owners(&["a@x.io", "b@x.io"]));
+        s
+    }
+
+    fn customers(list: &[(&str, CustomerRecord)]) -> Customers {
+        let mut c = Customers::default();
+        c.present = PresentFields::ALL;
+        for (e, r) in list {
+            c.entries.insert(email(e), CustomerEntry { line: 2, record: r.clone() });
+        }
+        c
+    }
+
+    fn ownership(rows: &[(&str, &[&str])]) -> Ownership {
+        let mut o = Ownership::default();
+        for (d, list) in rows {
+            o.owners.insert(dev(d), owners(list));
+        }
+        o
+    }
+
+    #[test]
+    fn the_same_state_is_no_change() {
+        let export = Export {
+            customers: Some(customers(&[("a@x.io", customer("A", Some("1"))), ("b@x.io", customer("B", None))])),
+            ownership: Some(ownership(&[("D1", &["a@x.io"]), ("D2", &["a@x.io", "b@x.io"])])),
+            ..Default::default()
+        };
+        let d = diff(&export, &snapshot());
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(d, Diff::default());
+    }
+
+    #[test]
+    fn customer_creates_updates_and_leavers() {
+        let export = Export {
+            customers: Some(customers(&[("a@x.io", customer("A", Some("2"))), ("c@x.io", customer("C", None))])),
+            ..Default::default()
+        };
+        let d = diff(&export, &snapshot());
+        assert_eq!(d.customers_to_create, vec![CustomerCreate { email: email("c@x.io"), record: customer("C", None) }]);
+        assert_eq!(d.customers_to_update.len(), 1);
+        let changes = d.customers_to_update[0].changes();
+        assert_eq!(changes, vec![("phone", Change { before: Some("1"), after: Some("2") })]);
+        assert_eq!(d.customers_not_in_export, vec![email("b@x.io")]);
+        assert!(d.assignments_to_remove.is_empty(), "customers leaving removes nothing by itself");
+    }
+
+    #[test]
+    fn a_missing_column_keeps_the_stored_value() {
+        let mut c = customers(&[("a@x.io", customer("A", None))]);
+        c.present.phone = false;
+        let export = Export { customers: Some(c), ..Default::default() };
+        assert!(diff(&export, &snapshot()).customers_to_update.is_empty());
+    }
+
+    #[test]
+    fn device_type_and_property_changes() {
+        let mut devices = Devices::default();
+        devices.entries.insert(dev("D1"), DeviceEntry { line: 2, record: device("t", &[("fw", "2"), ("loc", "x")]) });
+        let untyped = DeviceRecord { device_type: None, properties: Properties::empty() };
+        devices.entries.insert(dev("D2"), DeviceEntry { line: 3, record: untyped });
+        devices.entries.insert(dev("D3"), DeviceEntry { line: 4, record: device("u", &[]) });
+        let export = Export { devices: Some(devices), ..Default::default() };
+        let d = diff(&export, &snapshot());
+        assert_eq!(d.devices_to_create.len(), 1);
+        assert_eq!(d.devices_to_create[0].identifier, dev("D3"));
+        assert_eq!(d.devices_to_update.len(), 1, "an empty type keeps D2's type: {:?}", d.devices_to_update);
+        let u = &d.devices_to_update[0];
+        assert_eq!(u.identifier, dev("D1"));
+        assert!(u.device_type.is_none());
+        let delta =
+            PropertyDelta::between(&u.properties.as_ref().unwrap().before, &u.properties.as_ref().unwrap().after);
+        assert_eq!(delta.changed["fw"], Change { before: "1".into(), after: "2".into() });
+        assert_eq!(delta.added["loc"], "x");
+        assert!(delta.removed.is_empty());
+    }
+
+    #[test]
+    fn owner_changes_are_moves() {
+        let export = Export {
+            ownership: Some(ownership(&[("D1", &["b@x.io"]), ("D2", &["a@x.io", "b@x.io"])])),
+            ..Default::default()
+        };
+        let d = diff(&export, &snapshot());
+        assert_eq!(d.assignments_to_remove, vec![Assignment { device: dev("D1"), customer: email("a@x.io") }]);
+        assert_eq!(d.assignments_to_add, vec![Assignment { device: dev("D1"), customer: email("b@x.io") }]);
+        assert_eq!(d.moves, vec![Move { device: dev("D1"), from: vec![email("a@x.io")], to: vec![email("b@x.io")] }]);
+    }
+
+    #[test]
+    fn held_entities_and_unattributed_rows_remove_nothing() {
+        // D2 is not in the ownership file: removed, unless something holds it.
+        let base = || ownership(&[("D1", &["a@x.io"])]);
+        let d = diff(&Export { ownership: Some(base()), ..Default::default() }, &snapshot());
+        assert_eq!(d.assignments_to_remove.len(), 2);
+
+        let mut held_device = base();
+        held_device.held_devices.insert(dev("D2"));
+        let d = diff(&Export { ownership: Some(held_device), ..Default::default() }, &snapshot());
+        assert!(d.assignments_to_remove.is_empty());
+
+        let mut held_customer = base();
+        held_customer.held_customers.insert(email("b@x.io"));
+        let d = diff(&Export { ownership: Some(held_customer), ..Default::default() }, &snapshot());
+        assert_eq!(d.assignments_to_remove, vec![Assignment { device: dev("D2"), customer: email("a@x.io") }]);
+
+        let mut unattributed = base();
+        unattributed.unattributed.push(7);
+        let d = diff(&Export { ownership: Some(unattributed), ..Default::default() }, &snapshot());
+        assert!(d.assignments_to_remove.is_empty());
+        assert_eq!(d.removals_withheld, Some(RemovalsWithheld { lines: vec![7], count: 2 }));
+    }
+
+    #[test]
+    fn an_omitted_file_reconciles_nothing_of_its_kind() {
+        let d = diff(&Export::default(), &snapshot());
+        assert_eq!(d, Diff::default());
+    }
+
+    #[test]
+    fn output_is_sorted_whatever_the_input_order() {
+        let mut c = Customers::default();
+        c.present = PresentFields::ALL;
+        for e in ["z@x.io", "m@x.io", "c@x.io"] {
+            c.entries.insert(email(e), CustomerEntry { line: 2, record: customer("N", None) });
+        }
+        let d = diff(&Export { customers: Some(c), ..Default::default() }, &SnapshotData::default());
+        let got: Vec<&str> = d.customers_to_create.iter().map(|c| c.email.as_str()).collect();
+        assert_eq!(got, ["c@x.io", "m@x.io", "z@x.io"]);
+    }
 }

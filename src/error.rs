@@ -28,13 +28,7 @@ pub enum Error {
         "{path}: missing required column {wanted}; the header has {found}. \
          Rename the column in the export or map it in the config file ([{section}.columns] {key} = \"...\")"
     )]
-    MissingColumn {
-        path: PathBuf,
-        wanted: String,
-        found: String,
-        section: &'static str,
-        key: &'static str,
-    },
+    MissingColumn { path: PathBuf, wanted: String, found: String, section: &'static str, key: &'static str },
 
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },
@@ -42,7 +36,9 @@ pub enum Error {
     #[error("snapshot {path}: {message}")]
     Snapshot { path: PathBuf, message: String },
 
-    #[error("{count} bad row(s) and --strict is set; nothing was done. Fix the rows listed above or drop --strict to leave them out")]
+    #[error(
+        "{count} bad row(s) and --strict is set; nothing was done. Fix the rows listed above or drop --strict to leave them out"
+    )]
     Strict { count: usize },
 }
 

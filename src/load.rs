@@ -91,9 +91,46 @@ pub struct DeviceEntry {
 #[derive(Debug, Default)]
 pub struct Customers {
     pub entries: KeyMap<Email, CustomerEntry>,
+    /// Which optional columns the file has. A field whose column is missing is not managed by
+    /// the export: its stored value is kept, where an empty cell clears it.
+    pub present: PresentFields,
     /// Customers with a rejected row: left unchanged, with their assignments.
     pub held: FxHashSet<Email>,
     by_source_id: FxHashMap<Box<str>, SourceId>,
+}
+
+/// Which of a customer's optional fields the customers file carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresentFields {
+    pub name: bool,
+    pub phone: bool,
+    pub address: bool,
+    pub customer_id: bool,
+}
+
+impl PresentFields {
+    pub const ALL: PresentFields = PresentFields { name: true, phone: true, address: true, customer_id: true };
+
+    /// The record the export asks for, given what is stored: fields the file does not carry
+    /// keep their stored value.
+    pub fn merge(&self, export: &CustomerRecord, stored: &CustomerRecord) -> CustomerRecord {
+        let pick = |present: bool, new: &Option<Box<str>>, old: &Option<Box<str>>| {
+            if present { new.clone() } else { old.clone() }
+        };
+        CustomerRecord {
+            name: pick(self.name, &export.name, &stored.name),
+            phone: pick(self.phone, &export.phone, &stored.phone),
+            address: pick(self.address, &export.address, &stored.address),
+            source_id: pick(self.customer_id, &export.source_id, &stored.source_id),
+        }
+    }
+
+    /// Whether the export changes a Telemetron field of `stored` (without building the merge).
+    pub fn changes_api_fields(&self, export: &CustomerRecord, stored: &CustomerRecord) -> bool {
+        (self.name && export.name != stored.name)
+            || (self.phone && export.phone != stored.phone)
+            || (self.address && export.address != stored.address)
+    }
 }
 
 #[derive(Debug)]
@@ -212,7 +249,8 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
         }
     }
 
-    let ownership_file = export.inputs.iter().find(|i| i.kind == "ownership").map(|i| Arc::<str>::from(i.path.as_str()));
+    let ownership_file =
+        export.inputs.iter().find(|i| i.kind == "ownership").map(|i| Arc::<str>::from(i.path.as_str()));
     if let (Some(mut own), Some(file)) = (export.ownership.take(), ownership_file) {
         let rows = std::mem::take(&mut own.rows);
         own.owners.reserve(rows.len());
@@ -246,9 +284,8 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
                             match map.get(&*id) {
                                 Some(e) => (*e).clone(),
                                 None => {
-                                    let reason = format!(
-                                        "customer_id {id} is in neither the customers file nor the snapshot"
-                                    );
+                                    let reason =
+                                        format!("customer_id {id} is in neither the customers file nor the snapshot");
                                     reject(&mut own, &mut late, reason, &id);
                                     continue;
                                 }
@@ -278,7 +315,7 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
             if own.owners.get(&device).is_some_and(|o| o.contains(&email)) {
                 export.warnings.push(Warning {
                     file: file.clone(),
-                    line: line,
+                    line,
                     message: format!("device {} is assigned to {email} again; the rows were merged", device),
                 });
             } else {
@@ -327,12 +364,18 @@ struct CsvFile {
     rows: u64,
     /// The file's size in bytes, to tell a record that ran to the end of the file.
     len: u64,
+    /// Whether the file's last character (before any final line break) is a quote. A record
+    /// with a line break in a field that runs to the end of a file that does not end in a quote
+    /// was never closed.
+    ends_with_quote: bool,
 }
 
 /// One data row: its line, and its fields as UTF-8.
 struct Row<'a> {
     line: u64,
     rec: &'a csv::StringRecord,
+    /// A quoted field of this row holds a line break.
+    spans_lines: bool,
 }
 
 impl Row<'_> {
@@ -351,13 +394,18 @@ impl Row<'_> {
 enum RowEvent<'a> {
     Row(Row<'a>),
     /// A row already rejected for its shape (width, UTF-8); `key` is its key cell if readable.
-    Malformed { line: u64, key: Option<&'a str>, spans_lines: bool },
+    Malformed {
+        line: u64,
+        key: Option<&'a str>,
+        spans_lines: bool,
+    },
 }
 
 impl CsvFile {
     fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
         let file = File::open(path).map_err(|source| Error::Io { what: "open", path: path.to_owned(), source })?;
         let len = file.metadata().map_or(u64::MAX, |m| m.len());
+        let ends_with_quote = last_char_is_quote(path, len);
         let hashing = HashingReader { inner: file, hasher: Sha256::new() };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -390,6 +438,7 @@ impl CsvFile {
             headers,
             rows: 0,
             len,
+            ends_with_quote,
         })
     }
 
@@ -455,11 +504,11 @@ impl CsvFile {
                 reason,
                 record: raw_text(rec, delimiter),
             };
-            if rec.len() != width {
-                // A record whose quoted field swallowed line breaks and has the wrong width is
-                // almost always an unterminated quote: the rows it swallowed are lost to us, so
-                // it can not be attributed to one entity.
-                let spans_lines = rec.iter().any(|f| f.contains(&b'\n'));
+            // A line break inside a field is legal in a quoted field, and is also what an
+            // unterminated quote looks like: the rows after it are swallowed into this one.
+            let spans_lines = rec.as_slice().contains(&b'\n');
+            let unterminated = spans_lines && self.reader.position().byte() >= self.len && !self.ends_with_quote;
+            if rec.len() != width || unterminated {
                 let reason = if spans_lines {
                     let to = if self.reader.position().byte() >= self.len {
                         "the end of the file".to_string()
@@ -481,7 +530,7 @@ impl CsvFile {
             match csv::StringRecord::from_byte_record(std::mem::take(&mut rec)) {
                 Ok(srec) => {
                     let make = |c, r| reject_for(srec.as_byte_record(), c, r);
-                    if let Some(r) = f(RowEvent::Row(Row { line, rec: &srec }), &make) {
+                    if let Some(r) = f(RowEvent::Row(Row { line, rec: &srec, spans_lines }), &make) {
                         rejects.push(r);
                     }
                     rec = srec.into_byte_record();
@@ -494,7 +543,11 @@ impl CsvFile {
                         Some(field),
                         "the field is not valid UTF-8; save the export as UTF-8".into(),
                     ));
-                    let key = if field == key_col { None } else { rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok()) };
+                    let key = if field == key_col {
+                        None
+                    } else {
+                        rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok())
+                    };
                     f(RowEvent::Malformed { line, key, spans_lines: false }, &|c, r| reject_for(&rec, c, r));
                 }
             }
@@ -520,6 +573,17 @@ impl CsvFile {
         let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
         export.inputs.push(InputInfo { kind: kind.into(), path: self.name.to_string(), sha256, rows: self.rows });
     }
+}
+
+fn last_char_is_quote(path: &Path, len: u64) -> bool {
+    use std::io::{Read as _, Seek, SeekFrom};
+    let tail = len.min(64);
+    let mut buf = vec![0u8; tail as usize];
+    let read = File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(len - tail))?;
+        f.read_exact(&mut buf)
+    });
+    read.is_ok() && buf.iter().rev().find(|b| !matches!(b, b'\n' | b'\r')) == Some(&b'"')
 }
 
 fn csv_fatal(path: &Path, e: csv::Error) -> Error {
@@ -567,6 +631,12 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
 
     let mut out = Customers::default();
     out.entries.reserve(file.estimated_rows());
+    out.present = PresentFields {
+        name: name_col.is_some(),
+        phone: phone_col.is_some(),
+        address: address_col.is_some(),
+        customer_id: id_col.is_some(),
+    };
     let mut held = FxHashSet::default();
     let mut warnings = Vec::new();
     let mut rejects = Vec::new();
@@ -658,7 +728,8 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
     let mut props: Vec<(String, usize)> = Vec::new();
     let mut seen = FxHashSet::default();
     for (i, h) in file.headers.iter().enumerate() {
-        if i == ident_col || Some(i) == type_col || spec.ignore_columns.iter().any(|c| c.trim().eq_ignore_ascii_case(h)) {
+        if i == ident_col || Some(i) == type_col || spec.ignore_columns.iter().any(|c| c.trim().eq_ignore_ascii_case(h))
+        {
             continue;
         }
         if h.is_empty() {
@@ -809,6 +880,14 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
                     return None;
                 }
             };
+            if row.spans_lines {
+                // No device identifier or email holds a line break: this row swallowed others.
+                unattributed.push(row.line);
+                return Some(reject(
+                    None,
+                    "a quoted field runs over several lines, so a quote is probably left open on this line and the rows after it were read into it; close the quote".into(),
+                ));
+            }
             let device = DeviceIdent::parse(row.field(device_col));
             let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
             let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
@@ -845,4 +924,123 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
     export.rejects.extend(rejects);
     file.finish("ownership", export);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
+
+    struct Files(tempfile::TempDir);
+
+    impl Files {
+        fn new(files: &[(&str, &[u8])]) -> Files {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, content) in files {
+                std::fs::write(dir.path().join(name), content).unwrap();
+            }
+            Files(dir)
+        }
+
+        fn sources(&self) -> Sources {
+            let p = |n: &str| {
+                let path = self.0.path().join(n);
+                path.exists().then_some(path)
+            };
+            Sources {
+                customers: p("c.csv").map(|path| FileSpec {
+                    path,
+                    delimiter: b',',
+                    columns: CustomerColumns::default(),
+                }),
+                devices: p("d.csv").map(|path| DeviceFileSpec {
+                    file: FileSpec { path, delimiter: b',', columns: DeviceColumns::default() },
+                    ignore_columns: vec!["notes".into()],
+                }),
+                ownership: p("o.csv").map(|path| FileSpec {
+                    path,
+                    delimiter: b',',
+                    columns: OwnershipColumns::default(),
+                }),
+            }
+        }
+
+        fn load(&self) -> Export {
+            let mut e = read(&self.sources()).unwrap();
+            resolve(&mut e, &SnapshotData::default());
+            e
+        }
+    }
+
+    /// Each bad row: (file content, expected line, expected reason fragment).
+    #[test]
+    fn bad_customer_rows() {
+        let cases: &[(&[u8], u64, &str)] = &[
+            (b"email,name\nnope,A\n", 2, "invalid email \"nope\": email has no '@'"),
+            (b"email,name\na@x.io,A,extra\n", 2, "wrong number of fields: 3 (the header has 2)"),
+            (b"email,name\na@x.io,A\nb@x.io,\"B\n", 3, "unterminated quote"),
+            (b"email,name\na@x.io,\xff\n", 2, "not valid UTF-8"),
+            (b"email,name\na@x.io,A\nA@X.IO,B\n", 3, "already on line 2 with a different name"),
+        ];
+        for (content, line, reason) in cases {
+            let e = Files::new(&[("c.csv", content)]).load();
+            assert_eq!(e.rejects.len(), 1, "{:?}: {:?}", String::from_utf8_lossy(content), e.rejects);
+            assert_eq!(e.rejects[0].line, *line);
+            assert!(e.rejects[0].reason.contains(reason), "{:?} lacks {reason:?}", e.rejects[0].reason);
+        }
+    }
+
+    #[test]
+    fn conflicting_rows_hold_the_customer() {
+        let e = Files::new(&[("c.csv", b"email,name\na@x.io,A\nb@x.io,B\na@x.io,Z\n")]).load();
+        let c = e.customers.unwrap();
+        assert!(c.held.contains(&Email::parse("a@x.io").unwrap()));
+        assert!(!c.entries.contains_key(&Email::parse("a@x.io").unwrap()), "a held customer is not planned");
+        assert_eq!(c.entries.len(), 1);
+    }
+
+    #[test]
+    fn device_properties_come_from_every_other_column() {
+        let e = Files::new(&[("d.csv", b"identifier,notes,type,zeta,alpha\n SN1 ,x,t, z ,\n")]).load();
+        let d = &e.devices.unwrap().entries[&DeviceIdent::parse("SN1").unwrap()];
+        assert_eq!(d.record.device_type.as_deref(), Some("t"));
+        assert_eq!(d.record.properties.as_json(), r#"{"zeta":"z"}"#, "empty cells are absent, ignored columns skipped");
+    }
+
+    #[test]
+    fn ownership_rows_that_name_nothing_known_are_rejected_and_hold_their_device() {
+        let e = Files::new(&[
+            ("c.csv", b"email\na@x.io\n"),
+            ("d.csv", b"identifier,type\nD1,t\n"),
+            ("o.csv", b"device_identifier,customer_email\nD1,a@x.io\nD1,b@x.io\nD9,a@x.io\n"),
+        ])
+        .load();
+        let reasons: Vec<(u64, &str)> = e.rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (3, "customer b@x.io is in neither the customers file nor the snapshot"),
+                (4, "device D9 is in neither the devices file nor the snapshot"),
+            ]
+        );
+        let own = e.ownership.unwrap();
+        assert!(own.held_devices.contains(&DeviceIdent::parse("D1").unwrap()));
+        assert!(own.owners.is_empty(), "a held device's rows are not applied");
+    }
+
+    #[test]
+    fn a_multi_line_ownership_row_is_unattributed() {
+        let e = Files::new(&[("o.csv", b"device_identifier,customer_email\n\"D1\nD2\",a@x.io\n")]).load();
+        assert_eq!(e.ownership.unwrap().unattributed, vec![2]);
+    }
+
+    #[test]
+    fn inputs_are_hashed_and_counted() {
+        let e = Files::new(&[("c.csv", b"email\na@x.io\nb@x.io\n")]).load();
+        assert_eq!(e.inputs[0].rows, 2);
+        assert_eq!(
+            e.inputs[0].sha256, "ee90e3e78f191628a2ecbf755c4ee4cc0dcfb364f13cd6d11c01c6d0dcf3f3d2",
+            "sha256 of the bytes as read"
+        );
+    }
 }

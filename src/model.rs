@@ -130,7 +130,8 @@ impl DeviceIdent {
         if s.is_empty() {
             return Err("device identifier is empty".into());
         }
-        let has_control = if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { s.chars().any(char::is_control) };
+        let has_control =
+            if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { s.chars().any(char::is_control) };
         if has_control {
             let c = s.chars().find(|c| c.is_control()).unwrap_or('?');
             return Err(format!("device identifier contains the control character {c:?}"));
@@ -207,11 +208,7 @@ pub struct CustomerRecord {
 impl CustomerRecord {
     /// The fields Telemetron holds, by name, for diffing and reports.
     pub fn api_fields(&self) -> [(&'static str, Option<&str>); 3] {
-        [
-            ("name", self.name.as_deref()),
-            ("phone", self.phone.as_deref()),
-            ("address", self.address.as_deref()),
-        ]
+        [("name", self.name.as_deref()), ("phone", self.phone.as_deref()), ("address", self.address.as_deref())]
     }
 }
 
@@ -256,8 +253,8 @@ impl Properties {
         if is_canonical_hint(s) {
             return Ok(Properties(s.into()));
         }
-        let map: BTreeMap<String, String> = serde_json::from_str(s)
-            .map_err(|e| format!("properties are not a JSON object of strings: {e}"))?;
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(s).map_err(|e| format!("properties are not a JSON object of strings: {e}"))?;
         Ok(Properties::from_map(&map))
     }
 

@@ -73,7 +73,11 @@ pub fn api_calls(diff: &Diff, batching: Batching) -> Vec<ApiCall> {
     }
     for u in &diff.devices_to_update {
         if let Some(Change { after: Some(t), .. }) = &u.device_type {
-            calls.push(ApiCall::UpsertDevice { identifier: u.identifier.clone(), device_type: t.clone(), properties: None });
+            calls.push(ApiCall::UpsertDevice {
+                identifier: u.identifier.clone(),
+                device_type: t.clone(),
+                properties: None,
+            });
         }
     }
     for (customer, devices) in by_customer(&diff.assignments_to_remove) {

@@ -36,13 +36,7 @@ pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {
     let write = |w: &mut csv::Writer<std::fs::File>| -> csv::Result<()> {
         w.write_record(["file", "line", "column", "reason", "record"])?;
         for r in rejects {
-            w.write_record([
-                &*r.file,
-                &r.line.to_string(),
-                r.column.as_deref().unwrap_or(""),
-                &r.reason,
-                &r.record,
-            ])?;
+            w.write_record([&*r.file, &r.line.to_string(), r.column.as_deref().unwrap_or(""), &r.reason, &r.record])?;
         }
         w.flush()?;
         Ok(())
@@ -154,11 +148,7 @@ pub fn write_plan_text(
     section(&mut s, "Customers to update", updates_c);
     section(&mut s, "Devices to create", creates_d);
     section(&mut s, "Devices to update", updates_d);
-    let moves = plan
-        .moves
-        .iter()
-        .map(|m| format!("{}: {} -> {}", m.device, join(&m.from), join(&m.to)))
-        .collect();
+    let moves = plan.moves.iter().map(|m| format!("{}: {} -> {}", m.device, join(&m.from), join(&m.to))).collect();
     section(&mut s, "Devices moved (unassign the old owner, then assign the new)", moves);
     section(&mut s, "Assignments to remove", removes);
     section(&mut s, "Assignments to add", adds);

@@ -56,10 +56,8 @@ impl InputSettings {
             let s = own.as_ref().or(config.delimiter.as_ref());
             match s {
                 None => Ok(b','),
-                Some(s) => parse_delimiter(s).map_err(|message| Error::Config {
-                    path: args.config.clone().unwrap_or_default(),
-                    message,
-                }),
+                Some(s) => parse_delimiter(s)
+                    .map_err(|message| Error::Config { path: args.config.clone().unwrap_or_default(), message }),
             }
         };
 

@@ -133,7 +133,9 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
     if v > SCHEMA_VERSION {
         return Err(Error::snapshot(
             path,
-            format!("schema version {v} was written by a newer telemetron-sync (this one reads {SCHEMA_VERSION}); upgrade"),
+            format!(
+                "schema version {v} was written by a newer telemetron-sync (this one reads {SCHEMA_VERSION}); upgrade"
+            ),
         ));
     }
     Ok(v)
@@ -141,8 +143,7 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
 
 fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
-    let mut data = SnapshotData::default();
-    data.version = read_version(conn).map_err(err)?;
+    let mut data = SnapshotData { version: read_version(conn).map_err(err)?, ..Default::default() };
 
     let count = |table: &str| -> Result<usize, rusqlite::Error> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).map(|n| n as usize)
@@ -152,9 +153,8 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     data.devices.reserve(devices);
     data.owners.reserve(devices);
 
-    let mut stmt = conn
-        .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers")
-        .map_err(err)?;
+    let mut stmt =
+        conn.prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers").map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
     while let Some(row) = rows.next().map_err(err)? {
         let text = |i: usize| -> Result<Option<Box<str>>, rusqlite::Error> {
@@ -162,7 +162,12 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
         };
         let email = Email::from_trusted(row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
         let customer = StoredCustomer {
-            telemetron_id: row.get_ref(1).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))?.map(TelemetronId::new),
+            telemetron_id: row
+                .get_ref(1)
+                .map_err(err)?
+                .as_str_or_null()
+                .map_err(|e| err(e.into()))?
+                .map(TelemetronId::new),
             record: CustomerRecord {
                 name: text(2).map_err(err)?,
                 phone: text(3).map_err(err)?,
@@ -336,7 +341,12 @@ impl Writer<'_> {
     }
 
     /// Records a customer as Telemetron now has it. A `None` id keeps the id already stored.
-    pub fn put_customer(&mut self, email: &Email, id: Option<&TelemetronId>, record: &CustomerRecord) -> Result<(), Error> {
+    pub fn put_customer(
+        &mut self,
+        email: &Email,
+        id: Option<&TelemetronId>,
+        record: &CustomerRecord,
+    ) -> Result<(), Error> {
         self.tx
             .prepare_cached(
                 "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
@@ -361,7 +371,12 @@ impl Writer<'_> {
     }
 
     /// Records a device as Telemetron now has it. A `None` id keeps the id already stored.
-    pub fn put_device(&mut self, ident: &DeviceIdent, id: Option<&TelemetronId>, record: &DeviceRecord) -> Result<(), Error> {
+    pub fn put_device(
+        &mut self,
+        ident: &DeviceIdent,
+        id: Option<&TelemetronId>,
+        record: &DeviceRecord,
+    ) -> Result<(), Error> {
         self.tx
             .prepare_cached(
                 "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
@@ -418,7 +433,6 @@ fn new_snapshot_id() -> String {
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,7 +459,8 @@ mod tests {
         let d = DeviceIdent::parse("SN1").unwrap();
         let mut w = store.writer().unwrap();
         w.put_customer(&e, Some(&TelemetronId::new("cust_1")), &rec("A")).unwrap();
-        w.put_device(&d, None, &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() }).unwrap();
+        w.put_device(&d, None, &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() })
+            .unwrap();
         w.assign(&d, &e).unwrap();
         w.commit().unwrap();
         let mut w = store.writer().unwrap();

@@ -30,7 +30,7 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(super::format_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_unix(1_795_781_045), "2026-11-27T13:24:05Z");
+        assert_eq!(super::format_unix(1_795_785_845), "2026-11-27T13:24:05Z");
         assert_eq!(super::format_unix(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -18,7 +18,11 @@ pub fn run(args: &HistoryArgs) -> Result<i32, Error> {
             if runs.is_empty() {
                 return writeln!(out, "no runs recorded in {}", path.display());
             }
-            writeln!(out, "{:>5}  {:<9} {:<21} {:<21} {:<14} summary", "run", "kind", "started", "finished", "outcome")?;
+            writeln!(
+                out,
+                "{:>5}  {:<9} {:<21} {:<21} {:<14} summary",
+                "run", "kind", "started", "finished", "outcome"
+            )?;
             for r in &runs {
                 writeln!(
                     out,

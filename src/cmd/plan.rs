@@ -16,7 +16,11 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     if let Some(path) = &args.out {
         let saved = SavedPlan { plan: &doc, inputs: &p.export.inputs, snapshot: &p.snap.version };
         let json = serde_json::to_vec_pretty(&saved).expect("a plan always serializes");
-        std::fs::write(path, json).map_err(|source| Error::Io { what: "write the plan to", path: path.clone(), source })?;
+        std::fs::write(path, json).map_err(|source| Error::Io {
+            what: "write the plan to",
+            path: path.clone(),
+            source,
+        })?;
     }
     super::stdout_write(|out| match args.format {
         ReportFormat::Json => {

@@ -1,0 +1,105 @@
+//! Exit codes, usage errors and messages of the command line itself.
+
+use crate::util::Workdir;
+
+const CUSTOMERS: &str = "email,name\nalice@example.com,Alice\n";
+
+#[test]
+fn usage_errors_exit_64() {
+    let w = Workdir::new();
+    w.write("c.csv", CUSTOMERS);
+    for args in [
+        vec![],
+        vec!["plan", "--no-such-flag"],
+        vec!["plan"],
+        vec!["plan", "--customers", "c.csv", "--format", "xml"],
+        vec!["plan", "--customers", "c.csv", "--batch-size", "0"],
+        vec!["plan", "--input-dir", "missing"],
+        vec!["frobnicate"],
+    ] {
+        let run = w.run(&args);
+        assert_eq!(run.code, 64, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?} says why");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let w = Workdir::new();
+    let help = w.run(&["--help"]).expect(0);
+    for cmd in ["plan", "baseline", "history", "snapshot"] {
+        assert!(help.stdout.contains(cmd), "help lists {cmd}");
+    }
+    let v = w.run(&["--version"]).expect(0);
+    assert!(v.stdout.starts_with("telemetron-sync "), "{}", v.stdout);
+}
+
+#[test]
+fn a_missing_input_file_is_an_error_naming_it() {
+    let w = Workdir::new();
+    let run = w.run(&["plan", "--customers", "nope.csv", "--state", "s.db"]).expect(1);
+    assert!(run.stderr.contains("error: cannot open nope.csv"), "{}", run.stderr);
+}
+
+#[test]
+fn an_empty_file_is_an_error() {
+    let w = Workdir::new();
+    w.write("c.csv", "");
+    let run = w.run(&["plan", "--customers", "c.csv", "--state", "s.db"]).expect(1);
+    assert!(run.stderr.contains("c.csv: the file is empty; expected a header row"), "{}", run.stderr);
+}
+
+#[test]
+fn a_config_typo_is_an_error_naming_the_key() {
+    let w = Workdir::new();
+    w.write("c.csv", CUSTOMERS).write("cfg.toml", "[customers.columns]\nemial = \"E-mail\"\n");
+    let run = w.run(&["plan", "--config", "cfg.toml", "--customers", "c.csv"]).expect(1);
+    assert!(run.stderr.contains("config file cfg.toml") && run.stderr.contains("emial"), "{}", run.stderr);
+}
+
+#[test]
+fn config_paths_are_relative_to_the_config_file() {
+    let w = Workdir::new();
+    w.write("conf/data/c.csv", CUSTOMERS).write("conf/cfg.toml", "[customers]\npath = \"data/c.csv\"\n");
+    let run = w.run(&["plan", "--config", "conf/cfg.toml", "--state", "s.db", "--format", "json"]).expect(0);
+    assert_eq!(run.json()["summary"]["customers_to_create"], 1);
+}
+
+#[test]
+fn a_snapshot_that_is_not_sqlite_is_an_error() {
+    let w = Workdir::new();
+    w.write("c.csv", CUSTOMERS).write("s.db", "this is not a database, it is a long enough text file to be read");
+    let run = w.run(&["plan", "--customers", "c.csv", "--state", "s.db"]).expect(1);
+    assert!(run.stderr.contains("snapshot s.db"), "{}", run.stderr);
+}
+
+#[test]
+fn state_comes_from_the_environment_too() {
+    let w = Workdir::new();
+    w.write("c.csv", CUSTOMERS);
+    let out = w.command(&["baseline", "--customers", "c.csv"]).env("TELEMETRON_STATE", "env.db").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(w.join("env.db").exists());
+    let run = w.run(&["history", "--state", "env.db"]).expect(0);
+    assert!(run.stdout.contains("baseline"), "{}", run.stdout);
+}
+
+#[test]
+fn snapshot_migrate_creates_an_empty_snapshot() {
+    let w = Workdir::new();
+    let run = w.run(&["snapshot", "migrate", "--state", "s.db"]).expect(0);
+    assert!(run.stdout.contains("s.db: schema version 1"), "{}", run.stdout);
+    let run = w.run(&["history", "--state", "s.db"]).expect(0);
+    assert!(run.stdout.contains("no runs recorded"), "{}", run.stdout);
+}
+
+#[test]
+fn json_logs_on_request() {
+    let w = Workdir::new();
+    w.write("c.csv", "email,name\nnot-an-email,X\n");
+    let run = w.run(&["--log-format", "json", "plan", "--customers", "c.csv", "--state", "s.db"]).expect(0);
+    let line = run.stderr.lines().next().expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "WARN");
+    assert!(v["message"].as_str().unwrap().contains("c.csv:2: column \"email\""), "{v}");
+}

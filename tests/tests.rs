@@ -1,0 +1,8 @@
+//! Integration tests: the real binary on fixture folders and the bundled sample data, with a
+//! real SQLite snapshot in a temp folder. One test binary (see util.rs for the helpers).
+
+mod util;
+
+mod cases;
+mod cli;
+mod sample;

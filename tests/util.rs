@@ -1,0 +1,115 @@
+//! Test helpers: a scratch folder with files in it, and a way to run the real binary there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary folder that the binary runs in.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+/// What a run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+
+    /// Asserts the exit code, showing the output when it is not the one expected.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// Writes a file (creating folders), relative to the work dir.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Workdir {
+        let p = self.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.join(rel)).unwrap()
+    }
+
+    /// Copies a folder of the repository (e.g. `fixtures/cases/x`) into `rel`.
+    pub fn copy_dir(&self, from: &Path, rel: &str) {
+        copy_dir(from, &self.join(rel));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_telemetron-sync"));
+        cmd.args(args).current_dir(self.path()).env_remove("TELEMETRON_STATE").env_remove("TELEMETRON_LOG");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().expect("run the binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Compares `actual` with the JSON file `expected` (relative to the repo); with
+/// `UPDATE_EXPECT=1` in the environment, rewrites the file instead.
+#[track_caller]
+pub fn assert_json_file(actual: &serde_json::Value, expected: &Path) {
+    let path = repo().join(expected);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_EXPECT=1 writes it)", path.display()));
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if *actual != want {
+        panic!(
+            "{} differs (UPDATE_EXPECT=1 rewrites it)\n--- actual\n{}",
+            path.display(),
+            serde_json::to_string_pretty(actual).unwrap()
+        );
+    }
+}
