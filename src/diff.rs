@@ -278,11 +278,11 @@ fn diff_assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
             }
         };
         for (device, want) in &own.owners {
-            visit(device, want, snap.owners.get(device).map_or(empty, |o| o.as_slice()));
+            visit(device, want, snap.owners_of(device));
         }
-        for (device, have) in &snap.owners {
-            if !own.owners.contains_key(device) {
-                visit(device, empty, have);
+        for (device, stored) in &snap.devices {
+            if !stored.owners.is_empty() && !own.owners.contains_key(device) {
+                visit(device, empty, &stored.owners);
             }
         }
         if !own.unattributed.is_empty() {
@@ -310,7 +310,7 @@ mod tests {
         DeviceIdent::parse(s).unwrap()
     }
     fn customer(name: &str, phone: Option<&str>) -> CustomerRecord {
-        CustomerRecord { name: Some(name.into()), phone: phone.map(Into::into), ..Default::default() }
+        CustomerRecord::new(Some(name), phone, None, None)
     }
     fn device(t: &str, props: &[(&str, &str)]) -> DeviceRecord {
         let map = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -326,11 +326,10 @@ mod tests {
         for (e, c) in [("a@x.io", customer("A", Some("1"))), ("b@x.io", customer("B", None))] {
             s.customers.insert(email(e), StoredCustomer { telemetron_id: None, record: c });
         }
-        for (d, r) in [("D1", device("t", &[("fw", "1")])), ("D2", device("t", &[]))] {
-            s.devices.insert(dev(d), StoredDevice { telemetron_id: None, record: r });
-        }
-        s.owners.insert(dev("D1"), owners(&["a@x.io"]));
-        s.owners.insert(dev("D2"), owners(&["a@x.io", "b@x.io"]));
+        let d1 = StoredDevice { telemetron_id: None, record: device("t", &[("fw", "1")]), owners: owners(&["a@x.io"]) };
+        let d2 = StoredDevice { telemetron_id: None, record: device("t", &[]), owners: owners(&["a@x.io", "b@x.io"]) };
+        s.devices.insert(dev("D1"), d1);
+        s.devices.insert(dev("D2"), d2);
         s
     }
 

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, push_json_str};
+use crate::model::{
+    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, UNIT_SEPARATOR, push_json_str,
+};
 use crate::snapshot::SnapshotData;
 
 /// Where one export file is and how to read it.
@@ -114,22 +116,22 @@ impl PresentFields {
     /// The record the export asks for, given what is stored: fields the file does not carry
     /// keep their stored value.
     pub fn merge(&self, export: &CustomerRecord, stored: &CustomerRecord) -> CustomerRecord {
-        let pick = |present: bool, new: &Option<Box<str>>, old: &Option<Box<str>>| {
-            if present { new.clone() } else { old.clone() }
-        };
-        CustomerRecord {
-            name: pick(self.name, &export.name, &stored.name),
-            phone: pick(self.phone, &export.phone, &stored.phone),
-            address: pick(self.address, &export.address, &stored.address),
-            source_id: pick(self.customer_id, &export.source_id, &stored.source_id),
-        }
+        CustomerRecord::new(
+            if self.name { export.name() } else { stored.name() },
+            if self.phone { export.phone() } else { stored.phone() },
+            if self.address { export.address() } else { stored.address() },
+            if self.customer_id { export.source_id() } else { stored.source_id() },
+        )
     }
 
     /// Whether the export changes a Telemetron field of `stored` (without building the merge).
     pub fn changes_api_fields(&self, export: &CustomerRecord, stored: &CustomerRecord) -> bool {
-        (self.name && export.name != stored.name)
-            || (self.phone && export.phone != stored.phone)
-            || (self.address && export.address != stored.address)
+        if self.name && self.phone && self.address {
+            return export.api_fields() != stored.api_fields();
+        }
+        (self.name && export.name() != stored.name())
+            || (self.phone && export.phone() != stored.phone())
+            || (self.address && export.address() != stored.address())
     }
 }
 
@@ -384,9 +386,9 @@ impl Row<'_> {
     }
 
     /// The trimmed cell in column `col`, if the file has that column and the cell is not empty.
-    fn cell(&self, col: Option<usize>) -> Option<Box<str>> {
+    fn cell(&self, col: Option<usize>) -> Option<&str> {
         let v = self.rec.get(col?)?.trim();
-        (!v.is_empty()).then(|| v.into())
+        (!v.is_empty()).then_some(v)
     }
 }
 
@@ -611,7 +613,7 @@ fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
             fields.push(name);
         }
     }
-    if a.source_id != b.source_id {
+    if a.source_id() != b.source_id() {
         fields.push("customer_id");
     }
     fields.join(", ")
@@ -660,12 +662,12 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
                     return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.field(email_col).trim())));
                 }
             };
-            let record = CustomerRecord {
-                name: row.cell(name_col),
-                phone: row.cell(phone_col),
-                address: row.cell(address_col),
-                source_id: row.cell(id_col),
-            };
+            let cells = [name_col, phone_col, address_col, id_col].map(|c| row.cell(c));
+            if let Some(i) = cells.iter().position(|c| c.is_some_and(|v| v.contains(UNIT_SEPARATOR))) {
+                let col = [name_col, phone_col, address_col, id_col][i];
+                return Some(reject(col, "the cell contains the control character U+001F; remove it".into()));
+            }
+            let record = CustomerRecord::new(cells[0], cells[1], cells[2], cells[3]);
             if let Some(prev) = out.entries.get(&email) {
                 if prev.record == record {
                     warnings.push(Warning {
@@ -686,10 +688,10 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
                 held.insert(email);
                 return Some(r);
             }
-            if let Some(id) = &record.source_id {
+            if let Some(id) = record.source_id() {
                 match out.by_source_id.get_mut(id) {
                     None => {
-                        out.by_source_id.insert(id.clone(), SourceId::One(email.clone()));
+                        out.by_source_id.insert(id.into(), SourceId::One(email.clone()));
                     }
                     Some(slot) => {
                         if let SourceId::One(other) = slot {

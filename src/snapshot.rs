@@ -63,6 +63,19 @@ pub struct StoredCustomer {
 pub struct StoredDevice {
     pub telemetron_id: Option<TelemetronId>,
     pub record: DeviceRecord,
+    /// The device's owners, sorted. Kept here rather than in a map of their own: one entry and
+    /// one copy of the identifier per device.
+    pub owners: Owners,
+}
+
+impl StoredDevice {
+    fn placeholder() -> StoredDevice {
+        StoredDevice {
+            telemetron_id: None,
+            record: DeviceRecord { device_type: None, properties: Properties::empty() },
+            owners: Owners::new(),
+        }
+    }
 }
 
 /// Which snapshot, and which state of it, a value was read from.
@@ -80,18 +93,21 @@ pub struct SnapshotVersion {
 pub struct SnapshotData {
     pub customers: KeyMap<Email, StoredCustomer>,
     pub devices: KeyMap<DeviceIdent, StoredDevice>,
-    /// Owners of each device, sorted.
-    pub owners: KeyMap<DeviceIdent, Owners>,
     pub version: SnapshotVersion,
 }
 
 impl SnapshotData {
     pub fn customers_by_source_id(&self) -> FxHashMap<&str, &Email> {
-        self.customers.iter().filter_map(|(e, c)| Some((c.record.source_id.as_deref()?, e))).collect()
+        self.customers.iter().filter_map(|(e, c)| Some((c.record.source_id()?, e))).collect()
     }
 
     pub fn assignment_count(&self) -> usize {
-        self.owners.values().map(|o| o.len()).sum()
+        self.devices.values().map(|d| d.owners.len()).sum()
+    }
+
+    /// The owners of `device` as the snapshot has them (none for an unknown device).
+    pub fn owners_of(&self, device: &DeviceIdent) -> &[Email] {
+        self.devices.get(device).map_or(&[], |d| d.owners.as_slice())
     }
 }
 
@@ -151,29 +167,18 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     data.customers.reserve(count("customers").map_err(err)?);
     let devices = count("devices").map_err(err)?;
     data.devices.reserve(devices);
-    data.owners.reserve(devices);
 
     let mut stmt =
         conn.prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers").map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
     while let Some(row) = rows.next().map_err(err)? {
-        let text = |i: usize| -> Result<Option<Box<str>>, rusqlite::Error> {
-            Ok(row.get_ref(i)?.as_str_or_null()?.map(Into::into))
+        let text = |i: usize| -> Result<Option<&str>, Error> {
+            row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
         };
-        let email = Email::from_trusted(row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
+        let email = Email::from_trusted(text(0)?.unwrap_or_default());
         let customer = StoredCustomer {
-            telemetron_id: row
-                .get_ref(1)
-                .map_err(err)?
-                .as_str_or_null()
-                .map_err(|e| err(e.into()))?
-                .map(TelemetronId::new),
-            record: CustomerRecord {
-                name: text(2).map_err(err)?,
-                phone: text(3).map_err(err)?,
-                address: text(4).map_err(err)?,
-                source_id: text(5).map_err(err)?,
-            },
+            telemetron_id: text(1)?.map(TelemetronId::new),
+            record: CustomerRecord::new(text(2)?, text(3)?, text(4)?, text(5)?),
         };
         data.customers.insert(email, customer);
     }
@@ -193,6 +198,7 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
         let device = StoredDevice {
             telemetron_id: s(1).map_err(err)?.map(TelemetronId::new),
             record: DeviceRecord { device_type, properties },
+            owners: Owners::new(),
         };
         data.devices.insert(ident, device);
     }
@@ -200,22 +206,21 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     // Sorted by device then customer, so each device's owners arrive sorted.
     let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
-    let mut current: Option<(DeviceIdent, Owners)> = None;
+    let mut current: Option<usize> = None;
     while let Some(row) = rows.next().map_err(err)? {
         let device = row.get_ref(0).map_err(err)?.as_str().map_err(|e| err(e.into()))?;
         let customer = Email::from_trusted(row.get_ref(1).map_err(err)?.as_str().map_err(|e| err(e.into()))?);
-        match &mut current {
-            Some((d, owners)) if d.as_str() == device => owners.push(customer),
-            _ => {
-                if let Some((d, owners)) = current.take() {
-                    data.owners.insert(d, owners);
-                }
-                current = Some((DeviceIdent::from_trusted(device), smallvec::smallvec![customer]));
-            }
-        }
-    }
-    if let Some((d, owners)) = current {
-        data.owners.insert(d, owners);
+        let index = match current {
+            Some(i) if data.devices.get_index(i).is_some_and(|(d, _)| d.as_str() == device) => i,
+            _ => match data.devices.get_index_of(device) {
+                Some(i) => i,
+                // An assignment whose device has no row still names a device Telemetron has:
+                // keep it, with no type or properties.
+                None => data.devices.insert_full(DeviceIdent::from_trusted(device), StoredDevice::placeholder()).0,
+            },
+        };
+        data.devices[index].owners.push(customer);
+        current = Some(index);
     }
     Ok(data)
 }
@@ -360,10 +365,10 @@ impl Writer<'_> {
                 s.execute(params![
                     email.as_str(),
                     id.map(TelemetronId::as_str),
-                    record.name.as_deref(),
-                    record.phone.as_deref(),
-                    record.address.as_deref(),
-                    record.source_id.as_deref(),
+                    record.name(),
+                    record.phone(),
+                    record.address(),
+                    record.source_id(),
                 ])
             })
             .map_err(|e| self.err(e))?;
@@ -438,7 +443,7 @@ mod tests {
     use super::*;
 
     fn rec(name: &str) -> CustomerRecord {
-        CustomerRecord { name: Some(name.into()), ..Default::default() }
+        CustomerRecord::new(Some(name), None, None, None)
     }
 
     #[test]
@@ -471,8 +476,8 @@ mod tests {
         let data = read(&path).unwrap();
         let c = &data.customers[&e];
         assert_eq!(c.telemetron_id.as_ref().unwrap().as_str(), "cust_1");
-        assert_eq!(c.record.name.as_deref(), Some("B"));
-        assert_eq!(data.owners[&d].as_slice(), &[e]);
+        assert_eq!(c.record.name(), Some("B"));
+        assert_eq!(data.owners_of(&d), &[e]);
         assert_eq!(data.version.generation, 2);
         assert_eq!(data.version.schema, SCHEMA_VERSION);
         assert!(data.version.id.is_some());
