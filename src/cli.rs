@@ -47,6 +47,194 @@ pub enum Command {
     /// Snapshot maintenance
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Customers in Telemetron: create or update, look up
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Devices in Telemetron: create or update, replace properties
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Assign one device to one or more customers (assignDeviceToOwners; additive)
+    Assign(AssignArgs),
+    /// Unassign one device from one customer (unassignDeviceFromOwner)
+    Unassign(UnassignArgs),
+    /// Support tickets
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Run a local emulator of the ext-v1 API (for tests and trying the tool)
+    Emulator(EmulatorArgs),
+}
+
+/// Where Telemetron is and how to authenticate. The key comes from TELEMETRON_API_KEY or
+/// --api-key-file, never from the command line (where `ps` would show it).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ApiArgs {
+    /// The ext-v1 base URL [default: https://admin.telemetron.ai/api/ext-v1]
+    #[arg(long, value_name = "URL", env = crate::client::ENV_BASE_URL)]
+    pub base_url: Option<String>,
+    /// Read the API key from this file (first line) instead of TELEMETRON_API_KEY
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Per-request timeout in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Create a customer; if the email exists (409), update that customer instead
+    Upsert {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        /// Update the customer with this Telemetron id (skips the create attempt)
+        #[arg(long, value_name = "TELEMETRON_ID")]
+        id: Option<String>,
+    },
+    /// Look a customer up by email (case-insensitive), with their devices
+    Query {
+        #[command(flatten)]
+        api: ApiArgs,
+        email: String,
+    },
+    /// Look a customer up by Telemetron id
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Create a device or update its type/properties (POST /device)
+    Upsert {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        identifier: String,
+        /// The device type (needed to create)
+        #[arg(long = "type", value_name = "TYPE")]
+        device_type: Option<String>,
+        /// A property, as key=value (repeatable)
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+    },
+    /// Replace devices' properties wholesale (bulk-metadata), from flags or a devices CSV
+    Metadata {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The device whose properties to replace
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        identifier: Option<String>,
+        /// A property, as key=value (repeatable); none clears all properties
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+        /// Every device of this devices export (1,000 per call)
+        #[arg(long, value_name = "devices.csv")]
+        from: Option<PathBuf>,
+        /// Config file for --from (column names, delimiter)
+        #[arg(long, value_name = "FILE", requires = "from")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The device identifier
+    #[arg(long)]
+    pub device: String,
+    /// A customer email (repeatable); unknown customers are created
+    #[arg(long = "customer", value_name = "EMAIL", required = true)]
+    pub customers: Vec<String>,
+    /// Create the device if Telemetron does not have it (needs --device-type)
+    #[arg(long, requires = "device_type")]
+    pub auto_create_device: bool,
+    #[arg(long, value_name = "TYPE")]
+    pub device_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnassignArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[arg(long)]
+    pub device: String,
+    #[arg(long, value_name = "EMAIL")]
+    pub customer: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Open a support ticket for a customer
+    Create(TicketArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["customer_email", "customer_id"])))]
+pub struct TicketArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// At most 255 characters
+    #[arg(long)]
+    pub title: String,
+    /// Made from the messages when left out
+    #[arg(long)]
+    pub description: Option<String>,
+    /// low, medium (the default), high or urgent
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// The customer's email (an unknown email creates the customer)
+    #[arg(long, value_name = "EMAIL")]
+    pub customer_email: Option<String>,
+    /// The customer's Telemetron id
+    #[arg(long, value_name = "TELEMETRON_ID")]
+    pub customer_id: Option<String>,
+    /// An existing category of your organization; Telemetron picks one when left out
+    #[arg(long)]
+    pub category: Option<String>,
+    /// A message of the conversation, as role:content with role customer, agent or bot (repeatable)
+    #[arg(long = "message", value_name = "ROLE:CONTENT")]
+    pub messages: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// An API key the emulator accepts, one organization each (repeatable) [default: $TELEMETRON_API_KEY]
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// Delay before every answer, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Extra random delay of up to this many milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Fraction of requests answered 500, half of them after the write was applied
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// API requests allowed per second; the rest get 429 with Retry-After
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Seed for jitter and injected failures
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How POST /device treats properties of an existing device [UNDOC in ext-v1]
+    #[arg(long, value_enum, default_value_t = crate::emulator::PropertiesOnUpdate::Replace)]
+    pub device_properties: crate::emulator::PropertiesOnUpdate,
+    /// What assignDevicesToOwner answers when every identifier is unknown [UNDOC in ext-v1]
+    #[arg(long, value_enum, default_value_t = crate::emulator::AllUnknownAssign::Ok)]
+    pub all_unknown_assign: crate::emulator::AllUnknownAssign,
 }
 
 /// Where the exports and the snapshot are.

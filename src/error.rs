@@ -36,6 +36,13 @@ pub enum Error {
     #[error("snapshot {path}: {message}")]
     Snapshot { path: PathBuf, message: String },
 
+    /// Something the command needs is missing or unusable (no API key, say): exit 1.
+    #[error("{0}")]
+    Setup(String),
+
+    #[error(transparent)]
+    Api(#[from] crate::client::ApiError),
+
     #[error(
         "{count} bad row(s) and --strict is set; nothing was done. Fix the rows listed above or drop --strict to leave them out"
     )]

@@ -6,10 +6,13 @@
 //! into API calls, [`report`] renders it. [`cmd`] wires them to the command line in [`cli`].
 //! See ARCHITECTURE.md for the map and the invariants.
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod diff;
+pub mod emulator;
 pub mod error;
 pub mod exit;
 pub mod load;

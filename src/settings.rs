@@ -113,3 +113,38 @@ impl InputSettings {
 pub fn state_path(flag: &Option<PathBuf>) -> PathBuf {
     flag.clone().unwrap_or_else(|| DEFAULT_STATE.into())
 }
+
+/// What a command that calls Telemetron needs: where, with which key, how long to wait.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub base_url: String,
+    pub key: crate::client::ApiKey,
+    pub timeout: std::time::Duration,
+}
+
+impl ApiSettings {
+    pub fn resolve(args: &crate::cli::ApiArgs) -> Result<ApiSettings, Error> {
+        use crate::client::{ApiKey, ENV_API_KEY, check_base_url};
+        let base_url =
+            check_base_url(args.base_url.as_deref().unwrap_or(crate::api::DEFAULT_BASE_URL)).map_err(Error::Usage)?;
+        let key = match &args.api_key_file {
+            Some(path) => ApiKey::from_file(path).map_err(Error::Setup)?,
+            None => match std::env::var(ENV_API_KEY) {
+                Ok(v) => ApiKey::new(&v).map_err(|e| Error::Setup(format!("{ENV_API_KEY}: {e}")))?,
+                Err(_) => {
+                    return Err(Error::Setup(format!(
+                        "no API key: set {ENV_API_KEY} or pass --api-key-file FILE. An admin finds the key in Telemetron under Settings > Integrations > Developer"
+                    )));
+                }
+            },
+        };
+        if !(args.timeout.is_finite() && args.timeout > 0.0) {
+            return Err(Error::Usage(format!("--timeout must be a positive number of seconds, not {}", args.timeout)));
+        }
+        Ok(ApiSettings { base_url, key, timeout: std::time::Duration::from_secs_f64(args.timeout) })
+    }
+
+    pub fn client(&self) -> Result<crate::client::Client, Error> {
+        crate::client::Client::new(&self.base_url, &self.key, self.timeout).map_err(Error::Setup)
+    }
+}

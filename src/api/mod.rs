@@ -429,7 +429,8 @@ mod tests {
     #[test]
     fn responses_tolerate_missing_null_and_unknown_fields() {
         let r: AssignDeviceToOwnersResponse =
-            serde_json::from_str(r#"{"success":true,"deviceId":"dev_1","assignedCustomers":null,"newField":1}"#).unwrap();
+            serde_json::from_str(r#"{"success":true,"deviceId":"dev_1","assignedCustomers":null,"newField":1}"#)
+                .unwrap();
         assert!(!r.device_was_created);
         assert!(r.assigned_customers.is_empty());
         let c: Customer = serde_json::from_str(r#"{"id":"c","email":"a@b.co","phone":null,"devices":null}"#).unwrap();
@@ -442,7 +443,11 @@ mod tests {
 
     #[test]
     fn requests_leave_out_what_they_do_not_set() {
-        let r = AssignDevicesToOwner { customer_email: "a@b.co".into(), device_identifiers: vec!["D".into()], ..Default::default() };
+        let r = AssignDevicesToOwner {
+            customer_email: "a@b.co".into(),
+            device_identifiers: vec!["D".into()],
+            ..Default::default()
+        };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"customerEmail":"a@b.co","deviceIdentifiers":["D"]}"#);
     }
 }

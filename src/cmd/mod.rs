@@ -13,7 +13,9 @@ use crate::report;
 use crate::settings::InputSettings;
 use crate::snapshot::{self, SnapshotData};
 
+mod adhoc;
 mod baseline;
+mod emulator;
 mod history;
 mod plan;
 mod snapshot_cmd;
@@ -25,6 +27,12 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Baseline(args) => baseline::run(&args),
         Command::History(args) => history::run(&args),
         Command::Snapshot(cmd) => snapshot_cmd::run(&cmd),
+        Command::Customer(cmd) => adhoc::customer(&cmd),
+        Command::Device(cmd) => adhoc::device(&cmd),
+        Command::Assign(args) => adhoc::assign(&args),
+        Command::Unassign(args) => adhoc::unassign(&args),
+        Command::Ticket(cmd) => adhoc::ticket(&cmd),
+        Command::Emulator(args) => emulator::run(&args),
     }
 }
 

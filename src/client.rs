@@ -1,0 +1,436 @@
+//! The ext-v1 HTTP client: one typed method per endpoint, and one classification of failures.
+//!
+//! The only module that knows HTTP on the client side. It sends the key in `x-api-key`, a
+//! `User-Agent: telemetron-sync/<version>`, a per-request timeout, and reads answers tolerantly
+//! (see `api`). Every failure becomes an [`ApiError`], classified once: transport errors,
+//! timeouts, 408, 429 and 5xx are retryable (a 429 carries its `Retry-After`); 401 is fatal for
+//! the whole run; other 4xx carry the server's message and what they mean for that endpoint.
+//! Retrying, rate limiting and concurrency are the executor's business, not this module's.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{self, Endpoint, ErrorBody};
+
+/// The Telemetron API key. Never printed: `Debug` shows a redaction, and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Trims the key; refuses an empty one or one that cannot be an HTTP header value.
+    pub fn new(raw: &str) -> Result<ApiKey, String> {
+        let k = raw.trim();
+        if k.is_empty() {
+            return Err("the API key is empty".into());
+        }
+        if k.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err("the API key contains spaces or characters that cannot be sent in a header".into());
+        }
+        Ok(ApiKey(k.to_string()))
+    }
+
+    /// Reads the key from a file (its first line).
+    pub fn from_file(path: &Path) -> Result<ApiKey, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the API key file {}: {e}", path.display()))?;
+        ApiKey::new(text.lines().next().unwrap_or("")).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Why a call failed, classified once for every caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{endpoint}: cannot reach Telemetron: {message}")]
+    Transport { endpoint: Endpoint, message: String },
+    #[error("{endpoint}: no answer within {}s", .timeout.as_secs_f64())]
+    Timeout { endpoint: Endpoint, timeout: Duration },
+    #[error(
+        "{endpoint}: the API key was refused (401). Check that it was not regenerated (Settings > Integrations > Developer in Telemetron) and set the current key in TELEMETRON_API_KEY or --api-key-file"
+    )]
+    Unauthorized { endpoint: Endpoint },
+    #[error("{endpoint}: rate limited (429){}", retry_after_text(.retry_after))]
+    RateLimited { endpoint: Endpoint, retry_after: Option<Duration> },
+    #[error("{endpoint}: server error {status}: {message}")]
+    Server { endpoint: Endpoint, status: u16, message: String },
+    #[error("{endpoint}: {status}: {message}{}", rejection_hint(.rejection))]
+    Rejected { endpoint: Endpoint, status: u16, message: String, rejection: Rejection },
+    #[error("{endpoint}: unreadable answer (HTTP {status}): {message}")]
+    Decode { endpoint: Endpoint, status: u16, message: String },
+}
+
+fn retry_after_text(d: &Option<Duration>) -> String {
+    d.map(|d| format!("; retry after {}s", d.as_secs_f64())).unwrap_or_default()
+}
+
+fn rejection_hint(r: &Rejection) -> String {
+    match r {
+        Rejection::AlreadyExists { telemetron_customer_id: Some(id) } => {
+            format!(" (a customer with this email already exists: {id})")
+        }
+        Rejection::AlreadyExists { telemetron_customer_id: None } => {
+            " (a customer with this email already exists)".into()
+        }
+        Rejection::NotAssigned { current_devices } if current_devices.is_empty() => {
+            "; nothing to unassign: this customer has no devices".into()
+        }
+        Rejection::NotAssigned { current_devices } => {
+            format!("; nothing to unassign: this customer's devices are {}", current_devices.join(", "))
+        }
+        Rejection::NotFound | Rejection::Invalid | Rejection::Other => String::new(),
+    }
+}
+
+/// What a 4xx means for the endpoint that sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// createOrUpdateCustomer 409: the email exists (with the existing id when the body has it).
+    AlreadyExists { telemetron_customer_id: Option<String> },
+    /// unassignDeviceFromOwner 400: the device is not assigned to that customer.
+    NotAssigned { current_devices: Vec<String> },
+    /// 404: the customer, device or id does not exist.
+    NotFound,
+    /// 400: the request was refused as invalid.
+    Invalid,
+    /// Any other 4xx.
+    Other,
+}
+
+impl ApiError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Transport { .. }
+                | ApiError::Timeout { .. }
+                | ApiError::RateLimited { .. }
+                | ApiError::Server { .. }
+                | ApiError::Decode { .. }
+        )
+    }
+
+    /// Whether the whole run must stop (the key is wrong: every call would fail).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ApiError::Unauthorized { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Unauthorized { .. } => Some(401),
+            ApiError::RateLimited { .. } => Some(429),
+            ApiError::Server { status, .. } | ApiError::Rejected { status, .. } | ApiError::Decode { status, .. } => {
+                Some(*status)
+            }
+            ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
+        }
+    }
+
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            ApiError::Rejected { rejection, .. } => Some(rejection),
+            _ => None,
+        }
+    }
+}
+
+/// Environment variable holding the API key.
+pub const ENV_API_KEY: &str = "TELEMETRON_API_KEY";
+/// Environment variable holding the base URL.
+pub const ENV_BASE_URL: &str = "TELEMETRON_BASE_URL";
+/// The default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client for one organization (one key) at one base URL.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+/// Checks a base URL: https anywhere, plain http only to a loopback host.
+pub fn check_base_url(raw: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("base URL {raw:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(format!(
+                    "base URL {raw:?} uses plain http to a host that is not loopback; the API key would cross the network unencrypted: use https"
+                ));
+            }
+        }
+        other => return Err(format!("base URL {raw:?} has scheme {other:?}; use https")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("base URL {raw:?} must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+impl Client {
+    pub fn new(base_url: &str, key: &ApiKey, timeout: Duration) -> Result<Client, String> {
+        install_crypto_provider();
+        let base = check_base_url(base_url)?;
+        let mut headers = HeaderMap::new();
+        let mut value =
+            HeaderValue::from_str(key.expose()).map_err(|_| "the API key cannot be sent in a header".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(api::KEY_HEADER, value);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("telemetron-sync/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Client { http, base, timeout })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn create_or_update_customer(
+        &self,
+        req: &api::CustomerUpsert,
+    ) -> Result<api::CustomerUpsertResponse, ApiError> {
+        self.post(Endpoint::CreateOrUpdateCustomer, req).await
+    }
+
+    pub async fn query_customer(&self, email: &str) -> Result<api::Customer, ApiError> {
+        self.post(Endpoint::QueryCustomer, &api::CustomerQuery { email: email.to_string() }).await
+    }
+
+    pub async fn get_customer(&self, id: &str) -> Result<api::Customer, ApiError> {
+        let endpoint = Endpoint::GetCustomer;
+        let mut url = reqwest::Url::parse(&format!("{}{}/", self.base, endpoint.path()))
+            .map_err(|e| ApiError::Transport { endpoint, message: e.to_string() })?;
+        url.path_segments_mut()
+            .map_err(|_| ApiError::Transport { endpoint, message: "bad base URL".into() })?
+            .pop_if_empty()
+            .push(id);
+        self.send(endpoint, self.http.get(url)).await
+    }
+
+    pub async fn upsert_device(&self, req: &api::DeviceUpsert) -> Result<api::DeviceUpsertResponse, ApiError> {
+        self.post(Endpoint::CreateOrUpdateDevice, req).await
+    }
+
+    pub async fn bulk_metadata(&self, req: &api::BulkMetadata) -> Result<api::BulkMetadataResponse, ApiError> {
+        self.post(Endpoint::BulkUpdateDeviceMetadata, req).await
+    }
+
+    pub async fn assign_device_to_owners(
+        &self,
+        req: &api::AssignDeviceToOwners,
+    ) -> Result<api::AssignDeviceToOwnersResponse, ApiError> {
+        self.post(Endpoint::AssignDeviceToOwners, req).await
+    }
+
+    pub async fn assign_devices_to_owner(
+        &self,
+        req: &api::AssignDevicesToOwner,
+    ) -> Result<api::AssignDevicesToOwnerResponse, ApiError> {
+        self.post(Endpoint::AssignDevicesToOwner, req).await
+    }
+
+    pub async fn unassign_device_from_owner(
+        &self,
+        req: &api::UnassignDeviceFromOwner,
+    ) -> Result<api::UnassignDeviceFromOwnerResponse, ApiError> {
+        self.post(Endpoint::UnassignDeviceFromOwner, req).await
+    }
+
+    pub async fn unassign_devices_from_owner(
+        &self,
+        req: &api::UnassignDevicesFromOwner,
+    ) -> Result<api::UnassignDevicesFromOwnerResponse, ApiError> {
+        self.post(Endpoint::UnassignDevicesFromOwner, req).await
+    }
+
+    pub async fn create_ticket(&self, req: &api::CreateTicket) -> Result<api::CreateTicketResponse, ApiError> {
+        self.post(Endpoint::CreateTicket, req).await
+    }
+
+    async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        body: &Req,
+    ) -> Result<Resp, ApiError> {
+        let url = format!("{}{}", self.base, endpoint.path());
+        self.send(endpoint, self.http.post(url).json(body)).await
+    }
+
+    async fn send<Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Resp, ApiError> {
+        let started = std::time::Instant::now();
+        let response = req.send().await.map_err(|e| self.transport_error(endpoint, e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;
+        tracing::debug!(%endpoint, status, elapsed_ms = started.elapsed().as_millis() as u64, "ext-v1 call");
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+                endpoint,
+                status,
+                message: format!("{e}; body: {}", snippet(&bytes)),
+            });
+        }
+        Err(classify(endpoint, status, retry_after, &bytes))
+    }
+
+    fn transport_error(&self, endpoint: Endpoint, e: reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            return ApiError::Timeout { endpoint, timeout: self.timeout };
+        }
+        // reqwest's message names the URL, never headers; walk the sources for the cause.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        ApiError::Transport { endpoint, message }
+    }
+}
+
+/// Turns a non-2xx answer into an [`ApiError`], reading whatever body came with it.
+pub fn classify(endpoint: Endpoint, status: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let message = match &parsed {
+        Some(b) if !b.error.is_empty() => b.error.clone(),
+        _ if body.iter().all(u8::is_ascii_whitespace) => "(empty body)".to_string(),
+        _ => format!("(not a JSON error) {}", snippet(body)),
+    };
+    match status {
+        401 => ApiError::Unauthorized { endpoint },
+        429 => ApiError::RateLimited { endpoint, retry_after },
+        408 | 500..=599 => ApiError::Server { endpoint, status, message },
+        _ => {
+            let body = parsed.unwrap_or_default();
+            let rejection = match (status, endpoint) {
+                (409, Endpoint::CreateOrUpdateCustomer) => {
+                    Rejection::AlreadyExists { telemetron_customer_id: body.telemetron_customer_id.clone() }
+                }
+                (400, Endpoint::UnassignDeviceFromOwner)
+                    if body.current_devices.is_some() || message.to_ascii_lowercase().contains("not assigned") =>
+                {
+                    Rejection::NotAssigned { current_devices: body.current_devices.clone().unwrap_or_default() }
+                }
+                (404, _) => Rejection::NotFound,
+                (400, _) => Rejection::Invalid,
+                _ => Rejection::Other,
+            };
+            ApiError::Rejected { endpoint, status, message, rejection }
+        }
+    }
+}
+
+/// The start of a body, as text, for messages (HTML from a proxy, say).
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 200 { format!("{}...", flat.chars().take(200).collect::<String>()) } else { flat }
+}
+
+/// rustls needs a process-wide crypto provider; ring is built in (no C toolchain beyond cc).
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let k = ApiKey::new(" tlm_secret123 ").unwrap();
+        assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
+        assert!(ApiKey::new("  ").is_err());
+        assert!(ApiKey::new("a b").is_err());
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            check_base_url("https://admin.telemetron.ai/api/ext-v1/").unwrap(),
+            "https://admin.telemetron.ai/api/ext-v1"
+        );
+        assert!(check_base_url("http://127.0.0.1:8080/api/ext-v1").is_ok());
+        assert!(check_base_url("http://localhost:1/x").is_ok());
+        assert!(check_base_url("http://[::1]:1/x").is_ok());
+        assert!(check_base_url("http://example.com/api").unwrap_err().contains("use https"));
+        assert!(check_base_url("http://10.0.0.1/api").is_err());
+        assert!(check_base_url("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn classification() {
+        let e = Endpoint::CreateOrUpdateCustomer;
+        assert!(classify(e, 500, None, b"").is_retryable());
+        assert!(classify(e, 502, None, b"<html><body>Bad gateway</body></html>").to_string().contains("Bad gateway"));
+        assert!(classify(e, 408, None, b"").is_retryable());
+        let rl = classify(e, 429, Some(Duration::from_secs(2)), b"");
+        assert!(rl.is_retryable() && rl.retry_after() == Some(Duration::from_secs(2)));
+        assert!(classify(e, 401, None, b"{}").is_fatal());
+        let conflict = classify(e, 409, None, br#"{"error":"exists","telemetronCustomerId":"cust_1"}"#);
+        assert_eq!(
+            conflict.rejection(),
+            Some(&Rejection::AlreadyExists { telemetron_customer_id: Some("cust_1".into()) })
+        );
+        assert!(!conflict.is_retryable());
+        let bare = classify(e, 409, None, b"");
+        assert_eq!(bare.rejection(), Some(&Rejection::AlreadyExists { telemetron_customer_id: None }));
+        let na = classify(
+            Endpoint::UnassignDeviceFromOwner,
+            400,
+            None,
+            br#"{"error":"Device is not assigned to this customer","currentDevices":["A"]}"#,
+        );
+        assert_eq!(na.rejection(), Some(&Rejection::NotAssigned { current_devices: vec!["A".into()] }));
+        assert!(na.to_string().contains("nothing to unassign: this customer's devices are A"), "{na}");
+        let invalid = classify(Endpoint::UnassignDeviceFromOwner, 400, None, br#"{"error":"Invalid email format"}"#);
+        assert_eq!(invalid.rejection(), Some(&Rejection::Invalid));
+    }
+}

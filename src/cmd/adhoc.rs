@@ -1,0 +1,236 @@
+//! The ad-hoc commands: one ext-v1 call (or a few) from the command line, for support staff
+//! fixing one record by hand and for scripts. Each prints the API's answer as JSON on stdout;
+//! failures go to stderr as one clear line.
+
+use serde::Serialize;
+
+use crate::api;
+use crate::cli::{ApiArgs, AssignArgs, CustomerCommand, DeviceCommand, TicketArgs, TicketCommand, UnassignArgs};
+use crate::client::{ApiError, Client, Rejection};
+use crate::error::Error;
+use crate::exit;
+use crate::settings::ApiSettings;
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))
+}
+
+fn client(args: &ApiArgs) -> Result<Client, Error> {
+    ApiSettings::resolve(args)?.client()
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Error> {
+    super::stdout_write(|out| {
+        serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+        writeln!(out)
+    })
+}
+
+/// `key=value` pairs into a JSON object of strings.
+fn properties(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let mut map = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(Error::Usage(format!("--property {p:?}: write it as key=value")));
+        };
+        if k.trim().is_empty() {
+            return Err(Error::Usage(format!("--property {p:?}: the key is empty")));
+        }
+        map.insert(k.trim().to_string(), v.to_string().into());
+    }
+    Ok(map)
+}
+
+pub fn customer(cmd: &CustomerCommand) -> Result<i32, Error> {
+    let rt = runtime()?;
+    match cmd {
+        CustomerCommand::Upsert { api, email, name, phone, address, id } => {
+            let client = client(api)?;
+            let mut req = api::CustomerUpsert {
+                email: email.clone(),
+                name: name.clone(),
+                phone: phone.clone(),
+                address: address.clone(),
+                telemetron_customer_id: id.clone(),
+            };
+            let answer = rt.block_on(async {
+                if req.telemetron_customer_id.is_some() {
+                    return client.create_or_update_customer(&req).await;
+                }
+                match client.create_or_update_customer(&req).await {
+                    Err(ApiError::Rejected {
+                        rejection: Rejection::AlreadyExists { telemetron_customer_id }, ..
+                    }) => {
+                        // Create is not an upsert: take the existing customer's id and update it.
+                        let id = match telemetron_customer_id {
+                            Some(id) => id,
+                            None => client.query_customer(email).await?.id,
+                        };
+                        tracing::info!(customer = %id, "the email exists (409); updating that customer");
+                        req.telemetron_customer_id = Some(id);
+                        client.create_or_update_customer(&req).await
+                    }
+                    other => other,
+                }
+            })?;
+            print_json(&answer)?;
+        }
+        CustomerCommand::Query { api, email } => {
+            let client = client(api)?;
+            print_json(&rt.block_on(client.query_customer(email))?)?;
+        }
+        CustomerCommand::Get { api, id } => {
+            let client = client(api)?;
+            print_json(&rt.block_on(client.get_customer(id))?)?;
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub fn device(cmd: &DeviceCommand) -> Result<i32, Error> {
+    let rt = runtime()?;
+    match cmd {
+        DeviceCommand::Upsert { api, identifier, device_type, properties: props } => {
+            let req = api::DeviceUpsert {
+                identifier: identifier.clone(),
+                device_type: device_type.clone(),
+                properties: if props.is_empty() { None } else { Some(properties(props)?) },
+            };
+            let client = client(api)?;
+            print_json(&rt.block_on(client.upsert_device(&req))?)?;
+            Ok(exit::SUCCESS)
+        }
+        DeviceCommand::Metadata { api, identifier, properties: props, from, config } => {
+            let batches = match (identifier, from) {
+                (Some(id), _) => {
+                    let mut devices = std::collections::BTreeMap::new();
+                    devices.insert(id.clone(), properties(props)?);
+                    vec![api::BulkMetadata { devices }]
+                }
+                (None, Some(path)) => {
+                    if !props.is_empty() {
+                        return Err(Error::Usage("--property goes with --identifier, not with --from".into()));
+                    }
+                    metadata_from_csv(path, config.as_deref())?
+                }
+                (None, None) => return Err(Error::Usage("give --identifier or --from".into())),
+            };
+            let client = client(api)?;
+            let answers = rt.block_on(async {
+                let mut answers = Vec::new();
+                for b in &batches {
+                    answers.push(client.bulk_metadata(b).await?);
+                }
+                Ok::<_, ApiError>(answers)
+            })?;
+            let not_found: Vec<&str> = answers
+                .iter()
+                .flat_map(|a| &a.results)
+                .filter(|r| r.status != api::BulkMetadataStatus::Updated)
+                .map(|r| r.identifier.as_str())
+                .collect();
+            if answers.len() == 1 {
+                print_json(&answers[0])?;
+            } else {
+                print_json(&answers)?;
+            }
+            if !not_found.is_empty() {
+                tracing::warn!(
+                    "{} device(s) not found, so not updated (bulk-metadata never creates devices): {}",
+                    not_found.len(),
+                    not_found.iter().take(20).copied().collect::<Vec<_>>().join(", ")
+                );
+                return Ok(exit::PARTIAL);
+            }
+            Ok(exit::SUCCESS)
+        }
+    }
+}
+
+/// Every device of a devices export as bulk-metadata requests of at most 1,000 devices.
+fn metadata_from_csv(
+    path: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<Vec<api::BulkMetadata>, Error> {
+    let args =
+        crate::cli::InputArgs { config: config.map(Into::into), devices: Some(path.into()), ..Default::default() };
+    let settings = crate::settings::InputSettings::resolve(&args)?;
+    let mut export = crate::load::read(&settings.sources)?;
+    for r in &export.rejects {
+        tracing::warn!("rejected {}", crate::report::reject_line(r));
+    }
+    let devices = export.devices.take().map(|d| d.entries).unwrap_or_default();
+    let mut sorted: Vec<_> = devices.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut batches = Vec::new();
+    for chunk in sorted.chunks(api::BULK_METADATA_MAX) {
+        let devices = chunk
+            .iter()
+            .map(|(id, e)| {
+                let props = e.record.properties.to_map().into_iter().map(|(k, v)| (k, v.into())).collect();
+                (id.to_string(), props)
+            })
+            .collect();
+        batches.push(api::BulkMetadata { devices });
+    }
+    if batches.is_empty() {
+        return Err(Error::Usage(format!("{}: no devices to send", path.display())));
+    }
+    Ok(batches)
+}
+
+pub fn assign(args: &AssignArgs) -> Result<i32, Error> {
+    let req = api::AssignDeviceToOwners {
+        device_identifier: args.device.clone(),
+        customer_emails: args.customers.clone(),
+        auto_create_device: args.auto_create_device,
+        device_type: args.device_type.clone(),
+    };
+    let client = client(&args.api)?;
+    print_json(&runtime()?.block_on(client.assign_device_to_owners(&req))?)?;
+    Ok(exit::SUCCESS)
+}
+
+pub fn unassign(args: &UnassignArgs) -> Result<i32, Error> {
+    let req =
+        api::UnassignDeviceFromOwner { device_identifier: args.device.clone(), customer_email: args.customer.clone() };
+    let client = client(&args.api)?;
+    print_json(&runtime()?.block_on(client.unassign_device_from_owner(&req))?)?;
+    Ok(exit::SUCCESS)
+}
+
+pub fn ticket(cmd: &TicketCommand) -> Result<i32, Error> {
+    let TicketCommand::Create(args) = cmd;
+    let req = ticket_request(args)?;
+    let client = client(&args.api)?;
+    print_json(&runtime()?.block_on(client.create_ticket(&req))?)?;
+    Ok(exit::SUCCESS)
+}
+
+fn ticket_request(args: &TicketArgs) -> Result<api::CreateTicket, Error> {
+    let messages = args
+        .messages
+        .iter()
+        .map(|m| match m.split_once(':') {
+            Some((role, content)) => {
+                Ok(api::TicketMessage { role: role.trim().to_string(), content: content.to_string() })
+            }
+            None => {
+                Err(Error::Usage(format!("--message {m:?}: write it as role:content (role customer, agent or bot)")))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The priority goes to the server as given, so that a wrong one is refused with its words.
+    Ok(api::CreateTicket {
+        title: args.title.clone(),
+        description: args.description.clone(),
+        priority: args.priority.clone(),
+        customer_email: args.customer_email.clone(),
+        customer_id: args.customer_id.clone(),
+        category: args.category.clone(),
+        messages,
+    })
+}

@@ -1,0 +1,307 @@
+//! A local emulator of Telemetron's ext-v1 API, for tests and for trying the tool without an
+//! account.
+//!
+//! An axum server with in-memory state: one organization per API key. It follows every behaviour
+//! the reference documents (its section 15: 401, 400 validation with the documented messages,
+//! 409 on creating an existing email with the existing id, 404s, customers auto-created and named
+//! after the email's local part, multi-owner devices, the assigned/alreadyAssigned/skipped
+//! buckets, the 1,000-entry bulk-metadata cap, full-replacement metadata, case-insensitive email
+//! lookup). Faults are injected deterministically from a seed: latency and jitter, 500s (some
+//! returned *after* the write was applied, as a lost response looks to a client), and a rate
+//! limit answered with 429 and `Retry-After`.
+//!
+//! Read-only admin routes outside the API path: `GET /_emulator/state` (every organization's
+//! customers, devices with their owners, tickets) and `GET /_emulator/requests` (the request log:
+//! time, method, path, status).
+//!
+//! # Choices where the reference is silent ([UNDOC])
+//!
+//! - Device identifiers are matched exactly (case-sensitive) and not trimmed, except the keys of
+//!   bulk-metadata, which the reference says are trimmed. Duplicate keys after trimming are
+//!   applied in order (the last wins); each still gets its own result.
+//! - Emails are trimmed and lower-cased everywhere, so the 409 check, lookups and unassign are
+//!   case-insensitive.
+//! - Customer update: omitted fields are kept, `""` clears phone and address; the email may change
+//!   unless another customer has it (409 with that customer's id). `name` defaults to the email's
+//!   local part on create only.
+//! - Unset phone and address are left out of customer objects (not `null`, not `""`).
+//! - `POST /device` on an existing device *replaces* its properties when `properties` is sent
+//!   (`--device-properties merge` merges at the top level instead); `type` is changed when sent.
+//! - `assignDeviceToOwners` lists every valid email in `assignedCustomers`, already-assigned ones
+//!   included; it does not change the type of an existing device.
+//! - `assignDevicesToOwner` whose identifiers are all unknown (without auto-create) answers 200 with
+//!   all of them in `skipped` (`--all-unknown-assign bad-request` answers 400 "No valid devices
+//!   found" instead, without creating the customer). Duplicate identifiers count once; blank ones
+//!   are skipped.
+//! - No array-length limit besides bulk-metadata's 1,000.
+//! - `getCustomer` with an unknown id of any format is a 404.
+//! - `unassignDeviceFromOwner` of an identifier that does not exist is the same 400 "not assigned".
+//! - `createTicket` with both `customerId` and `customerEmail` uses `customerId`. A missing
+//!   description is made from the messages; a missing category is stored as `null`.
+//! - 500s from `--fail-rate`: half are returned before the request is applied, half after.
+//! - `--rate-limit N` allows N API requests in each whole second since start; the rest get 429 with
+//!   `Retry-After: 1`. Admin routes are neither limited, failed, delayed nor logged.
+
+mod handlers;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use state::{OrgState, StateDump};
+
+/// Where the emulator serves the API, as the real base URL does.
+pub const API_PREFIX: &str = "/api/ext-v1";
+
+/// How `POST /device` treats `properties` on an existing device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PropertiesOnUpdate {
+    #[default]
+    Replace,
+    Merge,
+}
+
+/// What `assignDevicesToOwner` answers when every identifier is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AllUnknownAssign {
+    /// 200 with every identifier in `skipped`.
+    #[default]
+    Ok,
+    /// 400 "No valid devices found".
+    BadRequest,
+}
+
+/// Everything the emulator can be told.
+#[derive(Clone, Default)]
+pub struct Config {
+    /// One organization per key.
+    pub api_keys: Vec<String>,
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// Fraction of API requests answered 500 (0..=1).
+    pub fail_rate: f64,
+    /// API requests allowed per whole second; `None` is unlimited.
+    pub rate_limit: Option<u32>,
+    pub seed: u64,
+    pub properties_on_update: PropertiesOnUpdate,
+    pub all_unknown_assign: AllUnknownAssign,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field("latency", &self.latency)
+            .field("jitter", &self.jitter)
+            .field("fail_rate", &self.fail_rate)
+            .field("rate_limit", &self.rate_limit)
+            .field("seed", &self.seed)
+            .field("properties_on_update", &self.properties_on_update)
+            .field("all_unknown_assign", &self.all_unknown_assign)
+            .finish()
+    }
+}
+
+/// One line of the request log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    /// Wall-clock time the request arrived (RFC 3339, UTC).
+    pub time: String,
+    /// Milliseconds since the emulator started, when the request arrived.
+    pub t_ms: f64,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// The emulator's shared state: cheap to clone, one per server.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    started: Instant,
+    orgs: Mutex<Vec<OrgState>>,
+    log: Mutex<Vec<LoggedRequest>>,
+    counter: AtomicU64,
+    window: Mutex<(u64, u32)>,
+}
+
+impl Emulator {
+    pub fn new(config: Config) -> Emulator {
+        let orgs = (0..config.api_keys.len()).map(|i| OrgState::new(format!("org_{:06}", i + 1))).collect();
+        Emulator {
+            inner: Arc::new(Inner {
+                config,
+                started: Instant::now(),
+                orgs: Mutex::new(orgs),
+                log: Mutex::new(Vec::new()),
+                counter: AtomicU64::new(0),
+                window: Mutex::new((0, 0)),
+            }),
+        }
+    }
+
+    /// Every organization's records, as `GET /_emulator/state` shows them.
+    pub fn state(&self) -> StateDump {
+        let orgs = self.inner.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        StateDump { organizations: orgs.iter().map(OrgState::dump).collect() }
+    }
+
+    /// The request log, as `GET /_emulator/requests` shows it.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.inner.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A deterministic draw in [0, 1) for the `n`th request and purpose `salt`.
+    fn draw(&self, n: u64, salt: u64) -> f64 {
+        let mut z =
+            self.inner.config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Counts a request against the rate limit; false when over it.
+    fn admit(&self) -> bool {
+        let Some(limit) = self.inner.config.rate_limit else { return true };
+        let second = self.inner.started.elapsed().as_secs();
+        let mut w = self.inner.window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0 != second {
+            *w = (second, 0);
+        }
+        w.1 += 1;
+        w.1 <= limit
+    }
+}
+
+/// The router: the API under [`API_PREFIX`] and the admin routes. Tests can call it without a
+/// socket.
+pub fn app(emulator: Emulator) -> Router {
+    Router::new()
+        .route("/_emulator/state", get(admin_state))
+        .route("/_emulator/requests", get(admin_requests))
+        .route("/api/ext-v1/{*rest}", any(api))
+        .with_state(emulator)
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    emulator: Emulator,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(emulator)).with_graceful_shutdown(shutdown).await
+}
+
+/// Binds `addr` and serves in the background; returns the bound address (useful with port 0)
+/// and a handle that stops the server when dropped or told to.
+pub async fn spawn(addr: SocketAddr, emulator: Emulator) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, emulator, async {
+        let _ = rx.await;
+    }));
+    Ok(Running { addr, stop: Some(tx), task })
+}
+
+/// A server started by [`spawn`].
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The API's base URL on this server.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{API_PREFIX}", self.addr)
+    }
+
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.unwrap_or(Ok(()))
+    }
+}
+
+async fn admin_state(State(emu): State<Emulator>) -> impl IntoResponse {
+    axum::Json(emu.state())
+}
+
+async fn admin_requests(State(emu): State<Emulator>) -> impl IntoResponse {
+    axum::Json(emu.requests())
+}
+
+async fn api(State(emu): State<Emulator>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = emu.inner.started.elapsed();
+    let time = crate::time::now_rfc3339();
+    let n = emu.inner.counter.fetch_add(1, Ordering::Relaxed);
+    let path = uri.path().to_string();
+    let cfg = &emu.inner.config;
+
+    let delay = cfg.latency + cfg.jitter.mul_f64(emu.draw(n, 1));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let (status, body, extra_headers) = handle(&emu, n, &method, &path, &headers, &body);
+    emu.inner.log.lock().unwrap_or_else(|p| p.into_inner()).push(LoggedRequest {
+        time,
+        t_ms: arrived.as_secs_f64() * 1000.0,
+        method: method.to_string(),
+        path,
+        status: status.as_u16(),
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    for (k, v) in extra_headers {
+        response.headers_mut().insert(k, v);
+    }
+    response
+}
+
+type Answer = (StatusCode, Value, Vec<(&'static str, HeaderValue)>);
+
+fn handle(emu: &Emulator, n: u64, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
+    let cfg = &emu.inner.config;
+    let key = headers.get(crate::api::KEY_HEADER).and_then(|v| v.to_str().ok());
+    let Some(org) = key.and_then(|k| cfg.api_keys.iter().position(|known| known == k)) else {
+        return (StatusCode::UNAUTHORIZED, json!({"error": "Unauthorized: invalid or missing API key"}), vec![]);
+    };
+    if !emu.admit() {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "Too many requests"}),
+            vec![("retry-after", HeaderValue::from_static("1"))],
+        );
+    }
+    let fail = emu.draw(n, 2) < cfg.fail_rate;
+    let after_write = emu.draw(n, 3) < 0.5;
+    if fail && !after_write {
+        return (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "Internal server error (injected)"}), vec![]);
+    }
+    let rest = path.strip_prefix(API_PREFIX).unwrap_or(path);
+    let (status, value) = {
+        let mut orgs = emu.inner.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        handlers::dispatch(&mut orgs[org], cfg, method, rest, body)
+    };
+    if fail {
+        // The write happened; the client never hears of it.
+        return (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "Internal server error (injected)"}), vec![]);
+    }
+    (status, value, vec![])
+}
