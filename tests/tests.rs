@@ -3,6 +3,8 @@
 
 mod util;
 
+mod adhoc;
 mod cases;
 mod cli;
+mod contract;
 mod sample;

@@ -62,7 +62,12 @@ impl Workdir {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_telemetron-sync"));
-        cmd.args(args).current_dir(self.path()).env_remove("TELEMETRON_STATE").env_remove("TELEMETRON_LOG");
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("TELEMETRON_STATE")
+            .env_remove("TELEMETRON_LOG")
+            .env_remove("TELEMETRON_API_KEY")
+            .env_remove("TELEMETRON_BASE_URL");
         cmd
     }
 
@@ -111,5 +116,67 @@ pub fn assert_json_file(actual: &serde_json::Value, expected: &Path) {
             path.display(),
             serde_json::to_string_pretty(actual).unwrap()
         );
+    }
+}
+
+/// An emulator served in-process on 127.0.0.1:0, on its own runtime, for as long as this lives.
+pub struct Emu {
+    pub emulator: telemetron_sync::emulator::Emulator,
+    pub base_url: String,
+    rt: Option<tokio::runtime::Runtime>,
+    running: Option<telemetron_sync::emulator::Running>,
+}
+
+pub const KEY: &str = "tlm_test_key_0123456789";
+
+impl Emu {
+    pub fn start() -> Emu {
+        Emu::with(|_| {})
+    }
+
+    pub fn with(tweak: impl FnOnce(&mut telemetron_sync::emulator::Config)) -> Emu {
+        let mut config = telemetron_sync::emulator::Config { api_keys: vec![KEY.to_string()], ..Default::default() };
+        tweak(&mut config);
+        let emulator = telemetron_sync::emulator::Emulator::new(config);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let running = rt
+            .block_on(telemetron_sync::emulator::spawn("127.0.0.1:0".parse().unwrap(), emulator.clone()))
+            .expect("bind the emulator");
+        Emu { emulator, base_url: running.base_url(), rt: Some(rt), running: Some(running) }
+    }
+
+    /// The emulator's whole state as its admin route gives it.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::to_value(self.emulator.state()).unwrap()
+    }
+
+    /// The first organization's state.
+    pub fn org(&self) -> serde_json::Value {
+        self.state()["organizations"][0].clone()
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        if let (Some(rt), Some(running)) = (self.rt.take(), self.running.take()) {
+            let _ = rt.block_on(running.stop());
+        }
+    }
+}
+
+impl Workdir {
+    /// Runs the binary against `emu` with the test key in the environment.
+    pub fn run_api(&self, emu: &Emu, args: &[&str]) -> Run {
+        let out = self
+            .command(args)
+            .env("TELEMETRON_BASE_URL", &emu.base_url)
+            .env("TELEMETRON_API_KEY", KEY)
+            .output()
+            .expect("run the binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
