@@ -3,7 +3,8 @@
 //!
 //! The stages, each in its own module: [`load`] reads and validates the exports, [`snapshot`]
 //! keeps what Telemetron has been told, [`diff`] compares the two, [`plan`] groups the difference
-//! into API calls, [`report`] renders it. [`cmd`] wires them to the command line in [`cli`].
+//! into API calls, [`report`] renders it. [`client`] talks to ext-v1 (wire types in [`api`]), and
+//! [`emulator`] serves a local copy of it. [`cmd`] wires them to the command line in [`cli`].
 //! See ARCHITECTURE.md for the map and the invariants.
 
 pub mod api;
