@@ -42,6 +42,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Record the exports in the snapshot as already present in Telemetron, without calling it
     Baseline(InputArgs),
+    /// Compute the plan and execute it against Telemetron (or execute a saved plan)
+    Apply(ApplyArgs),
     /// List the runs recorded in the snapshot
     History(HistoryArgs),
     /// Snapshot maintenance
@@ -285,6 +287,40 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Execute this saved plan (from `plan --out`) exactly; refused if the inputs or the snapshot
+    /// changed since it was made
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size"])]
+    pub plan: Option<PathBuf>,
+    /// Requests per second, never exceeded in any one-second window
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Requests in flight at most
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Retries of a call after a retryable failure (timeouts, 408, 429, 5xx)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; it doubles per retry (with jitter), up to 30 s
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub backoff_ms: u64,
+    /// Refuse (exit 4) when the plan removes more assignments than this: a number, or a
+    /// percentage of the snapshot's assignments [default: 10%, never fewer than 50]
+    #[arg(long, value_name = "N|P%")]
+    pub max_unassign: Option<String>,
+    /// Apply even when the plan removes more assignments than --max-unassign allows
+    #[arg(long)]
+    pub force: bool,
+    /// Write the run's summary, with every failed operation and its error, to this JSON file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -342,6 +342,17 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
 // ---------------------------------------------------------------------------------------------
 // Reading one file
 
+/// The SHA-256 of a file, as `InputInfo::sha256` gives it.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut r = HashingReader { inner: File::open(path)?, hasher: Sha256::new() };
+    io::copy(&mut r, &mut io::sink())?;
+    Ok(hex(&r.hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A reader that hashes what passes through it, so a file is read once.
 struct HashingReader<R> {
     inner: R,
@@ -571,8 +582,7 @@ impl CsvFile {
     }
 
     fn finish(self, kind: &str, export: &mut Export) {
-        let digest = self.reader.into_inner().hasher.finalize();
-        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = hex(&self.reader.into_inner().hasher.finalize());
         export.inputs.push(InputInfo { kind: kind.into(), path: self.name.to_string(), sha256, rows: self.rows });
     }
 }

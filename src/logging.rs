@@ -11,9 +11,11 @@ use crate::cli::{GlobalArgs, LogFormat};
 /// Environment variable that overrides the level chosen by `-v`/`-q` (tracing's filter syntax).
 pub const ENV_LOG: &str = "TELEMETRON_LOG";
 
-pub fn init(args: &GlobalArgs) {
+/// `chatty`: the command reports progress in log lines (`apply`), so its default level is info.
+pub fn init(args: &GlobalArgs, chatty: bool) {
     let level = match (args.quiet, args.verbose) {
         (true, _) => "error",
+        (false, 0) if chatty => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",

@@ -30,6 +30,12 @@ pub struct InputSettings {
 
 impl InputSettings {
     pub fn resolve(args: &InputArgs) -> Result<InputSettings, Error> {
+        Self::resolve_with(args, true)
+    }
+
+    /// Like [`resolve`](Self::resolve), but without requiring an export (for `apply --plan`,
+    /// which takes its operations from the plan file).
+    pub fn resolve_with(args: &InputArgs, require_inputs: bool) -> Result<InputSettings, Error> {
         let (config, base) = match &args.config {
             Some(path) => (ConfigFile::read(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
             None => (ConfigFile::default(), PathBuf::new()),
@@ -88,7 +94,7 @@ impl InputSettings {
             }),
             None => None,
         };
-        if customers.is_none() && devices.is_none() && ownership.is_none() {
+        if require_inputs && customers.is_none() && devices.is_none() && ownership.is_none() {
             return Err(Error::Usage(
                 "no input: give --customers, --devices and/or --ownership, an --input-dir, or a --config that names them"
                     .into(),

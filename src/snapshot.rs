@@ -306,6 +306,73 @@ impl Store {
     }
 }
 
+/// An exclusive hold on a snapshot, for the commands that call Telemetron and write what it
+/// confirmed. An OS file lock on `STATE.lock`: released when the holder exits, however it exits
+/// (`kill -9` included), so there is never a stale lock to clear by hand.
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Lock {
+    pub fn acquire(state: &Path) -> Result<Lock, Error> {
+        use std::io::{Read, Seek, Write};
+        let path = PathBuf::from(format!("{}.lock", state.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| Error::Io { what: "open the lock file", path: path.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() { "another process".to_string() } else { holder.to_string() };
+                return Err(Error::Snapshot {
+                    path: state.to_owned(),
+                    message: format!(
+                        "is in use by {who}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io { what: "lock", path, source });
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "process {} (since {})", std::process::id(), crate::time::now_rfc3339());
+        let _ = file.flush();
+        Ok(Lock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The snapshot's version and how many assignments it holds, without loading it. A missing
+/// file is version 0 with none.
+pub fn version_and_assignments(path: &Path) -> Result<(SnapshotVersion, u64), Error> {
+    if !path.exists() {
+        return Ok((SnapshotVersion::default(), 0));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    if schema_version(&conn, path)? == 0 {
+        return Ok((SnapshotVersion::default(), 0));
+    }
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let version = read_version(&conn).map_err(err)?;
+    let n: i64 = conn.query_row("SELECT count(*) FROM assignments", [], |r| r.get(0)).map_err(err)?;
+    Ok((version, n as u64))
+}
+
 /// Runs recorded in the snapshot, newest first. A missing file has none.
 pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
     if !path.exists() {
@@ -397,6 +464,30 @@ impl Writer<'_> {
                     record.properties.as_json(),
                 ])
             })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records a device's new type, keeping the rest of its row.
+    pub fn set_device_type(&mut self, ident: &DeviceIdent, device_type: &str) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
+                 ON CONFLICT (identifier) DO UPDATE SET type = excluded.type",
+            )
+            .and_then(|mut s| s.execute(params![ident.as_str(), device_type]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records a device's new (complete) properties, keeping the rest of its row.
+    pub fn set_device_properties(&mut self, ident: &DeviceIdent, properties: &Properties) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO devices (identifier, properties) VALUES (?1, ?2)
+                 ON CONFLICT (identifier) DO UPDATE SET properties = excluded.properties",
+            )
+            .and_then(|mut s| s.execute(params![ident.as_str(), properties.as_json()]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

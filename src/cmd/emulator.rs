@@ -54,31 +54,9 @@ pub fn run(args: &EmulatorArgs) -> Result<i32, Error> {
             let _ = out.flush();
         }
         tracing::info!(%addr, ?config, "emulator started");
-        emulator::serve(listener, Emulator::new(config), shutdown_signal())
+        emulator::serve(listener, Emulator::new(config), super::shutdown_signal())
             .await
             .map_err(|e| Error::Setup(format!("emulator stopped: {e}")))
     })?;
     Ok(exit::SUCCESS)
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -14,6 +14,7 @@ use crate::settings::InputSettings;
 use crate::snapshot::{self, SnapshotData};
 
 mod adhoc;
+mod apply;
 mod baseline;
 mod emulator;
 mod history;
@@ -22,7 +23,9 @@ mod snapshot_cmd;
 
 /// Runs one command and returns its exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
+    let quiet = cli.global.quiet;
     match cli.command {
+        Command::Apply(args) => apply::run(&args, quiet),
         Command::Plan(args) => plan::run(&args),
         Command::Baseline(args) => baseline::run(&args),
         Command::History(args) => history::run(&args),
@@ -106,4 +109,26 @@ pub(crate) fn stdout_write(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>
 /// process exit returns the memory at once.
 pub(crate) fn release<T>(value: T) {
     std::mem::forget(value);
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

@@ -1,0 +1,317 @@
+//! `apply`: compute the plan (or read a saved one) and execute it against Telemetron, recording
+//! each confirmed operation in the snapshot.
+//!
+//! Order of a run: take the snapshot's lock; read and plan; refuse, before any call, a plan that
+//! removes more assignments than the safety guard allows; execute; while executing, a recorder
+//! thread commits confirmations to the snapshot at least every second, so `kill -9` loses at
+//! most the last second of confirmations — the next run repeats those calls harmlessly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::cli::ApplyArgs;
+use crate::error::Error;
+use crate::execute::{self, Confirmed, Options, Outcome, Work};
+use crate::exit;
+use crate::load::InputInfo;
+use crate::model::DeviceRecord;
+use crate::plan::{self, Operation};
+use crate::settings::{ApiSettings, InputSettings};
+use crate::snapshot::{self, Lock, SnapshotVersion, Store};
+
+/// How often confirmations are committed, at the longest.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a saved plan holds that `apply --plan` needs.
+#[derive(Debug, Deserialize)]
+struct SavedPlanDoc {
+    format: String,
+    operations: Vec<Operation>,
+    #[serde(default)]
+    rejected: Vec<serde_json::Value>,
+    inputs: Vec<InputInfo>,
+    snapshot: SnapshotVersion,
+}
+
+pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
+    let settings = InputSettings::resolve_with(&args.inputs, args.plan.is_none())?;
+    let api = ApiSettings::resolve(&args.api)?;
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(Error::Usage(format!(
+            "--rate must be a positive number of requests per second, not {}",
+            args.rate
+        )));
+    }
+    let opts = Options {
+        rate: args.rate,
+        concurrency: args.concurrency as usize,
+        max_retries: args.max_retries,
+        backoff_base: Duration::from_millis(args.backoff_ms),
+        backoff_max: Duration::from_secs(30),
+        batching: settings.batching,
+    };
+    let client = api.client()?;
+
+    // Held until the process ends; released by the OS even on kill -9.
+    let _lock = Lock::acquire(&settings.state)?;
+
+    let (operations, rejected) = match &args.plan {
+        Some(path) => saved_plan(path, &settings.state)?,
+        None => {
+            let p = super::prepare(&settings)?;
+            let doc = plan::build(&p.diff, &p.export, settings.batching);
+            let rejected = p.export.rejects.len();
+            super::release(p);
+            (doc.operations, rejected)
+        }
+    };
+
+    let removals = operations.iter().filter(|o| matches!(o, Operation::Unassign(_))).count() as u64;
+    let (_, assignments) = snapshot::version_and_assignments(&settings.state)?;
+    let limit = unassign_limit(args.max_unassign.as_deref(), assignments)?;
+    if removals > limit && !args.force {
+        eprintln!(
+            "error: refusing to apply: the plan removes {removals} assignments, more than the limit of {limit} ({}). \
+             Nothing was sent. A truncated or partial ownership export looks like this; check it. If the removals are \
+             right, run again with --force, or raise --max-unassign",
+            describe_limit(args.max_unassign.as_deref(), assignments)
+        );
+        return Ok(exit::GUARD);
+    }
+
+    let work = Work::from_operations(&operations);
+    drop(operations);
+    let mut store = Store::open(&settings.state)?;
+    let run_id = store.begin_run("apply")?;
+    if work.is_empty() {
+        let outcome = Outcome::default();
+        let code = finish(&mut store, run_id, &outcome, rejected, args, &api.base_url)?;
+        return Ok(code);
+    }
+
+    // The recorder owns the store while the executor runs.
+    let (tx, rx) = mpsc::channel::<Confirmed>();
+    let recorder = std::thread::spawn(move || record(store, rx));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    let progress = crate::progress::for_stderr(quiet);
+    let outcome = rt.block_on(async {
+        let stop_on_signal = stop.clone();
+        let signals = tokio::spawn(async move {
+            super::shutdown_signal().await;
+            tracing::warn!("signal received: sending nothing new, finishing the calls in flight");
+            stop_on_signal.store(true, Ordering::Relaxed);
+        });
+        let tx = Mutex::new(tx);
+        let confirm = |c: Confirmed| {
+            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(c);
+        };
+        let outcome = execute::execute(&client, work, &opts, &confirm, progress.as_ref(), &stop).await;
+        signals.abort();
+        outcome
+    });
+    let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+    finish(&mut store, run_id, &outcome, rejected, args, &api.base_url)
+}
+
+use std::sync::Mutex;
+
+/// Commits confirmations in batches, at least every [`COMMIT_EVERY`], until the channel closes.
+fn record(mut store: Store, rx: mpsc::Receiver<Confirmed>) -> Result<Store, Error> {
+    let mut pending: Vec<Confirmed> = Vec::new();
+    let mut deadline = Instant::now() + COMMIT_EVERY;
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(c) => pending.push(c),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= deadline {
+            if !pending.is_empty() {
+                write(&mut store, &pending)?;
+                pending.clear();
+            }
+            deadline = Instant::now() + COMMIT_EVERY;
+        }
+    }
+    if !pending.is_empty() {
+        write(&mut store, &pending)?;
+    }
+    Ok(store)
+}
+
+fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
+    let mut w = store.writer()?;
+    for c in batch {
+        match c {
+            Confirmed::Customer { email, id, record } => w.put_customer(email, id.as_ref(), record)?,
+            Confirmed::DeviceCreated { identifier, id, device_type, properties } => {
+                let record = DeviceRecord { device_type: Some(device_type.clone()), properties: properties.clone() };
+                w.put_device(identifier, id.as_ref(), &record)?
+            }
+            Confirmed::DeviceType { identifier, device_type } => w.set_device_type(identifier, device_type)?,
+            Confirmed::DeviceProperties { identifier, properties } => {
+                w.set_device_properties(identifier, properties)?
+            }
+            Confirmed::Assigned(a) => w.assign(&a.device, &a.customer)?,
+            Confirmed::Unassigned(a) => w.unassign(&a.device, &a.customer)?,
+        }
+    }
+    w.commit()?;
+    tracing::debug!(confirmations = batch.len(), "committed to the snapshot");
+    Ok(())
+}
+
+/// Records the run, prints the summary, writes the report, and picks the exit code.
+fn finish(
+    store: &mut Store,
+    run_id: i64,
+    outcome: &Outcome,
+    rejected: usize,
+    args: &ApplyArgs,
+    base_url: &str,
+) -> Result<i32, Error> {
+    let failed = outcome.failed();
+    let (code, verdict) = match &outcome.stopped {
+        Some(why) => (exit::ERROR, format!("stopped early: {why}")),
+        None if failed > 0 || rejected > 0 => (
+            exit::PARTIAL,
+            format!(
+                "finished with {failed} failed operation(s) and {rejected} rejected row(s); they are retried by the next run"
+            ),
+        ),
+        None => (exit::SUCCESS, "finished: Telemetron has everything the exports say".to_string()),
+    };
+    let outcome_word = match code {
+        exit::SUCCESS => "ok",
+        exit::PARTIAL => "partial",
+        _ => "stopped",
+    };
+    let mut summary = serde_json::to_value(outcome).expect("an outcome serializes");
+    if let Some(map) = summary.as_object_mut() {
+        map.remove("failures");
+        map.insert("failed_operations".into(), failed.into());
+        map.insert("rejected_rows".into(), rejected.into());
+    }
+    store.finish_run(run_id, outcome_word, &summary)?;
+    if let Some(path) = &args.report {
+        let report = serde_json::json!({
+            "run": run_id,
+            "outcome": outcome_word,
+            "verdict": verdict,
+            "base_url": base_url,
+            "rejected_rows": rejected,
+            "summary": outcome,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report).expect("a report serializes"))
+            .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?;
+    }
+    super::stdout_write(|out| {
+        writeln!(
+            out,
+            "apply (run {run_id}): {} calls, {} retries, {:.1} s, {:.1} calls/s (limit {}/s)",
+            outcome.calls, outcome.retries, outcome.elapsed_seconds, outcome.calls_per_second, args.rate
+        )?;
+        for kind in execute::KINDS {
+            if let Some(c) = outcome.operations.get(kind) {
+                writeln!(out, "  {:<22} done {:>8}   failed {:>6}", kind.replace('_', " "), c.done, c.failed)?;
+            }
+        }
+        if rejected > 0 {
+            writeln!(out, "  {:<22} {rejected:>13}", "rejected rows")?;
+        }
+        for f in outcome.failures.iter().take(20) {
+            writeln!(out, "  failed {} {}: {}", f.kind.replace('_', " "), f.key, f.error)?;
+        }
+        if outcome.failures.len() > 20 {
+            writeln!(out, "  ... and {} more failures (--report FILE lists them all)", outcome.failures.len() - 20)?;
+        }
+        writeln!(out, "{verdict}")
+    })?;
+    if let Some(why) = &outcome.stopped {
+        eprintln!("error: {why}");
+    }
+    Ok(code)
+}
+
+/// The most assignments a run may remove without `--force`.
+fn unassign_limit(arg: Option<&str>, assignments: u64) -> Result<u64, Error> {
+    let bad = |s: &str| Error::Usage(format!("--max-unassign {s:?}: give a number (50) or a percentage (10%)"));
+    match arg.map(str::trim) {
+        None => Ok(((assignments as f64 * 0.10).ceil() as u64).max(50)),
+        Some(s) => match s.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad(s))?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(bad(s));
+                }
+                Ok((assignments as f64 * p / 100.0).floor() as u64)
+            }
+            None => s.parse().map_err(|_| bad(s)),
+        },
+    }
+}
+
+fn describe_limit(arg: Option<&str>, assignments: u64) -> String {
+    match arg {
+        None => format!("10% of the {assignments} assignments in the snapshot, at least 50"),
+        Some(s) if s.trim().ends_with('%') => {
+            format!("--max-unassign {s} of the {assignments} assignments in the snapshot")
+        }
+        Some(s) => format!("--max-unassign {s}"),
+    }
+}
+
+/// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
+fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
+    let text =
+        std::fs::read(path).map_err(|source| Error::Io { what: "read the plan", path: path.to_owned(), source })?;
+    let doc: SavedPlanDoc = serde_json::from_slice(&text).map_err(|e| Error::BadFile {
+        path: path.to_owned(),
+        message: format!("not a plan saved by `plan --out` ({e})"),
+    })?;
+    if doc.format != plan::FORMAT {
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            message: format!(
+                "plan format {:?}; this build applies {:?}. Make the plan again",
+                doc.format,
+                plan::FORMAT
+            ),
+        });
+    }
+    for input in &doc.inputs {
+        let now = crate::load::sha256_file(Path::new(&input.path)).map_err(|source| Error::Io {
+            what: "read the plan's input",
+            path: input.path.clone().into(),
+            source,
+        })?;
+        if now != input.sha256 {
+            return Err(Error::Usage(format!(
+                "the {} export {} changed since the plan was made; nothing was sent. Run `plan --out` again and review it",
+                input.kind, input.path
+            )));
+        }
+    }
+    let (version, _) = snapshot::version_and_assignments(state)?;
+    if version.id != doc.snapshot.id || version.generation != doc.snapshot.generation {
+        return Err(Error::Usage(format!(
+            "the snapshot {} changed since the plan was made (generation {} then, {} now); nothing was sent. Run `plan --out` again and review it",
+            state.display(),
+            doc.snapshot.generation,
+            version.generation
+        )));
+    }
+    Ok((doc.operations, doc.rejected.len()))
+}

@@ -1,0 +1,671 @@
+//! The executor: runs a plan's operations against ext-v1 — rate-limited, a bounded number in
+//! flight, retrying what may succeed on a second try — and reports each confirmed operation so
+//! that the snapshot records only what Telemetron acknowledged.
+//!
+//! Phases run in order, each concurrent inside: customers → devices → unassignments →
+//! assignments → property updates. Nothing is sent for an entity before what it depends on has
+//! succeeded: an assignment waits for its customer and device, and a moved device's new owner
+//! waits for the old owner's removal (the documented transfer recipe). Every call is chosen so
+//! that repeating it after a lost response is harmless: a create that meets 409 becomes an
+//! update, `POST /device` is an upsert, the bulk (un)assign endpoints report what was already
+//! done, and bulk-metadata replaces. A device in `skipped` is a failed assignment, never a
+//! success.
+//!
+//! Owns concurrency, the one rate limiter, and retries with capped exponential backoff and
+//! jitter (honouring `Retry-After`). Knows nothing of SQL or CSV: confirmations leave through a
+//! channel.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rustc_hash::FxHashSet;
+use serde::Serialize;
+
+use crate::api;
+use crate::client::{ApiError, Client, Rejection};
+use crate::diff::Assignment;
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::plan::{Batching, METADATA_CAP, Operation};
+
+/// How the executor talks to the API.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Requests per second, never exceeded in any one-second window.
+    pub rate: f64,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Retries of one call after a retryable failure.
+    pub max_retries: u32,
+    /// First backoff; it doubles per retry, with jitter, up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub batching: Batching,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rate: 10.0,
+            concurrency: 4,
+            max_retries: 5,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            batching: Batching::default(),
+        }
+    }
+}
+
+/// A customer to create or update.
+#[derive(Debug, Clone)]
+pub struct CustomerWork {
+    pub email: Email,
+    pub telemetron_id: Option<TelemetronId>,
+    pub record: CustomerRecord,
+    pub create: bool,
+}
+
+/// A device to create, or whose type to change.
+#[derive(Debug, Clone)]
+pub struct DeviceWork {
+    pub identifier: DeviceIdent,
+    pub device_type: Arc<str>,
+    /// Set on create: the properties go in the same call.
+    pub properties: Option<Properties>,
+    pub create: bool,
+}
+
+/// Everything to send, by phase.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub customers: Vec<CustomerWork>,
+    pub devices: Vec<DeviceWork>,
+    pub unassign: Vec<Assignment>,
+    pub assign: Vec<Assignment>,
+    pub properties: Vec<(DeviceIdent, Properties)>,
+}
+
+impl Work {
+    pub fn from_operations(ops: &[Operation]) -> Work {
+        let mut w = Work::default();
+        for op in ops {
+            match op {
+                Operation::CreateCustomer(c) => w.customers.push(CustomerWork {
+                    email: c.email.clone(),
+                    telemetron_id: None,
+                    record: c.record.clone(),
+                    create: true,
+                }),
+                Operation::UpdateCustomer(u) => w.customers.push(CustomerWork {
+                    email: u.email.clone(),
+                    telemetron_id: u.telemetron_id.clone(),
+                    record: u.after.clone(),
+                    create: false,
+                }),
+                Operation::CreateDevice(c) => w.devices.push(DeviceWork {
+                    identifier: c.identifier.clone(),
+                    device_type: c.device_type.clone(),
+                    properties: Some(c.properties.clone()),
+                    create: true,
+                }),
+                Operation::UpdateDevice(u) => {
+                    if let Some(t) = u.device_type.as_ref().and_then(|c| c.after.clone()) {
+                        w.devices.push(DeviceWork {
+                            identifier: u.identifier.clone(),
+                            device_type: t,
+                            properties: None,
+                            create: false,
+                        });
+                    }
+                    if let Some(p) = &u.properties_after {
+                        w.properties.push((u.identifier.clone(), p.clone()));
+                    }
+                }
+                Operation::Unassign(a) => w.unassign.push(a.clone()),
+                Operation::Assign(a) => w.assign.push(a.clone()),
+            }
+        }
+        w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
+            && self.devices.is_empty()
+            && self.unassign.is_empty()
+            && self.assign.is_empty()
+            && self.properties.is_empty()
+    }
+}
+
+/// What Telemetron acknowledged; the snapshot records exactly these.
+#[derive(Debug, Clone)]
+pub enum Confirmed {
+    Customer { email: Email, id: Option<TelemetronId>, record: CustomerRecord },
+    DeviceCreated { identifier: DeviceIdent, id: Option<TelemetronId>, device_type: Arc<str>, properties: Properties },
+    DeviceType { identifier: DeviceIdent, device_type: Arc<str> },
+    DeviceProperties { identifier: DeviceIdent, properties: Properties },
+    Assigned(Assignment),
+    Unassigned(Assignment),
+}
+
+/// One operation that did not happen, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub kind: &'static str,
+    /// The entity: an email, an identifier, or `device -> customer`.
+    pub key: String,
+    pub error: String,
+}
+
+/// The kinds of operation, in execution order.
+pub const KINDS: [&str; 7] = [
+    "customers_created",
+    "customers_updated",
+    "devices_created",
+    "device_types_changed",
+    "assignments_removed",
+    "assignments_added",
+    "properties_replaced",
+];
+
+/// Counts of one kind of operation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// How a run went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// By kind: customers_created, customers_updated, devices_created, device_types_changed,
+    /// assignments_removed, assignments_added, properties_replaced.
+    pub operations: BTreeMap<&'static str, Counts>,
+    pub calls: u64,
+    pub retries: u64,
+    pub elapsed_seconds: f64,
+    pub calls_per_second: f64,
+    /// Set when the run stopped early: the key was refused, or a signal asked it to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    pub failures: Vec<Failure>,
+}
+
+impl Outcome {
+    pub fn failed(&self) -> u64 {
+        self.operations.values().map(|c| c.failed).sum()
+    }
+    pub fn done(&self) -> u64 {
+        self.operations.values().map(|c| c.done).sum()
+    }
+}
+
+/// Progress reporting, one phase at a time.
+pub trait Progress: Send + Sync {
+    fn phase(&self, name: &'static str, calls: u64);
+    fn advance(&self, calls: u64);
+    fn finish(&self);
+}
+
+/// No progress output.
+pub struct Silent;
+impl Progress for Silent {
+    fn phase(&self, _: &'static str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+struct Exec<'a> {
+    client: &'a Client,
+    opts: &'a Options,
+    limiter: Limiter,
+    confirm: &'a (dyn Fn(Confirmed) + Sync),
+    progress: &'a dyn Progress,
+    stop: &'a AtomicBool,
+    fatal: Mutex<Option<String>>,
+    calls: AtomicU64,
+    retries: AtomicU64,
+    jitter_state: AtomicU64,
+    counts: Mutex<BTreeMap<&'static str, Counts>>,
+    failures: Mutex<Vec<Failure>>,
+    failed_customers: Mutex<FxHashSet<Email>>,
+    failed_devices: Mutex<FxHashSet<DeviceIdent>>,
+    failed_unassign: Mutex<FxHashSet<DeviceIdent>>,
+}
+
+/// A limiter that lets through one request every `1/rate` seconds, with no burst: so no
+/// one-second window ever holds more than `rate` requests.
+fn limiter(rate: f64) -> Limiter {
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let quota = governor::Quota::with_period(period).expect("a positive period").allow_burst(NonZeroU32::MIN);
+    governor::RateLimiter::direct(quota)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `work`. `confirm` is called once per acknowledged operation, from the executor's tasks.
+/// `stop` is checked before every call: once set, nothing new is sent and the calls in flight
+/// finish.
+pub async fn execute(
+    client: &Client,
+    work: Work,
+    opts: &Options,
+    confirm: &(dyn Fn(Confirmed) + Sync),
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Outcome {
+    let started = Instant::now();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let ex = Exec {
+        client,
+        opts,
+        limiter: limiter(opts.rate),
+        confirm,
+        progress,
+        stop,
+        fatal: Mutex::new(None),
+        calls: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+        jitter_state: AtomicU64::new(seed | 1),
+        counts: Mutex::new(BTreeMap::new()),
+        failures: Mutex::new(Vec::new()),
+        failed_customers: Mutex::new(FxHashSet::default()),
+        failed_devices: Mutex::new(FxHashSet::default()),
+        failed_unassign: Mutex::new(FxHashSet::default()),
+    };
+    let concurrency = opts.concurrency.max(1);
+    let batch = opts.batching.batch_size.max(1);
+
+    // 1. Customers.
+    progress.phase("customers", work.customers.len() as u64);
+    futures::stream::iter(work.customers).for_each_concurrent(concurrency, |c| ex.customer(c)).await;
+
+    // 2. Devices.
+    progress.phase("devices", work.devices.len() as u64);
+    futures::stream::iter(work.devices).for_each_concurrent(concurrency, |d| ex.device(d)).await;
+
+    // 3. Unassignments, per customer.
+    let unassign = group(work.unassign, batch);
+    progress.phase("unassignments", unassign.len() as u64);
+    futures::stream::iter(unassign).for_each_concurrent(concurrency, |(c, d)| ex.unassign(c, d)).await;
+
+    // 4. Assignments, per customer, once what each depends on has succeeded.
+    let (ready, blocked) = ex.ready_assignments(work.assign);
+    for (a, why) in blocked {
+        ex.fail("assignments_added", format!("{} -> {}", a.device, a.customer), why);
+    }
+    let assign = group(ready, batch);
+    progress.phase("assignments", assign.len() as u64);
+    futures::stream::iter(assign).for_each_concurrent(concurrency, |(c, d)| ex.assign(c, d)).await;
+
+    // 5. Properties, wholesale, 1,000 a call at most.
+    let chunk = opts.batching.metadata_batch_size.clamp(1, METADATA_CAP);
+    let props: Vec<Vec<(DeviceIdent, Properties)>> = work.properties.chunks(chunk).map(<[_]>::to_vec).collect();
+    progress.phase("properties", props.len() as u64);
+    futures::stream::iter(props).for_each_concurrent(concurrency, |p| ex.properties(p)).await;
+    progress.finish();
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = ex.calls.load(Ordering::Relaxed);
+    let stopped =
+        lock(&ex.fatal).clone().or_else(|| stop.load(Ordering::Relaxed).then(|| "interrupted by a signal".to_string()));
+    Outcome {
+        operations: std::mem::take(&mut *lock(&ex.counts)),
+        calls,
+        retries: ex.retries.load(Ordering::Relaxed),
+        elapsed_seconds: elapsed,
+        calls_per_second: if elapsed > 0.0 { calls as f64 / elapsed } else { 0.0 },
+        stopped,
+        failures: std::mem::take(&mut *lock(&ex.failures)),
+    }
+}
+
+/// Assignments grouped per customer, in chunks of at most `batch` devices.
+fn group(list: Vec<Assignment>, batch: usize) -> Vec<(Email, Vec<DeviceIdent>)> {
+    let mut by: BTreeMap<Email, Vec<DeviceIdent>> = BTreeMap::new();
+    for a in list {
+        by.entry(a.customer).or_default().push(a.device);
+    }
+    let mut out = Vec::new();
+    for (customer, devices) in by {
+        for chunk in devices.chunks(batch) {
+            out.push((customer.clone(), chunk.to_vec()));
+        }
+    }
+    out
+}
+
+impl Exec<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
+    }
+
+    fn done(&self, kind: &'static str, n: u64) {
+        lock(&self.counts).entry(kind).or_default().done += n;
+    }
+
+    fn fail(&self, kind: &'static str, key: String, error: String) {
+        lock(&self.counts).entry(kind).or_default().failed += 1;
+        tracing::warn!(kind, key = %key, "failed: {error}");
+        lock(&self.failures).push(Failure { kind, key, error });
+    }
+
+    /// Full jitter in [d/2, d].
+    fn jitter(&self, d: Duration) -> Duration {
+        let mut x = self.jitter_state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let f = 0.5 + 0.5 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        d.mul_f64(f)
+    }
+
+    /// One API call with the rate limit and retries. `None` when the run is stopping and the
+    /// call was never sent.
+    async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            self.limiter.until_ready().await;
+            if self.stopping() {
+                return None;
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match f().await {
+                Ok(v) => return Some(Ok(v)),
+                Err(e) if e.is_fatal() => {
+                    let mut fatal = lock(&self.fatal);
+                    if fatal.is_none() {
+                        *fatal = Some(e.to_string());
+                    }
+                    return Some(Err(e));
+                }
+                Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    let backoff =
+                        self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
+                    let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));
+                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    async fn customer(&self, w: CustomerWork) {
+        let kind = if w.create { "customers_created" } else { "customers_updated" };
+        let result = self.upsert_customer(&w).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(id)) => {
+                (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
+                self.done(kind, 1);
+            }
+            Some(Err(e)) => {
+                lock(&self.failed_customers).insert(w.email.clone());
+                self.fail(kind, w.email.to_string(), e.to_string());
+            }
+        }
+    }
+
+    /// Create (a 409 turns into an update of the existing customer) or update by id (an id
+    /// Telemetron does not know turns into the create path).
+    async fn upsert_customer(&self, w: &CustomerWork) -> Option<Result<Option<TelemetronId>, ApiError>> {
+        let update = |id: &str| api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            // An empty string clears a field on update; leaving it out would keep the old value.
+            phone: Some(w.record.phone().unwrap_or("").into()),
+            address: Some(w.record.address().unwrap_or("").into()),
+            telemetron_customer_id: Some(id.to_string()),
+        };
+        if let Some(id) = &w.telemetron_id {
+            let req = update(id.as_str());
+            match self.call(|| self.client.create_or_update_customer(&req)).await? {
+                Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
+                Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
+                    tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let create = api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            phone: w.record.phone().map(Into::into),
+            address: w.record.address().map(Into::into),
+            telemetron_customer_id: None,
+        };
+        match self.call(|| self.client.create_or_update_customer(&create)).await? {
+            Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
+            Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
+                // Not an upsert: the customer exists (perhaps created by our own earlier attempt
+                // whose answer was lost). Update it, so that it ends up as the export says.
+                let id = match telemetron_customer_id {
+                    Some(id) => id,
+                    None => match self.call(|| self.client.query_customer(w.email.as_str())).await? {
+                        Ok(c) => c.id,
+                        Err(e) => return Some(Err(e)),
+                    },
+                };
+                let req = update(&id);
+                match self.call(|| self.client.create_or_update_customer(&req)).await? {
+                    Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    async fn device(&self, w: DeviceWork) {
+        let kind = if w.create { "devices_created" } else { "device_types_changed" };
+        let req = api::DeviceUpsert {
+            identifier: w.identifier.to_string(),
+            device_type: Some(w.device_type.to_string()),
+            properties: w.properties.as_ref().filter(|p| !p.is_empty()).map(properties_json),
+        };
+        let result = self.call(|| self.client.upsert_device(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                let id = r.device_id.map(|i| TelemetronId::new(&i));
+                (self.confirm)(match w.properties {
+                    Some(properties) if w.create => Confirmed::DeviceCreated {
+                        identifier: w.identifier,
+                        id,
+                        device_type: w.device_type,
+                        properties,
+                    },
+                    _ => Confirmed::DeviceType { identifier: w.identifier, device_type: w.device_type },
+                });
+                self.done(kind, 1);
+            }
+            Some(Err(e)) => {
+                lock(&self.failed_devices).insert(w.identifier.clone());
+                self.fail(kind, w.identifier.to_string(), e.to_string());
+            }
+        }
+    }
+
+    async fn unassign(&self, customer: Email, devices: Vec<DeviceIdent>) {
+        let kind = "assignments_removed";
+        let req = api::UnassignDevicesFromOwner {
+            customer_email: customer.to_string(),
+            device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
+        };
+        let result = self.call(|| self.client.unassign_devices_from_owner(&req)).await;
+        self.progress.advance(1);
+        let fail_all = |error: String| {
+            let mut failed = lock(&self.failed_unassign);
+            for d in &devices {
+                failed.insert(d.clone());
+            }
+            drop(failed);
+            for d in &devices {
+                self.fail(kind, format!("{d} -> {customer}"), error.clone());
+            }
+        };
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                // `skipped` means "was not assigned": the wanted state holds either way.
+                let gone: FxHashSet<&str> = r.unassigned_devices.iter().chain(&r.skipped).map(String::as_str).collect();
+                for d in &devices {
+                    if gone.contains(d.as_str()) {
+                        (self.confirm)(Confirmed::Unassigned(Assignment {
+                            device: d.clone(),
+                            customer: customer.clone(),
+                        }));
+                        self.done(kind, 1);
+                    } else {
+                        lock(&self.failed_unassign).insert(d.clone());
+                        self.fail(
+                            kind,
+                            format!("{d} -> {customer}"),
+                            "not in the answer of unassignDevicesFromOwner".into(),
+                        );
+                    }
+                }
+            }
+            Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => {
+                // No such customer in Telemetron: it holds no device, so none is assigned to it.
+                tracing::warn!(customer = %customer, "Telemetron does not know this customer; its assignments are gone already");
+                for d in &devices {
+                    (self.confirm)(Confirmed::Unassigned(Assignment { device: d.clone(), customer: customer.clone() }));
+                }
+                self.done(kind, devices.len() as u64);
+            }
+            Some(Err(e)) => fail_all(e.to_string()),
+        }
+    }
+
+    /// Splits assignments into those whose dependencies succeeded and those that must wait for
+    /// the next run, with the reason.
+    fn ready_assignments(&self, list: Vec<Assignment>) -> (Vec<Assignment>, Vec<(Assignment, String)>) {
+        let customers = lock(&self.failed_customers);
+        let devices = lock(&self.failed_devices);
+        let unassign = lock(&self.failed_unassign);
+        let mut ready = Vec::with_capacity(list.len());
+        let mut blocked = Vec::new();
+        for a in list {
+            if self.stopping() {
+                continue;
+            } else if customers.contains(&a.customer) {
+                blocked.push((a, "not sent: creating or updating the customer failed".into()));
+            } else if devices.contains(&a.device) {
+                blocked.push((a, "not sent: creating the device failed".into()));
+            } else if unassign.contains(&a.device) {
+                blocked.push((
+                    a,
+                    "not sent: removing the device's previous owner failed (transfer: unassign first)".into(),
+                ));
+            } else {
+                ready.push(a);
+            }
+        }
+        (ready, blocked)
+    }
+
+    async fn assign(&self, customer: Email, devices: Vec<DeviceIdent>) {
+        let kind = "assignments_added";
+        let req = api::AssignDevicesToOwner {
+            customer_email: customer.to_string(),
+            device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
+            auto_create_devices: false,
+            device_type: None,
+        };
+        let result = self.call(|| self.client.assign_devices_to_owner(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                let ok: FxHashSet<&str> =
+                    r.assigned_devices.iter().chain(&r.already_assigned).map(|d| d.identifier.as_str()).collect();
+                let skipped: FxHashSet<&str> = r.skipped.iter().map(String::as_str).collect();
+                for d in &devices {
+                    if ok.contains(d.as_str()) {
+                        (self.confirm)(Confirmed::Assigned(Assignment {
+                            device: d.clone(),
+                            customer: customer.clone(),
+                        }));
+                        self.done(kind, 1);
+                    } else if skipped.contains(d.as_str()) {
+                        self.fail(
+                            kind,
+                            format!("{d} -> {customer}"),
+                            "skipped by assignDevicesToOwner: Telemetron does not have this device".into(),
+                        );
+                    } else {
+                        self.fail(
+                            kind,
+                            format!("{d} -> {customer}"),
+                            "not in the answer of assignDevicesToOwner".into(),
+                        );
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                for d in &devices {
+                    self.fail(kind, format!("{d} -> {customer}"), e.to_string());
+                }
+            }
+        }
+    }
+
+    async fn properties(&self, batch: Vec<(DeviceIdent, Properties)>) {
+        let kind = "properties_replaced";
+        let req =
+            api::BulkMetadata { devices: batch.iter().map(|(d, p)| (d.to_string(), properties_json(p))).collect() };
+        let result = self.call(|| self.client.bulk_metadata(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                let status: std::collections::HashMap<&str, api::BulkMetadataStatus> =
+                    r.results.iter().map(|x| (x.identifier.as_str(), x.status)).collect();
+                for (d, p) in batch {
+                    match status.get(d.as_str()) {
+                        Some(api::BulkMetadataStatus::Updated) => {
+                            (self.confirm)(Confirmed::DeviceProperties { identifier: d, properties: p });
+                            self.done(kind, 1);
+                        }
+                        Some(api::BulkMetadataStatus::NotFound) => self.fail(
+                            kind,
+                            d.to_string(),
+                            "bulk-metadata: Telemetron does not have this device (not_found)".into(),
+                        ),
+                        _ => {
+                            self.fail(kind, d.to_string(), "bulk-metadata did not report this device as updated".into())
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                for (d, _) in batch {
+                    self.fail(kind, d.to_string(), e.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn properties_json(p: &Properties) -> serde_json::Map<String, serde_json::Value> {
+    p.to_map().into_iter().map(|(k, v)| (k, v.into())).collect()
+}
