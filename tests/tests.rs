@@ -4,6 +4,7 @@
 mod util;
 
 mod adhoc;
+mod apply;
 mod cases;
 mod cli;
 mod contract;

@@ -298,7 +298,7 @@ fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Erro
             source,
         })?;
         if now != input.sha256 {
-            return Err(Error::Usage(format!(
+            return Err(Error::Setup(format!(
                 "the {} export {} changed since the plan was made; nothing was sent. Run `plan --out` again and review it",
                 input.kind, input.path
             )));
@@ -306,7 +306,7 @@ fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Erro
     }
     let (version, _) = snapshot::version_and_assignments(state)?;
     if version.id != doc.snapshot.id || version.generation != doc.snapshot.generation {
-        return Err(Error::Usage(format!(
+        return Err(Error::Setup(format!(
             "the snapshot {} changed since the plan was made (generation {} then, {} now); nothing was sent. Run `plan --out` again and review it",
             state.display(),
             doc.snapshot.generation,

@@ -1,0 +1,345 @@
+//! `apply` through the binary against the emulator over loopback, each test checking the
+//! emulator's full final state: Telemetron (the emulator) must hold exactly what the snapshot
+//! says it was told, and a new `plan` must find nothing left to do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use telemetron_sync::model::{Email, Properties};
+
+use crate::util::{Emu, KEY, Run, Workdir, repo};
+
+const CONFIG: &str = "sample-data/config.toml";
+const FAST: [&str; 8] = ["--rate", "500", "--concurrency", "8", "--backoff-ms", "5", "--state", "state.db"];
+
+fn sample() -> Workdir {
+    let w = Workdir::new();
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    w
+}
+
+fn apply(w: &Workdir, emu: &Emu, day: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["apply", "--config", CONFIG, "--input-dir", day];
+    args.extend(FAST);
+    args.extend(extra);
+    w.run_api(emu, &args)
+}
+
+type CustomerView = (String, Option<String>, Option<String>);
+type DeviceView = (Option<String>, BTreeMap<String, String>, Vec<String>);
+
+/// The emulator's customers and devices in a comparable form.
+fn remote(emu: &Emu) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
+    let org = emu.org();
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    let customers = org["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["email"].as_str().unwrap().to_string(), (s(&c["name"]).unwrap(), s(&c["phone"]), s(&c["address"]))))
+        .collect();
+    let devices = org["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let props = d["properties"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            let owners = d["owners"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_string()).collect();
+            (d["identifier"].as_str().unwrap().to_string(), (s(&d["type"]), props, owners))
+        })
+        .collect();
+    (customers, devices)
+}
+
+/// The snapshot in the same form (a customer created without a name is named after its email).
+fn recorded(path: &Path) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
+    let snap = telemetron_sync::snapshot::read(path).unwrap();
+    let customers = snap
+        .customers
+        .iter()
+        .map(|(e, c): (&Email, _)| {
+            let r = &c.record;
+            let name = r.name().map_or_else(|| e.local_part().to_string(), str::to_string);
+            (e.to_string(), (name, r.phone().map(Into::into), r.address().map(Into::into)))
+        })
+        .collect();
+    let devices = snap
+        .devices
+        .iter()
+        .map(|(d, s)| {
+            let props: BTreeMap<String, String> = Properties::to_map(&s.record.properties).into_iter().collect();
+            let owners = s.owners.iter().map(|o| o.to_string()).collect();
+            (d.to_string(), (s.record.device_type.as_deref().map(Into::into), props, owners))
+        })
+        .collect();
+    (customers, devices)
+}
+
+/// Telemetron holds what the snapshot says, and the plan for `day` is empty.
+#[track_caller]
+fn assert_converged(w: &Workdir, emu: &Emu, day: &str) {
+    assert_eq!(remote(emu), recorded(&w.join("state.db")), "the emulator's state differs from the snapshot");
+    let plan =
+        w.run(&["plan", "--config", CONFIG, "--input-dir", day, "--state", "state.db", "--format", "json"]).expect(0);
+    let s = &plan.json()["summary"];
+    assert_eq!(s["api_calls"], 0, "work left after apply: {s}");
+}
+
+#[test]
+fn initial_migration_then_day2_leave_exactly_the_exported_state() {
+    let (w, emu) = (sample(), Emu::start());
+    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    assert!(run.stdout.contains("finished: Telemetron has everything the exports say"), "{}", run.stdout);
+    assert_converged(&w, &emu, "sample-data/day1");
+    let (customers, devices) = remote(&emu);
+    assert_eq!((customers.len(), devices.len()), (56, 86));
+    assert_eq!(customers["nancy.miller@example.com"].1.as_deref(), Some("+1 410 555 9133"));
+    assert_eq!(devices["LK-2024185"].2, ["ashley.nguyen@mail.example.com"]);
+
+    // Day 2: one bad row, so exit 3; everything else applied.
+    let run = apply(&w, &emu, "sample-data/day2", &[]).expect(3);
+    assert!(run.stdout.contains("1 rejected row(s)"), "{}", run.stdout);
+    assert!(run.stderr.contains("ownership.csv:96"), "{}", run.stderr);
+    assert_converged(&w, &emu, "sample-data/day2");
+    let (customers, devices) = remote(&emu);
+    assert_eq!(customers["nancy.miller@example.com"].1.as_deref(), Some("+1 503 555 0142"));
+    assert_eq!(devices["LK-2024185"].2, ["donna.gonzalez@mail.example.com"], "transferred");
+    assert_eq!(devices["TH-2024555"].0.as_deref(), Some("gateway"), "type changed");
+    assert!(!devices["GW-2024259"].1.contains_key("location"), "property removed");
+    assert_eq!(
+        devices["TH-2026220"].2,
+        ["nancy.miller@example.com"],
+        "the device of the rejected row keeps its day-1 owner"
+    );
+    assert!(customers.contains_key("cynthia.gonzalez@example.org"), "no delete in ext-v1: the customer stays");
+    assert_eq!(customers.len(), 59);
+
+    let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
+    let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["partial", "ok"]);
+}
+
+#[test]
+fn customers_that_already_exist_remotely_are_updated_not_duplicated() {
+    let (w, emu) = (sample(), Emu::start());
+    for email in ["daniel.martinez@mail.example.com", "susan.williams@example.com"] {
+        w.run_api(&emu, &["customer", "upsert", "--email", email, "--name", "Someone Else", "--phone", "000"])
+            .expect(0);
+    }
+    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    assert!(run.stdout.contains("customers created      done       56"), "{}", run.stdout);
+    assert_converged(&w, &emu, "sample-data/day1");
+    let (customers, _) = remote(&emu);
+    assert_eq!(customers.len(), 56, "no duplicates");
+    assert_eq!(customers["susan.williams@example.com"].0, "Susan Williams");
+    let conflicts = emu.emulator.requests().iter().filter(|r| r.status == 409).count();
+    assert_eq!(conflicts, 2, "each existing customer met one 409, then was updated");
+}
+
+#[test]
+fn injected_500s_lost_responses_and_429s_converge() {
+    let (w, emu) = (
+        sample(),
+        Emu::with(|c| {
+            c.fail_rate = 0.2;
+            c.rate_limit = Some(150);
+            c.seed = 11;
+        }),
+    );
+    let mut code = apply(&w, &emu, "sample-data/day1", &["--max-retries", "10"]).code;
+    if code == 3 {
+        // Retries ran out for some calls: the next run finishes them.
+        code = apply(&w, &emu, "sample-data/day1", &["--max-retries", "10"]).code;
+    }
+    assert_eq!(code, 0);
+    assert_converged(&w, &emu, "sample-data/day1");
+    let log = emu.emulator.requests();
+    assert!(log.iter().any(|r| r.status == 500), "failures were injected");
+    assert!(log.iter().any(|r| r.status == 429), "the rate limit was hit");
+    let (customers, devices) = remote(&emu);
+    assert_eq!((customers.len(), devices.len()), (56, 86), "lost responses made no duplicates");
+}
+
+#[test]
+fn kill_9_mid_run_then_a_rerun_converges() {
+    let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_millis(10)));
+    let mut child = w
+        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some calls went through, then kill it without warning.
+    let start = Instant::now();
+    while emu.emulator.requests().len() < 100 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let sent = emu.emulator.requests().len();
+    assert!(sent < 266, "killed before the end ({sent} calls)");
+    let partial = telemetron_sync::snapshot::read(&w.join("state.db")).unwrap();
+    assert!(!partial.customers.is_empty(), "confirmations were committed while running");
+
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    assert_converged(&w, &emu, "sample-data/day1");
+    assert_eq!(remote(&emu).0.len(), 56, "no duplicates after the rerun");
+}
+
+#[test]
+fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
+    let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_millis(10)));
+    let child = w
+        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while emu.emulator.requests().len() < 50 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
+    // What Telemetron confirmed was committed before exiting.
+    assert_eq!(remote(&emu).0.len(), telemetron_sync::snapshot::read(&w.join("state.db")).unwrap().customers.len());
+    let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
+    assert_eq!(history[0]["outcome"], "stopped");
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    assert_converged(&w, &emu, "sample-data/day1");
+}
+
+#[test]
+fn a_wrong_key_stops_the_run_at_once() {
+    let (w, emu) = (sample(), Emu::start());
+    let out = w
+        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--concurrency", "4"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", "tlm_wrong_key")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the API key was refused (401)") && stderr.contains("TELEMETRON_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("tlm_wrong_key"));
+    let sent = emu.emulator.requests().len();
+    assert!(sent <= 4, "stopped after the calls in flight, not after {sent}");
+    assert!(remote(&emu).0.is_empty());
+}
+
+#[test]
+fn the_guard_refuses_a_truncated_ownership_export() {
+    let (w, emu) = (sample(), Emu::start());
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    let full = w.read("sample-data/day1/ownership.csv");
+    let truncated: String = full.lines().take(11).map(|l| format!("{l}\n")).collect();
+    w.write("truncated/ownership.csv", truncated);
+    let before = emu.emulator.requests().len();
+    let run =
+        w.run_api(&emu, &["apply", "--config", CONFIG, "--input-dir", "truncated", "--state", "state.db"]).expect(4);
+    assert!(
+        run.stderr.contains("the plan removes 84 assignments, more than the limit of 50")
+            && run.stderr.contains("--force")
+            && run.stderr.contains("Nothing was sent"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(emu.emulator.requests().len(), before, "no call before the guard");
+    let mut args = vec!["apply", "--config", CONFIG, "--input-dir", "truncated", "--force"];
+    args.extend(FAST);
+    w.run_api(&emu, &args).expect(0);
+    assert_converged(&w, &emu, "truncated");
+    let limit = w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db", "--max-unassign", "5%"]);
+    assert_eq!(limit.code, 0, "re-adding removes nothing: {}", limit.stderr);
+}
+
+#[test]
+fn a_second_apply_on_the_same_snapshot_refuses() {
+    let (w, emu) = (sample(), Emu::start());
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(w.join("state.db.lock")).unwrap();
+    lock.lock().unwrap();
+    std::fs::write(w.join("state.db.lock"), "process 4242 (since 2026-11-27T03:00:00Z)\n").unwrap();
+    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(1);
+    assert!(run.stderr.contains("is in use by process 4242"), "{}", run.stderr);
+    assert!(emu.emulator.requests().is_empty());
+    drop(lock);
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+}
+
+#[test]
+fn a_skipped_device_is_reported_as_a_failure() {
+    let (w, emu) = (sample(), Emu::start());
+    // The snapshot believes the devices exist; Telemetron has none of them. (A config without
+    // input_dir, so that only the files named are read.)
+    let config = w.read(CONFIG).replace("input_dir = \"day1\"", "");
+    w.write("sample-data/nodir.toml", config);
+    let cfg = "sample-data/nodir.toml";
+    w.run(&["baseline", "--config", cfg, "--devices", "sample-data/day1/devices.csv", "--state", "state.db"]).expect(0);
+    let mut args = vec![
+        "apply",
+        "--config",
+        cfg,
+        "--customers",
+        "sample-data/day1/customers.csv",
+        "--ownership",
+        "sample-data/day1/ownership.csv",
+        "--report",
+        "report.json",
+    ];
+    args.extend(FAST);
+    let run = w.run_api(&emu, &args).expect(3);
+    assert!(run.stdout.contains("assignments added      done        0   failed     94"), "{}", run.stdout);
+    let report: Value = serde_json::from_str(&w.read("report.json")).unwrap();
+    let failures = report["summary"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 94);
+    assert!(failures[0]["error"].as_str().unwrap().contains("skipped by assignDevicesToOwner"), "{}", failures[0]);
+    assert!(
+        telemetron_sync::snapshot::read(&w.join("state.db")).unwrap().assignment_count() == 0,
+        "nothing recorded as assigned"
+    );
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_and_refused_when_stale() {
+    let (w, emu) = (sample(), Emu::start());
+    w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--out", "p.json", "--format", "json"]).expect(0);
+    let mut args = vec!["apply", "--plan", "p.json"];
+    args.extend(FAST);
+    w.run_api(&emu, &args).expect(0);
+    assert_converged(&w, &emu, "sample-data/day1");
+    // The snapshot moved on: the same plan is now stale.
+    let again = w.run_api(&emu, &args).expect(1);
+    assert!(again.stderr.contains("the snapshot state.db changed since the plan was made"), "{}", again.stderr);
+    // An input changed.
+    w.run(&["plan", "--config", CONFIG, "--input-dir", "sample-data/day2", "--state", "state.db", "--out", "p2.json"])
+        .expect(0);
+    let mut edited = w.read("sample-data/day2/customers.csv");
+    edited.push_str("late.addition@example.com,Late Addition,,,C99999\n");
+    w.write("sample-data/day2/customers.csv", edited);
+    let mut args = vec!["apply", "--plan", "p2.json"];
+    args.extend(FAST);
+    let stale = w.run_api(&emu, &args).expect(1);
+    assert!(
+        stale.stderr.contains("the customers export sample-data/day2/customers.csv changed since the plan was made"),
+        "{}",
+        stale.stderr
+    );
+    let mixed = w.run_api(&emu, &["apply", "--plan", "p2.json", "--customers", "x.csv"]).expect(64);
+    assert!(mixed.stderr.contains("cannot be used with"), "{}", mixed.stderr);
+}
