@@ -243,12 +243,12 @@ struct Exec<'a> {
 /// A strict spacing of `1/rate` (no burst) would guarantee that, but every late timer wake-up
 /// pushes the whole schedule back, and a run then falls a few percent short of the rate. So the
 /// limiter allows a small burst `b` (1% of the rate, at least 1) to catch up after late wake-ups,
-/// and then paces at `rate - b` so that a burst still cannot put more than `rate` requests in a
-/// window, with one to spare — and 0.5% under that, because the network can bring requests closer
+/// and then paces at `rate - b - 1` so that a burst still cannot put more than `rate` requests in
+/// a window, with room to spare — and 0.5% under that, because the network can bring requests closer
 /// together than they left, and the server counts arrivals.
 fn limiter(rate: f64) -> Limiter {
     let burst = 1 + (rate / 100.0).floor().max(0.0) as u32;
-    let headroom = if burst == 1 { 0.0 } else { f64::from(burst) };
+    let headroom = if burst == 1 { 0.0 } else { f64::from(burst + 1) };
     let paced = ((rate - headroom) * 0.995).max(0.001);
     let period = Duration::from_secs_f64(1.0 / paced);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);

@@ -6,10 +6,12 @@ use crate::error::Error;
 use crate::exit;
 use crate::model::DeviceRecord;
 use crate::settings::InputSettings;
-use crate::snapshot::Store;
+use crate::snapshot::{Lock, Store};
 
 pub fn run(args: &InputArgs) -> Result<i32, Error> {
     let settings = InputSettings::resolve(args)?;
+    // The same lock as apply: a baseline written under a running apply would be lost or clash.
+    let _lock = Lock::acquire(&settings.state)?;
     let p = super::prepare(&settings)?;
     let started = std::time::Instant::now();
     let mut store = Store::open(&settings.state)?;
