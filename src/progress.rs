@@ -34,8 +34,11 @@ impl Progress for Bars {
         }
         let bar = indicatif::ProgressBar::new(calls).with_prefix(name);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} calls  {per_sec}  ETA {eta}")
+            indicatif::ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} calls  {rate}  ETA {eta}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} calls/s", s.per_sec());
+                })
                 .progress_chars("=> "),
         );
         *slot = Some(bar);
