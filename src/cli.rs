@@ -269,6 +269,10 @@ pub struct InputArgs {
     /// Devices per assign/unassign call [default: 1000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: Option<u32>,
+    /// Plan one create call per new customer and device and assignments per customer, instead
+    /// of folding creates into assign calls and grouping by minimum vertex cover
+    #[arg(long)]
+    pub no_optimize: bool,
 }
 
 #[derive(Debug, Args)]

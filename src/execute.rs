@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::api;
 use crate::client::{ApiError, Client, Rejection};
 use crate::diff::Assignment;
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::plan::{Batching, METADATA_CAP, Operation};
+use crate::plan::{ApiCall, Batching, Calls};
 
 /// How the executor talks to the API.
 #[derive(Debug, Clone)]
@@ -76,68 +76,6 @@ pub struct DeviceWork {
     /// Set on create: the properties go in the same call.
     pub properties: Option<Properties>,
     pub create: bool,
-}
-
-/// Everything to send, by phase.
-#[derive(Debug, Default)]
-pub struct Work {
-    pub customers: Vec<CustomerWork>,
-    pub devices: Vec<DeviceWork>,
-    pub unassign: Vec<Assignment>,
-    pub assign: Vec<Assignment>,
-    pub properties: Vec<(DeviceIdent, Properties)>,
-}
-
-impl Work {
-    pub fn from_operations(ops: &[Operation]) -> Work {
-        let mut w = Work::default();
-        for op in ops {
-            match op {
-                Operation::CreateCustomer(c) => w.customers.push(CustomerWork {
-                    email: c.email.clone(),
-                    telemetron_id: None,
-                    record: c.record.clone(),
-                    create: true,
-                }),
-                Operation::UpdateCustomer(u) => w.customers.push(CustomerWork {
-                    email: u.email.clone(),
-                    telemetron_id: u.telemetron_id.clone(),
-                    record: u.after.clone(),
-                    create: false,
-                }),
-                Operation::CreateDevice(c) => w.devices.push(DeviceWork {
-                    identifier: c.identifier.clone(),
-                    device_type: c.device_type.clone(),
-                    properties: Some(c.properties.clone()),
-                    create: true,
-                }),
-                Operation::UpdateDevice(u) => {
-                    if let Some(t) = u.device_type.as_ref().and_then(|c| c.after.clone()) {
-                        w.devices.push(DeviceWork {
-                            identifier: u.identifier.clone(),
-                            device_type: t,
-                            properties: None,
-                            create: false,
-                        });
-                    }
-                    if let Some(p) = &u.properties_after {
-                        w.properties.push((u.identifier.clone(), p.clone()));
-                    }
-                }
-                Operation::Unassign(a) => w.unassign.push(a.clone()),
-                Operation::Assign(a) => w.assign.push(a.clone()),
-            }
-        }
-        w
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.customers.is_empty()
-            && self.devices.is_empty()
-            && self.unassign.is_empty()
-            && self.assign.is_empty()
-            && self.properties.is_empty()
-    }
 }
 
 /// What Telemetron acknowledged; the snapshot records exactly these.
@@ -260,12 +198,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `work`. `confirm` is called once per acknowledged operation, from the executor's tasks.
-/// `stop` is checked before every call: once set, nothing new is sent and the calls in flight
-/// finish.
+/// Runs the plan's calls, phase after phase. `confirm` is called once per acknowledged
+/// operation, from the executor's tasks. `stop` is checked before every call: once set, nothing
+/// new is sent and the calls in flight finish.
 pub async fn execute(
     client: &Client,
-    work: Work,
+    calls: Calls,
     opts: &Options,
     confirm: &(dyn Fn(Confirmed) + Sync),
     progress: &dyn Progress,
@@ -290,36 +228,18 @@ pub async fn execute(
         failed_devices: Mutex::new(FxHashSet::default()),
         failed_unassign: Mutex::new(FxHashSet::default()),
     };
-    let concurrency = opts.concurrency.max(1);
-    let batch = opts.batching.batch_size.max(1);
-
-    // 1. Customers.
-    progress.phase("customers", work.customers.len() as u64);
-    futures::stream::iter(work.customers).for_each_concurrent(concurrency, |c| ex.customer(c)).await;
-
-    // 2. Devices.
-    progress.phase("devices", work.devices.len() as u64);
-    futures::stream::iter(work.devices).for_each_concurrent(concurrency, |d| ex.device(d)).await;
-
-    // 3. Unassignments, per customer.
-    let unassign = group(work.unassign, batch);
-    progress.phase("unassignments", unassign.len() as u64);
-    futures::stream::iter(unassign).for_each_concurrent(concurrency, |(c, d)| ex.unassign(c, d)).await;
-
-    // 4. Assignments, per customer, once what each depends on has succeeded.
-    let (ready, blocked) = ex.ready_assignments(work.assign);
-    for (a, why) in blocked {
-        ex.fail("assignments_added", format!("{} -> {}", a.device, a.customer), why);
+    let n = opts.concurrency.max(1);
+    let phases = [
+        ("customers", calls.customers),
+        ("devices", calls.devices),
+        ("unassignments", calls.unassign),
+        ("assignments", calls.assign),
+        ("properties", calls.properties),
+    ];
+    for (name, list) in phases {
+        progress.phase(name, list.len() as u64);
+        futures::stream::iter(list).for_each_concurrent(n, |call| ex.run(call)).await;
     }
-    let assign = group(ready, batch);
-    progress.phase("assignments", assign.len() as u64);
-    futures::stream::iter(assign).for_each_concurrent(concurrency, |(c, d)| ex.assign(c, d)).await;
-
-    // 5. Properties, wholesale, 1,000 a call at most.
-    let chunk = opts.batching.metadata_batch_size.clamp(1, METADATA_CAP);
-    let props: Vec<Vec<(DeviceIdent, Properties)>> = work.properties.chunks(chunk).map(<[_]>::to_vec).collect();
-    progress.phase("properties", props.len() as u64);
-    futures::stream::iter(props).for_each_concurrent(concurrency, |p| ex.properties(p)).await;
     progress.finish();
 
     let elapsed = started.elapsed().as_secs_f64();
@@ -337,22 +257,29 @@ pub async fn execute(
     }
 }
 
-/// Assignments grouped per customer, in chunks of at most `batch` devices.
-fn group(list: Vec<Assignment>, batch: usize) -> Vec<(Email, Vec<DeviceIdent>)> {
-    let mut by: BTreeMap<Email, Vec<DeviceIdent>> = BTreeMap::new();
-    for a in list {
-        by.entry(a.customer).or_default().push(a.device);
-    }
-    let mut out = Vec::new();
-    for (customer, devices) in by {
-        for chunk in devices.chunks(batch) {
-            out.push((customer.clone(), chunk.to_vec()));
+impl Exec<'_> {
+    async fn run(&self, call: ApiCall) {
+        match call {
+            ApiCall::CreateCustomer { email, record } => {
+                self.customer(CustomerWork { email, telemetron_id: None, record, create: true }).await
+            }
+            ApiCall::UpdateCustomer { email, telemetron_id, record } => {
+                self.customer(CustomerWork { email, telemetron_id, record, create: false }).await
+            }
+            ApiCall::UpsertDevice { identifier, device_type, properties, create } => {
+                self.device(DeviceWork { identifier, device_type, properties, create }).await
+            }
+            ApiCall::UnassignDevicesFromOwner { customer, devices } => self.unassign(customer, devices).await,
+            ApiCall::AssignDevicesToOwner { customer, devices, create, create_customer } => {
+                self.assign_to_customer(customer, devices, create, create_customer).await
+            }
+            ApiCall::AssignDeviceToOwners { device, customers, create, create_customers } => {
+                self.assign_device(device, customers, create, create_customers).await
+            }
+            ApiCall::BulkMetadata { devices } => self.properties(devices).await,
         }
     }
-    out
-}
 
-impl Exec<'_> {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
     }
@@ -566,74 +493,216 @@ impl Exec<'_> {
         }
     }
 
-    /// Splits assignments into those whose dependencies succeeded and those that must wait for
-    /// the next run, with the reason.
-    fn ready_assignments(&self, list: Vec<Assignment>) -> (Vec<Assignment>, Vec<(Assignment, String)>) {
-        let customers = lock(&self.failed_customers);
-        let devices = lock(&self.failed_devices);
-        let unassign = lock(&self.failed_unassign);
-        let mut ready = Vec::with_capacity(list.len());
-        let mut blocked = Vec::new();
-        for a in list {
-            if self.stopping() {
-                continue;
-            } else if customers.contains(&a.customer) {
-                blocked.push((a, "not sent: creating or updating the customer failed".into()));
-            } else if devices.contains(&a.device) {
-                blocked.push((a, "not sent: creating the device failed".into()));
-            } else if unassign.contains(&a.device) {
-                blocked.push((
-                    a,
-                    "not sent: removing the device's previous owner failed (transfer: unassign first)".into(),
-                ));
-            } else {
-                ready.push(a);
-            }
+    /// Why an assignment must wait for the next run, if it must: what it depends on failed.
+    fn blocked(&self, device: &DeviceIdent, customer: &Email) -> Option<&'static str> {
+        if lock(&self.failed_customers).contains(customer) {
+            Some("not sent: creating or updating the customer failed")
+        } else if lock(&self.failed_devices).contains(device) {
+            Some("not sent: creating the device failed")
+        } else if lock(&self.failed_unassign).contains(device) {
+            Some("not sent: removing the device's previous owner failed (a transfer unassigns first)")
+        } else {
+            None
         }
-        (ready, blocked)
     }
 
-    async fn assign(&self, customer: Email, devices: Vec<DeviceIdent>) {
+    fn assigned(&self, device: &DeviceIdent, customer: &Email) {
+        (self.confirm)(Confirmed::Assigned(Assignment { device: device.clone(), customer: customer.clone() }));
+        self.done("assignments_added", 1);
+    }
+
+    /// A device this call was to create is there: record it (its properties follow in phase 5).
+    fn device_created(&self, device: &DeviceIdent, id: Option<&str>, device_type: &Arc<str>) {
+        (self.confirm)(Confirmed::DeviceCreated {
+            identifier: device.clone(),
+            id: id.filter(|i| !i.is_empty()).map(TelemetronId::new),
+            device_type: device_type.clone(),
+            properties: Properties::empty(),
+        });
+        self.done("devices_created", 1);
+    }
+
+    fn customer_created(&self, email: &Email, id: Option<&str>, record: CustomerRecord) {
+        (self.confirm)(Confirmed::Customer { email: email.clone(), id: id.map(TelemetronId::new), record });
+        self.done("customers_created", 1);
+    }
+
+    /// `assignDevicesToOwner`: one customer, many devices; perhaps creating some devices (one
+    /// type) and the customer.
+    async fn assign_to_customer(
+        &self,
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create_customer: Option<CustomerRecord>,
+    ) {
         let kind = "assignments_added";
+        let creating: FxHashSet<&DeviceIdent> = create.as_ref().map(|(_, l)| l.iter().collect()).unwrap_or_default();
+        let mut send = Vec::with_capacity(devices.len());
+        for d in devices {
+            match self.blocked(&d, &customer) {
+                Some(why) => {
+                    if creating.contains(&d) {
+                        lock(&self.failed_devices).insert(d.clone());
+                        self.fail("devices_created", d.to_string(), why.into());
+                    }
+                    self.fail(kind, format!("{d} -> {customer}"), why.into())
+                }
+                None => send.push(d),
+            }
+        }
+        let fail_creates = |error: &str| {
+            if let Some((_, list)) = &create {
+                for d in list.iter().filter(|d| send.contains(d)) {
+                    lock(&self.failed_devices).insert(d.clone());
+                    self.fail("devices_created", d.to_string(), error.to_string());
+                }
+            }
+            if create_customer.is_some() {
+                lock(&self.failed_customers).insert(customer.clone());
+                self.fail("customers_created", customer.to_string(), error.to_string());
+            }
+        };
+        if send.is_empty() {
+            self.progress.advance(1);
+            fail_creates("not sent: nothing left to assign in this call");
+            return;
+        }
         let req = api::AssignDevicesToOwner {
             customer_email: customer.to_string(),
-            device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
-            auto_create_devices: false,
-            device_type: None,
+            device_identifiers: send.iter().map(|d| d.to_string()).collect(),
+            auto_create_devices: create.is_some(),
+            device_type: create.as_ref().map(|(t, _)| t.to_string()),
         };
         let result = self.call(|| self.client.assign_devices_to_owner(&req)).await;
         self.progress.advance(1);
         match result {
             None => {}
             Some(Ok(r)) => {
-                let ok: FxHashSet<&str> =
-                    r.assigned_devices.iter().chain(&r.already_assigned).map(|d| d.identifier.as_str()).collect();
+                if let Some(record) = create_customer {
+                    self.customer_created(&customer, r.customer_id.as_deref(), record);
+                }
+                let ok: FxHashMap<&str, Option<&str>> = r
+                    .assigned_devices
+                    .iter()
+                    .chain(&r.already_assigned)
+                    .map(|d| (d.identifier.as_str(), d.device_id.as_deref()))
+                    .collect();
                 let skipped: FxHashSet<&str> = r.skipped.iter().map(String::as_str).collect();
-                for d in &devices {
-                    if ok.contains(d.as_str()) {
-                        (self.confirm)(Confirmed::Assigned(Assignment {
-                            device: d.clone(),
-                            customer: customer.clone(),
-                        }));
-                        self.done(kind, 1);
-                    } else if skipped.contains(d.as_str()) {
-                        self.fail(
-                            kind,
-                            format!("{d} -> {customer}"),
-                            "skipped by assignDevicesToOwner: Telemetron does not have this device".into(),
-                        );
-                    } else {
-                        self.fail(
-                            kind,
-                            format!("{d} -> {customer}"),
-                            "not in the answer of assignDevicesToOwner".into(),
-                        );
+                for d in &send {
+                    match ok.get(d.as_str()) {
+                        Some(id) => {
+                            if let (true, Some((t, _))) = (creating.contains(d), &create) {
+                                self.device_created(d, *id, t);
+                            }
+                            self.assigned(d, &customer);
+                        }
+                        None => {
+                            if creating.contains(d) {
+                                lock(&self.failed_devices).insert(d.clone());
+                                self.fail(
+                                    "devices_created",
+                                    d.to_string(),
+                                    "not created by assignDevicesToOwner".into(),
+                                );
+                            }
+                            let why = if skipped.contains(d.as_str()) {
+                                "skipped by assignDevicesToOwner: Telemetron does not have this device"
+                            } else {
+                                "not in the answer of assignDevicesToOwner"
+                            };
+                            self.fail(kind, format!("{d} -> {customer}"), why.into());
+                        }
                     }
                 }
             }
             Some(Err(e)) => {
-                for d in &devices {
-                    self.fail(kind, format!("{d} -> {customer}"), e.to_string());
+                let error = e.to_string();
+                fail_creates(&error);
+                for d in &send {
+                    self.fail(kind, format!("{d} -> {customer}"), error.clone());
+                }
+            }
+        }
+    }
+
+    /// `assignDeviceToOwners`: one device, many customers; perhaps creating the device and some
+    /// of the customers.
+    async fn assign_device(
+        &self,
+        device: DeviceIdent,
+        customers: Vec<Email>,
+        create: Option<Arc<str>>,
+        create_customers: Vec<(Email, CustomerRecord)>,
+    ) {
+        let kind = "assignments_added";
+        let mut send = Vec::with_capacity(customers.len());
+        for c in customers {
+            match self.blocked(&device, &c) {
+                Some(why) => self.fail(kind, format!("{device} -> {c}"), why.into()),
+                None => send.push(c),
+            }
+        }
+        let mut creating: BTreeMap<Email, CustomerRecord> = create_customers.into_iter().collect();
+        let fail_creates = |creating: &BTreeMap<Email, CustomerRecord>, error: &str| {
+            if create.is_some() {
+                lock(&self.failed_devices).insert(device.clone());
+                self.fail("devices_created", device.to_string(), error.to_string());
+            }
+            for c in creating.keys() {
+                lock(&self.failed_customers).insert(c.clone());
+                self.fail("customers_created", c.to_string(), error.to_string());
+            }
+        };
+        if send.is_empty() {
+            self.progress.advance(1);
+            fail_creates(&creating, "not sent: nothing left to assign in this call");
+            return;
+        }
+        let req = api::AssignDeviceToOwners {
+            device_identifier: device.to_string(),
+            customer_emails: send.iter().map(|c| c.to_string()).collect(),
+            auto_create_device: create.is_some(),
+            device_type: create.as_ref().map(|t| t.to_string()),
+        };
+        let result = self.call(|| self.client.assign_device_to_owners(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                if let Some(t) = &create {
+                    self.device_created(&device, r.device_id.as_deref(), t);
+                }
+                let ok: FxHashMap<String, Option<&str>> = r
+                    .assigned_customers
+                    .iter()
+                    .map(|a| (a.email.trim().to_lowercase(), a.customer_id.as_deref()))
+                    .collect();
+                for c in &send {
+                    match ok.get(c.as_str()) {
+                        Some(id) => {
+                            if let Some(record) = creating.remove(c) {
+                                self.customer_created(c, *id, record);
+                            }
+                            self.assigned(&device, c);
+                        }
+                        None => self.fail(
+                            kind,
+                            format!("{device} -> {c}"),
+                            "not in the answer of assignDeviceToOwners".into(),
+                        ),
+                    }
+                }
+                for c in creating.keys() {
+                    lock(&self.failed_customers).insert(c.clone());
+                    self.fail("customers_created", c.to_string(), "not created by assignDeviceToOwners".into());
+                }
+            }
+            Some(Err(e)) => {
+                let error = e.to_string();
+                fail_creates(&creating, &error);
+                for c in &send {
+                    self.fail(kind, format!("{device} -> {c}"), error.clone());
                 }
             }
         }
@@ -641,6 +710,15 @@ impl Exec<'_> {
 
     async fn properties(&self, batch: Vec<(DeviceIdent, Properties)>) {
         let kind = "properties_replaced";
+        let failed = lock(&self.failed_devices).clone();
+        let (batch, blocked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(d, _)| !failed.contains(d));
+        for (d, _) in blocked {
+            self.fail(kind, d.to_string(), "not sent: creating the device failed".into());
+        }
+        if batch.is_empty() {
+            self.progress.advance(1);
+            return;
+        }
         let req =
             api::BulkMetadata { devices: batch.iter().map(|(d, p)| (d.to_string(), properties_json(p))).collect() };
         let result = self.call(|| self.client.bulk_metadata(&req)).await;

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod config;
+pub mod cover;
 pub mod diff;
 pub mod emulator;
 pub mod error;

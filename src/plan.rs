@@ -1,17 +1,30 @@
 //! The planner: turns a [`Diff`] into the operations to run and the API calls they need, and
 //! defines the plan document (`plan --format json`, `plan --out`).
 //!
-//! Pure, like the differ. Grouping rules for [`ApiCall`]s, in execution order:
-//! 1. one `createOrUpdateCustomer` per new customer and per changed customer;
-//! 2. one `POST /device` per new device (type and properties in the same call) and per type change;
-//! 3. `unassignDevicesFromOwner` per customer, up to `batch_size` devices a call;
-//! 4. `assignDevicesToOwner` per customer, up to `batch_size` devices a call;
-//! 5. property changes of existing devices through `bulk-metadata`, up to `metadata_batch_size`
-//!    (at most 1,000, the API's cap) devices a call, each with its full new property set.
+//! Pure, like the differ. The calls come in five phases, run in this order:
+//! 1. customers: one `createOrUpdateCustomer` per changed customer, and per new customer — unless
+//!    the customer has nothing but an email and one assign call creates it (Telemetron names an
+//!    auto-created customer after its email, as it does a customer created without a name);
+//! 2. devices: one `POST /device` per type change, and per new device that no single assign call
+//!    can create (type and properties in the same call);
+//! 3. unassignments: `unassignDevicesFromOwner` per customer, `batch_size` devices a call;
+//! 4. assignments: the new (device, customer) pairs grouped into the fewest calls. Each call
+//!    covers pairs of one customer (`assignDevicesToOwner`) or of one device
+//!    (`assignDeviceToOwners`), so the fewest calls is a minimum vertex cover of the bipartite
+//!    graph of new pairs, computed exactly (`cover`). A new device that one call covers alone is
+//!    created by it (`autoCreateDevice(s)` with its type; one type per call); one in several calls
+//!    was created in phase 2, so that no two calls race to create it;
+//! 5. properties: `bulk-metadata`, `metadata_batch_size` devices a call (at most 1,000): changed
+//!    properties of existing devices and the properties of devices created in phase 4, each
+//!    with its full set (the endpoint replaces, it does not merge).
+//!
+//! With `optimize` off, every new customer and device gets its own create call and every
+//! assignment goes per customer: the plain, obviously-correct plan, kept for comparison.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{
@@ -28,95 +41,382 @@ pub const METADATA_CAP: usize = 1000;
 /// How calls are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batching {
-    /// Devices per assign or unassign call.
+    /// Devices (or customers) per assign or unassign call.
     pub batch_size: usize,
     /// Devices per bulk-metadata call (at most [`METADATA_CAP`]).
     pub metadata_batch_size: usize,
+    /// Fold creates into assign calls and group assignments by minimum vertex cover.
+    pub optimize: bool,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Batching { batch_size: 1000, metadata_batch_size: METADATA_CAP }
+        Batching { batch_size: 1000, metadata_batch_size: METADATA_CAP, optimize: true }
     }
 }
 
 /// One HTTP call the plan needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiCall {
-    CreateCustomer { email: Email, record: CustomerRecord },
-    UpdateCustomer { email: Email, telemetron_id: Option<TelemetronId>, record: CustomerRecord },
-    UpsertDevice { identifier: DeviceIdent, device_type: Arc<str>, properties: Option<Properties> },
-    UnassignDevicesFromOwner { customer: Email, devices: Vec<DeviceIdent> },
-    AssignDevicesToOwner { customer: Email, devices: Vec<DeviceIdent> },
-    BulkMetadata { devices: Vec<(DeviceIdent, Properties)> },
+    CreateCustomer {
+        email: Email,
+        record: CustomerRecord,
+    },
+    UpdateCustomer {
+        email: Email,
+        telemetron_id: Option<TelemetronId>,
+        record: CustomerRecord,
+    },
+    /// `POST /device`: a create (with its properties) or a type change.
+    UpsertDevice {
+        identifier: DeviceIdent,
+        device_type: Arc<str>,
+        properties: Option<Properties>,
+        create: bool,
+    },
+    UnassignDevicesFromOwner {
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+    },
+    /// `assignDevicesToOwner`; `create` names the type and the devices this call creates, and
+    /// `create_customer` the customer's record when this call creates the customer.
+    AssignDevicesToOwner {
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create_customer: Option<CustomerRecord>,
+    },
+    /// `assignDeviceToOwners`; `create` is the type when this call creates the device, and
+    /// `create_customers` the customers it creates.
+    AssignDeviceToOwners {
+        device: DeviceIdent,
+        customers: Vec<Email>,
+        create: Option<Arc<str>>,
+        create_customers: Vec<(Email, CustomerRecord)>,
+    },
+    BulkMetadata {
+        devices: Vec<(DeviceIdent, Properties)>,
+    },
 }
 
-/// The calls for `diff`, in execution order.
-pub fn api_calls(diff: &Diff, batching: Batching) -> Vec<ApiCall> {
-    let mut calls = Vec::new();
-    for c in &diff.customers_to_create {
-        calls.push(ApiCall::CreateCustomer { email: c.email.clone(), record: c.record.clone() });
+/// The calls of a plan, by phase, in execution order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub customers: Vec<ApiCall>,
+    pub devices: Vec<ApiCall>,
+    pub unassign: Vec<ApiCall>,
+    pub assign: Vec<ApiCall>,
+    pub properties: Vec<ApiCall>,
+}
+
+impl Calls {
+    pub fn len(&self) -> usize {
+        self.customers.len() + self.devices.len() + self.unassign.len() + self.assign.len() + self.properties.len()
     }
-    for u in &diff.customers_to_update {
-        calls.push(ApiCall::UpdateCustomer {
-            email: u.email.clone(),
-            telemetron_id: u.telemetron_id.clone(),
-            record: u.after.clone(),
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the operations of a plan say, sorted into what the planner needs.
+struct Parts<'a> {
+    customer_creates: Vec<(&'a Email, &'a CustomerRecord)>,
+    customer_updates: Vec<(&'a Email, Option<&'a TelemetronId>, &'a CustomerRecord)>,
+    device_creates: Vec<&'a DeviceCreate>,
+    type_changes: Vec<(&'a DeviceIdent, &'a Arc<str>)>,
+    property_changes: Vec<(&'a DeviceIdent, &'a Properties)>,
+    unassign: Vec<&'a Assignment>,
+    assign: Vec<&'a Assignment>,
+}
+
+fn parts(ops: &[Operation]) -> Parts<'_> {
+    let mut p = Parts {
+        customer_creates: Vec::new(),
+        customer_updates: Vec::new(),
+        device_creates: Vec::new(),
+        type_changes: Vec::new(),
+        property_changes: Vec::new(),
+        unassign: Vec::new(),
+        assign: Vec::new(),
+    };
+    for op in ops {
+        match op {
+            Operation::CreateCustomer(c) => p.customer_creates.push((&c.email, &c.record)),
+            Operation::UpdateCustomer(u) => p.customer_updates.push((&u.email, u.telemetron_id.as_ref(), &u.after)),
+            Operation::CreateDevice(c) => p.device_creates.push(c),
+            Operation::UpdateDevice(u) => {
+                if let Some(Change { after: Some(t), .. }) = &u.device_type {
+                    p.type_changes.push((&u.identifier, t));
+                }
+                if let Some(props) = &u.properties_after {
+                    p.property_changes.push((&u.identifier, props));
+                }
+            }
+            Operation::Unassign(a) => p.unassign.push(a),
+            Operation::Assign(a) => p.assign.push(a),
+        }
+    }
+    p
+}
+
+/// Whether an assign call's auto-create gives this customer exactly what a create would: it has
+/// nothing but an email (and perhaps the source system's key, which Telemetron never sees).
+fn email_only(email: &Email, record: &CustomerRecord) -> bool {
+    record.name().is_none_or(|n| n == email.local_part()) && record.phone().is_none() && record.address().is_none()
+}
+
+/// The calls for a plan's operations, by phase.
+pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
+    let p = parts(ops);
+    let batch = batching.batch_size.max(1);
+    let mut calls = Calls::default();
+    for (email, id, record) in &p.customer_updates {
+        calls.customers.push(ApiCall::UpdateCustomer {
+            email: (*email).clone(),
+            telemetron_id: id.cloned(),
+            record: (*record).clone(),
         });
     }
-    for c in &diff.devices_to_create {
-        calls.push(ApiCall::UpsertDevice {
-            identifier: c.identifier.clone(),
-            device_type: c.device_type.clone(),
-            properties: (!c.properties.is_empty()).then(|| c.properties.clone()),
+    for (ident, t) in &p.type_changes {
+        calls.devices.push(ApiCall::UpsertDevice {
+            identifier: (*ident).clone(),
+            device_type: (*t).clone(),
+            properties: None,
+            create: false,
         });
     }
-    for u in &diff.devices_to_update {
-        if let Some(Change { after: Some(t), .. }) = &u.device_type {
-            calls.push(ApiCall::UpsertDevice {
-                identifier: u.identifier.clone(),
-                device_type: t.clone(),
-                properties: None,
-            });
+    for (customer, devices) in by_customer(&p.unassign) {
+        for chunk in devices.chunks(batch) {
+            calls
+                .unassign
+                .push(ApiCall::UnassignDevicesFromOwner { customer: customer.clone(), devices: chunk.to_vec() });
         }
     }
-    for (customer, devices) in by_customer(&diff.assignments_to_remove) {
-        for chunk in devices.chunks(batching.batch_size.max(1)) {
-            calls.push(ApiCall::UnassignDevicesFromOwner { customer: customer.clone(), devices: chunk.to_vec() });
+    let mut metadata: Vec<(DeviceIdent, Properties)> =
+        p.property_changes.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect();
+
+    if batching.optimize {
+        plan_assignments(&p, batch, &mut calls, &mut metadata);
+    } else {
+        for (email, record) in &p.customer_creates {
+            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+        }
+        for c in &p.device_creates {
+            calls.devices.push(create_device_call(c));
+        }
+        for (customer, devices) in by_customer(&p.assign) {
+            for chunk in devices.chunks(batch) {
+                calls.assign.push(ApiCall::AssignDevicesToOwner {
+                    customer: customer.clone(),
+                    devices: chunk.to_vec(),
+                    create: None,
+                    create_customer: None,
+                });
+            }
         }
     }
-    for (customer, devices) in by_customer(&diff.assignments_to_add) {
-        for chunk in devices.chunks(batching.batch_size.max(1)) {
-            calls.push(ApiCall::AssignDevicesToOwner { customer: customer.clone(), devices: chunk.to_vec() });
-        }
-    }
-    let props: Vec<(DeviceIdent, Properties)> = diff
-        .devices_to_update
-        .iter()
-        .filter_map(|u| Some((u.identifier.clone(), u.properties.as_ref()?.after.clone())))
-        .collect();
-    for chunk in props.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
-        calls.push(ApiCall::BulkMetadata { devices: chunk.to_vec() });
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
+        calls.properties.push(ApiCall::BulkMetadata { devices: chunk.to_vec() });
     }
     calls
 }
 
-/// How many calls [`api_calls`] would make, without building them.
-pub fn count_api_calls(diff: &Diff, batching: Batching) -> usize {
-    let per_customer = |list: &[Assignment]| -> usize {
-        by_customer(list).values().map(|d| d.len().div_ceil(batching.batch_size.max(1))).sum()
-    };
-    let props = diff.devices_to_update.iter().filter(|u| u.properties.is_some()).count();
-    diff.customers_to_create.len()
-        + diff.customers_to_update.len()
-        + diff.devices_to_create.len()
-        + diff.devices_to_update.iter().filter(|u| u.device_type.is_some()).count()
-        + per_customer(&diff.assignments_to_remove)
-        + per_customer(&diff.assignments_to_add)
-        + props.div_ceil(batching.metadata_batch_size.clamp(1, METADATA_CAP))
+fn create_device_call(c: &DeviceCreate) -> ApiCall {
+    ApiCall::UpsertDevice {
+        identifier: c.identifier.clone(),
+        device_type: c.device_type.clone(),
+        properties: Some(c.properties.clone()),
+        create: true,
+    }
 }
 
-fn by_customer(list: &[Assignment]) -> BTreeMap<&Email, Vec<DeviceIdent>> {
+/// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
+/// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
+/// properties of folded devices to `metadata`.
+fn plan_assignments(p: &Parts<'_>, batch: usize, calls: &mut Calls, metadata: &mut Vec<(DeviceIdent, Properties)>) {
+    // Index the graph's vertices.
+    let mut customer_ix: FxHashMap<&Email, u32> = FxHashMap::default();
+    let mut device_ix: FxHashMap<&DeviceIdent, u32> = FxHashMap::default();
+    let mut customers: Vec<&Email> = Vec::new();
+    let mut devices: Vec<&DeviceIdent> = Vec::new();
+    let mut edges: Vec<(u32, u32)> = Vec::with_capacity(p.assign.len());
+    for a in &p.assign {
+        let c = *customer_ix.entry(&a.customer).or_insert_with(|| {
+            customers.push(&a.customer);
+            (customers.len() - 1) as u32
+        });
+        let d = *device_ix.entry(&a.device).or_insert_with(|| {
+            devices.push(&a.device);
+            (devices.len() - 1) as u32
+        });
+        edges.push((c, d));
+    }
+    let (cover_c, _) = crate::cover::min_vertex_cover(customers.len(), devices.len(), &edges);
+
+    // Each pair goes to its customer's call when the customer is in the cover, else its device's.
+    let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
+    let mut device_groups: Vec<Vec<u32>> = vec![Vec::new(); devices.len()];
+    for &(c, d) in &edges {
+        if cover_c[c as usize] {
+            customer_groups[c as usize].push(d);
+        } else {
+            device_groups[d as usize].push(c);
+        }
+    }
+
+    // A new device is created by an assign call when exactly one call holds it.
+    let new_devices: FxHashMap<&DeviceIdent, &DeviceCreate> =
+        p.device_creates.iter().map(|c| (&c.identifier, *c)).collect();
+    let mut appearances = vec![0usize; devices.len()];
+    for group in &customer_groups {
+        for &d in group {
+            appearances[d as usize] += 1;
+        }
+    }
+    for (d, group) in device_groups.iter().enumerate() {
+        appearances[d] += group.len().div_ceil(batch);
+    }
+    let folded_device = |d: u32| appearances[d as usize] == 1 && new_devices.contains_key(devices[d as usize]);
+    let device_type = |d: u32| new_devices[devices[d as usize]].device_type.clone();
+
+    // Customer calls: the devices this call creates grouped by type (one type per call), the
+    // others riding along with the first group; then chunks.
+    struct CustomerCall {
+        devices: Vec<u32>,
+        create: Option<(Arc<str>, Vec<u32>)>,
+    }
+    let mut customer_calls: Vec<Vec<CustomerCall>> = Vec::with_capacity(customers.len());
+    for group in &customer_groups {
+        let mut by_type: BTreeMap<Arc<str>, Vec<u32>> = BTreeMap::new();
+        let mut others = Vec::new();
+        for &d in group {
+            if folded_device(d) {
+                by_type.entry(device_type(d)).or_default().push(d);
+            } else {
+                others.push(d);
+            }
+        }
+        let mut out = Vec::new();
+        let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = by_type.into_iter().map(|(t, v)| (Some(t), v)).collect();
+        match sets.first_mut() {
+            Some((_, first)) => first.extend(others),
+            None if !others.is_empty() => sets.push((None, others)),
+            None => {}
+        }
+        for (t, mut set) in sets {
+            set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+            for chunk in set.chunks(batch) {
+                let create = t.clone().map(|t| (t, chunk.iter().copied().filter(|d| folded_device(*d)).collect()));
+                out.push(CustomerCall { devices: chunk.to_vec(), create });
+            }
+        }
+        customer_calls.push(out);
+    }
+
+    // A new customer with only an email is created by an assign call when exactly one call holds it.
+    let new_customers: FxHashMap<&Email, &CustomerRecord> = p.customer_creates.iter().copied().collect();
+    let mut customer_appearances: Vec<usize> = customer_calls.iter().map(Vec::len).collect();
+    for group in &device_groups {
+        for chunk in group.chunks(batch) {
+            for &c in chunk {
+                customer_appearances[c as usize] += 1;
+            }
+        }
+    }
+    let folded_customer = |c: u32| {
+        let email = customers[c as usize];
+        customer_appearances[c as usize] == 1 && new_customers.get(email).is_some_and(|r| email_only(email, r))
+    };
+
+    // Creates that no assign call makes.
+    for (email, record) in &p.customer_creates {
+        let folded = customer_ix.get(email).is_some_and(|c| folded_customer(*c));
+        if !folded {
+            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+        }
+    }
+    for c in &p.device_creates {
+        match device_ix.get(&c.identifier) {
+            Some(&d) if folded_device(d) => {
+                if !c.properties.is_empty() {
+                    metadata.push((c.identifier.clone(), c.properties.clone()));
+                }
+            }
+            _ => calls.devices.push(create_device_call(c)),
+        }
+    }
+
+    // The assign calls, customers' then devices', each in key order.
+    let mut order: Vec<u32> = (0..customers.len() as u32).collect();
+    order.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+    for c in order {
+        let email = customers[c as usize];
+        for call in &customer_calls[c as usize] {
+            calls.assign.push(ApiCall::AssignDevicesToOwner {
+                customer: email.clone(),
+                devices: call.devices.iter().map(|d| devices[*d as usize].clone()).collect(),
+                create: call
+                    .create
+                    .as_ref()
+                    .map(|(t, list)| (t.clone(), list.iter().map(|d| devices[*d as usize].clone()).collect())),
+                create_customer: folded_customer(c).then(|| new_customers[email].clone()),
+            });
+        }
+    }
+    let mut order: Vec<u32> = (0..devices.len() as u32).filter(|d| !device_groups[*d as usize].is_empty()).collect();
+    order.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+    for d in order {
+        let mut group = device_groups[d as usize].clone();
+        group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+        for chunk in group.chunks(batch) {
+            calls.assign.push(ApiCall::AssignDeviceToOwners {
+                device: devices[d as usize].clone(),
+                customers: chunk.iter().map(|c| customers[*c as usize].clone()).collect(),
+                create: folded_device(d).then(|| device_type(d)),
+                create_customers: chunk
+                    .iter()
+                    .filter(|c| folded_customer(**c))
+                    .map(|c| (customers[*c as usize].clone(), new_customers[customers[*c as usize]].clone()))
+                    .collect(),
+            });
+        }
+    }
+}
+
+/// A lower bound on the calls any grouping of these operations needs: every changed or
+/// non-foldable customer and type change is a call of its own, removals go per customer, new
+/// devices that no assignment names need `POST /device`, new pairs need at least a minimum
+/// vertex cover of calls, and properties at least one call per 1,000 devices.
+pub fn lower_bound(ops: &[Operation], batching: Batching) -> usize {
+    let p = parts(ops);
+    let batch = batching.batch_size.max(1);
+    let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
+    let assigned: rustc_hash::FxHashSet<&DeviceIdent> = p.assign.iter().map(|a| &a.device).collect();
+    let lonely_devices = p.device_creates.iter().filter(|c| !assigned.contains(&c.identifier)).count();
+    let unassign: usize = by_customer(&p.unassign).values().map(|d| d.len().div_ceil(batch)).sum();
+    let mut ix_c: FxHashMap<&Email, u32> = FxHashMap::default();
+    let mut ix_d: FxHashMap<&DeviceIdent, u32> = FxHashMap::default();
+    let edges: Vec<(u32, u32)> = p
+        .assign
+        .iter()
+        .map(|a| {
+            let n = ix_c.len() as u32;
+            let c = *ix_c.entry(&a.customer).or_insert(n);
+            let n = ix_d.len() as u32;
+            let d = *ix_d.entry(&a.device).or_insert(n);
+            (c, d)
+        })
+        .collect();
+    let (cc, cd) = crate::cover::min_vertex_cover(ix_c.len(), ix_d.len(), &edges);
+    let cover = cc.iter().chain(&cd).filter(|x| **x).count();
+    let props = p.property_changes.len()
+        + p.device_creates.iter().filter(|c| assigned.contains(&c.identifier) && !c.properties.is_empty()).count();
+    customers + p.type_changes.len() + lonely_devices + unassign + cover + props.div_ceil(METADATA_CAP)
+}
+
+fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<DeviceIdent>> {
     let mut map: BTreeMap<&Email, Vec<DeviceIdent>> = BTreeMap::new();
     for a in list {
         map.entry(&a.customer).or_default().push(a.device.clone());
@@ -204,6 +504,8 @@ pub struct Summary {
     pub assignments_to_remove: usize,
     pub api_calls: usize,
     pub rejected_rows: usize,
+    /// No grouping of these operations can need fewer calls.
+    pub api_calls_lower_bound: usize,
     pub devices_moved: usize,
     pub customers_not_in_export: usize,
     pub devices_not_in_export: usize,
@@ -252,6 +554,7 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
     operations.extend(diff.devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
     operations.extend(diff.assignments_to_remove.iter().cloned().map(Operation::Unassign));
     operations.extend(diff.assignments_to_add.iter().cloned().map(Operation::Assign));
+    let calls = calls(&operations, batching);
     let summary = Summary {
         customers_to_create: diff.customers_to_create.len(),
         customers_to_update: diff.customers_to_update.len(),
@@ -259,7 +562,8 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
         devices_to_update: diff.devices_to_update.len(),
         assignments_to_add: diff.assignments_to_add.len(),
         assignments_to_remove: diff.assignments_to_remove.len(),
-        api_calls: count_api_calls(diff, batching),
+        api_calls: calls.len(),
+        api_calls_lower_bound: lower_bound(&operations, batching),
         rejected_rows: export.rejects.len(),
         devices_moved: diff.moves.len(),
         customers_not_in_export: diff.customers_not_in_export.len(),

@@ -105,6 +105,7 @@ impl InputSettings {
         if let Some(n) = args.batch_size {
             batching.batch_size = n as usize;
         }
+        batching.optimize = !args.no_optimize;
         Ok(InputSettings {
             sources: Sources { customers, devices, ownership },
             state,

@@ -27,11 +27,11 @@ fn apply(w: &Workdir, emu: &Emu, day: &str, extra: &[&str]) -> Run {
     w.run_api(emu, &args)
 }
 
-type CustomerView = (String, Option<String>, Option<String>);
-type DeviceView = (Option<String>, BTreeMap<String, String>, Vec<String>);
+pub(crate) type CustomerView = (String, Option<String>, Option<String>);
+pub(crate) type DeviceView = (Option<String>, BTreeMap<String, String>, Vec<String>);
 
 /// The emulator's customers and devices in a comparable form.
-fn remote(emu: &Emu) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
+pub(crate) fn remote(emu: &Emu) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
     let org = emu.org();
     let s = |v: &Value| v.as_str().map(str::to_string);
     let customers = org["customers"]

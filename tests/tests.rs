@@ -8,4 +8,5 @@ mod apply;
 mod cases;
 mod cli;
 mod contract;
+mod optimize;
 mod sample;

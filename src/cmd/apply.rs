@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::cli::ApplyArgs;
 use crate::error::Error;
-use crate::execute::{self, Confirmed, Options, Outcome, Work};
+use crate::execute::{self, Confirmed, Options, Outcome};
 use crate::exit;
 use crate::load::InputInfo;
 use crate::model::DeviceRecord;
@@ -84,11 +84,11 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         return Ok(exit::GUARD);
     }
 
-    let work = Work::from_operations(&operations);
+    let calls = plan::calls(&operations, settings.batching);
     drop(operations);
     let mut store = Store::open(&settings.state)?;
     let run_id = store.begin_run("apply")?;
-    if work.is_empty() {
+    if calls.is_empty() {
         let outcome = Outcome::default();
         let code = finish(&mut store, run_id, &outcome, rejected, args, &api.base_url)?;
         return Ok(code);
@@ -116,7 +116,7 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         let confirm = |c: Confirmed| {
             let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(c);
         };
-        let outcome = execute::execute(&client, work, &opts, &confirm, progress.as_ref(), &stop).await;
+        let outcome = execute::execute(&client, calls, &opts, &confirm, progress.as_ref(), &stop).await;
         signals.abort();
         outcome
     });
