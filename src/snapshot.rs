@@ -593,6 +593,37 @@ mod tests {
         assert!(data.version.id.is_some());
     }
 
+    #[test]
+    fn assignments_find_their_devices_in_order_and_keep_those_without_a_row() {
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let d = |s: &str| DeviceIdent::parse(s).unwrap();
+        let e = |s: &str| Email::parse(s).unwrap();
+        let mut w = store.writer().unwrap();
+        for id in ["B", "D"] {
+            w.put_device(
+                &d(id),
+                None,
+                &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() },
+            )
+            .unwrap();
+        }
+        for (dev, who) in [("A", "a@x.io"), ("B", "b@x.io"), ("B", "c@x.io"), ("C", "c@x.io"), ("D", "d@x.io")] {
+            w.assign(&d(dev), &e(who)).unwrap();
+        }
+        w.commit().unwrap();
+        drop(store);
+        let data = read(&path).unwrap();
+        assert_eq!(data.owners_of(&d("A")), &[e("a@x.io")]);
+        assert_eq!(data.owners_of(&d("B")), &[e("b@x.io"), e("c@x.io")]);
+        assert_eq!(data.owners_of(&d("C")), &[e("c@x.io")]);
+        assert_eq!(data.owners_of(&d("D")), &[e("d@x.io")]);
+        assert_eq!(data.devices[&d("B")].record.device_type.as_deref(), Some("t"));
+        assert_eq!(data.devices[&d("C")].record.device_type, None, "a placeholder for a device without a row");
+        assert_eq!(data.assignment_count(), 5);
+    }
+
     fn tempdir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tsync-snap-{}-{}", std::process::id(), new_snapshot_id()));
         std::fs::create_dir_all(&dir).unwrap();
