@@ -167,26 +167,36 @@ fn injected_500s_lost_responses_and_429s_converge() {
     assert_eq!((customers.len(), devices.len()), (56, 86), "lost responses made no duplicates");
 }
 
-#[test]
-fn kill_9_mid_run_then_a_rerun_converges() {
-    let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_millis(10)));
-    let mut child = w
+/// Starts a slow `apply` of day 1 in the background (10 ms latency, 100 calls/s, 2 in flight) and
+/// returns once the emulator has answered `calls` requests; also returns the plan's total.
+fn slow_apply_until(w: &Workdir, emu: &Emu, calls: usize) -> (std::process::Child, u64) {
+    let plan = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0);
+    let total = plan.json()["summary"]["api_calls"].as_u64().unwrap();
+    assert!(total > calls as u64 + 10, "the plan is long enough to stop in the middle ({total} calls)");
+    let child = w
         .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"])
         .env("TELEMETRON_BASE_URL", &emu.base_url)
         .env("TELEMETRON_API_KEY", KEY)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until some calls went through, then kill it without warning.
     let start = Instant::now();
-    while emu.emulator.requests().len() < 100 && start.elapsed() < Duration::from_secs(20) {
+    while emu.emulator.requests().len() < calls && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, total)
+}
+
+#[test]
+fn kill_9_mid_run_then_a_rerun_converges() {
+    let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_millis(10)));
+    // 125 calls at 100/s: a quarter second past the first commit, so the recorder has committed at least once.
+    let (mut child, total) = slow_apply_until(&w, &emu, 125);
     child.kill().unwrap();
     child.wait().unwrap();
-    let sent = emu.emulator.requests().len();
-    assert!(sent < 266, "killed before the end ({sent} calls)");
+    let sent = emu.emulator.requests().len() as u64;
+    assert!(sent < total, "killed before the end ({sent} of {total} calls)");
     let partial = telemetron_sync::snapshot::read(&w.join("state.db")).unwrap();
     assert!(!partial.customers.is_empty(), "confirmations were committed while running");
 
@@ -198,24 +208,14 @@ fn kill_9_mid_run_then_a_rerun_converges() {
 #[test]
 fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
     let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_millis(10)));
-    let child = w
-        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while emu.emulator.requests().len() < 50 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, total) = slow_apply_until(&w, &emu, 50);
     let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted by a signal"), "{stderr}");
+    assert!((emu.emulator.requests().len() as u64) < total, "it stopped sending");
     // What Telemetron confirmed was committed before exiting.
     assert_eq!(remote(&emu).0.len(), telemetron_sync::snapshot::read(&w.join("state.db")).unwrap().customers.len());
     let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
