@@ -158,17 +158,108 @@ impl Progress for Silent {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
-struct Exec<'a> {
-    client: &'a Client,
+/// Sends calls under the one rate limit, retrying what may succeed on a second try. Shared by
+/// `apply` (through [`execute`]) and by `verify`.
+pub struct Caller<'a> {
     opts: &'a Options,
     limiter: Limiter,
-    confirm: &'a (dyn Fn(Confirmed) + Sync),
-    progress: &'a dyn Progress,
     stop: &'a AtomicBool,
     fatal: Mutex<Option<String>>,
     calls: AtomicU64,
     retries: AtomicU64,
     jitter_state: AtomicU64,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(opts: &'a Options, stop: &'a AtomicBool) -> Caller<'a> {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        Caller {
+            opts,
+            limiter: limiter(opts.rate),
+            stop,
+            fatal: Mutex::new(None),
+            calls: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            jitter_state: AtomicU64::new(seed | 1),
+        }
+    }
+
+    /// Calls sent so far (every attempt counts).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Why the run stops early, if it does: the key was refused, or a signal came.
+    pub fn stopped(&self) -> Option<String> {
+        lock(&self.fatal)
+            .clone()
+            .or_else(|| self.stop.load(Ordering::Relaxed).then(|| "interrupted by a signal".to_string()))
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
+    }
+
+    /// Full jitter in [d/2, d].
+    fn jitter(&self, d: Duration) -> Duration {
+        let mut x = self.jitter_state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let f = 0.5 + 0.5 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        d.mul_f64(f)
+    }
+
+    /// One API call with the rate limit and retries. `None` when the run is stopping and the
+    /// call was never sent.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            self.limiter.until_ready().await;
+            if self.stopping() {
+                return None;
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match f().await {
+                Ok(v) => return Some(Ok(v)),
+                Err(e) if e.is_fatal() => {
+                    let mut fatal = lock(&self.fatal);
+                    if fatal.is_none() {
+                        *fatal = Some(e.to_string());
+                    }
+                    return Some(Err(e));
+                }
+                Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    let backoff =
+                        self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
+                    let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));
+                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+struct Exec<'a> {
+    client: &'a Client,
+    caller: Caller<'a>,
+    confirm: &'a (dyn Fn(Confirmed) + Sync),
+    progress: &'a dyn Progress,
     counts: Mutex<BTreeMap<&'static str, Counts>>,
     failures: Mutex<Vec<Failure>>,
     failed_customers: Mutex<FxHashSet<Email>>,
@@ -210,18 +301,11 @@ pub async fn execute(
     stop: &AtomicBool,
 ) -> Outcome {
     let started = Instant::now();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
     let ex = Exec {
         client,
-        opts,
-        limiter: limiter(opts.rate),
+        caller: Caller::new(opts, stop),
         confirm,
         progress,
-        stop,
-        fatal: Mutex::new(None),
-        calls: AtomicU64::new(0),
-        retries: AtomicU64::new(0),
-        jitter_state: AtomicU64::new(seed | 1),
         counts: Mutex::new(BTreeMap::new()),
         failures: Mutex::new(Vec::new()),
         failed_customers: Mutex::new(FxHashSet::default()),
@@ -243,13 +327,12 @@ pub async fn execute(
     progress.finish();
 
     let elapsed = started.elapsed().as_secs_f64();
-    let calls = ex.calls.load(Ordering::Relaxed);
-    let stopped =
-        lock(&ex.fatal).clone().or_else(|| stop.load(Ordering::Relaxed).then(|| "interrupted by a signal".to_string()));
+    let calls = ex.caller.calls();
+    let stopped = ex.caller.stopped();
     Outcome {
         operations: std::mem::take(&mut *lock(&ex.counts)),
         calls,
-        retries: ex.retries.load(Ordering::Relaxed),
+        retries: ex.caller.retries(),
         elapsed_seconds: elapsed,
         calls_per_second: if elapsed > 0.0 { calls as f64 / elapsed } else { 0.0 },
         stopped,
@@ -280,10 +363,6 @@ impl Exec<'_> {
         }
     }
 
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
-    }
-
     fn done(&self, kind: &'static str, n: u64) {
         lock(&self.counts).entry(kind).or_default().done += n;
     }
@@ -292,55 +371,6 @@ impl Exec<'_> {
         lock(&self.counts).entry(kind).or_default().failed += 1;
         tracing::warn!(kind, key = %key, "failed: {error}");
         lock(&self.failures).push(Failure { kind, key, error });
-    }
-
-    /// Full jitter in [d/2, d].
-    fn jitter(&self, d: Duration) -> Duration {
-        let mut x = self.jitter_state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let f = 0.5 + 0.5 * ((x >> 11) as f64 / (1u64 << 53) as f64);
-        d.mul_f64(f)
-    }
-
-    /// One API call with the rate limit and retries. `None` when the run is stopping and the
-    /// call was never sent.
-    async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ApiError>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            if self.stopping() {
-                return None;
-            }
-            self.limiter.until_ready().await;
-            if self.stopping() {
-                return None;
-            }
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            match f().await {
-                Ok(v) => return Some(Ok(v)),
-                Err(e) if e.is_fatal() => {
-                    let mut fatal = lock(&self.fatal);
-                    if fatal.is_none() {
-                        *fatal = Some(e.to_string());
-                    }
-                    return Some(Err(e));
-                }
-                Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
-                    attempt += 1;
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    let backoff =
-                        self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
-                    let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));
-                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying: {e}");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
     }
 
     async fn customer(&self, w: CustomerWork) {
@@ -373,7 +403,7 @@ impl Exec<'_> {
         };
         if let Some(id) = &w.telemetron_id {
             let req = update(id.as_str());
-            match self.call(|| self.client.create_or_update_customer(&req)).await? {
+            match self.caller.call(|| self.client.create_or_update_customer(&req)).await? {
                 Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
                 Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
                     tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
@@ -388,20 +418,20 @@ impl Exec<'_> {
             address: w.record.address().map(Into::into),
             telemetron_customer_id: None,
         };
-        match self.call(|| self.client.create_or_update_customer(&create)).await? {
+        match self.caller.call(|| self.client.create_or_update_customer(&create)).await? {
             Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
             Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
                 // Not an upsert: the customer exists (perhaps created by our own earlier attempt
                 // whose answer was lost). Update it, so that it ends up as the export says.
                 let id = match telemetron_customer_id {
                     Some(id) => id,
-                    None => match self.call(|| self.client.query_customer(w.email.as_str())).await? {
+                    None => match self.caller.call(|| self.client.query_customer(w.email.as_str())).await? {
                         Ok(c) => c.id,
                         Err(e) => return Some(Err(e)),
                     },
                 };
                 let req = update(&id);
-                match self.call(|| self.client.create_or_update_customer(&req)).await? {
+                match self.caller.call(|| self.client.create_or_update_customer(&req)).await? {
                     Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
                     Err(e) => Some(Err(e)),
                 }
@@ -417,7 +447,7 @@ impl Exec<'_> {
             device_type: Some(w.device_type.to_string()),
             properties: w.properties.as_ref().filter(|p| !p.is_empty()).map(properties_json),
         };
-        let result = self.call(|| self.client.upsert_device(&req)).await;
+        let result = self.caller.call(|| self.client.upsert_device(&req)).await;
         self.progress.advance(1);
         match result {
             None => {}
@@ -447,7 +477,7 @@ impl Exec<'_> {
             customer_email: customer.to_string(),
             device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
         };
-        let result = self.call(|| self.client.unassign_devices_from_owner(&req)).await;
+        let result = self.caller.call(|| self.client.unassign_devices_from_owner(&req)).await;
         self.progress.advance(1);
         let fail_all = |error: String| {
             let mut failed = lock(&self.failed_unassign);
@@ -574,7 +604,7 @@ impl Exec<'_> {
             auto_create_devices: create.is_some(),
             device_type: create.as_ref().map(|(t, _)| t.to_string()),
         };
-        let result = self.call(|| self.client.assign_devices_to_owner(&req)).await;
+        let result = self.caller.call(|| self.client.assign_devices_to_owner(&req)).await;
         self.progress.advance(1);
         match result {
             None => {}
@@ -665,7 +695,7 @@ impl Exec<'_> {
             auto_create_device: create.is_some(),
             device_type: create.as_ref().map(|t| t.to_string()),
         };
-        let result = self.call(|| self.client.assign_device_to_owners(&req)).await;
+        let result = self.caller.call(|| self.client.assign_device_to_owners(&req)).await;
         self.progress.advance(1);
         match result {
             None => {}
@@ -721,7 +751,7 @@ impl Exec<'_> {
         }
         let req =
             api::BulkMetadata { devices: batch.iter().map(|(d, p)| (d.to_string(), properties_json(p))).collect() };
-        let result = self.call(|| self.client.bulk_metadata(&req)).await;
+        let result = self.caller.call(|| self.client.bulk_metadata(&req)).await;
         self.progress.advance(1);
         match result {
             None => {}
