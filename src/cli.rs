@@ -44,6 +44,8 @@ pub enum Command {
     Baseline(InputArgs),
     /// Compute the plan and execute it against Telemetron (or execute a saved plan)
     Apply(ApplyArgs),
+    /// Read customers back from Telemetron and report where they drifted from the snapshot
+    Verify(VerifyArgs),
     /// List the runs recorded in the snapshot
     History(HistoryArgs),
     /// Snapshot maintenance
@@ -325,6 +327,44 @@ pub struct ApplyArgs {
     /// Write the run's summary, with every failed operation and its error, to this JSON file
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["all", "sample", "customers"])))]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The snapshot file [default: ./telemetron-state.db]
+    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
+    pub state: Option<PathBuf>,
+    /// Read back every customer in the snapshot
+    #[arg(long)]
+    pub all: bool,
+    /// Read back N customers chosen at random (repeatable with --seed)
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed for --sample
+    #[arg(long, default_value_t = 0, requires = "sample")]
+    pub seed: u64,
+    /// Read back these customers (repeatable)
+    #[arg(long = "customer", value_name = "EMAIL")]
+    pub customers: Vec<String>,
+    /// Write what was read into the snapshot, so that the next plan/apply repairs Telemetron
+    /// toward the exports
+    #[arg(long)]
+    pub heal: bool,
+    /// Report format on stdout
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Requests per second, never exceeded in any one-second window
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Requests in flight at most
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Retries of a read after a retryable failure
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,5 +27,6 @@ pub mod report;
 pub mod settings;
 pub mod snapshot;
 pub mod time;
+pub mod verify;
 
 pub use error::Error;

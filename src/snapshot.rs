@@ -511,6 +511,15 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Forgets a customer and its assignments (Telemetron does not have it: the next plan
+    /// creates it again).
+    pub fn remove_customer(&mut self, email: &Email) -> Result<(), Error> {
+        for sql in ["DELETE FROM assignments WHERE customer = ?1", "DELETE FROM customers WHERE email = ?1"] {
+            self.tx.prepare_cached(sql).and_then(|mut s| s.execute([email.as_str()])).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)")

@@ -20,12 +20,14 @@ mod emulator;
 mod history;
 mod plan;
 mod snapshot_cmd;
+mod verify;
 
 /// Runs one command and returns its exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Apply(args) => apply::run(&args, quiet),
+        Command::Verify(args) => verify::run(&args, quiet),
         Command::Plan(args) => plan::run(&args),
         Command::Baseline(args) => baseline::run(&args),
         Command::History(args) => history::run(&args),

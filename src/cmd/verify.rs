@@ -1,0 +1,227 @@
+//! `verify`: read customers back through queryCustomer, rate-limited like `apply`, and report
+//! how Telemetron drifted from the snapshot; with `--heal`, write what was read into the
+//! snapshot so that the next `plan`/`apply` repairs Telemetron toward the exports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use rustc_hash::FxHashMap;
+
+use crate::api;
+use crate::cli::{ReportFormat, VerifyArgs};
+use crate::client::{ApiError, Rejection};
+use crate::error::Error;
+use crate::execute::{Caller, Options, Progress};
+use crate::exit;
+use crate::model::{DeviceIdent, Email, TelemetronId};
+use crate::settings::{ApiSettings, state_path};
+use crate::snapshot::{self, Lock, Store};
+use crate::verify::{self, CustomerDrift};
+
+/// A customer read back: `None` when the run stopped before reading it; `Ok(None)` for a 404.
+type ReadBack = Option<Result<Option<api::Customer>, ApiError>>;
+
+pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
+    let api = ApiSettings::resolve(&args.api)?;
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(Error::Usage(format!(
+            "--rate must be a positive number of requests per second, not {}",
+            args.rate
+        )));
+    }
+    let client = api.client()?;
+    let state = state_path(&args.state);
+    let _lock = if args.heal { Some(Lock::acquire(&state)?) } else { None };
+    let snap = snapshot::read(&state)?;
+
+    // Which customers, and the devices the snapshot says each has.
+    let mut devices_of: FxHashMap<&Email, Vec<&DeviceIdent>> = FxHashMap::default();
+    for (d, stored) in &snap.devices {
+        for owner in &stored.owners {
+            devices_of.entry(owner).or_default().push(d);
+        }
+    }
+    let mut chosen: Vec<&Email> = if args.all {
+        snap.customers.keys().collect()
+    } else if let Some(n) = args.sample {
+        let mut all: Vec<&Email> = snap.customers.keys().collect();
+        all.sort_by_key(|e| (verify::sample_key(args.seed, e), e.as_str()));
+        all.truncate(n);
+        all
+    } else {
+        let mut list = Vec::new();
+        for raw in &args.customers {
+            let e = Email::parse(raw).map_err(|why| Error::Usage(format!("--customer {raw:?}: {why}")))?;
+            match snap.customers.get_key_value(&e) {
+                Some((key, _)) => list.push(key),
+                None => return Err(Error::Usage(format!("--customer {e}: not in the snapshot {}", state.display()))),
+            }
+        }
+        list
+    };
+    chosen.sort();
+
+    let opts = Options {
+        rate: args.rate,
+        concurrency: args.concurrency as usize,
+        max_retries: args.max_retries,
+        ..Options::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    let progress = crate::progress::for_stderr(quiet);
+    let (results, stopped, calls) = rt.block_on(async {
+        let stop_on_signal = stop.clone();
+        let signals = tokio::spawn(async move {
+            super::shutdown_signal().await;
+            stop_on_signal.store(true, Ordering::Relaxed);
+        });
+        let caller = Caller::new(&opts, &stop);
+        progress.phase("verify", chosen.len() as u64);
+        let results: Vec<(&Email, ReadBack)> = futures::stream::iter(chosen.iter())
+            .map(|email| {
+                let (caller, client, progress) = (&caller, &client, progress.as_ref() as &dyn Progress);
+                async move {
+                    let r = caller.call(|| client.query_customer(email.as_str())).await.map(|r| match r {
+                        Ok(c) => Ok(Some(c)),
+                        Err(e) if e.rejection() == Some(&Rejection::NotFound) => Ok(None),
+                        Err(e) => Err(e),
+                    });
+                    progress.advance(1);
+                    (*email, r)
+                }
+            })
+            .buffer_unordered(opts.concurrency)
+            .collect()
+            .await;
+        progress.finish();
+        signals.abort();
+        (results, caller.stopped(), caller.calls())
+    });
+
+    let mut drifts: Vec<CustomerDrift> = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut read: Vec<(&Email, Option<api::Customer>)> = Vec::new();
+    for (email, r) in results {
+        match r {
+            None => {}
+            Some(Err(e)) => errors.push((email.to_string(), e.to_string())),
+            Some(Ok(remote)) => {
+                let stored = &snap.customers[email];
+                let devices = devices_of.get(email).map_or(&[][..], Vec::as_slice);
+                if let Some(d) = verify::compare(email, &stored.record, devices, remote.as_ref()) {
+                    drifts.push(d);
+                }
+                read.push((email, remote));
+            }
+        }
+    }
+    drifts.sort_by(|a, b| a.email.cmp(&b.email));
+    errors.sort();
+
+    let mut healed = false;
+    if args.heal && !read.is_empty() {
+        let mut store = Store::open(&state)?;
+        let run = store.begin_run("verify")?;
+        let mut w = store.writer()?;
+        for (email, remote) in &read {
+            let stored = &snap.customers[*email];
+            match remote {
+                None => w.remove_customer(email)?,
+                Some(r) => {
+                    let record = verify::remote_record(r, &stored.record);
+                    w.put_customer(email, Some(&TelemetronId::new(&r.id)), &record)?;
+                    let ours = devices_of.get(email).map_or(&[][..], Vec::as_slice);
+                    for d in ours {
+                        if !r.devices.iter().any(|x| x == d.as_str()) {
+                            w.unassign(d, email)?;
+                        }
+                    }
+                    for d in &r.devices {
+                        if let Ok(ident) = DeviceIdent::parse(d)
+                            && !ours.contains(&&ident)
+                        {
+                            w.assign(&ident, email)?;
+                        }
+                    }
+                }
+            }
+        }
+        w.commit()?;
+        let summary = serde_json::json!({"checked": read.len(), "drifted": drifts.len(), "healed": drifts.len()});
+        store.finish_run(run, if drifts.is_empty() { "ok" } else { "healed" }, &summary)?;
+        healed = true;
+    }
+
+    let summary = serde_json::json!({
+        "checked": read.len(),
+        "drifted": drifts.len(),
+        "missing_remotely": drifts.iter().filter(|d| d.missing_remotely).count(),
+        "errors": errors.len(),
+        "calls": calls,
+        "healed": healed && !drifts.is_empty(),
+    });
+    super::stdout_write(|out| match args.format {
+        ReportFormat::Json => {
+            let doc = serde_json::json!({
+                "summary": summary,
+                "customers": drifts,
+                "errors": errors.iter().map(|(e, m)| serde_json::json!({"email": e, "error": m})).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+            writeln!(out)
+        }
+        ReportFormat::Text => {
+            writeln!(
+                out,
+                "verify: {} customers read back, {} drifted, {} errors",
+                read.len(),
+                drifts.len(),
+                errors.len()
+            )?;
+            for d in &drifts {
+                if d.missing_remotely {
+                    writeln!(out, "  {}: missing in Telemetron", d.email)?;
+                    continue;
+                }
+                writeln!(out, "  {}:", d.email)?;
+                for f in &d.fields {
+                    let show = |v: &Option<String>| v.as_deref().map_or("(empty)".to_string(), |s| format!("{s:?}"));
+                    writeln!(out, "    {}: snapshot {} / Telemetron {}", f.field, show(&f.snapshot), show(&f.remote))?;
+                }
+                if !d.devices_only_remote.is_empty() {
+                    writeln!(out, "    assigned in Telemetron only: {}", d.devices_only_remote.join(", "))?;
+                }
+                if !d.devices_only_in_snapshot.is_empty() {
+                    writeln!(out, "    not assigned in Telemetron: {}", d.devices_only_in_snapshot.join(", "))?;
+                }
+            }
+            for (e, m) in &errors {
+                writeln!(out, "  {e}: not read: {m}")?;
+            }
+            if healed && !drifts.is_empty() {
+                writeln!(
+                    out,
+                    "healed: the snapshot now holds what Telemetron has; `plan` shows the repairs, `apply` makes them"
+                )?;
+            }
+            Ok(())
+        }
+    })?;
+    if let Some(why) = stopped {
+        eprintln!("error: {why}");
+        return Ok(exit::ERROR);
+    }
+    Ok(if !errors.is_empty() {
+        exit::ERROR
+    } else if drifts.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::CHANGES
+    })
+}
