@@ -46,6 +46,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Read customers back from Telemetron and report where they drifted from the snapshot
     Verify(VerifyArgs),
+    /// Apply one change right away (a registration, a transfer...) and record it in the snapshot
+    Event(EventArgs),
     /// List the runs recorded in the snapshot
     History(HistoryArgs),
     /// Snapshot maintenance
@@ -365,6 +367,74 @@ pub struct VerifyArgs {
     /// Retries of a read after a retryable failure
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The snapshot file [default: ./telemetron-state.db]
+    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE, global = true)]
+    pub state: Option<PathBuf>,
+    /// Read events as JSON lines from standard input and write one JSON result line per event
+    #[arg(long)]
+    pub stdin: bool,
+    /// Requests per second for --stdin, never exceeded in any one-second window
+    #[arg(long, value_name = "N", default_value_t = 10.0, global = true)]
+    pub rate: f64,
+    #[command(subcommand)]
+    pub event: Option<EventCommand>,
+}
+
+/// One change, as the command line or a JSON line (`{"event": "register", ...}`) gives it.
+#[derive(Debug, Clone, Subcommand, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventCommand {
+    /// A customer registered a device: assign it (creating the device with --device-type)
+    Register {
+        #[arg(long)]
+        device: String,
+        #[arg(long, value_name = "EMAIL")]
+        customer: String,
+        /// Create the device with this type if Telemetron does not have it
+        #[arg(long, value_name = "TYPE")]
+        #[serde(default)]
+        device_type: Option<String>,
+        /// The device's properties, as key=value (repeatable); they replace the stored ones
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        #[serde(default)]
+        properties: Vec<String>,
+    },
+    /// A device changed hands: unassign the old owner, then assign the new one
+    Transfer {
+        #[arg(long)]
+        device: String,
+        #[arg(long, value_name = "EMAIL")]
+        from: String,
+        #[arg(long, value_name = "EMAIL")]
+        to: String,
+    },
+    /// A customer gave a device up: unassign it
+    Release {
+        #[arg(long)]
+        device: String,
+        #[arg(long, value_name = "EMAIL")]
+        customer: String,
+    },
+    /// A customer signed up or changed their details: create or update them
+    Customer {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        #[serde(default)]
+        name: Option<String>,
+        #[arg(long)]
+        #[serde(default)]
+        phone: Option<String>,
+        #[arg(long)]
+        #[serde(default)]
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

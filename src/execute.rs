@@ -214,6 +214,60 @@ impl<'a> Caller<'a> {
         d.mul_f64(f)
     }
 
+    /// Create (a 409 turns into an update of the existing customer) or update by id (an id
+    /// Telemetron does not know turns into the create path).
+    pub async fn upsert_customer(
+        &self,
+        client: &Client,
+        w: &CustomerWork,
+    ) -> Option<Result<Option<TelemetronId>, ApiError>> {
+        let update = |id: &str| api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            // An empty string clears a field on update; leaving it out would keep the old value.
+            phone: Some(w.record.phone().unwrap_or("").into()),
+            address: Some(w.record.address().unwrap_or("").into()),
+            telemetron_customer_id: Some(id.to_string()),
+        };
+        if let Some(id) = &w.telemetron_id {
+            let req = update(id.as_str());
+            match self.call(|| client.create_or_update_customer(&req)).await? {
+                Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
+                Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
+                    tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let create = api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            phone: w.record.phone().map(Into::into),
+            address: w.record.address().map(Into::into),
+            telemetron_customer_id: None,
+        };
+        match self.call(|| client.create_or_update_customer(&create)).await? {
+            Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
+            Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
+                // Not an upsert: the customer exists (perhaps created by our own earlier attempt
+                // whose answer was lost). Update it, so that it ends up as the export says.
+                let id = match telemetron_customer_id {
+                    Some(id) => id,
+                    None => match self.call(|| client.query_customer(w.email.as_str())).await? {
+                        Ok(c) => c.id,
+                        Err(e) => return Some(Err(e)),
+                    },
+                };
+                let req = update(&id);
+                match self.call(|| client.create_or_update_customer(&req)).await? {
+                    Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// One API call with the rate limit and retries. `None` when the run is stopping and the
     /// call was never sent.
     pub async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
@@ -375,7 +429,7 @@ impl Exec<'_> {
 
     async fn customer(&self, w: CustomerWork) {
         let kind = if w.create { "customers_created" } else { "customers_updated" };
-        let result = self.upsert_customer(&w).await;
+        let result = self.caller.upsert_customer(self.client, &w).await;
         self.progress.advance(1);
         match result {
             None => {}
@@ -387,56 +441,6 @@ impl Exec<'_> {
                 lock(&self.failed_customers).insert(w.email.clone());
                 self.fail(kind, w.email.to_string(), e.to_string());
             }
-        }
-    }
-
-    /// Create (a 409 turns into an update of the existing customer) or update by id (an id
-    /// Telemetron does not know turns into the create path).
-    async fn upsert_customer(&self, w: &CustomerWork) -> Option<Result<Option<TelemetronId>, ApiError>> {
-        let update = |id: &str| api::CustomerUpsert {
-            email: w.email.to_string(),
-            name: w.record.name().map(Into::into),
-            // An empty string clears a field on update; leaving it out would keep the old value.
-            phone: Some(w.record.phone().unwrap_or("").into()),
-            address: Some(w.record.address().unwrap_or("").into()),
-            telemetron_customer_id: Some(id.to_string()),
-        };
-        if let Some(id) = &w.telemetron_id {
-            let req = update(id.as_str());
-            match self.caller.call(|| self.client.create_or_update_customer(&req)).await? {
-                Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
-                Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
-                    tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
-                }
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        let create = api::CustomerUpsert {
-            email: w.email.to_string(),
-            name: w.record.name().map(Into::into),
-            phone: w.record.phone().map(Into::into),
-            address: w.record.address().map(Into::into),
-            telemetron_customer_id: None,
-        };
-        match self.caller.call(|| self.client.create_or_update_customer(&create)).await? {
-            Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
-            Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
-                // Not an upsert: the customer exists (perhaps created by our own earlier attempt
-                // whose answer was lost). Update it, so that it ends up as the export says.
-                let id = match telemetron_customer_id {
-                    Some(id) => id,
-                    None => match self.caller.call(|| self.client.query_customer(w.email.as_str())).await? {
-                        Ok(c) => c.id,
-                        Err(e) => return Some(Err(e)),
-                    },
-                };
-                let req = update(&id);
-                match self.caller.call(|| self.client.create_or_update_customer(&req)).await? {
-                    Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
-                    Err(e) => Some(Err(e)),
-                }
-            }
-            Err(e) => Some(Err(e)),
         }
     }
 

@@ -299,6 +299,29 @@ impl Store {
         load(&self.conn, &self.path)
     }
 
+    /// One customer as the snapshot has it.
+    pub fn customer(&self, email: &Email) -> Result<Option<StoredCustomer>, Error> {
+        self.conn
+            .query_row(
+                "SELECT telemetron_id, name, phone, address, source_id FROM customers WHERE email = ?1",
+                [email.as_str()],
+                |r| {
+                    let t = |i| r.get::<_, Option<String>>(i);
+                    Ok(StoredCustomer {
+                        telemetron_id: t(0)?.as_deref().map(TelemetronId::new),
+                        record: CustomerRecord::new(
+                            t(1)?.as_deref(),
+                            t(2)?.as_deref(),
+                            t(3)?.as_deref(),
+                            t(4)?.as_deref(),
+                        ),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| Error::snapshot(&self.path, e))
+    }
+
     /// Starts a write transaction; its changes land together on [`Writer::commit`].
     pub fn writer(&mut self) -> Result<Writer<'_>, Error> {
         let path = self.path.clone();
@@ -507,6 +530,31 @@ impl Writer<'_> {
                  ON CONFLICT (identifier) DO UPDATE SET properties = excluded.properties",
             )
             .and_then(|mut s| s.execute(params![ident.as_str(), properties.as_json()]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records that Telemetron has this customer, keeping what the snapshot already says of it
+    /// (only a missing Telemetron id is filled in).
+    pub fn ensure_customer(&mut self, email: &Email, id: Option<&TelemetronId>) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO customers (email, telemetron_id) VALUES (?1, ?2)
+                 ON CONFLICT (email) DO UPDATE SET telemetron_id = coalesce(telemetron_id, excluded.telemetron_id)",
+            )
+            .and_then(|mut s| s.execute(params![email.as_str(), id.map(TelemetronId::as_str)]))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records that Telemetron has this device, keeping what the snapshot already says of it.
+    pub fn ensure_device(&mut self, ident: &DeviceIdent, device_type: Option<&str>) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
+                 ON CONFLICT (identifier) DO UPDATE SET type = coalesce(type, excluded.type)",
+            )
+            .and_then(|mut s| s.execute(params![ident.as_str(), device_type]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -17,6 +17,7 @@ mod adhoc;
 mod apply;
 mod baseline;
 mod emulator;
+mod event;
 mod history;
 mod plan;
 mod snapshot_cmd;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Apply(args) => apply::run(&args, quiet),
         Command::Verify(args) => verify::run(&args, quiet),
+        Command::Event(args) => event::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Baseline(args) => baseline::run(&args),
         Command::History(args) => history::run(&args),

@@ -1,0 +1,262 @@
+//! `event`: apply one change right away — a registration, a transfer, a release, a customer's
+//! details — through the same client and rate limit as `apply`, and record it in the snapshot, so
+//! that the nightly run finds nothing left to do. `event --stdin` takes a stream of JSON lines
+//! (for a registration system to pipe into) and answers one JSON line per event; a bad line gets
+//! an error result and the stream goes on. Events hold the snapshot's lock, as `apply` does.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::cli::{EventArgs, EventCommand};
+use crate::client::{Client, Rejection};
+use crate::error::Error;
+use crate::execute::{Caller, CustomerWork, Options};
+use crate::exit;
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::settings::{ApiSettings, state_path};
+use crate::snapshot::{Lock, Store};
+
+pub fn run(args: &EventArgs) -> Result<i32, Error> {
+    if args.event.is_some() == args.stdin {
+        return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(Error::Usage(format!(
+            "--rate must be a positive number of requests per second, not {}",
+            args.rate
+        )));
+    }
+    let client = ApiSettings::resolve(&args.api)?.client()?;
+    let state = state_path(&args.state);
+    let _lock = Lock::acquire(&state)?;
+    let mut store = Store::open(&state)?;
+    let opts = Options { rate: args.rate, concurrency: 1, ..Options::default() };
+    let stop = AtomicBool::new(false);
+    let caller = Caller::new(&opts, &stop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+
+    if let Some(event) = &args.event {
+        let result = rt.block_on(apply(event, &client, &caller, &mut store))?;
+        let ok = result["ok"] == true;
+        super::stdout_write(|out| {
+            serde_json::to_writer_pretty(&mut *out, &result).map_err(std::io::Error::from)?;
+            writeln!(out)
+        })?;
+        if caller.stopped().is_some() || !ok {
+            eprintln!("error: {}", result["error"].as_str().unwrap_or("the event failed"));
+            return Ok(exit::ERROR);
+        }
+        return Ok(exit::SUCCESS);
+    }
+
+    let mut failed = 0usize;
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|source| Error::Io { what: "read", path: "stdin".into(), source })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut result = match serde_json::from_str::<EventCommand>(&line) {
+            Ok(event) => rt.block_on(apply(&event, &client, &caller, &mut store))?,
+            Err(e) => json!({"ok": false, "error": format!("not an event: {e}")}),
+        };
+        result["line"] = n.into();
+        if result["ok"] != true {
+            failed += 1;
+        }
+        let _ = writeln!(out, "{result}");
+        let _ = out.flush();
+        if let Some(why) = caller.stopped() {
+            eprintln!("error: {why}");
+            return Ok(exit::ERROR);
+        }
+    }
+    Ok(if failed == 0 { exit::SUCCESS } else { exit::PARTIAL })
+}
+
+fn failure(name: &str, error: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "event": name, "error": error.to_string()})
+}
+
+fn email(raw: &str) -> Result<Email, String> {
+    Email::parse(raw).map_err(|why| format!("{raw:?}: {why}"))
+}
+
+fn device(raw: &str) -> Result<DeviceIdent, String> {
+    DeviceIdent::parse(raw).map_err(|why| format!("{raw:?}: {why}"))
+}
+
+/// Sends one event and records what Telemetron confirmed. API failures are results; only a
+/// snapshot failure is an error.
+async fn apply(event: &EventCommand, client: &Client, caller: &Caller<'_>, store: &mut Store) -> Result<Value, Error> {
+    match event {
+        EventCommand::Register { device: d, customer, device_type, properties } => {
+            let name = "register";
+            let (d, c) = match (device(d), email(customer)) {
+                (Ok(d), Ok(c)) => (d, c),
+                (Err(e), _) | (_, Err(e)) => return Ok(failure(name, e)),
+            };
+            let props = match parse_properties(properties) {
+                Ok(p) => p,
+                Err(e) => return Ok(failure(name, e)),
+            };
+            let req = api::AssignDeviceToOwners {
+                device_identifier: d.to_string(),
+                customer_emails: vec![c.to_string()],
+                auto_create_device: device_type.is_some(),
+                device_type: device_type.clone(),
+            };
+            let r = match caller.call(|| client.assign_device_to_owners(&req)).await {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return Ok(failure(name, e)),
+                None => return Ok(failure(name, "not sent: the run is stopping")),
+            };
+            let customer_id =
+                r.assigned_customers.first().and_then(|a| a.customer_id.as_deref()).map(TelemetronId::new);
+            let mut w = store.writer()?;
+            w.ensure_device(&d, device_type.as_deref())?;
+            w.ensure_customer(&c, customer_id.as_ref())?;
+            w.assign(&d, &c)?;
+            w.commit()?;
+            let mut result = json!({
+                "ok": true, "event": name, "device": d, "customer": c,
+                "device_created": r.device_was_created,
+                "customer_created": r.assigned_customers.first().is_some_and(|a| a.was_created),
+            });
+            if let Some(props) = props {
+                // bulk-metadata replaces the properties: documented, unlike POST /device's.
+                let mut devices = std::collections::BTreeMap::new();
+                devices.insert(d.to_string(), props.to_map().into_iter().map(|(k, v)| (k, v.into())).collect());
+                let req = api::BulkMetadata { devices };
+                match caller.call(|| client.bulk_metadata(&req)).await {
+                    Some(Ok(m)) if m.results.iter().any(|x| x.status == api::BulkMetadataStatus::Updated) => {
+                        let mut w = store.writer()?;
+                        w.set_device_properties(&d, &props)?;
+                        w.commit()?;
+                        result["properties_set"] = true.into();
+                    }
+                    Some(Ok(_)) => return Ok(failure(name, "assigned, but bulk-metadata did not update the device")),
+                    Some(Err(e)) => return Ok(failure(name, format!("assigned, but setting properties failed: {e}"))),
+                    None => return Ok(failure(name, "assigned; properties not sent: the run is stopping")),
+                }
+            }
+            Ok(result)
+        }
+        EventCommand::Transfer { device: d, from, to } => {
+            let name = "transfer";
+            let (d, from, to) = match (device(d), email(from), email(to)) {
+                (Ok(d), Ok(f), Ok(t)) => (d, f, t),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(failure(name, e)),
+            };
+            // The documented recipe: unassign the old owner, then assign the new one.
+            if let Err(e) = unassign(client, caller, store, &d, &from).await? {
+                return Ok(failure(name, e));
+            }
+            let req = api::AssignDevicesToOwner {
+                customer_email: to.to_string(),
+                device_identifiers: vec![d.to_string()],
+                ..Default::default()
+            };
+            let r = match caller.call(|| client.assign_devices_to_owner(&req)).await {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return Ok(failure(name, format!("unassigned from {from}, but assigning failed: {e}"))),
+                None => return Ok(failure(name, "unassigned; the assignment was not sent: the run is stopping")),
+            };
+            if !r.skipped.is_empty() {
+                return Ok(failure(
+                    name,
+                    format!("unassigned from {from}, but Telemetron does not have device {d} (skipped)"),
+                ));
+            }
+            let mut w = store.writer()?;
+            w.ensure_customer(&to, r.customer_id.as_deref().map(TelemetronId::new).as_ref())?;
+            w.assign(&d, &to)?;
+            w.commit()?;
+            Ok(json!({"ok": true, "event": name, "device": d, "from": from, "to": to}))
+        }
+        EventCommand::Release { device: d, customer } => {
+            let name = "release";
+            let (d, c) = match (device(d), email(customer)) {
+                (Ok(d), Ok(c)) => (d, c),
+                (Err(e), _) | (_, Err(e)) => return Ok(failure(name, e)),
+            };
+            Ok(match unassign(client, caller, store, &d, &c).await? {
+                Ok(()) => json!({"ok": true, "event": name, "device": d, "customer": c}),
+                Err(e) => failure(name, e),
+            })
+        }
+        EventCommand::Customer { email: raw, name: n, phone, address } => {
+            let name = "customer";
+            let e = match email(raw) {
+                Ok(e) => e,
+                Err(why) => return Ok(failure(name, why)),
+            };
+            let stored = store.customer(&e)?;
+            let old = stored.as_ref().map(|s| s.record.clone()).unwrap_or_default();
+            // Fields the event leaves out keep what the snapshot has.
+            let record = CustomerRecord::new(
+                n.as_deref().or(old.name()),
+                phone.as_deref().or(old.phone()),
+                address.as_deref().or(old.address()),
+                old.source_id(),
+            );
+            let work = CustomerWork {
+                email: e.clone(),
+                telemetron_id: stored.and_then(|s| s.telemetron_id),
+                record: record.clone(),
+                create: false,
+            };
+            let id = match caller.upsert_customer(client, &work).await {
+                Some(Ok(id)) => id,
+                Some(Err(err)) => return Ok(failure(name, err)),
+                None => return Ok(failure(name, "not sent: the run is stopping")),
+            };
+            let mut w = store.writer()?;
+            w.put_customer(&e, id.as_ref(), &record)?;
+            w.commit()?;
+            Ok(json!({"ok": true, "event": name, "email": e, "telemetron_id": id}))
+        }
+    }
+}
+
+/// unassignDevicesFromOwner for one device (idempotent, unlike the single unassign), recorded.
+async fn unassign(
+    client: &Client,
+    caller: &Caller<'_>,
+    store: &mut Store,
+    d: &DeviceIdent,
+    c: &Email,
+) -> Result<Result<(), String>, Error> {
+    let req = api::UnassignDevicesFromOwner { customer_email: c.to_string(), device_identifiers: vec![d.to_string()] };
+    match caller.call(|| client.unassign_devices_from_owner(&req)).await {
+        Some(Ok(_)) => {}
+        // Telemetron has no such customer: nothing is assigned to it.
+        Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => {}
+        Some(Err(e)) => return Ok(Err(e.to_string())),
+        None => return Ok(Err("not sent: the run is stopping".into())),
+    }
+    let mut w = store.writer()?;
+    w.unassign(d, c)?;
+    w.commit()?;
+    Ok(Ok(()))
+}
+
+fn parse_properties(pairs: &[String]) -> Result<Option<Properties>, String> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut map = std::collections::BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p.split_once('=').ok_or_else(|| format!("property {p:?}: write it as key=value"))?;
+        map.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(Some(Properties::from_map(&map)))
+}

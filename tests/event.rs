@@ -1,0 +1,130 @@
+//! `event` against the emulator: single changes applied at once and recorded, so that the
+//! nightly plan on exports that include them finds nothing to do; a JSON-lines stream with a bad
+//! line in it.
+
+use crate::apply::remote;
+use crate::util::{Emu, Workdir, repo};
+
+const CONFIG: &str = "sample-data/config.toml";
+
+#[test]
+fn events_round_trip_with_the_nightly_plan() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"]).expect(0);
+
+    let ev = |args: &[&str]| {
+        let mut a = vec!["event", "--state", "state.db"];
+        a.extend(args);
+        w.run_api(&emu, &a)
+    };
+    let c = ev(&[
+        "customer",
+        "--email",
+        "olivia.bennett@example.com",
+        "--name",
+        "Olivia Bennett",
+        "--phone",
+        "+1 720 555 0199",
+        "--address",
+        "12 Aspen Ct, Denver, CO 80205",
+    ])
+    .expect(0);
+    assert_eq!(c.json()["ok"], true);
+    let r = ev(&[
+        "register",
+        "--device",
+        "TH-2031001",
+        "--customer",
+        "olivia.bennett@example.com",
+        "--device-type",
+        "thermostat",
+        "--property",
+        "firmware=4.2.1",
+        "--property",
+        "location=Bedroom",
+        "--property",
+        "warranty_until=2029-11-01",
+    ])
+    .expect(0)
+    .json();
+    assert_eq!((r["device_created"].as_bool(), r["properties_set"].as_bool()), (Some(true), Some(true)), "{r}");
+    ev(&[
+        "transfer",
+        "--device",
+        "LK-2024185",
+        "--from",
+        "ashley.nguyen@mail.example.com",
+        "--to",
+        "donna.gonzalez@mail.example.com",
+    ])
+    .expect(0);
+    ev(&["release", "--device", "TH-2025221", "--customer", "kenneth.smith@example.org"]).expect(0);
+
+    // The exports of the next night include those changes.
+    let edit = |file: &str, f: &dyn Fn(String) -> String| {
+        let path = format!("sample-data/day1/{file}");
+        w.write(&path, f(w.read(&path)));
+    };
+    edit("customers.csv", &|s| {
+        s + "C20001,olivia.bennett@example.com,Olivia Bennett,+1 720 555 0199,\"12 Aspen Ct, Denver, CO 80205\"\n"
+    });
+    edit("devices.csv", &|s| s + "TH-2031001,thermostat,4.2.1,Bedroom,2029-11-01\n");
+    edit("ownership.csv", &|s| {
+        let kept: String = s.lines().filter(|l| !l.starts_with("TH-2025221,")).map(|l| format!("{l}\n")).collect();
+        kept.replace("LK-2024185,ashley.nguyen@mail.example.com,", "LK-2024185,donna.gonzalez@mail.example.com,")
+            + "TH-2031001,olivia.bennett@example.com,\n"
+    });
+    let plan = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0).json();
+    assert_eq!(plan["summary"]["api_calls"], 0, "the nightly run finds nothing left: {}", plan["operations"]);
+    assert_eq!(plan["summary"]["rejected_rows"], 0);
+    let before = emu.emulator.requests().len();
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db"]).expect(0);
+    assert_eq!(emu.emulator.requests().len(), before, "and apply touches nothing");
+    let (customers, devices) = remote(&emu);
+    assert_eq!(customers["olivia.bennett@example.com"].0, "Olivia Bennett");
+    assert_eq!(devices["TH-2031001"].2, ["olivia.bennett@example.com"]);
+    assert_eq!(devices["LK-2024185"].2, ["donna.gonzalez@mail.example.com"]);
+    assert!(devices["TH-2025221"].2.is_empty());
+}
+
+#[test]
+fn a_stream_with_a_bad_line_answers_every_line_and_goes_on() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    let input = [
+        r#"{"event": "customer", "email": "ann@x.io", "name": "Ann"}"#,
+        r#"{"event": "register", "device": "D1", "customer": "ann@x.io", "device_type": "lock"}"#,
+        r#"this is not json"#,
+        r#"{"event": "teleport", "device": "D1"}"#,
+        r#"{"event": "register", "device": "D2", "customer": "not-an-email"}"#,
+        "",
+        r#"{"event": "transfer", "device": "D1", "from": "ann@x.io", "to": "bob@x.io"}"#,
+        r#"{"event": "release", "device": "D1", "customer": "bob@x.io"}"#,
+    ]
+    .join("\n");
+    let mut child = w
+        .command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", crate::util::KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(u64, bool)> = results.iter().map(|r| (r["line"].as_u64().unwrap(), r["ok"] == true)).collect();
+    assert_eq!(summary, [(1, true), (2, true), (3, false), (4, false), (5, false), (7, true), (8, true)]);
+    assert!(results[2]["error"].as_str().unwrap().starts_with("not an event"), "{}", results[2]);
+    assert!(results[4]["error"].as_str().unwrap().contains("not-an-email"), "{}", results[4]);
+    let (customers, devices) = remote(&emu);
+    assert!(customers.contains_key("bob@x.io"));
+    assert!(devices["D1"].2.is_empty(), "transferred, then released");
+    let snap = telemetron_sync::snapshot::read(&w.join("state.db")).unwrap();
+    assert_eq!(snap.assignment_count(), 0);
+    assert_eq!(snap.customers[&telemetron_sync::model::Email::parse("ann@x.io").unwrap()].record.name(), Some("Ann"));
+}
