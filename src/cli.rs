@@ -48,6 +48,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Apply one change right away (a registration, a transfer...) and record it in the snapshot
     Event(EventArgs),
+    /// Show how to put back what an apply run changed, and with --apply, do it
+    Undo(UndoArgs),
     /// List the runs recorded in the snapshot
     History(HistoryArgs),
     /// Snapshot maintenance
@@ -435,6 +437,38 @@ pub enum EventCommand {
         #[serde(default)]
         address: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The run to undo (see `history`)
+    pub run: i64,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The snapshot file [default: ./telemetron-state.db]
+    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
+    pub state: Option<PathBuf>,
+    /// Send the undo plan to Telemetron (without it, the plan is only shown)
+    #[arg(long)]
+    pub apply: bool,
+    /// Report format on stdout when showing the plan
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Requests per second, never exceeded in any one-second window
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Requests in flight at most
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Retries of a call after a retryable failure
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_retries: u32,
+    /// Undo even when it removes more assignments than --max-unassign allows
+    #[arg(long)]
+    pub force: bool,
+    /// The safety guard, as for apply
+    #[arg(long, value_name = "N|P%")]
+    pub max_unassign: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

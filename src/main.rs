@@ -24,8 +24,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    let chatty =
-        matches!(cli.command, telemetron_sync::cli::Command::Apply(_) | telemetron_sync::cli::Command::Verify(_));
+    let chatty = matches!(
+        cli.command,
+        telemetron_sync::cli::Command::Apply(_)
+            | telemetron_sync::cli::Command::Verify(_)
+            | telemetron_sync::cli::Command::Undo(_)
+    );
     logging::init(&cli.global, chatty);
     let code = match cmd::run(cli) {
         Ok(code) => code,

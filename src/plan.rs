@@ -585,3 +585,174 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
         warnings: export.warnings.clone(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Undo
+
+/// An operation `undo` cannot reverse: ext-v1 has no delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotUndoable {
+    pub op: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// The undo plan of a run: the operations that put back what it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoPlan {
+    pub operations: Vec<Operation>,
+    pub not_undoable: Vec<NotUndoable>,
+}
+
+/// The inverse of a plan's operations, from the before-images they carry: previous field
+/// values, previous type and properties, previous owners. Each inverse is harmless where the
+/// original did not happen (it restores what is already there), so the whole plan can be undone
+/// whichever of its operations succeeded. Creations cannot be undone.
+pub fn inverse(ops: &[Operation]) -> UndoPlan {
+    let mut undo = UndoPlan::default();
+    let mut unassign = Vec::new();
+    let mut assign = Vec::new();
+    for op in ops {
+        match op {
+            Operation::CreateCustomer(c) => undo.not_undoable.push(NotUndoable {
+                op: "create_customer".into(),
+                key: c.email.to_string(),
+                reason: "ext-v1 has no way to delete a customer".into(),
+            }),
+            Operation::CreateDevice(c) => undo.not_undoable.push(NotUndoable {
+                op: "create_device".into(),
+                key: c.identifier.to_string(),
+                reason: "ext-v1 has no way to delete a device".into(),
+            }),
+            Operation::UpdateCustomer(u) => {
+                let field = |name: &str, now: Option<&str>| -> Option<String> {
+                    match u.changes.get(name) {
+                        Some(c) => c.before.clone(),
+                        None => now.map(Into::into),
+                    }
+                };
+                let before = CustomerRecord::new(
+                    field("name", u.after.name()).as_deref(),
+                    field("phone", u.after.phone()).as_deref(),
+                    field("address", u.after.address()).as_deref(),
+                    u.after.source_id(),
+                );
+                let changes = u
+                    .changes
+                    .iter()
+                    .map(|(k, c)| (k.clone(), Change { before: c.after.clone(), after: c.before.clone() }))
+                    .collect();
+                undo.operations.push(Operation::UpdateCustomer(CustomerUpdateDoc {
+                    email: u.email.clone(),
+                    telemetron_id: u.telemetron_id.clone(),
+                    changes,
+                    after: before,
+                }));
+            }
+            Operation::UpdateDevice(u) => {
+                let mut device_type = None;
+                if let Some(c) = &u.device_type {
+                    match &c.before {
+                        Some(_) => device_type = Some(Change { before: c.after.clone(), after: c.before.clone() }),
+                        None => undo.not_undoable.push(NotUndoable {
+                            op: "update_device".into(),
+                            key: u.identifier.to_string(),
+                            reason: "the device had no type before, and ext-v1 cannot clear one".into(),
+                        }),
+                    }
+                }
+                let (properties, properties_after) = match (&u.properties, &u.properties_after) {
+                    (Some(delta), Some(after)) => {
+                        let mut before = after.to_map();
+                        for k in delta.added.keys() {
+                            before.remove(k);
+                        }
+                        for (k, v) in &delta.removed {
+                            before.insert(k.clone(), v.clone());
+                        }
+                        for (k, c) in &delta.changed {
+                            before.insert(k.clone(), c.before.clone());
+                        }
+                        let before = Properties::from_map(&before);
+                        (Some(PropertyDelta::between(after, &before)), Some(before))
+                    }
+                    _ => (None, None),
+                };
+                if device_type.is_some() || properties.is_some() {
+                    undo.operations.push(Operation::UpdateDevice(DeviceUpdateDoc {
+                        identifier: u.identifier.clone(),
+                        telemetron_id: u.telemetron_id.clone(),
+                        device_type,
+                        properties,
+                        properties_after,
+                    }));
+                }
+            }
+            // Removals are undone by assigning again, after the additions are undone, so that a
+            // transfer goes back the documented way too: unassign the new owner, then assign the old.
+            Operation::Unassign(a) => assign.push(Operation::Assign(a.clone())),
+            Operation::Assign(a) => unassign.push(Operation::Unassign(a.clone())),
+        }
+    }
+    undo.operations.extend(unassign);
+    undo.operations.extend(assign);
+    undo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Properties {
+        Properties::from_map(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn the_inverse_puts_back_the_before_images() {
+        let email = Email::parse("a@x.io").unwrap();
+        let dev = DeviceIdent::parse("D1").unwrap();
+        let update = CustomerUpdate {
+            email: email.clone(),
+            telemetron_id: None,
+            before: CustomerRecord::new(Some("Ann"), Some("1"), None, Some("C1")),
+            after: CustomerRecord::new(Some("Ann"), Some("2"), Some("Main St"), Some("C1")),
+        };
+        let device = DeviceUpdate {
+            identifier: dev.clone(),
+            telemetron_id: None,
+            device_type: Some(Change { before: Some("a".into()), after: Some("b".into()) }),
+            properties: Some(Change {
+                before: props(&[("fw", "1"), ("gone", "x")]),
+                after: props(&[("fw", "2"), ("new", "y")]),
+            }),
+        };
+        let moved = Assignment { device: dev.clone(), customer: Email::parse("b@x.io").unwrap() };
+        let old = Assignment { device: dev.clone(), customer: email.clone() };
+        let ops = vec![
+            Operation::UpdateCustomer((&update).into()),
+            Operation::UpdateDevice((&device).into()),
+            Operation::Unassign(old.clone()),
+            Operation::Assign(moved.clone()),
+        ];
+        let undo = inverse(&ops);
+        let Operation::UpdateCustomer(c) = &undo.operations[0] else { panic!("{:?}", undo.operations) };
+        assert_eq!(c.after, update.before);
+        let Operation::UpdateDevice(d) = &undo.operations[1] else { panic!() };
+        assert_eq!(d.device_type.as_ref().unwrap().after.as_deref(), Some("a"));
+        assert_eq!(d.properties_after.as_ref(), Some(&props(&[("fw", "1"), ("gone", "x")])));
+        // A transfer goes back the documented way: unassign the new owner, then assign the old.
+        assert_eq!(undo.operations[2..], [Operation::Unassign(moved), Operation::Assign(old)]);
+        assert!(undo.not_undoable.is_empty());
+    }
+
+    #[test]
+    fn creations_are_not_undoable() {
+        let ops = vec![Operation::CreateCustomer(CustomerCreate {
+            email: Email::parse("a@x.io").unwrap(),
+            record: CustomerRecord::default(),
+        })];
+        let undo = inverse(&ops);
+        assert!(undo.operations.is_empty());
+        assert_eq!(undo.not_undoable[0].op, "create_customer");
+    }
+}

@@ -48,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
          outcome TEXT,
          summary TEXT
      );",
+    // 2: each apply's undo plan, built from the before-images of what it changes.
+    "CREATE TABLE undo (run_id INTEGER PRIMARY KEY REFERENCES runs (id), plan TEXT NOT NULL);",
 ];
 
 /// The schema version this build reads and writes.
@@ -337,6 +339,14 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Stores the undo plan of a run.
+    pub fn put_undo(&mut self, run_id: i64, plan: &serde_json::Value) -> Result<(), Error> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, plan.to_string()])
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(())
+    }
+
     pub fn finish_run(&mut self, id: i64, outcome: &str, summary: &serde_json::Value) -> Result<(), Error> {
         self.conn
             .execute(
@@ -413,6 +423,31 @@ pub fn version_and_assignments(path: &Path) -> Result<(SnapshotVersion, u64), Er
     let version = read_version(&conn).map_err(err)?;
     let n: i64 = conn.query_row("SELECT count(*) FROM assignments", [], |r| r.get(0)).map_err(err)?;
     Ok((version, n as u64))
+}
+
+/// A run's kind and its undo plan (`Null` when the run has none), read without writing.
+pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json::Value)>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    if schema_version(&conn, path)? < SCHEMA_VERSION {
+        return Ok(conn
+            .query_row("SELECT kind FROM runs WHERE id = ?1", [run_id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(|e| Error::snapshot(path, e))?
+            .map(|kind| (kind, serde_json::Value::Null)));
+    }
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT runs.kind, undo.plan FROM runs LEFT JOIN undo ON undo.run_id = runs.id WHERE runs.id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| Error::snapshot(path, e))?;
+    Ok(row.map(|(kind, plan)| (kind, plan.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default())))
 }
 
 /// Runs recorded in the snapshot, newest first. A missing file has none.

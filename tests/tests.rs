@@ -11,4 +11,5 @@ mod contract;
 mod event;
 mod optimize;
 mod sample;
+mod undo;
 mod verify;

@@ -71,27 +71,67 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         }
     };
 
+    let spec = RunSpec {
+        kind: "apply",
+        state: &settings.state,
+        batching: settings.batching,
+        opts,
+        client,
+        base_url: api.base_url.clone(),
+        rejected,
+        max_unassign: args.max_unassign.clone(),
+        force: args.force,
+        report: args.report.clone(),
+        quiet,
+        record_undo: true,
+    };
+    run_operations(&spec, operations)
+}
+
+/// Everything a run of operations needs besides the operations: `apply` and `undo --apply`.
+pub(super) struct RunSpec<'a> {
+    pub kind: &'static str,
+    pub state: &'a Path,
+    pub batching: plan::Batching,
+    pub opts: Options,
+    pub client: crate::client::Client,
+    pub base_url: String,
+    pub rejected: usize,
+    pub max_unassign: Option<String>,
+    pub force: bool,
+    pub report: Option<std::path::PathBuf>,
+    pub quiet: bool,
+    /// Store the inverse of the operations with the run, for `undo`.
+    pub record_undo: bool,
+}
+
+/// The safety guard, then the calls, with confirmations recorded as they come. The caller holds
+/// the snapshot's lock.
+pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> Result<i32, Error> {
     let removals = operations.iter().filter(|o| matches!(o, Operation::Unassign(_))).count() as u64;
-    let (_, assignments) = snapshot::version_and_assignments(&settings.state)?;
-    let limit = unassign_limit(args.max_unassign.as_deref(), assignments)?;
-    if removals > limit && !args.force {
+    let (_, assignments) = snapshot::version_and_assignments(spec.state)?;
+    let limit = unassign_limit(spec.max_unassign.as_deref(), assignments)?;
+    if removals > limit && !spec.force {
         eprintln!(
-            "error: refusing to apply: the plan removes {removals} assignments, more than the limit of {limit} ({}). \
+            "error: refusing to {}: the plan removes {removals} assignments, more than the limit of {limit} ({}). \
              Nothing was sent. A truncated or partial ownership export looks like this; check it. If the removals are \
              right, run again with --force, or raise --max-unassign",
-            describe_limit(args.max_unassign.as_deref(), assignments)
+            spec.kind,
+            describe_limit(spec.max_unassign.as_deref(), assignments)
         );
         return Ok(exit::GUARD);
     }
 
-    let calls = plan::calls(&operations, settings.batching);
+    let calls = plan::calls(&operations, spec.batching);
+    let mut store = Store::open(spec.state)?;
+    let run_id = store.begin_run(spec.kind)?;
+    if spec.record_undo && !operations.is_empty() {
+        store.put_undo(run_id, &serde_json::to_value(plan::inverse(&operations)).expect("an undo plan serializes"))?;
+    }
     drop(operations);
-    let mut store = Store::open(&settings.state)?;
-    let run_id = store.begin_run("apply")?;
     if calls.is_empty() {
         let outcome = Outcome::default();
-        let code = finish(&mut store, run_id, &outcome, rejected, args, &api.base_url)?;
-        return Ok(code);
+        return finish(&mut store, run_id, &outcome, spec);
     }
 
     // The recorder owns the store while the executor runs.
@@ -104,7 +144,7 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
-    let progress = crate::progress::for_stderr(quiet);
+    let progress = crate::progress::for_stderr(spec.quiet);
     let outcome = rt.block_on(async {
         let stop_on_signal = stop.clone();
         let signals = tokio::spawn(async move {
@@ -116,12 +156,12 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         let confirm = |c: Confirmed| {
             let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(c);
         };
-        let outcome = execute::execute(&client, calls, &opts, &confirm, progress.as_ref(), &stop).await;
+        let outcome = execute::execute(&spec.client, calls, &spec.opts, &confirm, progress.as_ref(), &stop).await;
         signals.abort();
         outcome
     });
     let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-    finish(&mut store, run_id, &outcome, rejected, args, &api.base_url)
+    finish(&mut store, run_id, &outcome, spec)
 }
 
 use std::sync::Mutex;
@@ -174,14 +214,8 @@ fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
 }
 
 /// Records the run, prints the summary, writes the report, and picks the exit code.
-fn finish(
-    store: &mut Store,
-    run_id: i64,
-    outcome: &Outcome,
-    rejected: usize,
-    args: &ApplyArgs,
-    base_url: &str,
-) -> Result<i32, Error> {
+fn finish(store: &mut Store, run_id: i64, outcome: &Outcome, spec: &RunSpec<'_>) -> Result<i32, Error> {
+    let (rejected, base_url) = (spec.rejected, spec.base_url.as_str());
     let failed = outcome.failed();
     let (code, verdict) = match &outcome.stopped {
         Some(why) => (exit::ERROR, format!("stopped early: {why}")),
@@ -205,7 +239,7 @@ fn finish(
         map.insert("rejected_rows".into(), rejected.into());
     }
     store.finish_run(run_id, outcome_word, &summary)?;
-    if let Some(path) = &args.report {
+    if let Some(path) = &spec.report {
         let report = serde_json::json!({
             "run": run_id,
             "outcome": outcome_word,
@@ -220,8 +254,13 @@ fn finish(
     super::stdout_write(|out| {
         writeln!(
             out,
-            "apply (run {run_id}): {} calls, {} retries, {:.1} s, {:.1} calls/s (limit {}/s)",
-            outcome.calls, outcome.retries, outcome.elapsed_seconds, outcome.calls_per_second, args.rate
+            "{} (run {run_id}): {} calls, {} retries, {:.1} s, {:.1} calls/s (limit {}/s)",
+            spec.kind,
+            outcome.calls,
+            outcome.retries,
+            outcome.elapsed_seconds,
+            outcome.calls_per_second,
+            spec.opts.rate
         )?;
         for kind in execute::KINDS {
             if let Some(c) = outcome.operations.get(kind) {

@@ -21,6 +21,7 @@ mod event;
 mod history;
 mod plan;
 mod snapshot_cmd;
+mod undo;
 mod verify;
 
 /// Runs one command and returns its exit code.
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Apply(args) => apply::run(&args, quiet),
         Command::Verify(args) => verify::run(&args, quiet),
         Command::Event(args) => event::run(&args),
+        Command::Undo(args) => undo::run(&args, quiet),
         Command::Plan(args) => plan::run(&args),
         Command::Baseline(args) => baseline::run(&args),
         Command::History(args) => history::run(&args),
