@@ -10,9 +10,10 @@
 //! returned *after* the write was applied, as a lost response looks to a client), and a rate
 //! limit answered with 429 and `Retry-After`.
 //!
-//! Read-only admin routes outside the API path: `GET /_emulator/state` (every organization's
-//! customers, devices with their owners, tickets) and `GET /_emulator/requests` (the request log:
-//! time, method, path, status).
+//! Admin routes outside the API path: `GET /_emulator/state` (every organization's customers,
+//! devices with their owners, tickets) and `GET /_emulator/requests` (the request log: time,
+//! method, path, status) read; `POST /_emulator/drift` changes a record behind the API's back,
+//! as a dashboard edit or another integration would, for rehearsing `verify`.
 //!
 //! # Choices where the reference is silent ([UNDOC])
 //!
@@ -194,6 +195,7 @@ pub fn app(emulator: Emulator) -> Router {
     Router::new()
         .route("/_emulator/state", get(admin_state))
         .route("/_emulator/requests", get(admin_requests))
+        .route("/_emulator/drift", axum::routing::post(admin_drift))
         .route("/api/ext-v1/{*rest}", any(api))
         .with_state(emulator)
 }
@@ -246,6 +248,41 @@ async fn admin_state(State(emu): State<Emulator>) -> impl IntoResponse {
 
 async fn admin_requests(State(emu): State<Emulator>) -> impl IntoResponse {
     axum::Json(emu.requests())
+}
+
+/// A change made behind the API's back (`POST /_emulator/drift`), in the first organization
+/// unless `org` says otherwise: set or clear a customer's field, assign or unassign a device
+/// (an existing one), or delete a customer.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drift {
+    #[serde(default)]
+    pub org: usize,
+    pub customer: String,
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub assign: Vec<String>,
+    #[serde(default)]
+    pub unassign: Vec<String>,
+    #[serde(default)]
+    pub delete: bool,
+}
+
+impl Emulator {
+    /// Applies a [`Drift`]; the error says what was wrong with it.
+    pub fn drift(&self, d: &Drift) -> Result<(), String> {
+        let mut orgs = self.inner.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        let org = orgs.get_mut(d.org).ok_or_else(|| format!("no organization {}", d.org))?;
+        org.drift(d)
+    }
+}
+
+async fn admin_drift(State(emu): State<Emulator>, axum::Json(d): axum::Json<Drift>) -> Response {
+    match emu.drift(&d) {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"success": true}))).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e}))).into_response(),
+    }
 }
 
 async fn api(State(emu): State<Emulator>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

@@ -150,6 +150,38 @@ impl OrgState {
         v
     }
 
+    pub(super) fn drift(&mut self, d: &super::Drift) -> Result<(), String> {
+        let email = d.customer.trim().to_lowercase();
+        let id = self.by_email.get(&email).cloned().ok_or_else(|| format!("no customer {email}"))?;
+        if d.delete {
+            self.customers.remove(&id);
+            self.by_email.remove(&email);
+            return Ok(());
+        }
+        for ident in d.assign.iter().chain(&d.unassign) {
+            if !self.devices.contains_key(ident) {
+                return Err(format!("no device {ident}"));
+            }
+        }
+        let c = self.customers.get_mut(&id).expect("indexed");
+        for (field, value) in &d.set {
+            let value = value.clone().filter(|v| !v.is_empty());
+            match field.as_str() {
+                "name" => c.name = value.unwrap_or_default(),
+                "phone" => c.phone = value,
+                "address" => c.address = value,
+                other => return Err(format!("cannot set {other:?}: name, phone or address")),
+            }
+        }
+        for ident in &d.assign {
+            if !c.devices.contains(ident) {
+                c.devices.push(ident.clone());
+            }
+        }
+        c.devices.retain(|x| !d.unassign.contains(x));
+        Ok(())
+    }
+
     pub(super) fn dump(&self) -> OrgDump {
         let mut owners: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for c in self.customers.values() {
