@@ -299,16 +299,9 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub inputs: InputArgs,
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// Execute this saved plan (from `plan --out`) exactly; refused if the inputs or the snapshot
-    /// changed since it was made
-    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size"])]
-    pub plan: Option<PathBuf>,
+/// How fast and how hard to call Telemetron: `apply`, `verify`, `undo --apply`.
+#[derive(Debug, Args, Clone)]
+pub struct ExecArgs {
     /// Requests per second, never exceeded in any one-second window
     #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub rate: f64,
@@ -321,6 +314,20 @@ pub struct ApplyArgs {
     /// First retry delay in milliseconds; it doubles per retry (with jitter), up to 30 s
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub backoff_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Execute this saved plan (from `plan --out`) exactly; refused if the inputs or the snapshot
+    /// changed since it was made
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size"])]
+    pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
     /// Refuse (exit 4) when the plan removes more assignments than this: a number, or a
     /// percentage of the snapshot's assignments [default: 10%, never fewer than 50]
     #[arg(long, value_name = "N|P%")]
@@ -360,15 +367,8 @@ pub struct VerifyArgs {
     /// Report format on stdout
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
-    /// Requests per second, never exceeded in any one-second window
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
-    pub rate: f64,
-    /// Requests in flight at most
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub concurrency: u16,
-    /// Retries of a read after a retryable failure
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub max_retries: u32,
+    #[command(flatten)]
+    pub exec: ExecArgs,
 }
 
 #[derive(Debug, Args)]
@@ -454,15 +454,8 @@ pub struct UndoArgs {
     /// Report format on stdout when showing the plan
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
-    /// Requests per second, never exceeded in any one-second window
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
-    pub rate: f64,
-    /// Requests in flight at most
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub concurrency: u16,
-    /// Retries of a call after a retryable failure
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub max_retries: u32,
+    #[command(flatten)]
+    pub exec: ExecArgs,
     /// Undo even when it removes more assignments than --max-unassign allows
     #[arg(long)]
     pub force: bool,

@@ -155,3 +155,23 @@ impl ApiSettings {
         crate::client::Client::new(&self.base_url, &self.key, self.timeout).map_err(Error::Setup)
     }
 }
+
+impl crate::cli::ExecArgs {
+    /// The executor's options, checked.
+    pub fn options(&self, batching: Batching) -> Result<crate::execute::Options, Error> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(Error::Usage(format!(
+                "--rate must be a positive number of requests per second, not {}",
+                self.rate
+            )));
+        }
+        Ok(crate::execute::Options {
+            rate: self.rate,
+            concurrency: self.concurrency as usize,
+            max_retries: self.max_retries,
+            backoff_base: std::time::Duration::from_millis(self.backoff_ms),
+            backoff_max: std::time::Duration::from_secs(30),
+            batching,
+        })
+    }
+}

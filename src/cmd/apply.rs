@@ -8,7 +8,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -41,20 +42,7 @@ struct SavedPlanDoc {
 pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
     let settings = InputSettings::resolve_with(&args.inputs, args.plan.is_none())?;
     let api = ApiSettings::resolve(&args.api)?;
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return Err(Error::Usage(format!(
-            "--rate must be a positive number of requests per second, not {}",
-            args.rate
-        )));
-    }
-    let opts = Options {
-        rate: args.rate,
-        concurrency: args.concurrency as usize,
-        max_retries: args.max_retries,
-        backoff_base: Duration::from_millis(args.backoff_ms),
-        backoff_max: Duration::from_secs(30),
-        batching: settings.batching,
-    };
+    let opts = args.exec.options(settings.batching)?;
     let client = api.client()?;
 
     // Held until the process ends; released by the OS even on kill -9.
@@ -139,19 +127,10 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let recorder = std::thread::spawn(move || record(store, rx));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    let rt = super::runtime()?;
     let progress = crate::progress::for_stderr(spec.quiet);
     let outcome = rt.block_on(async {
-        let stop_on_signal = stop.clone();
-        let signals = tokio::spawn(async move {
-            super::shutdown_signal().await;
-            tracing::warn!("signal received: sending nothing new, finishing the calls in flight");
-            stop_on_signal.store(true, Ordering::Relaxed);
-        });
+        let signals = super::stop_on_signal(stop.clone());
         let tx = Mutex::new(tx);
         let confirm = |c: Confirmed| {
             let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(c);
@@ -163,8 +142,6 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
     finish(&mut store, run_id, &outcome, spec)
 }
-
-use std::sync::Mutex;
 
 /// Commits confirmations in batches, at least every [`COMMIT_EVERY`], until the channel closes.
 fn record(mut store: Store, rx: mpsc::Receiver<Confirmed>) -> Result<Store, Error> {

@@ -138,3 +138,22 @@ pub(crate) async fn shutdown_signal() {
         () = term => {},
     }
 }
+
+/// The runtime of the commands that call Telemetron: two workers, as the machine has two cores.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))
+}
+
+/// Sets `stop` on Ctrl-C or SIGTERM, so that nothing new is sent and the calls in flight finish.
+/// Call from inside the runtime; abort the handle when the work is done.
+pub(crate) fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("signal received: sending nothing new, finishing the calls in flight");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    })
+}

@@ -2,11 +2,8 @@
 //! what it changed — and, with `--apply`, send it like any plan (same guard, executor and
 //! recording). Creations are listed as not undoable: ext-v1 cannot delete.
 
-use std::time::Duration;
-
 use crate::cli::{ReportFormat, UndoArgs};
 use crate::error::Error;
-use crate::execute::Options;
 use crate::exit;
 use crate::plan::{self, Batching, UndoPlan};
 use crate::settings::{ApiSettings, state_path};
@@ -19,12 +16,7 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
         return show(args, &undo);
     }
     let api = ApiSettings::resolve(&args.api)?;
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return Err(Error::Usage(format!(
-            "--rate must be a positive number of requests per second, not {}",
-            args.rate
-        )));
-    }
+    let opts = args.exec.options(Batching::default())?;
     let _lock = Lock::acquire(&state)?;
     for n in &undo.not_undoable {
         tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
@@ -33,13 +25,7 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
         kind: "undo",
         state: &state,
         batching: Batching::default(),
-        opts: Options {
-            rate: args.rate,
-            concurrency: args.concurrency as usize,
-            max_retries: args.max_retries,
-            backoff_base: Duration::from_millis(250),
-            ..Options::default()
-        },
+        opts,
         client: api.client()?,
         base_url: api.base_url.clone(),
         rejected: 0,

@@ -3,7 +3,7 @@
 //! snapshot so that the next `plan`/`apply` repairs Telemetron toward the exports.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use futures::StreamExt;
 use rustc_hash::FxHashMap;
@@ -12,7 +12,7 @@ use crate::api;
 use crate::cli::{ReportFormat, VerifyArgs};
 use crate::client::{ApiError, Rejection};
 use crate::error::Error;
-use crate::execute::{Caller, Options, Progress};
+use crate::execute::{Caller, Progress};
 use crate::exit;
 use crate::model::{DeviceIdent, Email, TelemetronId};
 use crate::settings::{ApiSettings, state_path};
@@ -24,12 +24,6 @@ type ReadBack = Option<Result<Option<api::Customer>, ApiError>>;
 
 pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
     let api = ApiSettings::resolve(&args.api)?;
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return Err(Error::Usage(format!(
-            "--rate must be a positive number of requests per second, not {}",
-            args.rate
-        )));
-    }
     let client = api.client()?;
     let state = state_path(&args.state);
     let _lock = if args.heal { Some(Lock::acquire(&state)?) } else { None };
@@ -62,25 +56,12 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
     };
     chosen.sort();
 
-    let opts = Options {
-        rate: args.rate,
-        concurrency: args.concurrency as usize,
-        max_retries: args.max_retries,
-        ..Options::default()
-    };
+    let opts = args.exec.options(crate::plan::Batching::default())?;
     let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    let rt = super::runtime()?;
     let progress = crate::progress::for_stderr(quiet);
     let (results, stopped, calls) = rt.block_on(async {
-        let stop_on_signal = stop.clone();
-        let signals = tokio::spawn(async move {
-            super::shutdown_signal().await;
-            stop_on_signal.store(true, Ordering::Relaxed);
-        });
+        let signals = super::stop_on_signal(stop.clone());
         let caller = Caller::new(&opts, &stop);
         progress.phase("verify", chosen.len() as u64);
         let results: Vec<(&Email, ReadBack)> = futures::stream::iter(chosen.iter())
