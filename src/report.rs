@@ -61,7 +61,8 @@ pub fn write_plan_text(
     };
     let _ = writeln!(s, "  snapshot   {} ({snap_desc})", state.display());
     for i in inputs {
-        let _ = writeln!(s, "  {:<10} {} ({} rows)", i.kind, i.path, i.rows);
+        let rows = if i.rows == 1 { "row" } else { "rows" };
+        let _ = writeln!(s, "  {:<10} {} ({} {rows})", i.kind, i.path, i.rows);
     }
     let sum = &plan.summary;
     let _ = writeln!(s, "\nSummary");
