@@ -169,6 +169,60 @@ fn email_only(email: &Email, record: &CustomerRecord) -> bool {
 /// The calls for a plan's operations, by phase.
 pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
     let p = parts(ops);
+    let graph = batching.optimize.then(|| PairGraph::new(&p.assign));
+    build_calls(&p, batching, graph.as_ref())
+}
+
+/// The calls and their lower bound together, from one pass over the operations and one cover.
+pub fn calls_and_lower_bound(ops: &[Operation], batching: Batching) -> (Calls, usize) {
+    let p = parts(ops);
+    let graph = PairGraph::new(&p.assign);
+    let calls = build_calls(&p, batching, batching.optimize.then_some(&graph));
+    (calls, lower_bound(&p, batching, &graph))
+}
+
+/// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover.
+struct PairGraph<'a> {
+    customers: Vec<&'a Email>,
+    devices: Vec<&'a DeviceIdent>,
+    customer_ix: FxHashMap<&'a Email, u32>,
+    device_ix: FxHashMap<&'a DeviceIdent, u32>,
+    edges: Vec<(u32, u32)>,
+    cover_customers: Vec<bool>,
+    cover_size: usize,
+}
+
+impl<'a> PairGraph<'a> {
+    fn new(assign: &[&'a Assignment]) -> PairGraph<'a> {
+        let mut g = PairGraph {
+            customers: Vec::new(),
+            devices: Vec::new(),
+            customer_ix: FxHashMap::default(),
+            device_ix: FxHashMap::default(),
+            edges: Vec::with_capacity(assign.len()),
+            cover_customers: Vec::new(),
+            cover_size: 0,
+        };
+        for a in assign {
+            let c = *g.customer_ix.entry(&a.customer).or_insert_with(|| {
+                g.customers.push(&a.customer);
+                (g.customers.len() - 1) as u32
+            });
+            let d = *g.device_ix.entry(&a.device).or_insert_with(|| {
+                g.devices.push(&a.device);
+                (g.devices.len() - 1) as u32
+            });
+            g.edges.push((c, d));
+        }
+        let (cover_c, cover_d) = crate::cover::min_vertex_cover(g.customers.len(), g.devices.len(), &g.edges);
+        g.cover_size = cover_c.iter().chain(&cover_d).filter(|x| **x).count();
+        g.cover_customers = cover_c;
+        g
+    }
+}
+
+/// `graph` is `Some` exactly when `batching.optimize` is set.
+fn build_calls(p: &Parts<'_>, batching: Batching, graph: Option<&PairGraph<'_>>) -> Calls {
     let batch = batching.batch_size.max(1);
     let mut calls = Calls::default();
     for (email, id, record) in &p.customer_updates {
@@ -196,8 +250,8 @@ pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
     let mut metadata: Vec<(DeviceIdent, Properties)> =
         p.property_changes.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect();
 
-    if batching.optimize {
-        plan_assignments(&p, batch, &mut calls, &mut metadata);
+    if let Some(graph) = graph {
+        plan_assignments(p, graph, batch, &mut calls, &mut metadata);
     } else {
         for (email, record) in &p.customer_creates {
             calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
@@ -235,30 +289,18 @@ fn create_device_call(c: &DeviceCreate) -> ApiCall {
 /// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
 /// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
 /// properties of folded devices to `metadata`.
-fn plan_assignments(p: &Parts<'_>, batch: usize, calls: &mut Calls, metadata: &mut Vec<(DeviceIdent, Properties)>) {
-    // Index the graph's vertices.
-    let mut customer_ix: FxHashMap<&Email, u32> = FxHashMap::default();
-    let mut device_ix: FxHashMap<&DeviceIdent, u32> = FxHashMap::default();
-    let mut customers: Vec<&Email> = Vec::new();
-    let mut devices: Vec<&DeviceIdent> = Vec::new();
-    let mut edges: Vec<(u32, u32)> = Vec::with_capacity(p.assign.len());
-    for a in &p.assign {
-        let c = *customer_ix.entry(&a.customer).or_insert_with(|| {
-            customers.push(&a.customer);
-            (customers.len() - 1) as u32
-        });
-        let d = *device_ix.entry(&a.device).or_insert_with(|| {
-            devices.push(&a.device);
-            (devices.len() - 1) as u32
-        });
-        edges.push((c, d));
-    }
-    let (cover_c, _) = crate::cover::min_vertex_cover(customers.len(), devices.len(), &edges);
-
+fn plan_assignments(
+    p: &Parts<'_>,
+    graph: &PairGraph<'_>,
+    batch: usize,
+    calls: &mut Calls,
+    metadata: &mut Vec<(DeviceIdent, Properties)>,
+) {
+    let PairGraph { customers, devices, customer_ix, device_ix, edges, cover_customers: cover_c, .. } = graph;
     // Each pair goes to its customer's call when the customer is in the cover, else its device's.
     let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
     let mut device_groups: Vec<Vec<u32>> = vec![Vec::new(); devices.len()];
-    for &(c, d) in &edges {
+    for &(c, d) in edges {
         if cover_c[c as usize] {
             customer_groups[c as usize].push(d);
         } else {
@@ -389,31 +431,17 @@ fn plan_assignments(p: &Parts<'_>, batch: usize, calls: &mut Calls, metadata: &m
 /// non-foldable customer and type change is a call of its own, removals go per customer, new
 /// devices that no assignment names need `POST /device`, new pairs need at least a minimum
 /// vertex cover of calls, and properties at least one call per 1,000 devices.
-pub fn lower_bound(ops: &[Operation], batching: Batching) -> usize {
-    let p = parts(ops);
+fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usize {
     let batch = batching.batch_size.max(1);
     let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
-    let assigned: rustc_hash::FxHashSet<&DeviceIdent> = p.assign.iter().map(|a| &a.device).collect();
-    let lonely_devices = p.device_creates.iter().filter(|c| !assigned.contains(&c.identifier)).count();
+    let lonely_devices = p.device_creates.iter().filter(|c| !graph.device_ix.contains_key(&c.identifier)).count();
     let unassign: usize = by_customer(&p.unassign).values().map(|d| d.len().div_ceil(batch)).sum();
-    let mut ix_c: FxHashMap<&Email, u32> = FxHashMap::default();
-    let mut ix_d: FxHashMap<&DeviceIdent, u32> = FxHashMap::default();
-    let edges: Vec<(u32, u32)> = p
-        .assign
-        .iter()
-        .map(|a| {
-            let n = ix_c.len() as u32;
-            let c = *ix_c.entry(&a.customer).or_insert(n);
-            let n = ix_d.len() as u32;
-            let d = *ix_d.entry(&a.device).or_insert(n);
-            (c, d)
-        })
-        .collect();
-    let (cc, cd) = crate::cover::min_vertex_cover(ix_c.len(), ix_d.len(), &edges);
-    let cover = cc.iter().chain(&cd).filter(|x| **x).count();
     let props = p.property_changes.len()
-        + p.device_creates.iter().filter(|c| assigned.contains(&c.identifier) && !c.properties.is_empty()).count();
-    customers + p.type_changes.len() + lonely_devices + unassign + cover + props.div_ceil(METADATA_CAP)
+        + p.device_creates
+            .iter()
+            .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
+            .count();
+    customers + p.type_changes.len() + lonely_devices + unassign + graph.cover_size + props.div_ceil(METADATA_CAP)
 }
 
 fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<DeviceIdent>> {
@@ -554,7 +582,7 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
     operations.extend(diff.devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
     operations.extend(diff.assignments_to_remove.iter().cloned().map(Operation::Unassign));
     operations.extend(diff.assignments_to_add.iter().cloned().map(Operation::Assign));
-    let calls = calls(&operations, batching);
+    let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);
     let summary = Summary {
         customers_to_create: diff.customers_to_create.len(),
         customers_to_update: diff.customers_to_update.len(),
@@ -563,7 +591,7 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
         assignments_to_add: diff.assignments_to_add.len(),
         assignments_to_remove: diff.assignments_to_remove.len(),
         api_calls: calls.len(),
-        api_calls_lower_bound: lower_bound(&operations, batching),
+        api_calls_lower_bound: lower_bound,
         rejected_rows: export.rejects.len(),
         devices_moved: diff.moves.len(),
         customers_not_in_export: diff.customers_not_in_export.len(),
