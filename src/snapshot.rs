@@ -129,9 +129,7 @@ pub fn read(path: &Path) -> Result<SnapshotData, Error> {
     if !path.exists() {
         return Ok(SnapshotData::default());
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
-    let version = schema_version(&conn, path)?;
+    let (conn, version) = open_read_only(path)?;
     if version < SCHEMA_VERSION {
         return Err(Error::snapshot(
             path,
@@ -142,6 +140,14 @@ pub fn read(path: &Path) -> Result<SnapshotData, Error> {
         ));
     }
     load(&conn, path)
+}
+
+/// Opens an existing snapshot read-only; returns the connection and its schema version.
+fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    let version = schema_version(&conn, path)?;
+    Ok((conn, version))
 }
 
 fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
@@ -414,9 +420,8 @@ pub fn version_and_assignments(path: &Path) -> Result<(SnapshotVersion, u64), Er
     if !path.exists() {
         return Ok((SnapshotVersion::default(), 0));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
-    if schema_version(&conn, path)? == 0 {
+    let (conn, version) = open_read_only(path)?;
+    if version == 0 {
         return Ok((SnapshotVersion::default(), 0));
     }
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
@@ -430,9 +435,8 @@ pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json:
     if !path.exists() {
         return Ok(None);
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
-    if schema_version(&conn, path)? < SCHEMA_VERSION {
+    let (conn, version) = open_read_only(path)?;
+    if version < SCHEMA_VERSION {
         return Ok(conn
             .query_row("SELECT kind FROM runs WHERE id = ?1", [run_id], |r| r.get::<_, String>(0))
             .optional()
@@ -455,9 +459,7 @@ pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
-    schema_version(&conn, path)?;
+    let (conn, _) = open_read_only(path)?;
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let mut stmt = conn
         .prepare("SELECT id, kind, started_at, finished_at, outcome, summary FROM runs ORDER BY id DESC LIMIT ?1")
@@ -489,6 +491,12 @@ impl Writer<'_> {
         Error::snapshot(&self.path, e)
     }
 
+    /// Runs one statement of the transaction (prepared once, then cached).
+    fn exec(&mut self, sql: &str, params: impl rusqlite::Params) -> Result<(), Error> {
+        self.tx.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Records a customer as Telemetron now has it. A `None` id keeps the id already stored.
     pub fn put_customer(
         &mut self,
@@ -496,27 +504,22 @@ impl Writer<'_> {
         id: Option<&TelemetronId>,
         record: &CustomerRecord,
     ) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
+        self.exec(
+            "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (email) DO UPDATE SET
                      telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
                      name = excluded.name, phone = excluded.phone, address = excluded.address,
                      source_id = coalesce(excluded.source_id, source_id)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    email.as_str(),
-                    id.map(TelemetronId::as_str),
-                    record.name(),
-                    record.phone(),
-                    record.address(),
-                    record.source_id(),
-                ])
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![
+                email.as_str(),
+                id.map(TelemetronId::as_str),
+                record.name(),
+                record.phone(),
+                record.address(),
+                record.source_id(),
+            ],
+        )
     }
 
     /// Records a device as Telemetron now has it. A `None` id keeps the id already stored.
@@ -526,97 +529,78 @@ impl Writer<'_> {
         id: Option<&TelemetronId>,
         record: &DeviceRecord,
     ) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
+        self.exec(
+            "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (identifier) DO UPDATE SET
                      telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
                      type = excluded.type, properties = excluded.properties",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    ident.as_str(),
-                    id.map(TelemetronId::as_str),
-                    record.device_type.as_deref(),
-                    record.properties.as_json(),
-                ])
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![
+                ident.as_str(),
+                id.map(TelemetronId::as_str),
+                record.device_type.as_deref(),
+                record.properties.as_json(),
+            ],
+        )
     }
 
     /// Records a device's new type, keeping the rest of its row.
     pub fn set_device_type(&mut self, ident: &DeviceIdent, device_type: &str) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
+        self.exec(
+            "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
                  ON CONFLICT (identifier) DO UPDATE SET type = excluded.type",
-            )
-            .and_then(|mut s| s.execute(params![ident.as_str(), device_type]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![ident.as_str(), device_type],
+        )
     }
 
     /// Records a device's new (complete) properties, keeping the rest of its row.
     pub fn set_device_properties(&mut self, ident: &DeviceIdent, properties: &Properties) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO devices (identifier, properties) VALUES (?1, ?2)
+        self.exec(
+            "INSERT INTO devices (identifier, properties) VALUES (?1, ?2)
                  ON CONFLICT (identifier) DO UPDATE SET properties = excluded.properties",
-            )
-            .and_then(|mut s| s.execute(params![ident.as_str(), properties.as_json()]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![ident.as_str(), properties.as_json()],
+        )
     }
 
     /// Records that Telemetron has this customer, keeping what the snapshot already says of it
     /// (only a missing Telemetron id is filled in).
     pub fn ensure_customer(&mut self, email: &Email, id: Option<&TelemetronId>) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO customers (email, telemetron_id) VALUES (?1, ?2)
+        self.exec(
+            "INSERT INTO customers (email, telemetron_id) VALUES (?1, ?2)
                  ON CONFLICT (email) DO UPDATE SET telemetron_id = coalesce(telemetron_id, excluded.telemetron_id)",
-            )
-            .and_then(|mut s| s.execute(params![email.as_str(), id.map(TelemetronId::as_str)]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![email.as_str(), id.map(TelemetronId::as_str)],
+        )
     }
 
     /// Records that Telemetron has this device, keeping what the snapshot already says of it.
     pub fn ensure_device(&mut self, ident: &DeviceIdent, device_type: Option<&str>) -> Result<(), Error> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
+        self.exec(
+            "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
                  ON CONFLICT (identifier) DO UPDATE SET type = coalesce(type, excluded.type)",
-            )
-            .and_then(|mut s| s.execute(params![ident.as_str(), device_type]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+            params![ident.as_str(), device_type],
+        )
     }
 
     /// Forgets a customer and its assignments (Telemetron does not have it: the next plan
     /// creates it again).
     pub fn remove_customer(&mut self, email: &Email) -> Result<(), Error> {
         for sql in ["DELETE FROM assignments WHERE customer = ?1", "DELETE FROM customers WHERE email = ?1"] {
-            self.tx.prepare_cached(sql).and_then(|mut s| s.execute([email.as_str()])).map_err(|e| self.err(e))?;
+            self.exec(sql, [email.as_str()])?;
         }
         Ok(())
     }
 
     pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
-        self.tx
-            .prepare_cached("INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![device.as_str(), customer.as_str()]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.exec(
+            "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)",
+            params![device.as_str(), customer.as_str()],
+        )
     }
 
     pub fn unassign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
-        self.tx
-            .prepare_cached("DELETE FROM assignments WHERE device = ?1 AND customer = ?2")
-            .and_then(|mut s| s.execute(params![device.as_str(), customer.as_str()]))
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.exec(
+            "DELETE FROM assignments WHERE device = ?1 AND customer = ?2",
+            params![device.as_str(), customer.as_str()],
+        )
     }
 
     /// Commits everything written, bumping the generation.
