@@ -586,11 +586,10 @@ impl Exec<'_> {
             }
         }
         let fail_creates = |error: &str| {
-            if let Some((_, list)) = &create {
-                for d in list.iter().filter(|d| send.contains(d)) {
-                    lock(&self.failed_devices).insert(d.clone());
-                    self.fail("devices_created", d.to_string(), error.to_string());
-                }
+            // Devices of this call that it was to create (the blocked ones are already failed).
+            for d in send.iter().filter(|d| creating.contains(d)) {
+                lock(&self.failed_devices).insert(d.clone());
+                self.fail("devices_created", d.to_string(), error.to_string());
             }
             if create_customer.is_some() {
                 lock(&self.failed_customers).insert(customer.clone());
@@ -744,8 +743,10 @@ impl Exec<'_> {
 
     async fn properties(&self, batch: Vec<(DeviceIdent, Properties)>) {
         let kind = "properties_replaced";
-        let failed = lock(&self.failed_devices).clone();
-        let (batch, blocked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(d, _)| !failed.contains(d));
+        let (batch, blocked): (Vec<_>, Vec<_>) = {
+            let failed = lock(&self.failed_devices);
+            batch.into_iter().partition(|(d, _)| !failed.contains(d))
+        };
         for (d, _) in blocked {
             self.fail(kind, d.to_string(), "not sent: creating the device failed".into());
         }

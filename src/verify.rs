@@ -55,21 +55,24 @@ pub fn compare(
         drift.devices_only_in_snapshot = stored_devices.iter().map(|d| d.to_string()).collect();
         return Some(drift);
     };
-    let clean = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     // A customer created without a name is named after its email by Telemetron.
     let expected_name = stored.name().unwrap_or(email.local_part());
-    if clean(&remote.name).as_deref() != Some(expected_name) {
+    if clean(&remote.name) != Some(expected_name) {
         drift.fields.push(FieldDrift {
             field: "name",
             snapshot: stored.name().map(Into::into),
-            remote: clean(&remote.name),
+            remote: clean(&remote.name).map(Into::into),
         });
     }
     for (field, ours, theirs) in
         [("phone", stored.phone(), &remote.phone), ("address", stored.address(), &remote.address)]
     {
-        if ours != clean(theirs).as_deref() {
-            drift.fields.push(FieldDrift { field, snapshot: ours.map(Into::into), remote: clean(theirs) });
+        if ours != clean(theirs) {
+            drift.fields.push(FieldDrift {
+                field,
+                snapshot: ours.map(Into::into),
+                remote: clean(theirs).map(Into::into),
+            });
         }
     }
     let ours: std::collections::BTreeSet<&str> = stored_devices.iter().map(|d| d.as_str()).collect();
@@ -83,10 +86,12 @@ pub fn compare(
 
 /// A customer's record as Telemetron holds it, keeping our own source key.
 pub fn remote_record(remote: &api::Customer, stored: &CustomerRecord) -> CustomerRecord {
-    fn clean(v: &Option<String>) -> Option<&str> {
-        v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-    }
     CustomerRecord::new(clean(&remote.name), clean(&remote.phone), clean(&remote.address), stored.source_id())
+}
+
+/// A field as Telemetron returned it: absent, `null` and blank are all "no value".
+fn clean(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Where a customer falls in a seeded sample: sort by this and take the first N.

@@ -31,17 +31,8 @@ fn print_json(value: &impl Serialize) -> Result<(), Error> {
 
 /// `key=value` pairs into a JSON object of strings.
 fn properties(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-    let mut map = serde_json::Map::new();
-    for p in pairs {
-        let Some((k, v)) = p.split_once('=') else {
-            return Err(Error::Usage(format!("--property {p:?}: write it as key=value")));
-        };
-        if k.trim().is_empty() {
-            return Err(Error::Usage(format!("--property {p:?}: the key is empty")));
-        }
-        map.insert(k.trim().to_string(), v.to_string().into());
-    }
-    Ok(map)
+    let map = super::key_values(pairs).map_err(|e| Error::Usage(format!("--{e}")))?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.into())).collect())
 }
 
 pub fn customer(cmd: &CustomerCommand) -> Result<i32, Error> {

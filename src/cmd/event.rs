@@ -253,10 +253,5 @@ fn parse_properties(pairs: &[String]) -> Result<Option<Properties>, String> {
     if pairs.is_empty() {
         return Ok(None);
     }
-    let mut map = std::collections::BTreeMap::new();
-    for p in pairs {
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("property {p:?}: write it as key=value"))?;
-        map.insert(k.trim().to_string(), v.to_string());
-    }
-    Ok(Some(Properties::from_map(&map)))
+    Ok(Some(Properties::from_map(&super::key_values(pairs)?)))
 }
