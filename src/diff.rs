@@ -158,11 +158,36 @@ impl Diff {
 /// the same values and write disjoint parts of the result.
 pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
     let (mut d, assignments) = std::thread::scope(|s| {
-        let assignments = s.spawn(|| diff_assignments(export, snap));
-        let d = diff_entities(export, snap);
-        (d, assignments.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let a = s.spawn(|| assignments(export, snap));
+        let d = entities(export, snap);
+        (d, a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    (d.assignments_to_remove, d.assignments_to_add, d.moves, d.removals_withheld) = assignments;
+    d.set_assignments(assignments);
+    d
+}
+
+/// The assignment half of a [`Diff`].
+#[derive(Debug, Default)]
+pub struct AssignmentDiff {
+    remove: Vec<Assignment>,
+    add: Vec<Assignment>,
+    moves: Vec<Move>,
+    withheld: usize,
+    removals_withheld: Option<RemovalsWithheld>,
+}
+
+impl Diff {
+    /// Completes an entity diff ([`entities`]) with its assignment half ([`assignments`]).
+    pub fn set_assignments(&mut self, a: AssignmentDiff) {
+        (self.assignments_to_remove, self.assignments_to_add, self.moves, self.removals_withheld) =
+            (a.remove, a.add, a.moves, a.removals_withheld);
+    }
+}
+
+/// The customers and devices to create or update, and those the exports no longer list; needs
+/// `load::resolve_devices`, not the ownership half of the resolution.
+pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
+    let mut d = diff_entities(export, snap);
     d.customers_to_create.sort_by(|a, b| a.email.cmp(&b.email));
     d.customers_to_update.sort_by(|a, b| a.email.cmp(&b.email));
     d.devices_to_create.sort_by(|a, b| a.identifier.cmp(&b.identifier));
@@ -171,9 +196,6 @@ pub fn diff(export: &Export, snap: &SnapshotData) -> Diff {
     d.devices_not_in_export.sort();
     d
 }
-
-type AssignmentDiff = (Vec<Assignment>, Vec<Assignment>, Vec<Move>, Option<RemovalsWithheld>);
-
 fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = Diff::default();
 
@@ -249,51 +271,63 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     d
 }
 
-fn diff_assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
-    let mut d = Diff::default();
-    if let Some(own) = &export.ownership {
-        let held_device = |dev: &DeviceIdent| export.is_held_device(dev) || own.held_devices.contains(dev);
-        let held_customer = |e: &Email| export.is_held_customer(e) || own.held_customers.contains(e);
-        let mut withheld = 0usize;
-        let empty: &[Email] = &[];
-        let mut visit = |device: &DeviceIdent, want: &[Email], have: &[Email]| {
-            if held_device(device) {
-                return;
+/// Assignments to add and remove; needs the export through `load::resolve`. Devices the
+/// ownership file lists and devices only the snapshot has are compared on two threads.
+pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
+    let Some(own) = &export.ownership else { return AssignmentDiff::default() };
+    let (mut d, rest) = std::thread::scope(|s| {
+        let rest = s.spawn(|| {
+            let mut d = AssignmentDiff::default();
+            for (device, stored) in &snap.devices {
+                if !stored.owners.is_empty() && !own.owners.contains_key(device) {
+                    d.visit(export, device, &[], &stored.owners);
+                }
             }
-            let adds: Vec<Email> = want.iter().filter(|e| !have.contains(e)).cloned().collect();
-            let mut removes: Vec<Email> =
-                have.iter().filter(|e| !want.contains(e) && !held_customer(e)).cloned().collect();
-            if !own.unattributed.is_empty() {
-                withheld += removes.len();
-                removes.clear();
-            }
-            if !adds.is_empty() && !removes.is_empty() {
-                d.moves.push(Move { device: device.clone(), from: removes.clone(), to: adds.clone() });
-            }
-            for customer in removes {
-                d.assignments_to_remove.push(Assignment { device: device.clone(), customer });
-            }
-            for customer in adds {
-                d.assignments_to_add.push(Assignment { device: device.clone(), customer });
-            }
-        };
+            d
+        });
+        let mut d = AssignmentDiff::default();
         for (device, want) in &own.owners {
-            visit(device, want, snap.owners_of(device));
+            d.visit(export, device, want, snap.owners_of(device));
         }
-        for (device, stored) in &snap.devices {
-            if !stored.owners.is_empty() && !own.owners.contains_key(device) {
-                visit(device, empty, &stored.owners);
-            }
+        (d, rest.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    d.remove.extend(rest.remove);
+    d.add.extend(rest.add);
+    d.moves.extend(rest.moves);
+    d.withheld += rest.withheld;
+    if !own.unattributed.is_empty() {
+        d.removals_withheld = Some(RemovalsWithheld { lines: own.unattributed.clone(), count: d.withheld });
+    }
+    d.remove.sort();
+    d.add.sort();
+    d.moves.sort_by(|a, b| a.device.cmp(&b.device));
+    d
+}
+
+impl AssignmentDiff {
+    /// Compares one device's wanted owners with the owners Telemetron has been told.
+    fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: &[Email]) {
+        let Some(own) = &export.ownership else { return };
+        if export.is_held_device(device) || own.held_devices.contains(device) {
+            return;
         }
+        let held_customer = |e: &Email| export.is_held_customer(e) || own.held_customers.contains(e);
+        let adds: Vec<Email> = want.iter().filter(|e| !have.contains(e)).cloned().collect();
+        let mut removes: Vec<Email> = have.iter().filter(|e| !want.contains(e) && !held_customer(e)).cloned().collect();
         if !own.unattributed.is_empty() {
-            d.removals_withheld = Some(RemovalsWithheld { lines: own.unattributed.clone(), count: withheld });
+            self.withheld += removes.len();
+            removes.clear();
+        }
+        if !adds.is_empty() && !removes.is_empty() {
+            self.moves.push(Move { device: device.clone(), from: removes.clone(), to: adds.clone() });
+        }
+        for customer in removes {
+            self.remove.push(Assignment { device: device.clone(), customer });
+        }
+        for customer in adds {
+            self.add.push(Assignment { device: device.clone(), customer });
         }
     }
-
-    d.assignments_to_remove.sort();
-    d.assignments_to_add.sort();
-    d.moves.sort_by(|a, b| a.device.cmp(&b.device));
-    (d.assignments_to_remove, d.assignments_to_add, d.moves, d.removals_withheld)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use indexmap::map::Entry;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -137,7 +139,8 @@ impl PresentFields {
 
 #[derive(Debug)]
 enum SourceId {
-    One(Email),
+    /// The email, and the line that gave it the id.
+    One(Email, u64),
     Ambiguous(u64, u64),
 }
 
@@ -194,6 +197,12 @@ pub struct Export {
 }
 
 impl Export {
+    /// Adds rows rejected after reading, keeping every reject in file and line order.
+    fn add_rejects(&mut self, late: Vec<Reject>) {
+        self.rejects.extend(late);
+        self.rejects.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    }
+
     pub fn is_held_customer(&self, e: &Email) -> bool {
         self.customers.as_ref().is_some_and(|c| c.held.contains(e))
     }
@@ -209,7 +218,8 @@ pub fn read(sources: &Sources) -> Result<Export, Error> {
     let mut export = Export::default();
     if let Some(spec) = &sources.customers {
         let t = std::time::Instant::now();
-        export.customers = Some(read_customers(spec, &mut export)?);
+        let source_ids = sources.ownership.as_ref().is_some_and(names_customer_ids);
+        export.customers = Some(read_customers(spec, source_ids, &mut export)?);
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "customers read");
     }
     if let Some(spec) = &sources.devices {
@@ -225,118 +235,164 @@ pub fn read(sources: &Sources) -> Result<Export, Error> {
     Ok(export)
 }
 
+/// Whether the ownership file has a customer_id column (it may name customers by their id). A
+/// header that cannot be read counts as yes: reading the file will report it.
+fn names_customer_ids(spec: &FileSpec<OwnershipColumns>) -> bool {
+    CsvFile::open(&spec.path, spec.delimiter)
+        .and_then(|f| f.column(&spec.columns.customer_id))
+        .map_or(true, |c| c.is_some())
+}
+
 /// Checks what can only be checked against the snapshot — a new device needs a type, an
 /// ownership row must name a known device and customer — and builds the desired owners.
+/// [`resolve_devices`] then [`resolve_ownership`]; `prepare` runs the second beside the entity
+/// diff, which needs only the first.
 pub fn resolve(export: &mut Export, snap: &SnapshotData) {
-    let mut late: Vec<Reject> = Vec::new();
+    resolve_devices(export, snap);
+    if let Some(own) = export.ownership.take() {
+        let resolved = resolve_ownership(own, export, snap);
+        resolved.put_into(export);
+    }
+}
+
+/// Rejects a new device whose type is empty (only the snapshot tells a new device from a known
+/// one): it is held, with its assignments.
+pub fn resolve_devices(export: &mut Export, snap: &SnapshotData) {
     let devices_file = export.inputs.iter().find(|i| i.kind == "devices").map(|i| Arc::<str>::from(i.path.as_str()));
-    if let (Some(devices), Some(file)) = (export.devices.as_mut(), devices_file) {
-        let untyped = std::mem::take(&mut devices.untyped_records);
-        let mut untyped: Vec<_> = untyped.into_iter().collect();
-        untyped.sort_by(|a, b| a.0.cmp(&b.0));
-        for (ident, record) in untyped {
-            if snap.devices.contains_key(&ident) || devices.held.contains(&ident) {
-                continue;
-            }
-            let line = devices.entries.get(&ident).map_or(0, |e| e.line);
-            devices.entries.swap_remove(&ident);
-            devices.held.insert(ident.clone());
+    let (Some(devices), Some(file)) = (export.devices.as_mut(), devices_file) else { return };
+    let untyped = std::mem::take(&mut devices.untyped_records);
+    let mut untyped: Vec<_> = untyped.into_iter().collect();
+    untyped.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut late = Vec::new();
+    for (ident, record) in untyped {
+        if snap.devices.contains_key(&ident) || devices.held.contains(&ident) {
+            continue;
+        }
+        let line = devices.entries.get(&ident).map_or(0, |e| e.line);
+        devices.entries.swap_remove(&ident);
+        devices.held.insert(ident.clone());
+        late.push(Reject {
+            file: file.clone(),
+            line,
+            column: None,
+            reason: format!("device {ident} is new and its type is empty; a new device needs a type"),
+            record,
+        });
+    }
+    export.add_rejects(late);
+}
+
+/// The ownership file resolved: the desired owners, and the rows it rejected or warned about.
+#[derive(Debug)]
+pub struct ResolvedOwnership {
+    ownership: Ownership,
+    rejects: Vec<Reject>,
+    warnings: Vec<Warning>,
+}
+
+impl ResolvedOwnership {
+    /// Puts the ownership back into the export it was taken from, with its rejects and warnings.
+    pub fn put_into(self, export: &mut Export) {
+        export.ownership = Some(self.ownership);
+        export.warnings.extend(self.warnings);
+        export.add_rejects(self.rejects);
+    }
+}
+
+/// Resolves the rows of `own` (taken out of `export`, which must have been through
+/// [`resolve_devices`]): each must name a device and a customer known to the exports or the
+/// snapshot, and not a held one.
+pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotData) -> ResolvedOwnership {
+    let mut late: Vec<Reject> = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
+    let file = export
+        .inputs
+        .iter()
+        .find(|i| i.kind == "ownership")
+        .map_or_else(|| Arc::<str>::from("ownership"), |i| Arc::<str>::from(i.path.as_str()));
+    let rows = std::mem::take(&mut own.rows);
+    own.owners.reserve(rows.len());
+    let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
+    for OwnershipRow { line, device, customer } in rows {
+        let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
+            own.held_devices.insert(device.clone());
             late.push(Reject {
                 file: file.clone(),
                 line,
                 column: None,
-                reason: format!("device {ident} is new and its type is empty; a new device needs a type"),
-                record,
+                reason,
+                record: format!("{device},{customer}"),
             });
-        }
-    }
-
-    let ownership_file =
-        export.inputs.iter().find(|i| i.kind == "ownership").map(|i| Arc::<str>::from(i.path.as_str()));
-    if let (Some(mut own), Some(file)) = (export.ownership.take(), ownership_file) {
-        let rows = std::mem::take(&mut own.rows);
-        own.owners.reserve(rows.len());
-        let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
-        for OwnershipRow { line, device, customer } in rows {
-            let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
-                own.held_devices.insert(device.clone());
-                late.push(Reject {
-                    file: file.clone(),
-                    line,
-                    column: None,
-                    reason,
-                    record: format!("{device},{customer}"),
-                });
-            };
-            let email = match customer {
-                CustomerRef::Email(e) => e,
-                CustomerRef::SourceId(id) => {
-                    let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&id));
-                    match from_file {
-                        Some(SourceId::One(e)) => e.clone(),
-                        Some(SourceId::Ambiguous(a, b)) => {
-                            let reason = format!(
-                                "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
-                            );
-                            reject(&mut own, &mut late, reason, &id);
-                            continue;
-                        }
-                        None => {
-                            let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
-                            match map.get(&*id) {
-                                Some(e) => (*e).clone(),
-                                None => {
-                                    let reason =
-                                        format!("customer_id {id} is in neither the customers file nor the snapshot");
-                                    reject(&mut own, &mut late, reason, &id);
-                                    continue;
-                                }
+        };
+        let email = match customer {
+            CustomerRef::Email(e) => e,
+            CustomerRef::SourceId(id) => {
+                let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&id));
+                match from_file {
+                    Some(SourceId::One(e, _)) => e.clone(),
+                    Some(SourceId::Ambiguous(a, b)) => {
+                        let reason = format!(
+                            "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
+                        );
+                        reject(&mut own, &mut late, reason, &id);
+                        continue;
+                    }
+                    None => {
+                        let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
+                        match map.get(&*id) {
+                            Some(e) => (*e).clone(),
+                            None => {
+                                let reason =
+                                    format!("customer_id {id} is in neither the customers file nor the snapshot");
+                                reject(&mut own, &mut late, reason, &id);
+                                continue;
                             }
                         }
                     }
                 }
-            };
-            if export.is_held_device(&device) || export.is_held_customer(&email) {
-                own.held_rows += 1;
-                continue;
             }
-            let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device))
-                || snap.devices.contains_key(&device);
-            if !device_known {
-                let reason = format!("device {} is in neither the devices file nor the snapshot", device);
-                reject(&mut own, &mut late, reason, email.as_str());
-                continue;
-            }
-            let customer_known = export.customers.as_ref().is_some_and(|c| c.entries.contains_key(&email))
-                || snap.customers.contains_key(&email);
-            if !customer_known {
-                let reason = format!("customer {email} is in neither the customers file nor the snapshot");
-                reject(&mut own, &mut late, reason, email.as_str());
-                continue;
-            }
-            if own.owners.get(&device).is_some_and(|o| o.contains(&email)) {
-                export.warnings.push(Warning {
-                    file: file.clone(),
-                    line,
-                    message: format!("device {} is assigned to {email} again; the rows were merged", device),
-                });
-            } else {
-                own.owners.entry(device).or_default().push(email);
-            }
+        };
+        if export.is_held_device(&device) || export.is_held_customer(&email) {
+            own.held_rows += 1;
+            continue;
         }
-        // A device held by a rejected row keeps its assignments: drop what other rows said.
-        for d in &own.held_devices {
-            own.owners.swap_remove(d);
+        let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device))
+            || snap.devices.contains_key(&device);
+        if !device_known {
+            let reason = format!("device {} is in neither the devices file nor the snapshot", device);
+            reject(&mut own, &mut late, reason, email.as_str());
+            continue;
         }
-        for owners in own.owners.values_mut() {
-            owners.retain(|e| !own.held_customers.contains(e));
-            owners.sort();
+        let customer_known = export.customers.as_ref().is_some_and(|c| c.entries.contains_key(&email))
+            || snap.customers.contains_key(&email);
+        if !customer_known {
+            let reason = format!("customer {email} is in neither the customers file nor the snapshot");
+            reject(&mut own, &mut late, reason, email.as_str());
+            continue;
         }
-        own.owners.retain(|_, o| !o.is_empty());
-        export.ownership = Some(own);
+        let entry = own.owners.entry(device);
+        if matches!(&entry, Entry::Occupied(o) if o.get().contains(&email)) {
+            warnings.push(Warning {
+                file: file.clone(),
+                line,
+                message: format!("device {} is assigned to {email} again; the rows were merged", entry.key()),
+            });
+        } else {
+            entry.or_default().push(email);
+        }
     }
-    export.rejects.extend(late);
-    export.rejects.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    // A device held by a rejected row keeps its assignments: drop what other rows said.
+    for d in &own.held_devices {
+        own.owners.swap_remove(d);
+    }
+    for owners in own.owners.values_mut() {
+        if !own.held_customers.is_empty() {
+            owners.retain(|e| !own.held_customers.contains(e));
+        }
+        owners.sort();
+    }
+    own.owners.retain(|_, o| !o.is_empty());
+    ResolvedOwnership { ownership: own, rejects: late, warnings }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,7 +688,9 @@ fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
 // ---------------------------------------------------------------------------------------------
 // The three files
 
-fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Result<Customers, Error> {
+/// `source_ids`: whether to index customers by `customer_id`, which only an ownership file with
+/// a customer_id column needs (600 k map entries saved at a million devices otherwise).
+fn read_customers(spec: &FileSpec<CustomerColumns>, source_ids: bool, export: &mut Export) -> Result<Customers, Error> {
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
     let email_col = file.required(&cols.email, "customers", "email")?;
@@ -678,7 +736,9 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
                 return Some(reject(col, "the cell contains the control character U+001F; remove it".into()));
             }
             let record = CustomerRecord::new(cells[0], cells[1], cells[2], cells[3]);
-            if let Some(prev) = out.entries.get(&email) {
+            let entry = out.entries.entry(email);
+            if let Entry::Occupied(prev) = &entry {
+                let (email, prev) = (prev.key(), prev.get());
                 if prev.record == record {
                     warnings.push(Warning {
                         file: name.clone(),
@@ -695,23 +755,22 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
                         prev.line
                     ),
                 );
-                held.insert(email);
+                held.insert(email.clone());
                 return Some(r);
             }
-            if let Some(id) = record.source_id() {
+            if let Some(id) = record.source_id().filter(|_| source_ids) {
                 match out.by_source_id.get_mut(id) {
                     None => {
-                        out.by_source_id.insert(id.into(), SourceId::One(email.clone()));
+                        out.by_source_id.insert(id.into(), SourceId::One(entry.key().clone(), row.line));
                     }
                     Some(slot) => {
-                        if let SourceId::One(other) = slot {
-                            let first = out.entries.get(other).map_or(0, |e| e.line);
+                        if let SourceId::One(_, first) = *slot {
                             *slot = SourceId::Ambiguous(first, row.line);
                         }
                     }
                 }
             }
-            out.entries.insert(email, CustomerEntry { line: row.line, record });
+            entry.or_insert(CustomerEntry { line: row.line, record });
             None
         },
     )?;
@@ -800,7 +859,11 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
                 if t.is_empty() {
                     return None;
                 }
-                Some(types.entry(t.into()).or_insert_with(|| t.into()).clone())
+                // Looked up before inserting: a handful of types over a million rows.
+                Some(match types.get(t) {
+                    Some(a) => a.clone(),
+                    None => types.entry(t.into()).or_insert_with(|| t.into()).clone(),
+                })
             });
             buf.clear();
             buf.push('{');
@@ -817,7 +880,9 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
             }
             buf.push('}');
             let record = DeviceRecord { device_type, properties: Properties::from_canonical(&buf) };
-            if let Some(prev) = out.entries.get(&ident) {
+            let entry = out.entries.entry(ident);
+            if let Entry::Occupied(prev) = &entry {
+                let (ident, prev) = (prev.key(), prev.get());
                 if prev.record == record {
                     warnings.push(Warning {
                         file: name.clone(),
@@ -833,13 +898,13 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
                         prev.line
                     ),
                 );
-                held.insert(ident);
+                held.insert(ident.clone());
                 return Some(r);
             }
             if record.device_type.is_none() {
-                out.untyped_records.insert(ident.clone(), raw_text(row.rec.as_byte_record(), delimiter));
+                out.untyped_records.insert(entry.key().clone(), raw_text(row.rec.as_byte_record(), delimiter));
             }
-            out.entries.insert(ident, DeviceEntry { line: row.line, record });
+            entry.or_insert(DeviceEntry { line: row.line, record });
             None
         },
     )?;

@@ -15,13 +15,19 @@ use serde::{Deserialize, Serialize};
 /// entries in its buckets (a power of two, at most 7/8 full).
 pub type KeyMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// The text of a key (email, device identifier, Telemetron id). Keys up to 24 bytes — most of
+/// them — live inline, without an allocation of their own: millions fewer allocations at a
+/// migration, and a map lookup compares the key without following a pointer. Hashes, compares
+/// and orders exactly as `str`.
+type SmallStr = compact_str::CompactString;
+
 /// A device's owners: almost always one, so kept inline without an allocation.
 pub type Owners = smallvec::SmallVec<[Email; 1]>;
 
 /// A customer's email, trimmed and lower-cased: the customer's key in Telemetron.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Email(Box<str>);
+pub struct Email(SmallStr);
 
 impl Email {
     /// Trims, lower-cases and checks the shape `local@domain.tld`.
@@ -34,7 +40,7 @@ impl Email {
         if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
             let lower = s.to_lowercase();
             check_email(&lower)?;
-            return Ok(Email(lower.into_boxed_str()));
+            return Ok(Email(lower.into()));
         }
         check_email(s)?;
         Ok(Email(s.into()))
@@ -46,7 +52,7 @@ impl Email {
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The local part, which Telemetron uses as the name of a customer created without one.
@@ -103,7 +109,7 @@ impl TryFrom<String> for Email {
 
 impl From<Email> for String {
     fn from(e: Email) -> String {
-        e.0.into()
+        e.0.into_string()
     }
 }
 
@@ -122,7 +128,7 @@ impl fmt::Debug for Email {
 /// A device identifier (serial number, MAC, ...): trimmed, case kept, never empty.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct DeviceIdent(Box<str>);
+pub struct DeviceIdent(SmallStr);
 
 impl DeviceIdent {
     pub fn parse(raw: &str) -> Result<DeviceIdent, String> {
@@ -144,15 +150,15 @@ impl DeviceIdent {
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
-/// Lets maps keyed by identifier be searched with a `&str` (the hash is the same: `Box<str>`
+/// Lets maps keyed by identifier be searched with a `&str` (the hash is the same: `SmallStr`
 /// hashes as `str`).
 impl std::borrow::Borrow<str> for DeviceIdent {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
@@ -165,7 +171,7 @@ impl TryFrom<String> for DeviceIdent {
 
 impl From<DeviceIdent> for String {
     fn from(d: DeviceIdent) -> String {
-        d.0.into()
+        d.0.into_string()
     }
 }
 
@@ -185,14 +191,14 @@ impl fmt::Debug for DeviceIdent {
 /// examples and notes disagree on its format.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct TelemetronId(Box<str>);
+pub struct TelemetronId(SmallStr);
 
 impl TelemetronId {
     pub fn new(s: &str) -> TelemetronId {
         TelemetronId(s.into())
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 

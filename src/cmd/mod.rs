@@ -72,7 +72,19 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     });
     let (mut export, snap) = (export?, snap?);
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
-    load::resolve(&mut export, &snap);
+    // The entity diff needs only the device half of the resolution: the ownership half runs
+    // beside it, then the assignment diff, which needs both.
+    load::resolve_devices(&mut export, &snap);
+    let ownership = export.ownership.take();
+    let (mut diff, ownership) = std::thread::scope(|s| {
+        let resolved = s.spawn(|| ownership.map(|own| load::resolve_ownership(own, &export, &snap)));
+        let d = diff::entities(&export, &snap);
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "entities compared");
+        (d, resolved.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    if let Some(resolved) = ownership {
+        resolved.put_into(&mut export);
+    }
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "ownership resolved");
 
     for r in export.rejects.iter().take(STDERR_REJECTS) {
@@ -93,7 +105,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     if settings.strict && !export.rejects.is_empty() {
         return Err(Error::Strict { count: export.rejects.len() });
     }
-    let diff = diff::diff(&export, &snap);
+    diff.set_assignments(diff::assignments(&export, &snap));
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "diff computed");
     Ok(Prepared { export, snap, diff })
 }
