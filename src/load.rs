@@ -1068,6 +1068,22 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_id_two_emails_share_is_ambiguous() {
+        let e = Files::new(&[
+            ("c.csv", b"email,customer_id\na@x.io,C1\nb@x.io,C1\nc@x.io,C2\n"),
+            ("d.csv", b"identifier,type\nD1,t\nD2,t\n"),
+            ("o.csv", b"device_identifier,customer_id\nD1,C1\nD2,C2\n"),
+        ])
+        .load();
+        assert_eq!(e.rejects.len(), 1, "{:?}", e.rejects);
+        assert_eq!(e.rejects[0].line, 2);
+        assert!(e.rejects[0].reason.contains("ambiguous") && e.rejects[0].reason.contains("lines 2 and 3"));
+        let owners = &e.ownership.unwrap().owners;
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[&DeviceIdent::parse("D2").unwrap()].as_slice(), [Email::parse("c@x.io").unwrap()]);
+    }
+
+    #[test]
     fn conflicting_rows_hold_the_customer() {
         let e = Files::new(&[("c.csv", b"email,name\na@x.io,A\nb@x.io,B\na@x.io,Z\n")]).load();
         let c = e.customers.unwrap();
