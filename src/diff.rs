@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::load::Export;
-use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::snapshot::SnapshotData;
+use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
+use crate::snapshot::{SnapshotData, StoredDevice};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreate {
@@ -196,76 +196,74 @@ pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
     d.devices_not_in_export.sort();
     d
 }
+/// Walks the snapshot in key order and finds each entry in the export's hash maps; the export
+/// entries no snapshot entry found are the new ones.
 fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = Diff::default();
 
     if let Some(customers) = &export.customers {
-        for (email, entry) in &customers.entries {
-            match snap.customers.get(email) {
-                None => {
-                    d.customers_to_create.push(CustomerCreate { email: email.clone(), record: entry.record.clone() })
+        let mut found = vec![false; customers.entries.len()];
+        for (email, stored) in &snap.customers {
+            match customers.entries.get_full(email) {
+                Some((i, _, entry)) => {
+                    found[i] = true;
+                    if customers.present.changes_api_fields(&entry.record, &stored.record) {
+                        d.customers_to_update.push(CustomerUpdate {
+                            email: email.clone(),
+                            telemetron_id: stored.telemetron_id.clone(),
+                            before: stored.record.clone(),
+                            after: customers.present.merge(&entry.record, &stored.record),
+                        });
+                    }
                 }
-                Some(stored) if customers.present.changes_api_fields(&entry.record, &stored.record) => {
-                    d.customers_to_update.push(CustomerUpdate {
-                        email: email.clone(),
-                        telemetron_id: stored.telemetron_id.clone(),
-                        before: stored.record.clone(),
-                        after: customers.present.merge(&entry.record, &stored.record),
-                    });
-                }
-                Some(_) => {}
+                None if !customers.held.contains(email) => d.customers_not_in_export.push(email.clone()),
+                None => {}
             }
         }
-        d.customers_not_in_export = snap
-            .customers
-            .keys()
-            .filter(|e| !customers.entries.contains_key(*e) && !customers.held.contains(*e))
-            .cloned()
-            .collect();
+        for ((email, entry), _) in customers.entries.iter().zip(&found).filter(|(_, found)| !**found) {
+            d.customers_to_create.push(CustomerCreate { email: email.clone(), record: entry.record.clone() });
+        }
     }
 
     if let Some(devices) = &export.devices {
-        for (ident, entry) in &devices.entries {
-            let new = &entry.record;
-            match snap.devices.get(ident) {
-                None => {
-                    // `load::resolve` rejects a new device without a type.
-                    if let Some(t) = &new.device_type {
-                        d.devices_to_create.push(DeviceCreate {
-                            identifier: ident.clone(),
-                            device_type: t.clone(),
-                            properties: new.properties.clone(),
-                        });
-                    }
+        let mut found = vec![false; devices.entries.len()];
+        for (ident, stored) in &snap.devices {
+            let Some((i, _, entry)) = devices.entries.get_full(ident) else {
+                if !devices.held.contains(ident) {
+                    d.devices_not_in_export.push(ident.clone());
                 }
-                Some(stored) => {
-                    let old = &stored.record;
-                    // An empty type cell keeps the stored type: ext-v1 does not say it can be cleared.
-                    let device_type = match &new.device_type {
-                        Some(t) if old.device_type.as_ref() != Some(t) => {
-                            Some(Change { before: old.device_type.clone(), after: Some(t.clone()) })
-                        }
-                        _ => None,
-                    };
-                    let properties = (old.properties != new.properties)
-                        .then(|| Change { before: old.properties.clone(), after: new.properties.clone() });
-                    if device_type.is_some() || properties.is_some() {
-                        d.devices_to_update.push(DeviceUpdate {
-                            identifier: ident.clone(),
-                            telemetron_id: stored.telemetron_id.clone(),
-                            device_type,
-                            properties,
-                        });
-                    }
+                continue;
+            };
+            found[i] = true;
+            let (old, new) = (&stored.record, &entry.record);
+            // An empty type cell keeps the stored type: ext-v1 does not say it can be cleared.
+            let device_type = match &new.device_type {
+                Some(t) if old.device_type.as_ref() != Some(t) => {
+                    Some(Change { before: old.device_type.clone(), after: Some(t.clone()) })
                 }
+                _ => None,
+            };
+            let properties = (old.properties != new.properties)
+                .then(|| Change { before: old.properties.clone(), after: new.properties.clone() });
+            if device_type.is_some() || properties.is_some() {
+                d.devices_to_update.push(DeviceUpdate {
+                    identifier: ident.clone(),
+                    telemetron_id: stored.telemetron_id.clone(),
+                    device_type,
+                    properties,
+                });
             }
         }
-        d.devices_not_in_export = snap
-            .devices
-            .keys()
-            .filter(|k| !devices.entries.contains_key(*k) && !devices.held.contains(*k))
-            .cloned()
-            .collect();
+        for ((ident, entry), _) in devices.entries.iter().zip(&found).filter(|(_, found)| !**found) {
+            // `load::resolve_devices` rejects a new device without a type.
+            if let Some(t) = &entry.record.device_type {
+                d.devices_to_create.push(DeviceCreate {
+                    identifier: ident.clone(),
+                    device_type: t.clone(),
+                    properties: entry.record.properties.clone(),
+                });
+            }
+        }
     }
 
     d
@@ -275,21 +273,18 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
 /// ownership file lists and devices only the snapshot has are compared on two threads.
 pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     let Some(own) = &export.ownership else { return AssignmentDiff::default() };
+    // Both sides are sorted by device: a merge walk, in two halves split at the same key, one
+    // per thread.
+    let (have, want) = (snap.devices.as_slice(), own.owners.as_slice());
+    let (have_first, have_second) = have.split_at(have.len() / 2);
+    let split = have_second.first().map_or(want.len(), |(key, _)| want.partition_point(|(d, _)| d < key));
+    let (want_first, want_second) = want.split_at(split);
     let (mut d, rest) = std::thread::scope(|s| {
-        let rest = s.spawn(|| {
-            let mut d = AssignmentDiff::default();
-            for (device, stored) in &snap.devices {
-                if !stored.owners.is_empty() && !own.owners.contains_key(device) {
-                    d.visit(export, device, &[], &stored.owners);
-                }
-            }
-            d
-        });
-        let mut d = AssignmentDiff::default();
-        for (device, want) in &own.owners {
-            d.visit(export, device, want, snap.owners_of(device));
-        }
-        (d, rest.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let rest = s.spawn(|| AssignmentDiff::merge(export, have_second, want_second));
+        (
+            AssignmentDiff::merge(export, have_first, want_first),
+            rest.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
     });
     d.remove.extend(rest.remove);
     d.add.extend(rest.add);
@@ -305,6 +300,38 @@ pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
 }
 
 impl AssignmentDiff {
+    /// Compares the owners the snapshot has with the wanted owners, both sorted by device.
+    fn merge(export: &Export, have: &[(DeviceIdent, StoredDevice)], want: &[(DeviceIdent, Owners)]) -> AssignmentDiff {
+        use std::cmp::Ordering;
+        let mut d = AssignmentDiff::default();
+        let (mut have, mut want) = (have.iter().peekable(), want.iter().peekable());
+        loop {
+            let order = match (have.peek(), want.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((h, _)), Some((w, _))) => h.cmp(w),
+            };
+            match order {
+                Ordering::Less => {
+                    let (device, stored) = have.next().expect("peeked");
+                    if !stored.owners.is_empty() {
+                        d.visit(export, device, &[], &stored.owners);
+                    }
+                }
+                Ordering::Greater => {
+                    let (device, owners) = want.next().expect("peeked");
+                    d.visit(export, device, owners, &[]);
+                }
+                Ordering::Equal => {
+                    let ((device, stored), (_, owners)) = (have.next().expect("peeked"), want.next().expect("peeked"));
+                    d.visit(export, device, owners, &stored.owners);
+                }
+            }
+        }
+        d
+    }
+
     /// Compares one device's wanted owners with the owners Telemetron has been told.
     fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: &[Email]) {
         let Some(own) = &export.ownership else { return };

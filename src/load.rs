@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, UNIT_SEPARATOR, push_json_str,
+    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, SortedMap, UNIT_SEPARATOR,
+    push_json_str,
 };
 use crate::snapshot::SnapshotData;
 
@@ -172,8 +173,8 @@ struct OwnershipRow {
 #[derive(Debug, Default)]
 pub struct Ownership {
     rows: Vec<OwnershipRow>,
-    /// Desired owners per device (sorted, unique), from rows that resolved.
-    pub owners: KeyMap<DeviceIdent, Owners>,
+    /// Desired owners per device (sorted, unique), from rows that resolved, in device order.
+    pub owners: SortedMap<DeviceIdent, Owners>,
     /// Devices whose assignments stay as they are (an ownership row of theirs was rejected).
     pub held_devices: FxHashSet<DeviceIdent>,
     /// Customers whose assignments stay as they are.
@@ -233,6 +234,37 @@ pub fn read(sources: &Sources) -> Result<Export, Error> {
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "ownership read");
     }
     Ok(export)
+}
+
+/// Finds keys in one of the snapshot's sorted maps: by binary search while few are asked for,
+/// through a hash set once many are (an ownership file whose devices or customers file was not
+/// given looks up every row in the snapshot).
+struct SnapshotKeys<'a, K, V> {
+    map: &'a SortedMap<K, V>,
+    searches: u32,
+    set: Option<FxHashSet<&'a K>>,
+}
+
+impl<'a, K: Ord + std::hash::Hash, V> SnapshotKeys<'a, K, V> {
+    /// Binary searches before building the set: a few are cheaper than hashing every key.
+    const SEARCHES: u32 = 256;
+
+    fn new(map: &'a SortedMap<K, V>) -> Self {
+        SnapshotKeys { map, searches: 0, set: None }
+    }
+
+    fn contains(&mut self, key: &K) -> bool {
+        if self.set.is_none() && self.searches >= Self::SEARCHES {
+            self.set = Some(self.map.keys().collect());
+        }
+        match &self.set {
+            Some(set) => set.contains(key),
+            None => {
+                self.searches += 1;
+                self.map.contains_key(key)
+            }
+        }
+    }
 }
 
 /// Whether the ownership file has a customer_id column (it may name customers by their id). A
@@ -311,8 +343,9 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         .find(|i| i.kind == "ownership")
         .map_or_else(|| Arc::<str>::from("ownership"), |i| Arc::<str>::from(i.path.as_str()));
     let rows = std::mem::take(&mut own.rows);
-    own.owners.reserve(rows.len());
+    let mut pairs: Vec<(DeviceIdent, Email, u64)> = Vec::with_capacity(rows.len());
     let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
+    let (mut snap_devices, mut snap_customers) = (SnapshotKeys::new(&snap.devices), SnapshotKeys::new(&snap.customers));
     for OwnershipRow { line, device, customer } in rows {
         let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
             own.held_devices.insert(device.clone());
@@ -356,42 +389,63 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             own.held_rows += 1;
             continue;
         }
-        let device_known = export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device))
-            || snap.devices.contains_key(&device);
+        let device_known =
+            export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device)) || snap_devices.contains(&device);
         if !device_known {
             let reason = format!("device {} is in neither the devices file nor the snapshot", device);
             reject(&mut own, &mut late, reason, email.as_str());
             continue;
         }
         let customer_known = export.customers.as_ref().is_some_and(|c| c.entries.contains_key(&email))
-            || snap.customers.contains_key(&email);
+            || snap_customers.contains(&email);
         if !customer_known {
             let reason = format!("customer {email} is in neither the customers file nor the snapshot");
             reject(&mut own, &mut late, reason, email.as_str());
             continue;
         }
-        let entry = own.owners.entry(device);
-        if matches!(&entry, Entry::Occupied(o) if o.get().contains(&email)) {
-            warnings.push(Warning {
-                file: file.clone(),
-                line,
-                message: format!("device {} is assigned to {email} again; the rows were merged", entry.key()),
-            });
-        } else {
-            entry.or_default().push(email);
+        pairs.push((device, email, line));
+    }
+    // Sorted by device, customer and line: each device's owners come together, sorted, and a
+    // pair given twice is merged into its first line. Exports listed in device order are
+    // already almost sorted, which the sort finds in one pass.
+    pairs.sort_unstable_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    let mut repeats = Vec::new();
+    let mut owners = SortedMap::with_capacity(pairs.len());
+    let mut current: Option<(DeviceIdent, Owners)> = None;
+    for (device, email, line) in pairs {
+        // A device held by a rejected row keeps its assignments: drop what other rows said.
+        if own.held_devices.contains(&device) || own.held_customers.contains(&email) {
+            continue;
+        }
+        match &mut current {
+            Some((d, list)) if *d == device => {
+                if list.last() == Some(&email) {
+                    repeats.push(Warning {
+                        file: file.clone(),
+                        line,
+                        message: format!("device {device} is assigned to {email} again; the rows were merged"),
+                    });
+                    continue;
+                }
+                list.push(email);
+            }
+            _ => {
+                if let Some((d, list)) = current.replace((device, Owners::new())) {
+                    owners.push(d, list);
+                }
+                if let Some((_, list)) = &mut current {
+                    list.push(email);
+                }
+            }
         }
     }
-    // A device held by a rejected row keeps its assignments: drop what other rows said.
-    for d in &own.held_devices {
-        own.owners.swap_remove(d);
+    if let Some((d, list)) = current {
+        owners.push(d, list);
     }
-    for owners in own.owners.values_mut() {
-        if !own.held_customers.is_empty() {
-            owners.retain(|e| !own.held_customers.contains(e));
-        }
-        owners.sort();
-    }
-    own.owners.retain(|_, o| !o.is_empty());
+    owners.finish();
+    own.owners = owners;
+    repeats.sort_by_key(|w| w.line);
+    warnings.extend(repeats);
     ResolvedOwnership { ownership: own, rejects: late, warnings }
 }
 

@@ -15,6 +15,142 @@ use serde::{Deserialize, Serialize};
 /// entries in its buckets (a power of two, at most 7/8 full).
 pub type KeyMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// A map kept as one vector sorted by key: what the snapshot reads, in its primary-key order.
+/// Built by appending, with no hashing and no index table beside the entries; found by binary
+/// search. The differ walks it in order and looks each key up in the export's hash maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortedMap<K, V> {
+    entries: Vec<(K, V)>,
+    /// Whether an append came out of order, so that [`SortedMap::finish`] must sort.
+    unsorted: bool,
+}
+
+impl<K, V> Default for SortedMap<K, V> {
+    fn default() -> Self {
+        SortedMap { entries: Vec::new(), unsorted: false }
+    }
+}
+
+impl<K: Ord, V> SortedMap<K, V> {
+    pub fn with_capacity(n: usize) -> Self {
+        SortedMap { entries: Vec::with_capacity(n), unsorted: false }
+    }
+
+    /// Appends an entry read in key order. One out of order is kept too, and sorted by
+    /// [`SortedMap::finish`], which must be called after the last append.
+    pub fn push(&mut self, key: K, value: V) {
+        if self.entries.last().is_some_and(|(last, _)| *last >= key) {
+            self.unsorted = true;
+        }
+        self.entries.push((key, value));
+    }
+
+    /// Restores the order after appends: sorts if one came out of order, keeping the last of
+    /// equal keys.
+    pub fn finish(&mut self) {
+        if std::mem::take(&mut self.unsorted) {
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out: Vec<(K, V)> = Vec::with_capacity(self.entries.len());
+            for e in self.entries.drain(..) {
+                match out.last_mut() {
+                    Some(last) if last.0 == e.0 => *last = e,
+                    _ => out.push(e),
+                }
+            }
+            self.entries = out;
+        }
+        self.entries.shrink_to_fit();
+    }
+
+    /// Inserts or replaces one entry, keeping the order: O(n), for single changes.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    fn position<Q: Ord + ?Sized>(&self, key: &Q) -> Option<usize>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok()
+    }
+
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.position(key).map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.position(key).map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.position(key).map(|i| (&self.entries[i].0, &self.entries[i].1))
+    }
+
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.position(key).is_some()
+    }
+}
+
+impl<K, V> SortedMap<K, V> {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in key order.
+    pub fn as_slice(&self) -> &[(K, V)] {
+        &self.entries
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> + Clone {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &K> + Clone {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &V> + Clone {
+        self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a SortedMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K: Ord + std::borrow::Borrow<Q>, V, Q: Ord + ?Sized> std::ops::Index<&Q> for SortedMap<K, V> {
+    type Output = V;
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry for the key")
+    }
+}
+
 /// The text of a key (email, device identifier, Telemetron id). Keys up to 24 bytes — most of
 /// them — live inline, without an allocation of their own: millions fewer allocations at a
 /// migration, and a map lookup compares the key without following a pointer. Hashes, compares
@@ -426,6 +562,30 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sorted_map_keeps_key_order_whatever_the_appends() {
+        let mut m = SortedMap::default();
+        for (k, v) in [("b", 1), ("d", 2), ("a", 3), ("d", 4), ("c", 5)] {
+            m.push(k.to_string(), v);
+        }
+        m.finish();
+        let got: Vec<(&str, i32)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("a", 3), ("b", 1), ("c", 5), ("d", 4)], "sorted, the last of equal keys kept");
+        assert_eq!(m.get("c"), Some(&5));
+        assert!(!m.contains_key("e"));
+        assert_eq!(m.insert("bb".into(), 6), None);
+        assert_eq!(m.insert("a".into(), 7), Some(3));
+        assert_eq!(m.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "bb", "c", "d"]);
+    }
+
+    #[test]
+    fn long_keys_are_kept_whole() {
+        let long = format!("{}@example.com", "x".repeat(60));
+        assert_eq!(Email::parse(&long).unwrap().as_str(), long);
+        let id = "SN-".repeat(20);
+        assert_eq!(DeviceIdent::parse(&id).unwrap().as_str(), id);
+    }
 
     #[test]
     fn emails_are_trimmed_and_lowercased() {
