@@ -162,6 +162,15 @@ enum CustomerRef {
     SourceId(Box<str>),
 }
 
+impl CustomerRef {
+    fn as_str(&self) -> &str {
+        match self {
+            CustomerRef::Email(e) => e.as_str(),
+            CustomerRef::SourceId(id) => id,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct OwnershipRow {
     line: u64,
@@ -198,6 +207,18 @@ pub struct Export {
 }
 
 impl Export {
+    /// Adds a part read by [`read_part`]; parts joined in the order customers, devices,
+    /// ownership give what [`read`] gives.
+    pub fn join(&mut self, part: Export) {
+        let Export { customers, devices, ownership, rejects, warnings, inputs } = part;
+        self.customers = self.customers.take().or(customers);
+        self.devices = self.devices.take().or(devices);
+        self.ownership = self.ownership.take().or(ownership);
+        self.rejects.extend(rejects);
+        self.warnings.extend(warnings);
+        self.inputs.extend(inputs);
+    }
+
     /// Adds rows rejected after reading, keeping every reject in file and line order.
     fn add_rejects(&mut self, late: Vec<Reject>) {
         self.rejects.extend(late);
@@ -216,23 +237,44 @@ impl Export {
 /// Reads every given file. Fatal problems are errors; bad rows are collected in the result.
 /// Call [`resolve`] with the snapshot before diffing.
 pub fn read(sources: &Sources) -> Result<Export, Error> {
+    let mut export = read_part(sources, Part::Customers)?;
+    export.join(read_part(sources, Part::Devices)?);
+    export.join(read_part(sources, Part::Ownership)?);
+    Ok(export)
+}
+
+/// One of the three exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Customers,
+    Devices,
+    Ownership,
+}
+
+/// Reads one file (nothing if it is not given) into an export of its own, so that the files
+/// can be read on different threads; [`Export::join`] puts the parts together.
+pub fn read_part(sources: &Sources, part: Part) -> Result<Export, Error> {
     let mut export = Export::default();
-    if let Some(spec) = &sources.customers {
-        let t = std::time::Instant::now();
-        let source_ids = sources.ownership.as_ref().is_some_and(names_customer_ids);
-        export.customers = Some(read_customers(spec, source_ids, &mut export)?);
-        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "customers read");
+    let t = std::time::Instant::now();
+    match part {
+        Part::Customers => {
+            if let Some(spec) = &sources.customers {
+                let source_ids = sources.ownership.as_ref().is_some_and(names_customer_ids);
+                export.customers = Some(read_customers(spec, source_ids, &mut export)?);
+            }
+        }
+        Part::Devices => {
+            if let Some(spec) = &sources.devices {
+                export.devices = Some(read_devices(spec, &mut export)?);
+            }
+        }
+        Part::Ownership => {
+            if let Some(spec) = &sources.ownership {
+                export.ownership = Some(read_ownership(spec, &mut export)?);
+            }
+        }
     }
-    if let Some(spec) = &sources.devices {
-        let t = std::time::Instant::now();
-        export.devices = Some(read_devices(spec, &mut export)?);
-        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "devices read");
-    }
-    if let Some(spec) = &sources.ownership {
-        let t = std::time::Instant::now();
-        export.ownership = Some(read_ownership(spec, &mut export)?);
-        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "ownership read");
-    }
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, file = ?part, "export read");
     Ok(export)
 }
 
@@ -342,11 +384,15 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         .iter()
         .find(|i| i.kind == "ownership")
         .map_or_else(|| Arc::<str>::from("ownership"), |i| Arc::<str>::from(i.path.as_str()));
-    let rows = std::mem::take(&mut own.rows);
-    let mut pairs: Vec<(DeviceIdent, Email, u64)> = Vec::with_capacity(rows.len());
+    let mut rows = std::mem::take(&mut own.rows);
     let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
     let (mut snap_devices, mut snap_customers) = (SnapshotKeys::new(&snap.devices), SnapshotKeys::new(&snap.customers));
-    for OwnershipRow { line, device, customer } in rows {
+    // Ownership rows usually list devices in the devices file's order: try the entry after the
+    // last one found before hashing.
+    let mut next_device = 0usize;
+    // Resolved in place: a row that stays names its customer by email.
+    rows.retain_mut(|OwnershipRow { line, device, customer }| {
+        let (line, device) = (*line, &*device);
         let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
             own.held_devices.insert(device.clone());
             late.push(Reject {
@@ -357,62 +403,75 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
                 record: format!("{device},{customer}"),
             });
         };
-        let email = match customer {
-            CustomerRef::Email(e) => e,
-            CustomerRef::SourceId(id) => {
-                let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&id));
-                match from_file {
-                    Some(SourceId::One(e, _)) => e.clone(),
-                    Some(SourceId::Ambiguous(a, b)) => {
-                        let reason = format!(
-                            "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
-                        );
-                        reject(&mut own, &mut late, reason, &id);
-                        continue;
-                    }
-                    None => {
-                        let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
-                        match map.get(&*id) {
-                            Some(e) => (*e).clone(),
-                            None => {
-                                let reason =
-                                    format!("customer_id {id} is in neither the customers file nor the snapshot");
-                                reject(&mut own, &mut late, reason, &id);
-                                continue;
-                            }
+        if let CustomerRef::SourceId(id) = customer {
+            let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&*id));
+            let email = match from_file {
+                Some(SourceId::One(e, _)) => e.clone(),
+                Some(SourceId::Ambiguous(a, b)) => {
+                    let reason = format!(
+                        "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
+                    );
+                    reject(&mut own, &mut late, reason, id);
+                    return false;
+                }
+                None => {
+                    let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
+                    match map.get(&**id) {
+                        Some(e) => (*e).clone(),
+                        None => {
+                            let reason = format!("customer_id {id} is in neither the customers file nor the snapshot");
+                            reject(&mut own, &mut late, reason, id);
+                            return false;
                         }
                     }
                 }
-            }
-        };
-        if export.is_held_device(&device) || export.is_held_customer(&email) {
-            own.held_rows += 1;
-            continue;
+            };
+            *customer = CustomerRef::Email(email);
         }
-        let device_known =
-            export.devices.as_ref().is_some_and(|d| d.entries.contains_key(&device)) || snap_devices.contains(&device);
-        if !device_known {
+        let CustomerRef::Email(email) = &*customer else { return false };
+        if export.is_held_device(device) || export.is_held_customer(email) {
+            own.held_rows += 1;
+            return false;
+        }
+        let in_file = export.devices.as_ref().is_some_and(|d| {
+            let at = |i: usize| d.entries.get_index(i).is_some_and(|(k, _)| k == device);
+            if at(next_device) {
+                next_device += 1;
+                true
+            } else if next_device > 0 && at(next_device - 1) {
+                true
+            } else if let Some(i) = d.entries.get_index_of(device) {
+                next_device = i + 1;
+                true
+            } else {
+                false
+            }
+        });
+        if !in_file && !snap_devices.contains(device) {
             let reason = format!("device {} is in neither the devices file nor the snapshot", device);
             reject(&mut own, &mut late, reason, email.as_str());
-            continue;
+            return false;
         }
-        let customer_known = export.customers.as_ref().is_some_and(|c| c.entries.contains_key(&email))
-            || snap_customers.contains(&email);
+        let customer_known =
+            export.customers.as_ref().is_some_and(|c| c.entries.contains_key(email)) || snap_customers.contains(email);
         if !customer_known {
             let reason = format!("customer {email} is in neither the customers file nor the snapshot");
             reject(&mut own, &mut late, reason, email.as_str());
-            continue;
+            return false;
         }
-        pairs.push((device, email, line));
-    }
+        true
+    });
     // Sorted by device, customer and line: each device's owners come together, sorted, and a
     // pair given twice is merged into its first line. Exports listed in device order are
     // already almost sorted, which the sort finds in one pass.
-    pairs.sort_unstable_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    rows.sort_unstable_by(|a, b| {
+        (&a.device, a.customer.as_str(), a.line).cmp(&(&b.device, b.customer.as_str(), b.line))
+    });
     let mut repeats = Vec::new();
-    let mut owners = SortedMap::with_capacity(pairs.len());
+    let mut owners = SortedMap::with_capacity(rows.len());
     let mut current: Option<(DeviceIdent, Owners)> = None;
-    for (device, email, line) in pairs {
+    for OwnershipRow { line, device, customer } in rows {
+        let CustomerRef::Email(email) = customer else { continue };
         // A device held by a rejected row keeps its assignments: drop what other rows said.
         if own.held_devices.contains(&device) || own.held_customers.contains(&email) {
             continue;

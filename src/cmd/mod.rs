@@ -59,18 +59,33 @@ const STDERR_REJECTS: usize = 100;
 /// rows, and diffs. With `--strict`, any bad row is an error here, before anything is written.
 pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let started = std::time::Instant::now();
-    let (export, snap) = std::thread::scope(|s| {
-        let snap = s.spawn(|| {
+    // Two threads: the customers and devices files on this one, the snapshot on the other, and
+    // the ownership file on whichever is free first.
+    let ownership_taken = std::sync::atomic::AtomicBool::new(false);
+    let ownership = || {
+        let taken = ownership_taken.swap(true, std::sync::atomic::Ordering::Relaxed);
+        (!taken).then(|| load::read_part(&settings.sources, load::Part::Ownership))
+    };
+    let (customers, devices, ownership, (snap, ownership_too)) = std::thread::scope(|s| {
+        let other = s.spawn(|| {
             let t = std::time::Instant::now();
-            let r = snapshot::read(&settings.state);
+            let snap = snapshot::read(&settings.state);
             tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot read");
-            r
+            (snap, ownership())
         });
-        let export = load::read(&settings.sources);
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "exports read");
-        (export, snap.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let customers = load::read_part(&settings.sources, load::Part::Customers);
+        let devices = match &customers {
+            Ok(_) => load::read_part(&settings.sources, load::Part::Devices),
+            Err(_) => Ok(Export::default()),
+        };
+        let own = ownership();
+        (customers, devices, own, other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    let (mut export, snap) = (export?, snap?);
+    let ownership = ownership.or(ownership_too).unwrap_or_else(|| Ok(Export::default()));
+    let mut export = customers?;
+    export.join(devices?);
+    export.join(ownership?);
+    let snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
     // The entity diff needs only the device half of the resolution: the ownership half runs
     // beside it, then the assignment diff, which needs both.
