@@ -462,11 +462,17 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         true
     });
     // Sorted by device, customer and line: each device's owners come together, sorted, and a
-    // pair given twice is merged into its first line. Exports listed in device order are
-    // already almost sorted, which the sort finds in one pass.
-    rows.sort_unstable_by(|a, b| {
-        (&a.device, a.customer.as_str(), a.line).cmp(&(&b.device, b.customer.as_str(), b.line))
-    });
+    // pair given twice is merged into its first line. An export listed in device order needs
+    // only each device's few rows sorted.
+    let by_owner =
+        |a: &OwnershipRow, b: &OwnershipRow| (a.customer.as_str(), a.line).cmp(&(b.customer.as_str(), b.line));
+    if rows.is_sorted_by(|a, b| a.device <= b.device) {
+        for group in rows.chunk_by_mut(|a, b| a.device == b.device) {
+            group.sort_unstable_by(by_owner);
+        }
+    } else {
+        rows.sort_unstable_by(|a, b| a.device.cmp(&b.device).then_with(|| by_owner(a, b)));
+    }
     let mut repeats = Vec::new();
     let mut owners = SortedMap::with_capacity(rows.len());
     let mut current: Option<(DeviceIdent, Owners)> = None;
@@ -1194,6 +1200,34 @@ mod tests {
         let owners = &e.ownership.unwrap().owners;
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[&DeviceIdent::parse("D2").unwrap()].as_slice(), [Email::parse("c@x.io").unwrap()]);
+    }
+
+    #[test]
+    fn ownership_in_any_row_order_gives_the_same_owners_and_warnings() {
+        let customers: &[u8] = b"email\na@x.io\nb@x.io\n";
+        let devices: &[u8] = b"identifier,type\nD1,t\nD2,t\n";
+        let sorted: &[u8] = b"device_identifier,customer_email\nD1,b@x.io\nD1,a@x.io\nD1,b@x.io\nD2,a@x.io\n";
+        let shuffled: &[u8] = b"device_identifier,customer_email\nD2,a@x.io\nD1,b@x.io\nD1,a@x.io\nD1,b@x.io\n";
+        let load = |own| {
+            let e = Files::new(&[("c.csv", customers), ("d.csv", devices), ("o.csv", own)]).load();
+            let owners: Vec<(String, Vec<String>)> = e
+                .ownership
+                .unwrap()
+                .owners
+                .iter()
+                .map(|(d, o)| (d.to_string(), o.iter().map(Email::to_string).collect()))
+                .collect();
+            (owners, e.warnings.into_iter().map(|w| (w.line, w.message)).collect::<Vec<_>>())
+        };
+        let (owners, warnings) = load(sorted);
+        assert_eq!(
+            owners,
+            [("D1".into(), vec!["a@x.io".into(), "b@x.io".into()]), ("D2".into(), vec!["a@x.io".into()])]
+        );
+        assert_eq!(warnings, [(4, "device D1 is assigned to b@x.io again; the rows were merged".to_string())]);
+        let (owners_too, warnings_too) = load(shuffled);
+        assert_eq!(owners_too, owners);
+        assert_eq!(warnings_too, [(5, "device D1 is assigned to b@x.io again; the rows were merged".to_string())]);
     }
 
     #[test]
