@@ -123,6 +123,11 @@ impl<K, V> SortedMap<K, V> {
         &self.entries
     }
 
+    /// The value of the entry at `index` in key order (the key stays as it is).
+    pub fn value_at_mut(&mut self, index: usize) -> &mut V {
+        &mut self.entries[index].1
+    }
+
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> + Clone {
         self.entries.iter().map(|(k, v)| (k, v))
     }

@@ -197,88 +197,57 @@ fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
     }
     data.customers.finish();
 
-    // Devices and assignments, both in device order, walked together: each device takes the
-    // assignment rows of its identifier. An assignment whose device has no row still names a
-    // device Telemetron has: it gets one, with no type or properties.
     let mut types: FxHashMap<String, Arc<str>> = FxHashMap::default();
     let mut stmt = conn
         .prepare("SELECT identifier, telemetron_id, type, properties FROM devices ORDER BY identifier")
         .map_err(err)?;
-    let mut devices = stmt.query([]).map_err(err)?;
-    let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
-    let mut assignments = stmt.query([]).map_err(err)?;
-    let mut pending: Option<(DeviceIdent, Email)> = next_assignment(&mut assignments).map_err(err)?;
-    let mut take_owners = |upto: Option<&str>, owners: &mut Owners| -> Result<Option<DeviceIdent>, Error> {
-        // Assignments of devices before `upto` have no device row: the first such device is
-        // returned with its owners; those of `upto` itself are pushed to `owners`.
-        while let Some((device, customer)) = pending.take() {
-            match upto.map(|u| device.as_str().cmp(u)) {
-                Some(std::cmp::Ordering::Equal) => {
-                    owners.push(customer);
-                    pending = next_assignment(&mut assignments).map_err(err)?;
-                }
-                Some(std::cmp::Ordering::Greater) => {
-                    pending = Some((device, customer));
-                    return Ok(None);
-                }
-                _ => {
-                    owners.push(customer);
-                    loop {
-                        pending = next_assignment(&mut assignments).map_err(err)?;
-                        match &pending {
-                            Some((d, c)) if *d == device => {
-                                owners.push(c.clone());
-                            }
-                            _ => return Ok(Some(device)),
-                        }
-                    }
-                }
-            }
-        }
-        Ok(None)
-    };
-    while let Some(row) = devices.next().map_err(err)? {
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
         let s = |i: usize| -> Result<Option<&str>, Error> {
             row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
         };
-        let ident = s(0)?.unwrap_or_default();
-        loop {
-            let mut owners = Owners::new();
-            match take_owners(Some(ident), &mut owners)? {
-                Some(orphan) => data.devices.push(orphan, StoredDevice { owners, ..StoredDevice::placeholder() }),
-                None => {
-                    let device_type = s(2)?.map(|t| match types.get(t) {
-                        Some(a) => a.clone(),
-                        None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
-                    });
-                    let properties = Properties::from_canonical(s(3)?.unwrap_or("{}"));
-                    let device = StoredDevice {
-                        telemetron_id: s(1)?.map(TelemetronId::new),
-                        record: DeviceRecord { device_type, properties },
-                        owners,
-                    };
-                    data.devices.push(DeviceIdent::from_trusted(ident), device);
-                    break;
-                }
-            }
+        let device_type = s(2)?.map(|t| match types.get(t) {
+            Some(a) => a.clone(),
+            None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
+        });
+        let device = StoredDevice {
+            telemetron_id: s(1)?.map(TelemetronId::new),
+            record: DeviceRecord { device_type, properties: Properties::from_canonical(s(3)?.unwrap_or("{}")) },
+            owners: Owners::new(),
+        };
+        data.devices.push(DeviceIdent::from_trusted(s(0)?.unwrap_or_default()), device);
+    }
+
+    // Assignments in device order too, so a cursor walking the devices finds each one's device
+    // without a search, and each device's owners arrive sorted. An assignment whose device has
+    // no row still names a device Telemetron has: it gets one, with no type or properties.
+    let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    let mut cursor = 0usize;
+    let mut orphans: Vec<(DeviceIdent, StoredDevice)> = Vec::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        let text =
+            |i: usize| -> Result<&str, Error> { row.get_ref(i).map_err(err)?.as_str().map_err(|e| err(e.into())) };
+        let (device, customer) = (text(0)?, Email::from_trusted(text(1)?));
+        let devices = data.devices.as_slice();
+        while cursor < devices.len() && devices[cursor].0.as_str() < device {
+            cursor += 1;
+        }
+        if devices.get(cursor).is_some_and(|(d, _)| d.as_str() == device) {
+            data.devices.value_at_mut(cursor).owners.push(customer);
+        } else if let Some((_, orphan)) = orphans.last_mut().filter(|(d, _)| d.as_str() == device) {
+            orphan.owners.push(customer);
+        } else {
+            let mut orphan = StoredDevice::placeholder();
+            orphan.owners.push(customer);
+            orphans.push((DeviceIdent::from_trusted(device), orphan));
         }
     }
-    loop {
-        let mut owners = Owners::new();
-        match take_owners(None, &mut owners)? {
-            Some(orphan) => data.devices.push(orphan, StoredDevice { owners, ..StoredDevice::placeholder() }),
-            None => break,
-        }
+    for (ident, orphan) in orphans {
+        data.devices.push(ident, orphan);
     }
     data.devices.finish();
     Ok(data)
-}
-
-fn next_assignment(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(DeviceIdent, Email)>> {
-    let Some(row) = rows.next()? else { return Ok(None) };
-    let device = DeviceIdent::from_trusted(row.get_ref(0)?.as_str()?);
-    let customer = Email::from_trusted(row.get_ref(1)?.as_str()?);
-    Ok(Some((device, customer)))
 }
 
 fn read_version(conn: &Connection) -> rusqlite::Result<SnapshotVersion> {
