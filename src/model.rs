@@ -87,13 +87,6 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.position(key).map(|i| &self.entries[i].1)
     }
 
-    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: std::borrow::Borrow<Q>,
-    {
-        self.position(key).map(|i| &mut self.entries[i].1)
-    }
-
     pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: std::borrow::Borrow<Q>,
