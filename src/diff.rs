@@ -334,6 +334,10 @@ impl AssignmentDiff {
 
     /// Compares one device's wanted owners with the owners Telemetron has been told.
     fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: &[Email]) {
+        // Nearly every device: nothing to add or remove, whatever holds it.
+        if want == have {
+            return;
+        }
         let Some(own) = &export.ownership else { return };
         if export.is_held_device(device) || own.held_devices.contains(device) {
             return;
