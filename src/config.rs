@@ -48,25 +48,51 @@ pub struct DeviceSection {
     pub ignore_columns: Vec<String>,
 }
 
+/// A header name, and whether the config file named it. A column the config maps must be in
+/// the file (a renamed header is an error, not a silently unmanaged field); a default name may
+/// be absent where the field is optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub mapped: bool,
+}
+
+impl Column {
+    /// The name used when the config does not map the field.
+    pub fn default_name(name: &str) -> Column {
+        Column { name: name.into(), mapped: false }
+    }
+}
+
+impl<'de> Deserialize<'de> for Column {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name.trim().is_empty() {
+            return Err(serde::de::Error::custom("a column name cannot be empty"));
+        }
+        Ok(Column { name, mapped: true })
+    }
+}
+
 /// Header names in the customers file, by the field they hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CustomerColumns {
-    pub email: String,
-    pub name: String,
-    pub phone: String,
-    pub address: String,
-    pub customer_id: String,
+    pub email: Column,
+    pub name: Column,
+    pub phone: Column,
+    pub address: Column,
+    pub customer_id: Column,
 }
 
 impl Default for CustomerColumns {
     fn default() -> Self {
         CustomerColumns {
-            email: "email".into(),
-            name: "name".into(),
-            phone: "phone".into(),
-            address: "address".into(),
-            customer_id: "customer_id".into(),
+            email: Column::default_name("email"),
+            name: Column::default_name("name"),
+            phone: Column::default_name("phone"),
+            address: Column::default_name("address"),
+            customer_id: Column::default_name("customer_id"),
         }
     }
 }
@@ -75,14 +101,14 @@ impl Default for CustomerColumns {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceColumns {
-    pub identifier: String,
+    pub identifier: Column,
     #[serde(rename = "type")]
-    pub device_type: String,
+    pub device_type: Column,
 }
 
 impl Default for DeviceColumns {
     fn default() -> Self {
-        DeviceColumns { identifier: "identifier".into(), device_type: "type".into() }
+        DeviceColumns { identifier: Column::default_name("identifier"), device_type: Column::default_name("type") }
     }
 }
 
@@ -90,17 +116,17 @@ impl Default for DeviceColumns {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OwnershipColumns {
-    pub device_identifier: String,
-    pub customer_email: String,
-    pub customer_id: String,
+    pub device_identifier: Column,
+    pub customer_email: Column,
+    pub customer_id: Column,
 }
 
 impl Default for OwnershipColumns {
     fn default() -> Self {
         OwnershipColumns {
-            device_identifier: "device_identifier".into(),
-            customer_email: "customer_email".into(),
-            customer_id: "customer_id".into(),
+            device_identifier: Column::default_name("device_identifier"),
+            customer_email: Column::default_name("customer_email"),
+            customer_id: Column::default_name("customer_id"),
         }
     }
 }
@@ -144,12 +170,12 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.customers.columns.email, "E-mail");
-        assert_eq!(c.customers.columns.name, "name");
-        assert_eq!(c.devices.columns.identifier, "Serial Number");
-        assert_eq!(c.devices.columns.device_type, "type");
+        assert_eq!(c.customers.columns.email, Column { name: "E-mail".into(), mapped: true });
+        assert_eq!(c.customers.columns.name, Column::default_name("name"));
+        assert_eq!(c.devices.columns.identifier, Column { name: "Serial Number".into(), mapped: true });
+        assert_eq!(c.devices.columns.device_type, Column::default_name("type"));
         assert_eq!(c.devices.ignore_columns, vec!["Notes".to_string()]);
-        assert_eq!(c.ownership.columns.customer_email, "customer_email");
+        assert_eq!(c.ownership.columns.customer_email, Column::default_name("customer_email"));
     }
 
     #[test]

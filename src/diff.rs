@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::Export;
+use crate::load::{Export, RowRef};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
 use crate::snapshot::{SnapshotData, StoredDevice};
 
@@ -120,8 +120,8 @@ pub struct Move {
 /// Why assignment removals were held back, when they were.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemovalsWithheld {
-    /// Lines of ownership rows that were rejected without naming a device or customer.
-    pub lines: Vec<u64>,
+    /// The rejected rows that cannot be attributed (or that may end a cut file).
+    pub rows: Vec<RowRef>,
     /// How many removals the ownership file would otherwise cause.
     pub count: usize,
 }
@@ -290,8 +290,10 @@ pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     d.add.extend(rest.add);
     d.moves.extend(rest.moves);
     d.withheld += rest.withheld;
-    if !own.unattributed.is_empty() {
-        d.removals_withheld = Some(RemovalsWithheld { lines: own.unattributed.clone(), count: d.withheld });
+    if !export.unattributed.is_empty() {
+        let mut rows = export.unattributed.clone();
+        rows.sort();
+        d.removals_withheld = Some(RemovalsWithheld { rows, count: d.withheld });
     }
     d.remove.sort();
     d.add.sort();
@@ -342,10 +344,15 @@ impl AssignmentDiff {
         if export.is_held_device(device) || own.held_devices.contains(device) {
             return;
         }
+        // A held customer holds every assignment that names it: a device it owns keeps its
+        // owners, on both sides of a transfer.
         let held_customer = |e: &Email| export.is_held_customer(e) || own.held_customers.contains(e);
+        if have.iter().chain(want).any(held_customer) {
+            return;
+        }
         let adds: Vec<Email> = want.iter().filter(|e| !have.contains(e)).cloned().collect();
-        let mut removes: Vec<Email> = have.iter().filter(|e| !want.contains(e) && !held_customer(e)).cloned().collect();
-        if !own.unattributed.is_empty() {
+        let mut removes: Vec<Email> = have.iter().filter(|e| !want.contains(e)).cloned().collect();
+        if !export.unattributed.is_empty() {
             self.withheld += removes.len();
             removes.clear();
         }
@@ -399,8 +406,7 @@ mod tests {
     }
 
     fn customers(list: &[(&str, CustomerRecord)]) -> Customers {
-        let mut c = Customers::default();
-        c.present = PresentFields::ALL;
+        let mut c = Customers { present: PresentFields::ALL, ..Customers::default() };
         for (e, r) in list {
             c.entries.insert(email(e), CustomerEntry { line: 2, record: r.clone() });
         }
@@ -499,13 +505,13 @@ mod tests {
         let mut held_customer = base();
         held_customer.held_customers.insert(email("b@x.io"));
         let d = diff(&Export { ownership: Some(held_customer), ..Default::default() }, &snapshot());
-        assert_eq!(d.assignments_to_remove, vec![Assignment { device: dev("D2"), customer: email("a@x.io") }]);
+        assert!(d.assignments_to_remove.is_empty(), "D2 is b's: it keeps all its owners, a included");
 
-        let mut unattributed = base();
-        unattributed.unattributed.push(7);
-        let d = diff(&Export { ownership: Some(unattributed), ..Default::default() }, &snapshot());
+        let row = RowRef { file: "o.csv".into(), line: 7 };
+        let export = Export { ownership: Some(base()), unattributed: vec![row.clone()], ..Default::default() };
+        let d = diff(&export, &snapshot());
         assert!(d.assignments_to_remove.is_empty());
-        assert_eq!(d.removals_withheld, Some(RemovalsWithheld { lines: vec![7], count: 2 }));
+        assert_eq!(d.removals_withheld, Some(RemovalsWithheld { rows: vec![row], count: 2 }));
     }
 
     #[test]
@@ -516,8 +522,7 @@ mod tests {
 
     #[test]
     fn output_is_sorted_whatever_the_input_order() {
-        let mut c = Customers::default();
-        c.present = PresentFields::ALL;
+        let mut c = Customers { present: PresentFields::ALL, ..Customers::default() };
         for e in ["z@x.io", "m@x.io", "c@x.io"] {
             c.entries.insert(email(e), CustomerEntry { line: 2, record: customer("N", None) });
         }

@@ -25,10 +25,17 @@ pub enum Error {
     Config { path: PathBuf, message: String },
 
     #[error(
-        "{path}: missing required column {wanted}; the header has {found}. \
+        "{path}: missing column {wanted}; the header has {found} \
          Rename the column in the export or map it in the config file ([{section}.columns] {key} = \"...\")"
     )]
-    MissingColumn { path: PathBuf, wanted: String, found: String, section: &'static str, key: &'static str },
+    MissingColumn {
+        path: PathBuf,
+        wanted: String,
+        /// The headers found, then the closest one or the delimiter the header seems to use.
+        found: String,
+        section: &'static str,
+        key: &'static str,
+    },
 
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },

@@ -170,6 +170,7 @@ impl Email {
         if s.is_empty() {
             return Err("email is empty".into());
         }
+        check_key_chars(s, "email")?;
         // Most addresses are already lower-case ASCII: check them in place, without a copy.
         if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
             let lower = s.to_lowercase();
@@ -193,6 +194,56 @@ impl Email {
     pub fn local_part(&self) -> &str {
         self.0.split('@').next().unwrap_or("")
     }
+}
+
+/// Refuses the characters no key may hold: control characters, and the invisible format
+/// characters (a byte order mark, a zero-width space, a direction mark) that copy and paste
+/// and some exports leave in a cell. A key with one would be a different customer or device.
+pub fn check_key_chars(s: &str, what: &str) -> Result<(), String> {
+    let suspect = if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { true };
+    if !suspect {
+        return Ok(());
+    }
+    match s.chars().enumerate().find(|(_, c)| c.is_control() || is_format_char(*c)) {
+        Some((i, c)) => Err(format!("{what} contains {} at character {}; remove it", describe_char(c), i + 1)),
+        None => Ok(()),
+    }
+}
+
+/// The first control character in free text (a name, an address, a property), with its
+/// 1-based character position; tabs and line breaks are text there.
+pub fn first_control_char(s: &str) -> Option<(usize, char)> {
+    let suspect = s.bytes().any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f || b == 0xc2);
+    if !suspect {
+        return None;
+    }
+    s.chars().enumerate().find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// A character as an error message names it: its code point, and what it is where that helps.
+pub fn describe_char(c: char) -> String {
+    let what = match c {
+        '\0' => "NUL, a control character",
+        '\u{feff}' => "a byte order mark",
+        '\u{200b}' => "a zero-width space",
+        '\u{200c}' => "a zero-width non-joiner",
+        '\u{200d}' => "a zero-width joiner",
+        '\u{200e}' | '\u{200f}' => "a direction mark",
+        '\u{00ad}' => "a soft hyphen",
+        '\u{2060}' => "a word joiner",
+        c if c.is_control() => "a control character",
+        _ => "an invisible format character",
+    };
+    format!("U+{:04X} ({what})", c as u32)
+}
+
+/// Unicode's format characters (general category Cf), which render as nothing.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 fn check_email(s: &str) -> Result<(), String> {
@@ -270,12 +321,7 @@ impl DeviceIdent {
         if s.is_empty() {
             return Err("device identifier is empty".into());
         }
-        let has_control =
-            if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { s.chars().any(char::is_control) };
-        if has_control {
-            let c = s.chars().find(|c| c.is_control()).unwrap_or('?');
-            return Err(format!("device identifier contains the control character {c:?}"));
-        }
+        check_key_chars(s, "device identifier")?;
         Ok(DeviceIdent(s.into()))
     }
 

@@ -165,12 +165,12 @@ pub fn write_plan_text(
         nie.devices.iter().map(|d| d.to_string()).collect(),
     );
     if let Some(w) = &plan.removals_withheld {
-        let lines: Vec<String> = w.lines.iter().map(|l| l.to_string()).collect();
+        let rows: Vec<String> = w.rows.iter().map(|r| format!("{}:{}", r.file, r.line)).collect();
         let _ = writeln!(
             s,
-            "\nAssignment removals withheld: {} removal(s) not planned, because ownership row(s) on line(s) {} were rejected without naming a device or customer. Fix those rows and plan again",
+            "\nAssignment removals withheld: {} removal(s) not planned, because rejected row(s) at {} cannot be attributed to a device or customer (a broken row, a stray quote, or a file that may be cut short) and may be the row that keeps an assignment. Fix those rows and plan again",
             w.count,
-            lines.join(", ")
+            rows.join(", ")
         );
     }
     section(

@@ -106,7 +106,7 @@ fn initial_migration_then_day2_leave_exactly_the_exported_state() {
     // Day 2: one bad row, so exit 3; everything else applied.
     let run = apply(&w, &emu, "sample-data/day2", &[]).expect(3);
     assert!(run.stdout.contains("1 rejected row(s)"), "{}", run.stdout);
-    assert!(run.stderr.contains("ownership.csv:96"), "{}", run.stderr);
+    assert!(run.stderr.contains("ownership.csv:97"), "{}", run.stderr);
     assert_converged(&w, &emu, "sample-data/day2");
     let (customers, devices) = remote(&emu);
     assert_eq!(customers["nancy.miller@example.com"].1.as_deref(), Some("+1 503 555 0142"));

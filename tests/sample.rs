@@ -40,7 +40,7 @@ fn day2_plan_json_is_exactly_the_expected_changes() {
     }
     assert_eq!(summary["rejected_rows"], 1);
     assert!(
-        run.stderr.contains("sample-data/day2/ownership.csv:96: column \"Owner E-mail\": invalid email"),
+        run.stderr.contains("sample-data/day2/ownership.csv:97: column \"Owner E-mail\": invalid email"),
         "{}",
         run.stderr
     );
@@ -59,7 +59,7 @@ fn day2_text_report_names_changes_and_the_bad_row() {
         "~ GW-2024259  -location (was \"Front door\")",
         "LK-2024185: ashley.nguyen@mail.example.com -> donna.gonzalez@mail.example.com",
         "cynthia.gonzalez@example.org",
-        "sample-data/day2/ownership.csv:96: column \"Owner E-mail\": invalid email \"ashley.king@example\"",
+        "sample-data/day2/ownership.csv:97: column \"Owner E-mail\": invalid email \"ashley.king@example\"",
     ] {
         assert!(run.stdout.contains(want), "report lacks {want:?}:\n{}", run.stdout);
     }
@@ -138,7 +138,7 @@ fn rejects_file_lists_each_bad_row_with_its_reason() {
     assert_eq!(lines.next(), Some("file,line,column,reason,record"));
     let row = lines.next().unwrap();
     assert!(
-        row.starts_with(r#"sample-data/day2/ownership.csv,96,Owner E-mail,"invalid email ""ashley.king@example"""#),
+        row.starts_with(r#"sample-data/day2/ownership.csv,97,Owner E-mail,"invalid email ""ashley.king@example"""#),
         "{row}"
     );
     assert!(row.ends_with(",\"TH-2026220,ashley.king@example,\""), "{row}");

@@ -7,24 +7,26 @@
 //! still names its entity, that entity is *held* — the differ leaves it and its assignments as
 //! they are. Fatal problems (unreadable file, missing required column) are [`Error`]s.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use indexmap::map::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, SortedMap, UNIT_SEPARATOR,
-    push_json_str,
+    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, SortedMap, push_json_str,
 };
 use crate::snapshot::SnapshotData;
+
+mod csv_file;
+pub mod source;
+
+use csv_file::{CsvFile, Multiline, RowEvent, raw_text};
+pub use source::sha256_file;
 
 /// Where one export file is and how to read it.
 #[derive(Debug, Clone)]
@@ -101,7 +103,6 @@ pub struct Customers {
     pub present: PresentFields,
     /// Customers with a rejected row: left unchanged, with their assignments.
     pub held: FxHashSet<Email>,
-    by_source_id: FxHashMap<Box<str>, SourceId>,
 }
 
 /// Which of a customer's optional fields the customers file carries.
@@ -139,10 +140,28 @@ impl PresentFields {
 }
 
 #[derive(Debug)]
-enum SourceId {
+enum SourceId<'a> {
     /// The email, and the line that gave it the id.
-    One(Email, u64),
+    One(&'a Email, u64),
     Ambiguous(u64, u64),
+}
+
+impl Customers {
+    /// The customers by their `customer_id`, built when an ownership row names one.
+    fn by_source_id(&self) -> FxHashMap<&str, SourceId<'_>> {
+        let mut map: FxHashMap<&str, SourceId<'_>> = FxHashMap::default();
+        for (email, entry) in &self.entries {
+            let Some(id) = entry.record.source_id() else { continue };
+            map.entry(id)
+                .and_modify(|slot| {
+                    if let SourceId::One(_, first) = *slot {
+                        *slot = SourceId::Ambiguous(first.min(entry.line), first.max(entry.line));
+                    }
+                })
+                .or_insert(SourceId::One(email, entry.line));
+        }
+        map
+    }
 }
 
 /// The devices file, validated.
@@ -188,11 +207,18 @@ pub struct Ownership {
     pub held_devices: FxHashSet<DeviceIdent>,
     /// Customers whose assignments stay as they are.
     pub held_customers: FxHashSet<Email>,
-    /// Lines of rejected rows that name no device or customer we could read. While there are
-    /// any, no assignment is removed: one of them may be the row that keeps it.
-    pub unattributed: Vec<u64>,
     /// Rows not applied because their device or customer is held.
     pub held_rows: u64,
+}
+
+/// A rejected row that stops every assignment removal of the run: an ownership row that
+/// cannot be attributed (its structure is broken, or it names nothing readable), or the cut
+/// last row of a file that may be truncated. Any of them may be the row that keeps an
+/// assignment.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowRef {
+    pub file: Arc<str>,
+    pub line: u64,
 }
 
 /// The three exports, read and validated.
@@ -204,19 +230,22 @@ pub struct Export {
     pub rejects: Vec<Reject>,
     pub warnings: Vec<Warning>,
     pub inputs: Vec<InputInfo>,
+    /// Rows that withhold every assignment removal while they are rejected.
+    pub unattributed: Vec<RowRef>,
 }
 
 impl Export {
     /// Adds a part read by [`read_part`]; parts joined in the order customers, devices,
     /// ownership give what [`read`] gives.
     pub fn join(&mut self, part: Export) {
-        let Export { customers, devices, ownership, rejects, warnings, inputs } = part;
+        let Export { customers, devices, ownership, rejects, warnings, inputs, unattributed } = part;
         self.customers = self.customers.take().or(customers);
         self.devices = self.devices.take().or(devices);
         self.ownership = self.ownership.take().or(ownership);
         self.rejects.extend(rejects);
         self.warnings.extend(warnings);
         self.inputs.extend(inputs);
+        self.unattributed.extend(unattributed);
     }
 
     /// Adds rows rejected after reading, keeping every reject in file and line order.
@@ -259,8 +288,7 @@ pub fn read_part(sources: &Sources, part: Part) -> Result<Export, Error> {
     match part {
         Part::Customers => {
             if let Some(spec) = &sources.customers {
-                let source_ids = sources.ownership.as_ref().is_some_and(names_customer_ids);
-                export.customers = Some(read_customers(spec, source_ids, &mut export)?);
+                export.customers = Some(read_customers(spec, &mut export)?);
             }
         }
         Part::Devices => {
@@ -307,14 +335,6 @@ impl<'a, K: Ord + std::hash::Hash, V> SnapshotKeys<'a, K, V> {
             }
         }
     }
-}
-
-/// Whether the ownership file has a customer_id column (it may name customers by their id). A
-/// header that cannot be read counts as yes: reading the file will report it.
-fn names_customer_ids(spec: &FileSpec<OwnershipColumns>) -> bool {
-    CsvFile::open(&spec.path, spec.delimiter)
-        .and_then(|f| f.column(&spec.columns.customer_id))
-        .map_or(true, |c| c.is_some())
 }
 
 /// Checks what can only be checked against the snapshot — a new device needs a type, an
@@ -386,6 +406,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         .map_or_else(|| Arc::<str>::from("ownership"), |i| Arc::<str>::from(i.path.as_str()));
     let mut rows = std::mem::take(&mut own.rows);
     let mut snap_source_ids: Option<FxHashMap<&str, &Email>> = None;
+    let mut file_source_ids: Option<FxHashMap<&str, SourceId<'_>>> = None;
     let (mut snap_devices, mut snap_customers) = (SnapshotKeys::new(&snap.devices), SnapshotKeys::new(&snap.customers));
     // Ownership rows usually list devices in the devices file's order: try the entry after the
     // last one found before hashing.
@@ -393,8 +414,13 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
     // Resolved in place: a row that stays names its customer by email.
     rows.retain_mut(|OwnershipRow { line, device, customer }| {
         let (line, device) = (*line, &*device);
+        // A rejected row holds every entity it names: the device keeps its owners, and so
+        // does every device of the customer, on both sides of a transfer.
         let reject = |own: &mut Ownership, late: &mut Vec<Reject>, reason: String, customer: &str| {
             own.held_devices.insert(device.clone());
+            if let Ok(e) = Email::parse(customer) {
+                own.held_customers.insert(e);
+            }
             late.push(Reject {
                 file: file.clone(),
                 line,
@@ -404,9 +430,12 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             });
         };
         if let CustomerRef::SourceId(id) = customer {
-            let from_file = export.customers.as_ref().and_then(|c| c.by_source_id.get(&*id));
+            let from_file = export
+                .customers
+                .as_ref()
+                .and_then(|c| file_source_ids.get_or_insert_with(|| c.by_source_id()).get(&**id));
             let email = match from_file {
-                Some(SourceId::One(e, _)) => e.clone(),
+                Some(SourceId::One(e, _)) => (*e).clone(),
                 Some(SourceId::Ambiguous(a, b)) => {
                     let reason = format!(
                         "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
@@ -430,6 +459,9 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         }
         let CustomerRef::Email(email) = &*customer else { return false };
         if export.is_held_device(device) || export.is_held_customer(email) {
+            // The row's device keeps the owners it has: a move to a held customer is no
+            // bare unassign.
+            own.held_devices.insert(device.clone());
             own.held_rows += 1;
             return false;
         }
@@ -479,7 +511,12 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
     for OwnershipRow { line, device, customer } in rows {
         let CustomerRef::Email(email) = customer else { continue };
         // A device held by a rejected row keeps its assignments: drop what other rows said.
-        if own.held_devices.contains(&device) || own.held_customers.contains(&email) {
+        // So does a device a row gives to a held customer.
+        if own.held_customers.contains(&email) {
+            own.held_devices.insert(device);
+            continue;
+        }
+        if own.held_devices.contains(&device) {
             continue;
         }
         match &mut current {
@@ -515,281 +552,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading one file
-
-/// The SHA-256 of a file, as `InputInfo::sha256` gives it.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut r = HashingReader { inner: File::open(path)?, hasher: Sha256::new() };
-    io::copy(&mut r, &mut io::sink())?;
-    Ok(hex(&r.hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A reader that hashes what passes through it, so a file is read once.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// An open export with its header read.
-struct CsvFile {
-    path: PathBuf,
-    name: Arc<str>,
-    delimiter: u8,
-    reader: csv::Reader<HashingReader<File>>,
-    headers: Vec<String>,
-    rows: u64,
-    /// The file's size in bytes, to tell a record that ran to the end of the file.
-    len: u64,
-    /// Whether the file's last character (before any final line break) is a quote. A record
-    /// with a line break in a field that runs to the end of a file that does not end in a quote
-    /// was never closed.
-    ends_with_quote: bool,
-}
-
-/// One data row: its line, and its fields as UTF-8.
-struct Row<'a> {
-    line: u64,
-    rec: &'a csv::StringRecord,
-    /// A quoted field of this row holds a line break.
-    spans_lines: bool,
-}
-
-impl Row<'_> {
-    fn field(&self, i: usize) -> &str {
-        self.rec.get(i).unwrap_or("")
-    }
-
-    /// The trimmed cell in column `col`, if the file has that column and the cell is not empty.
-    fn cell(&self, col: Option<usize>) -> Option<&str> {
-        let v = self.rec.get(col?)?.trim();
-        (!v.is_empty()).then_some(v)
-    }
-}
-
-/// What `for_each_row` hands the per-file code.
-enum RowEvent<'a> {
-    Row(Row<'a>),
-    /// A row already rejected for its shape (width, UTF-8); `key` is its key cell if readable.
-    Malformed {
-        line: u64,
-        key: Option<&'a str>,
-        spans_lines: bool,
-    },
-}
-
-impl CsvFile {
-    fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
-        let file = File::open(path).map_err(|source| Error::Io { what: "open", path: path.to_owned(), source })?;
-        let len = file.metadata().map_or(u64::MAX, |m| m.len());
-        let ends_with_quote = last_char_is_quote(path, len);
-        let hashing = HashingReader { inner: file, hasher: Sha256::new() };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .has_headers(false)
-            .buffer_capacity(1 << 16)
-            .from_reader(hashing);
-        let mut header = csv::ByteRecord::new();
-        let got = reader.read_byte_record(&mut header).map_err(|e| csv_fatal(path, e))?;
-        if !got {
-            return Err(Error::BadFile {
-                path: path.to_owned(),
-                message: "the file is empty; expected a header row".into(),
-            });
-        }
-        let mut headers = Vec::with_capacity(header.len());
-        for (i, h) in header.iter().enumerate() {
-            let h = std::str::from_utf8(h).map_err(|_| Error::BadFile {
-                path: path.to_owned(),
-                message: format!("line 1, column {}: the header is not valid UTF-8; save the export as UTF-8", i + 1),
-            })?;
-            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
-            headers.push(h.trim().to_string());
-        }
-        Ok(CsvFile {
-            path: path.to_owned(),
-            name: path.display().to_string().into(),
-            delimiter,
-            reader,
-            headers,
-            rows: 0,
-            len,
-            ends_with_quote,
-        })
-    }
-
-    /// The index of the column named `name` (case-insensitive), if the header has it once.
-    fn column(&self, name: &str) -> Result<Option<usize>, Error> {
-        let mut found = self.headers.iter().enumerate().filter(|(_, h)| h.eq_ignore_ascii_case(name.trim()));
-        let first = found.next().map(|(i, _)| i);
-        if let Some((j, _)) = found.next() {
-            return Err(Error::BadFile {
-                path: self.path.clone(),
-                message: format!(
-                    "the header names column {name:?} twice (columns {} and {}); rename one of them",
-                    first.unwrap_or(0) + 1,
-                    j + 1
-                ),
-            });
-        }
-        Ok(first)
-    }
-
-    fn required(&self, name: &str, section: &'static str, key: &'static str) -> Result<usize, Error> {
-        self.column(name)?.ok_or_else(|| Error::MissingColumn {
-            path: self.path.clone(),
-            wanted: format!("{name:?}"),
-            found: self.found_headers(),
-            section,
-            key,
-        })
-    }
-
-    fn found_headers(&self) -> String {
-        if self.headers.is_empty() {
-            "no columns".into()
-        } else {
-            self.headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
-        }
-    }
-
-    /// Calls `f` for every row: well-formed ones as [`RowEvent::Row`], and ones already rejected
-    /// here for their shape as [`RowEvent::Malformed`]. `key_col` is the column that names the
-    /// entity, so that a malformed row can still hold it.
-    fn for_each_row(
-        &mut self,
-        key_col: usize,
-        rejects: &mut Vec<Reject>,
-        mut f: impl FnMut(RowEvent<'_>, &dyn Fn(Option<usize>, String) -> Reject) -> Option<Reject>,
-    ) -> Result<(), Error> {
-        let mut rec = csv::ByteRecord::new();
-        let width = self.headers.len();
-        loop {
-            match self.reader.read_byte_record(&mut rec) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_fatal(&self.path, e)),
-            }
-            self.rows += 1;
-            let line = rec.position().map_or(0, |p| p.line());
-            let (name, headers, delimiter) = (&self.name, &self.headers, self.delimiter);
-            let reject_for = |rec: &csv::ByteRecord, column: Option<usize>, reason: String| Reject {
-                file: name.clone(),
-                line,
-                column: column.map(|c| headers.get(c).cloned().unwrap_or_else(|| format!("#{}", c + 1))),
-                reason,
-                record: raw_text(rec, delimiter),
-            };
-            // A line break inside a field is legal in a quoted field, and is also what an
-            // unterminated quote looks like: the rows after it are swallowed into this one.
-            let spans_lines = rec.as_slice().contains(&b'\n');
-            let unterminated = spans_lines && self.reader.position().byte() >= self.len && !self.ends_with_quote;
-            if rec.len() != width || unterminated {
-                let reason = if spans_lines {
-                    let to = if self.reader.position().byte() >= self.len {
-                        "the end of the file".to_string()
-                    } else {
-                        format!("line {}", self.reader.position().line().saturating_sub(1).max(line + 1))
-                    };
-                    format!(
-                        "unterminated quote: a quoted field opened on this line runs on to {to} ({} fields, the header has {width}); close the quote, or write a quote inside a field as \"\"",
-                        rec.len()
-                    )
-                } else {
-                    format!("wrong number of fields: {} (the header has {width})", rec.len())
-                };
-                rejects.push(reject_for(&rec, None, reason));
-                let key = rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok());
-                f(RowEvent::Malformed { line, key, spans_lines }, &|c, r| reject_for(&rec, c, r));
-                continue;
-            }
-            match csv::StringRecord::from_byte_record(std::mem::take(&mut rec)) {
-                Ok(srec) => {
-                    let make = |c, r| reject_for(srec.as_byte_record(), c, r);
-                    if let Some(r) = f(RowEvent::Row(Row { line, rec: &srec, spans_lines }), &make) {
-                        rejects.push(r);
-                    }
-                    rec = srec.into_byte_record();
-                }
-                Err(e) => {
-                    let field = e.utf8_error().field();
-                    rec = e.into_byte_record();
-                    rejects.push(reject_for(
-                        &rec,
-                        Some(field),
-                        "the field is not valid UTF-8; save the export as UTF-8".into(),
-                    ));
-                    let key = if field == key_col {
-                        None
-                    } else {
-                        rec.get(key_col).and_then(|k| std::str::from_utf8(k).ok())
-                    };
-                    f(RowEvent::Malformed { line, key, spans_lines: false }, &|c, r| reject_for(&rec, c, r));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Rows the file probably holds, from the length of the lines in its first 64 KiB; for
-    /// sizing maps up front instead of growing them.
-    fn estimated_rows(&self) -> usize {
-        use std::io::Read as _;
-        let mut buf = vec![0u8; 1 << 16];
-        let n = File::open(&self.path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
-        let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
-        if lines < 2 || self.len == u64::MAX {
-            return 0;
-        }
-        (self.len as f64 / (n as f64 / lines as f64) * 1.02) as usize
-    }
-
-    fn finish(self, kind: &str, export: &mut Export) {
-        let sha256 = hex(&self.reader.into_inner().hasher.finalize());
-        export.inputs.push(InputInfo { kind: kind.into(), path: self.name.to_string(), sha256, rows: self.rows });
-    }
-}
-
-fn last_char_is_quote(path: &Path, len: u64) -> bool {
-    use std::io::{Read as _, Seek, SeekFrom};
-    let tail = len.min(64);
-    let mut buf = vec![0u8; tail as usize];
-    let read = File::open(path).and_then(|mut f| {
-        f.seek(SeekFrom::Start(len - tail))?;
-        f.read_exact(&mut buf)
-    });
-    read.is_ok() && buf.iter().rev().find(|b| !matches!(b, b'\n' | b'\r')) == Some(&b'"')
-}
-
-fn csv_fatal(path: &Path, e: csv::Error) -> Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(source) => Error::Io { what: "read", path: path.to_owned(), source },
-        other => Error::BadFile { path: path.to_owned(), message: format!("{other:?}") },
-    }
-}
-
-fn raw_text(rec: &csv::ByteRecord, delimiter: u8) -> String {
-    let mut out = String::new();
-    for (i, f) in rec.iter().enumerate() {
-        if i > 0 {
-            out.push(delimiter as char);
-        }
-        out.push_str(&String::from_utf8_lossy(f));
-    }
-    out
-}
+// The three files
 
 fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
     let mut fields = Vec::new();
@@ -804,99 +567,100 @@ fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
     fields.join(", ")
 }
 
-// ---------------------------------------------------------------------------------------------
-// The three files
+/// Holds every entity a row rejected for its shape names in `col`, in the row and in the rows
+/// it swallowed, as far as they can be read.
+fn hold_cells<K: std::hash::Hash + Eq>(
+    bad: &csv_file::BadRow<'_>,
+    col: usize,
+    parse: impl Fn(&str) -> Result<K, String>,
+    held: &mut FxHashSet<K>,
+) {
+    for cell in bad.cells(col) {
+        if let Ok(k) = parse(&cell) {
+            held.insert(k);
+        }
+    }
+}
 
-/// `source_ids`: whether to index customers by `customer_id`, which only an ownership file with
-/// a customer_id column needs (600 k map entries saved at a million devices otherwise).
-fn read_customers(spec: &FileSpec<CustomerColumns>, source_ids: bool, export: &mut Export) -> Result<Customers, Error> {
+fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Result<Customers, Error> {
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
     let email_col = file.required(&cols.email, "customers", "email")?;
-    let name_col = file.column(&cols.name)?;
-    let phone_col = file.column(&cols.phone)?;
-    let address_col = file.column(&cols.address)?;
-    let id_col = file.column(&cols.customer_id)?;
+    let name_col = file.column(&cols.name, "customers", "name")?;
+    let phone_col = file.column(&cols.phone, "customers", "phone")?;
+    let address_col = file.column(&cols.address, "customers", "address")?;
+    let id_col = file.column(&cols.customer_id, "customers", "customer_id")?;
 
-    let mut out = Customers::default();
-    out.entries.reserve(file.estimated_rows());
-    out.present = PresentFields {
+    let present = PresentFields {
         name: name_col.is_some(),
         phone: phone_col.is_some(),
         address: address_col.is_some(),
         customer_id: id_col.is_some(),
     };
+    let mut out = Customers { present, ..Customers::default() };
     let mut held = FxHashSet::default();
     let mut warnings = Vec::new();
     let mut rejects = Vec::new();
+    let mut truncated = Vec::new();
     let name = file.name.clone();
-    file.for_each_row(
-        email_col,
-        &mut rejects,
-        |event, reject| {
-            let row = match event {
-                RowEvent::Row(row) => row,
-                RowEvent::Malformed { key, .. } => {
-                    if let Some(e) = key.and_then(|k| Email::parse(k).ok()) {
-                        held.insert(e);
-                    }
-                    return None;
-                }
-            };
-            let email = match Email::parse(row.field(email_col)) {
-                Ok(e) => e,
-                Err(why) => {
-                    return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.field(email_col).trim())));
-                }
-            };
-            let cells = [name_col, phone_col, address_col, id_col].map(|c| row.cell(c));
-            if let Some(i) = cells.iter().position(|c| c.is_some_and(|v| v.contains(UNIT_SEPARATOR))) {
-                let col = [name_col, phone_col, address_col, id_col][i];
-                return Some(reject(col, "the cell contains the control character U+001F; remove it".into()));
+    let free_text: Vec<usize> = [name_col, phone_col, address_col].into_iter().flatten().collect();
+    file.for_each_row(Multiline::Only(&free_text), &mut rejects, |event, reject| {
+        let row = match event {
+            RowEvent::Row(row) => row,
+            RowEvent::Reserve(n) => {
+                out.entries.reserve(n);
+                return None;
             }
-            let record = CustomerRecord::new(cells[0], cells[1], cells[2], cells[3]);
-            let entry = out.entries.entry(email);
-            if let Entry::Occupied(prev) = &entry {
-                let (email, prev) = (prev.key(), prev.get());
-                if prev.record == record {
-                    warnings.push(Warning {
-                        file: name.clone(),
-                        line: row.line,
-                        message: format!("customer {email} repeats line {} exactly; the rows were merged", prev.line),
-                    });
-                    return None;
+            RowEvent::Bad(bad) => {
+                hold_cells(&bad, email_col, Email::parse, &mut held);
+                if bad.cut {
+                    truncated.push(bad.line);
                 }
-                let what = describe_difference(&prev.record, &record);
-                let r = reject(
-                    None,
-                    format!(
-                        "customer {email} is already on line {} with a different {what}; the customer is left unchanged until the export agrees with itself",
-                        prev.line
-                    ),
-                );
-                held.insert(email.clone());
-                return Some(r);
+                return None;
             }
-            if let Some(id) = record.source_id().filter(|_| source_ids) {
-                match out.by_source_id.get_mut(id) {
-                    None => {
-                        out.by_source_id.insert(id.into(), SourceId::One(entry.key().clone(), row.line));
-                    }
-                    Some(slot) => {
-                        if let SourceId::One(_, first) = *slot {
-                            *slot = SourceId::Ambiguous(first, row.line);
-                        }
-                    }
-                }
+        };
+        let email = match Email::parse(row.field(email_col)) {
+            Ok(e) => e,
+            Err(why) => {
+                return Some(reject(Some(email_col), format!("invalid email {:?}: {why}", row.field(email_col).trim())));
             }
-            entry.or_insert(CustomerEntry { line: row.line, record });
-            None
-        },
-    )?;
+        };
+        let id = row.cell(id_col);
+        if let Some(Err(why)) = id.map(|id| crate::model::check_key_chars(id, "customer_id")) {
+            held.insert(email);
+            return Some(reject(id_col, why));
+        }
+        let record = CustomerRecord::new(row.cell(name_col), row.cell(phone_col), row.cell(address_col), id);
+        let entry = out.entries.entry(email);
+        if let Entry::Occupied(prev) = &entry {
+            let (email, prev) = (prev.key(), prev.get());
+            if prev.record == record {
+                warnings.push(Warning {
+                    file: name.clone(),
+                    line: row.line,
+                    message: format!("customer {email} repeats line {} exactly; the rows were merged", prev.line),
+                });
+                return None;
+            }
+            let what = describe_difference(&prev.record, &record);
+            let r = reject(
+                None,
+                format!(
+                    "customer {email} is already on line {} with a different {what}; the customer is left unchanged until the export agrees with itself",
+                    prev.line
+                ),
+            );
+            held.insert(email.clone());
+            return Some(r);
+        }
+        entry.or_insert(CustomerEntry { line: row.line, record });
+        None
+    })?;
     out.held = held;
     for e in &out.held {
         out.entries.swap_remove(e);
     }
+    export.unattributed.extend(truncated.into_iter().map(|line| RowRef { file: name.clone(), line }));
     export.warnings.extend(warnings);
     export.rejects.extend(rejects);
     file.finish("customers", export);
@@ -907,9 +671,9 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
     let cols = &spec.file.columns;
     let mut file = CsvFile::open(&spec.file.path, spec.file.delimiter)?;
     let ident_col = file.required(&cols.identifier, "devices", "identifier")?;
-    let type_col = file.column(&cols.device_type)?;
+    let type_col = file.column(&cols.device_type, "devices", "type")?;
     for ignored in &spec.ignore_columns {
-        if file.column(ignored)?.is_none() {
+        if !file.headers.iter().any(|h| h.eq_ignore_ascii_case(ignored.trim())) {
             tracing::warn!(file = %file.name, column = %ignored, "ignore_columns names a column the header does not have");
         }
     }
@@ -937,6 +701,7 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
         props.push((h.clone(), i));
     }
     props.sort();
+    let free_text: Vec<usize> = props.iter().map(|(_, i)| *i).collect();
     let props: Vec<(String, usize)> = props
         .into_iter()
         .map(|(k, i)| {
@@ -949,89 +714,94 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
 
     let mut types: FxHashMap<Box<str>, Arc<str>> = FxHashMap::default();
     let mut out = Devices::default();
-    out.entries.reserve(file.estimated_rows());
     let mut held = FxHashSet::default();
     let mut warnings = Vec::new();
     let mut rejects = Vec::new();
+    let mut truncated = Vec::new();
     let name = file.name.clone();
     let delimiter = file.delimiter;
     let mut buf = String::new();
-    file.for_each_row(
-        ident_col,
-        &mut rejects,
-        |event, reject| {
-            let row = match event {
-                RowEvent::Row(row) => row,
-                RowEvent::Malformed { key, .. } => {
-                    if let Some(d) = key.and_then(|k| DeviceIdent::parse(k).ok()) {
-                        held.insert(d);
-                    }
-                    return None;
+    file.for_each_row(Multiline::Only(&free_text), &mut rejects, |event, reject| {
+        let row = match event {
+            RowEvent::Row(row) => row,
+            RowEvent::Reserve(n) => {
+                out.entries.reserve(n);
+                return None;
+            }
+            RowEvent::Bad(bad) => {
+                hold_cells(&bad, ident_col, DeviceIdent::parse, &mut held);
+                if bad.cut {
+                    truncated.push(bad.line);
                 }
-            };
-            let ident = match DeviceIdent::parse(row.field(ident_col)) {
-                Ok(d) => d,
-                Err(why) => return Some(reject(Some(ident_col), why)),
-            };
-            let device_type = type_col.and_then(|c| {
-                let t = row.field(c).trim();
-                if t.is_empty() {
-                    return None;
+                return None;
+            }
+        };
+        let ident = match DeviceIdent::parse(row.field(ident_col)) {
+            Ok(d) => d,
+            Err(why) => return Some(reject(Some(ident_col), why)),
+        };
+        let device_type = match type_col.map(|c| row.field(c).trim()).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                if let Err(why) = crate::model::check_key_chars(t, "device type") {
+                    held.insert(ident);
+                    return Some(reject(type_col, why));
                 }
                 // Looked up before inserting: a handful of types over a million rows.
                 Some(match types.get(t) {
                     Some(a) => a.clone(),
                     None => types.entry(t.into()).or_insert_with(|| t.into()).clone(),
                 })
-            });
-            buf.clear();
-            buf.push('{');
-            for (key, i) in &props {
-                let v = row.field(*i).trim();
-                if v.is_empty() {
-                    continue;
-                }
-                if buf.len() > 1 {
-                    buf.push(',');
-                }
-                buf.push_str(key);
-                push_json_str(&mut buf, v);
             }
-            buf.push('}');
-            let record = DeviceRecord { device_type, properties: Properties::from_canonical(&buf) };
-            let entry = out.entries.entry(ident);
-            if let Entry::Occupied(prev) = &entry {
-                let (ident, prev) = (prev.key(), prev.get());
-                if prev.record == record {
-                    warnings.push(Warning {
-                        file: name.clone(),
-                        line: row.line,
-                        message: format!("device {ident} repeats line {} exactly; the rows were merged", prev.line),
-                    });
-                    return None;
-                }
-                let r = reject(
-                    None,
-                    format!(
-                        "device {ident} is already on line {} with different values; the device is left unchanged until the export agrees with itself",
-                        prev.line
-                    ),
-                );
-                held.insert(ident.clone());
-                return Some(r);
+        };
+        buf.clear();
+        buf.push('{');
+        for (key, i) in &props {
+            let v = row.field(*i).trim();
+            if v.is_empty() {
+                continue;
             }
-            if record.device_type.is_none() {
-                out.untyped_records.insert(entry.key().clone(), raw_text(row.rec.as_byte_record(), delimiter));
+            if buf.len() > 1 {
+                buf.push(',');
             }
-            entry.or_insert(DeviceEntry { line: row.line, record });
-            None
-        },
-    )?;
+            buf.push_str(key);
+            push_json_str(&mut buf, v);
+        }
+        buf.push('}');
+        let record = DeviceRecord { device_type, properties: Properties::from_canonical(&buf) };
+        let entry = out.entries.entry(ident);
+        if let Entry::Occupied(prev) = &entry {
+            let (ident, prev) = (prev.key(), prev.get());
+            if prev.record == record {
+                warnings.push(Warning {
+                    file: name.clone(),
+                    line: row.line,
+                    message: format!("device {ident} repeats line {} exactly; the rows were merged", prev.line),
+                });
+                return None;
+            }
+            let r = reject(
+                None,
+                format!(
+                    "device {ident} is already on line {} with different values; the device is left unchanged until the export agrees with itself",
+                    prev.line
+                ),
+            );
+            held.insert(ident.clone());
+            return Some(r);
+        }
+        if record.device_type.is_none() {
+            out.untyped_records.insert(entry.key().clone(), raw_text(row.rec.as_byte_record(), delimiter));
+        }
+        entry.or_insert(DeviceEntry { line: row.line, record });
+        None
+    })?;
     out.held = held;
     for d in &out.held {
         out.entries.swap_remove(d);
         out.untyped_records.remove(d);
     }
+    export.unattributed.extend(truncated.into_iter().map(|line| RowRef { file: name.clone(), line }));
     export.warnings.extend(warnings);
     export.rejects.extend(rejects);
     file.finish("devices", export);
@@ -1042,81 +812,79 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
     let device_col = file.required(&cols.device_identifier, "ownership", "device_identifier")?;
-    let email_col = file.column(&cols.customer_email)?;
-    let id_col = file.column(&cols.customer_id)?;
+    let email_col = file.column(&cols.customer_email, "ownership", "customer_email")?;
+    let id_col = file.column(&cols.customer_id, "ownership", "customer_id")?;
     if email_col.is_none() && id_col.is_none() {
-        return Err(Error::MissingColumn {
-            path: file.path.clone(),
-            wanted: format!("{:?} or {:?}", cols.customer_email, cols.customer_id),
-            found: file.found_headers(),
-            section: "ownership",
-            key: "customer_email",
-        });
+        let wanted = format!("{:?} or {:?}", cols.customer_email.name, cols.customer_id.name);
+        let names = [cols.customer_email.name.as_str(), cols.customer_id.name.as_str()];
+        return Err(file.missing(&wanted, &names, "ownership", "customer_email"));
     }
     let mut out = Ownership::default();
     let mut rejects = Vec::new();
     let mut held_devices = FxHashSet::default();
     let mut held_customers = FxHashSet::default();
     let mut unattributed = Vec::new();
-    let mut rows = Vec::with_capacity(file.estimated_rows());
-    file.for_each_row(
-        device_col,
-        &mut rejects,
-        |event, reject| {
-            let row = match event {
-                RowEvent::Row(row) => row,
-                RowEvent::Malformed { line, key, spans_lines } => {
-                    // A row that swallowed the rows after it may hide any assignment, whatever its key.
-                    match key.and_then(|k| DeviceIdent::parse(k).ok()) {
-                        Some(d) if !spans_lines => {
-                            held_devices.insert(d);
-                        }
-                        _ => unattributed.push(line),
-                    }
-                    return None;
-                }
-            };
-            if row.spans_lines {
-                // No device identifier or email holds a line break: this row swallowed others.
-                unattributed.push(row.line);
-                return Some(reject(
-                    None,
-                    "a quoted field runs over several lines, so a quote is probably left open on this line and the rows after it were read into it; close the quote".into(),
-                ));
+    let mut rows = Vec::new();
+    let name = file.name.clone();
+    file.for_each_row(Multiline::Never, &mut rejects, |event, reject| {
+        let row = match event {
+            RowEvent::Row(row) => row,
+            RowEvent::Reserve(n) => {
+                rows.reserve(n);
+                return None;
             }
-            let device = DeviceIdent::parse(row.field(device_col));
-            let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
-            let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
-            let customer = match (email_cell, id_cell) {
-                (Some(e), _) => Email::parse(e).map(CustomerRef::Email).map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
-                (None, Some(id)) => Ok(CustomerRef::SourceId(id.into())),
-                (None, None) => Err((None, "the row names no customer: both customer_email and customer_id are empty".to_string())),
-            };
-            match (device, customer) {
-                (Ok(device), Ok(customer)) => {
-                    rows.push(OwnershipRow { line: row.line, device, customer });
-                    None
+            RowEvent::Bad(bad) => {
+                // Whatever it names is held; a row whose structure is broken may hide any
+                // assignment, so it withholds every removal.
+                hold_cells(&bad, device_col, DeviceIdent::parse, &mut held_devices);
+                if let Some(c) = email_col {
+                    hold_cells(&bad, c, Email::parse, &mut held_customers);
                 }
-                (Ok(device), Err((col, why))) => {
-                    held_devices.insert(device);
-                    Some(reject(col, why))
+                let names_nothing = bad.cells(device_col).is_empty();
+                if bad.structural || names_nothing {
+                    unattributed.push(RowRef { file: name.clone(), line: bad.line });
                 }
-                (Err(why), customer) => {
-                    match customer {
-                        Ok(CustomerRef::Email(e)) => {
-                            held_customers.insert(e);
-                        }
-                        _ => unattributed.push(row.line),
-                    }
-                    Some(reject(Some(device_col), why))
-                }
+                return None;
             }
-        },
-    )?;
+        };
+        let device = DeviceIdent::parse(row.field(device_col));
+        let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
+        let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
+        let customer = match (email_cell, id_cell) {
+            (Some(e), _) => Email::parse(e)
+                .map(CustomerRef::Email)
+                .map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
+            (None, Some(id)) => crate::model::check_key_chars(id, "customer_id")
+                .map(|()| CustomerRef::SourceId(id.into()))
+                .map_err(|why| (id_col, why)),
+            (None, None) => {
+                Err((None, "the row names no customer: both customer_email and customer_id are empty".to_string()))
+            }
+        };
+        match (device, customer) {
+            (Ok(device), Ok(customer)) => {
+                rows.push(OwnershipRow { line: row.line, device, customer });
+                None
+            }
+            (Ok(device), Err((col, why))) => {
+                held_devices.insert(device);
+                Some(reject(col, why))
+            }
+            (Err(why), customer) => {
+                match customer {
+                    Ok(CustomerRef::Email(e)) => {
+                        held_customers.insert(e);
+                    }
+                    _ => unattributed.push(RowRef { file: name.clone(), line: row.line }),
+                }
+                Some(reject(Some(device_col), why))
+            }
+        }
+    })?;
     out.rows = rows;
     out.held_devices = held_devices;
     out.held_customers = held_customers;
-    out.unattributed = unattributed;
+    export.unattributed.extend(unattributed);
     export.rejects.extend(rejects);
     file.finish("ownership", export);
     Ok(out)
@@ -1271,7 +1039,7 @@ mod tests {
     #[test]
     fn a_multi_line_ownership_row_is_unattributed() {
         let e = Files::new(&[("o.csv", b"device_identifier,customer_email\n\"D1\nD2\",a@x.io\n")]).load();
-        assert_eq!(e.ownership.unwrap().unattributed, vec![2]);
+        assert_eq!(e.unattributed, vec![RowRef { file: e.inputs[0].path.as_str().into(), line: 2 }]);
     }
 
     #[test]
@@ -1282,5 +1050,59 @@ mod tests {
             e.inputs[0].sha256, "ee90e3e78f191628a2ecbf755c4ee4cc0dcfb364f13cd6d11c01c6d0dcf3f3d2",
             "sha256 of the bytes as read"
         );
+    }
+
+    /// The bad row starts on physical line 6 whatever the line endings: after a blank line
+    /// and an address quoted over two lines.
+    #[test]
+    fn line_numbers_are_physical_lines_in_lf_crlf_and_cr_files() {
+        let lf = "email,name,address\na@x.io,A,\"1 Main St\nBoise\"\n\nb@x.io,B,x\nnope,C,y\nc@x.io,D,z\n";
+        for (ending, eol) in [("LF", "\n"), ("CRLF", "\r\n"), ("CR", "\r")] {
+            let text = lf.replace('\n', eol);
+            let e = Files::new(&[("c.csv", text.as_bytes())]).load();
+            let lines: Vec<u64> = e.rejects.iter().map(|r| r.line).collect();
+            assert_eq!(lines, [6], "{ending}: {:?}", e.rejects);
+            let c = e.customers.unwrap();
+            assert_eq!(c.entries.len(), 3, "{ending}");
+            assert_eq!(c.entries[&Email::parse("c@x.io").unwrap()].line, 7, "{ending}");
+            assert_eq!(
+                c.entries[&Email::parse("a@x.io").unwrap()].record.address(),
+                Some(format!("1 Main St{eol}Boise").as_str()),
+                "{ending}: a free-text field may span lines"
+            );
+        }
+    }
+
+    #[test]
+    fn a_last_row_without_a_line_break_may_be_truncated() {
+        let e = Files::new(&[
+            ("d.csv", b"identifier,type\nD1,t\nD2,t\n"),
+            ("c.csv", b"email\na@x.io\nb@x.io\n"),
+            ("o.csv", b"device_identifier,customer_email\nD1,a@x.io\nD2,b@x.i"),
+        ])
+        .load();
+        assert_eq!(e.rejects.len(), 1, "{:?}", e.rejects);
+        assert_eq!(e.rejects[0].line, 3);
+        assert!(e.rejects[0].reason.contains("may be truncated"), "{}", e.rejects[0].reason);
+        assert_eq!(e.unattributed.len(), 1, "a cut file withholds every removal");
+    }
+
+    #[test]
+    fn gzip_and_zstd_read_as_the_plain_file() {
+        use std::io::Write;
+        let plain: &[u8] = b"email,name\na@x.io,A\nb@x.io,B\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(plain, ruzstd::encoding::CompressionLevel::Fastest);
+        for content in [gz, zst] {
+            let e = Files::new(&[("c.csv", &content)]).load();
+            assert!(e.rejects.is_empty(), "{:?}", e.rejects);
+            assert_eq!(e.customers.unwrap().entries.len(), 2);
+            assert_eq!(
+                e.inputs[0].sha256,
+                source::sha256_file(&Files::new(&[("x", &content)]).0.path().join("x")).unwrap()
+            );
+        }
     }
 }
