@@ -266,6 +266,13 @@ pub struct InputArgs {
     /// The snapshot file [default: ./telemetron-state.db]
     #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
     pub state: Option<PathBuf>,
+    /// Field delimiter of every input file (one character, or "tab"); beats the config file
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
+    /// Accept a file of this kind with a header and no rows although the snapshot holds
+    /// entities of that kind (otherwise an error: an empty export is usually a failed one)
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub allow_empty: Vec<EmptyKind>,
     /// Treat any bad row as a fatal error (exit 1) instead of leaving it out
     #[arg(long)]
     pub strict: bool,
@@ -297,6 +304,8 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
 }
 
 /// How fast and how hard to call Telemetron: `apply`, `verify`, `undo --apply`.
@@ -328,13 +337,8 @@ pub struct ApplyArgs {
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,
-    /// Refuse (exit 4) when the plan removes more assignments than this: a number, or a
-    /// percentage of the snapshot's assignments [default: 10%, never fewer than 50]
-    #[arg(long, value_name = "N|P%")]
-    pub max_unassign: Option<String>,
-    /// Apply even when the plan removes more assignments than --max-unassign allows
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
     /// Write the run's summary, with every failed operation and its error, to this JSON file
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -456,12 +460,45 @@ pub struct UndoArgs {
     pub format: ReportFormat,
     #[command(flatten)]
     pub exec: ExecArgs,
-    /// Undo even when it removes more assignments than --max-unassign allows
-    #[arg(long)]
-    pub force: bool,
-    /// The safety guard, as for apply
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The safety guard: how much a run may take away without `--force` (`apply`, `undo
+/// --apply`; `plan` shows the verdict).
+#[derive(Debug, Args, Clone)]
+pub struct GuardArgs {
+    /// Refuse (exit 4) when the plan removes more assignments than this: a number, or a
+    /// percentage of the snapshot's assignments [default: 10%, or up to 10 and a quarter of
+    /// them in a small organisation]
     #[arg(long, value_name = "N|P%")]
     pub max_unassign: Option<String>,
+    /// Refuse (exit 4) when more devices lose property keys, more customers have fields
+    /// cleared, or more devices change type than this: a number, or a percentage of the
+    /// snapshot's devices or customers [default: as for --max-unassign]
+    #[arg(long, value_name = "N|P%")]
+    pub max_changes: Option<String>,
+    /// Go ahead even when the plan is over a guard limit
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An export kind, for `--allow-empty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmptyKind {
+    Customers,
+    Devices,
+    Ownership,
+}
+
+impl EmptyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EmptyKind::Customers => "customers",
+            EmptyKind::Devices => "devices",
+            EmptyKind::Ownership => "ownership",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,6 +18,7 @@ pub mod emulator;
 pub mod error;
 pub mod execute;
 pub mod exit;
+pub mod guard;
 pub mod load;
 pub mod logging;
 pub mod model;

@@ -560,6 +560,9 @@ pub struct Plan {
     pub removals_withheld: Option<RemovalsWithheld>,
     pub rejected: Vec<Reject>,
     pub warnings: Vec<Warning>,
+    /// What the safety guard says of this plan (set by the command, which knows the limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::guard::Verdict>,
 }
 
 /// What `plan --out` adds, so that a later `apply --plan` can refuse a stale plan.
@@ -611,6 +614,7 @@ pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
         removals_withheld: diff.removals_withheld.clone(),
         rejected: export.rejects.clone(),
         warnings: export.warnings.clone(),
+        guard: None,
     }
 }
 

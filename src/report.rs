@@ -179,6 +179,18 @@ pub fn write_plan_text(
         plan.rejected.iter().map(reject_line).collect(),
     );
     section(&mut s, "Warnings", plan.warnings.iter().map(warning_line).collect());
+    if let Some(v) = plan.guard.as_ref().filter(|v| v.refused || v.forced) {
+        let then = if v.forced {
+            "would go ahead because of --force"
+        } else {
+            "would refuse this plan (exit 4) and send nothing"
+        };
+        let _ = writeln!(
+            s,
+            "\nSafety guard: apply {then}: {}. Check the exports; if the changes are right, apply with --force or raise --max-unassign / --max-changes",
+            v.explain()
+        );
+    }
     if plan.operations.is_empty() {
         let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
     }

@@ -26,6 +26,8 @@ pub struct InputSettings {
     pub strict: bool,
     pub rejects: Option<PathBuf>,
     pub batching: Batching,
+    /// Kinds whose file may be header-only although the snapshot holds entities of the kind.
+    pub allow_empty: Vec<&'static str>,
 }
 
 impl InputSettings {
@@ -59,6 +61,9 @@ impl InputSettings {
             })
         };
         let delimiter = |own: &Option<String>| -> Result<u8, Error> {
+            if let Some(flag) = &args.delimiter {
+                return parse_delimiter(flag).map_err(|m| Error::Usage(format!("--delimiter: {m}")));
+            }
             let s = own.as_ref().or(config.delimiter.as_ref());
             match s {
                 None => Ok(b','),
@@ -112,6 +117,7 @@ impl InputSettings {
             strict: args.strict,
             rejects: args.rejects.clone(),
             batching,
+            allow_empty: args.allow_empty.iter().map(|k| k.name()).collect(),
         })
     }
 }
@@ -153,6 +159,19 @@ impl ApiSettings {
 
     pub fn client(&self) -> Result<crate::client::Client, Error> {
         crate::client::Client::new(&self.base_url, &self.key, self.timeout).map_err(Error::Setup)
+    }
+}
+
+impl crate::cli::GuardArgs {
+    /// The guard's limits, checked.
+    pub fn limits(&self) -> Result<crate::guard::Limits, Error> {
+        use crate::guard::Limit;
+        let parse = |v: &Option<String>, flag: &str| v.as_deref().map(|s| Limit::parse(s, flag)).transpose();
+        Ok(crate::guard::Limits {
+            max_unassign: parse(&self.max_unassign, "--max-unassign")?,
+            max_changes: parse(&self.max_changes, "--max-changes")?,
+            force: self.force,
+        })
     }
 }
 

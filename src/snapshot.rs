@@ -107,6 +107,15 @@ impl SnapshotData {
         self.devices.values().map(|d| d.owners.len()).sum()
     }
 
+    /// How many customers, devices and assignments the snapshot holds: the guard's bases.
+    pub fn totals(&self) -> crate::guard::Totals {
+        crate::guard::Totals {
+            customers: self.customers.len() as u64,
+            devices: self.devices.len() as u64,
+            assignments: self.assignment_count() as u64,
+        }
+    }
+
     /// The owners of `device` as the snapshot has them (none for an unknown device).
     pub fn owners_of(&self, device: &DeviceIdent) -> &[Email] {
         self.devices.get(device).map_or(&[], |d| d.owners.as_slice())
@@ -414,18 +423,26 @@ impl Lock {
 
 /// The snapshot's version and how many assignments it holds, without loading it. A missing
 /// file is version 0 with none.
-pub fn version_and_assignments(path: &Path) -> Result<(SnapshotVersion, u64), Error> {
+pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::guard::Totals), Error> {
     if !path.exists() {
-        return Ok((SnapshotVersion::default(), 0));
+        return Ok(Default::default());
     }
     let (conn, version) = open_read_only(path)?;
     if version == 0 {
-        return Ok((SnapshotVersion::default(), 0));
+        return Ok(Default::default());
     }
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let version = read_version(&conn).map_err(err)?;
-    let n: i64 = conn.query_row("SELECT count(*) FROM assignments", [], |r| r.get(0)).map_err(err)?;
-    Ok((version, n as u64))
+    let count = |table: &str| -> Result<u64, Error> {
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(err)?;
+        Ok(n as u64)
+    };
+    let totals = crate::guard::Totals {
+        customers: count("customers")?,
+        devices: count("devices")?,
+        assignments: count("assignments")?,
+    };
+    Ok((version, totals))
 }
 
 /// A run's kind and its undo plan (`Null` when the run has none), read without writing.

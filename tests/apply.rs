@@ -253,7 +253,7 @@ fn the_guard_refuses_a_truncated_ownership_export() {
     let run =
         w.run_api(&emu, &["apply", "--config", CONFIG, "--input-dir", "truncated", "--state", "state.db"]).expect(4);
     assert!(
-        run.stderr.contains("the plan removes 84 assignments, more than the limit of 50")
+        run.stderr.contains("84 assignments removed (limit 10: the default")
             && run.stderr.contains("--force")
             && run.stderr.contains("Nothing was sent"),
         "{}",

@@ -67,8 +67,7 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         client,
         base_url: api.base_url.clone(),
         rejected,
-        max_unassign: args.max_unassign.clone(),
-        force: args.force,
+        guard: args.guard.limits()?,
         report: args.report.clone(),
         quiet,
         record_undo: true,
@@ -85,8 +84,7 @@ pub(super) struct RunSpec<'a> {
     pub client: crate::client::Client,
     pub base_url: String,
     pub rejected: usize,
-    pub max_unassign: Option<String>,
-    pub force: bool,
+    pub guard: crate::guard::Limits,
     pub report: Option<std::path::PathBuf>,
     pub quiet: bool,
     /// Store the inverse of the operations with the run, for `undo`.
@@ -96,18 +94,20 @@ pub(super) struct RunSpec<'a> {
 /// The safety guard, then the calls, with confirmations recorded as they come. The caller holds
 /// the snapshot's lock.
 pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> Result<i32, Error> {
-    let removals = operations.iter().filter(|o| matches!(o, Operation::Unassign(_))).count() as u64;
-    let (_, assignments) = snapshot::version_and_assignments(spec.state)?;
-    let limit = unassign_limit(spec.max_unassign.as_deref(), assignments)?;
-    if removals > limit && !spec.force {
+    let (_, totals) = snapshot::version_and_totals(spec.state)?;
+    let verdict = crate::guard::check(&operations, totals, &spec.guard);
+    if verdict.refused {
         eprintln!(
-            "error: refusing to {}: the plan removes {removals} assignments, more than the limit of {limit} ({}). \
-             Nothing was sent. A truncated or partial ownership export looks like this; check it. If the removals are \
-             right, run again with --force, or raise --max-unassign",
+            "error: refusing to {}: the plan is over the safety guard's limits: {}. Nothing was sent. A truncated, \
+             partial or mis-mapped export looks like this; check it. If the changes are right, run again with \
+             --force, or raise --max-unassign / --max-changes",
             spec.kind,
-            describe_limit(spec.max_unassign.as_deref(), assignments)
+            verdict.explain()
         );
         return Ok(exit::GUARD);
+    }
+    if verdict.forced {
+        tracing::warn!("over the safety guard's limits, going ahead because of --force: {}", verdict.explain());
     }
 
     let calls = plan::calls(&operations, spec.batching);
@@ -261,34 +261,6 @@ fn finish(store: &mut Store, run_id: i64, outcome: &Outcome, spec: &RunSpec<'_>)
     Ok(code)
 }
 
-/// The most assignments a run may remove without `--force`.
-fn unassign_limit(arg: Option<&str>, assignments: u64) -> Result<u64, Error> {
-    let bad = |s: &str| Error::Usage(format!("--max-unassign {s:?}: give a number (50) or a percentage (10%)"));
-    match arg.map(str::trim) {
-        None => Ok(((assignments as f64 * 0.10).ceil() as u64).max(50)),
-        Some(s) => match s.strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p.trim().parse().map_err(|_| bad(s))?;
-                if !(0.0..=100.0).contains(&p) {
-                    return Err(bad(s));
-                }
-                Ok((assignments as f64 * p / 100.0).floor() as u64)
-            }
-            None => s.parse().map_err(|_| bad(s)),
-        },
-    }
-}
-
-fn describe_limit(arg: Option<&str>, assignments: u64) -> String {
-    match arg {
-        None => format!("10% of the {assignments} assignments in the snapshot, at least 50"),
-        Some(s) if s.trim().ends_with('%') => {
-            format!("--max-unassign {s} of the {assignments} assignments in the snapshot")
-        }
-        Some(s) => format!("--max-unassign {s}"),
-    }
-}
-
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
 fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
     let text =
@@ -320,7 +292,7 @@ fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Erro
             )));
         }
     }
-    let (version, _) = snapshot::version_and_assignments(state)?;
+    let (version, _) = snapshot::version_and_totals(state)?;
     if version.id != doc.snapshot.id || version.generation != doc.snapshot.generation {
         return Err(Error::Setup(format!(
             "the snapshot {} changed since the plan was made (generation {} then, {} now); nothing was sent. Run `plan --out` again and review it",

@@ -87,6 +87,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     export.join(ownership?);
     let snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
+    refuse_empty_files(&export, &snap, settings)?;
     // The entity diff needs only the device half of the resolution: the ownership half runs
     // beside it, then the assignment diff, which needs both.
     load::resolve_devices(&mut export, &snap);
@@ -123,6 +124,29 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     diff.set_assignments(diff::assignments(&export, &snap));
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "diff computed");
     Ok(Prepared { export, snap, diff })
+}
+
+/// A file with a header and no rows, where the snapshot holds entities of its kind, is an
+/// error unless `--allow-empty KIND`: an export that came out empty is far more often a failed
+/// export than an organisation that lost everything overnight.
+fn refuse_empty_files(export: &Export, snap: &SnapshotData, settings: &InputSettings) -> Result<(), Error> {
+    for input in export.inputs.iter().filter(|i| i.rows == 0) {
+        let held = match input.kind.as_str() {
+            "customers" => (snap.customers.len(), "customers"),
+            "devices" => (snap.devices.len(), "devices"),
+            _ => (snap.assignment_count(), "assignments"),
+        };
+        if held.0 > 0 && !settings.allow_empty.contains(&input.kind.as_str()) {
+            return Err(Error::BadFile {
+                path: input.path.clone().into(),
+                message: format!(
+                    "the {} file has a header and no rows, but the snapshot holds {} {}; an empty export is usually a failed one. Nothing was planned. If it is meant to be empty, pass --allow-empty {}",
+                    input.kind, held.0, held.1, input.kind
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -11,7 +11,8 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let settings = InputSettings::resolve(&args.inputs)?;
     let p = super::prepare(&settings)?;
     let t = std::time::Instant::now();
-    let doc = plan::build(&p.diff, &p.export, settings.batching);
+    let mut doc = plan::build(&p.diff, &p.export, settings.batching);
+    doc.guard = Some(crate::guard::check(&doc.operations, p.snap.totals(), &args.guard.limits()?));
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
         let saved = SavedPlan { plan: &doc, inputs: &p.export.inputs, snapshot: &p.snap.version };
