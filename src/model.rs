@@ -196,10 +196,17 @@ impl Email {
     }
 }
 
-/// Refuses the characters no key may hold: control characters, and the invisible format
+/// Refuses the characters no key may hold: quotes, control characters, and the invisible format
 /// characters (a byte order mark, a zero-width space, a direction mark) that copy and paste
 /// and some exports leave in a cell. A key with one would be a different customer or device.
 pub fn check_key_chars(s: &str, what: &str) -> Result<(), String> {
+    // No key holds a quote: one there is a quote left over from a broken quoted field.
+    if let Some(i) = s.chars().position(|c| c == '"') {
+        return Err(format!(
+            "{what} contains a quote (\") at character {}: most likely a stray quote; remove it",
+            i + 1
+        ));
+    }
     let suspect = if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { true };
     if !suspect {
         return Ok(());

@@ -8,6 +8,7 @@ mod apply;
 mod cases;
 mod cli;
 mod contract;
+mod damage;
 mod event;
 mod optimize;
 mod sample;

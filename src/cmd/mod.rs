@@ -52,6 +52,15 @@ pub(crate) struct Prepared {
     pub diff: Diff,
 }
 
+/// The plan `plan` would print for these settings, with the guard's verdict: the whole front
+/// (read, resolve, diff, plan) as one library call, for tests that plan many inputs.
+pub fn plan_for(settings: &InputSettings, limits: &crate::guard::Limits) -> Result<crate::plan::Plan, Error> {
+    let p = prepare(settings)?;
+    let mut doc = crate::plan::build(&p.diff, &p.export, settings.batching);
+    doc.guard = Some(crate::guard::check(&doc.operations, p.snap.totals(), limits));
+    Ok(doc)
+}
+
 /// How many bad rows go to stderr before the rest are only counted.
 const STDERR_REJECTS: usize = 100;
 
