@@ -224,7 +224,7 @@ pub fn first_control_char(s: &str) -> Option<(usize, char)> {
     if !suspect {
         return None;
     }
-    s.chars().enumerate().find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    s.chars().enumerate().find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r')).map(|(i, c)| (i + 1, c))
 }
 
 /// A character as an error message names it: its code point, and what it is where that helps.

@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod damage;
 mod event;
+mod inputs;
 mod optimize;
 mod sample;
 mod undo;

@@ -116,14 +116,29 @@ pub(super) enum RowEvent<'a> {
 /// left open.
 #[derive(Clone, Copy)]
 pub(super) enum Multiline<'a> {
-    /// Only these free-text columns may.
-    Only(&'a [usize]),
+    /// Only these free-text columns may; `key` is the key column and whether a cell is a key
+    /// of this file, to tell a line of a row swallowed by a stray quote from a line of text.
+    Only { free: &'a [usize], key: usize, is_key: fn(&str) -> bool },
     /// None may (the ownership file is all keys).
     Never,
 }
 
 /// Rows after which the reader estimates how many rows the file holds.
 const ESTIMATE_AFTER: u64 = 1024;
+
+/// The fewest bytes of file one reserved row may stand for: a map entry takes more than this,
+/// so what is reserved up front stays within a small multiple of the file's size, whatever
+/// the file's first rows look like (short rows, then megabytes of blank lines, say).
+const MIN_BYTES_PER_RESERVED_ROW: u64 = 32;
+
+/// About how many more rows a `size`-byte file holds when `rows` rows took its first `pos`
+/// bytes: extrapolated from rows actually read, and never past what the bytes left can hold.
+fn estimate_rows(size: u64, pos: u64, rows: u64) -> usize {
+    let left = size.saturating_sub(pos);
+    let per_row = (pos as f64 / rows.max(1) as f64).max(1.0);
+    let estimate = (left as f64 / per_row * 1.02) as u64;
+    estimate.min(left / MIN_BYTES_PER_RESERVED_ROW) as usize
+}
 
 impl CsvFile {
     pub fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
@@ -215,7 +230,7 @@ impl CsvFile {
             let shown = if d == '\t' { "tab".to_string() } else { d.to_string() };
             hint = format!(
                 " The header looks separated by {shown:?}, not {:?}: set delimiter = {shown:?} in the config file (or its [{section}] section), or pass --delimiter {shown:?}.",
-                self.delimiter as char
+                (self.delimiter as char).to_string()
             );
         } else if let Some(close) = names.iter().filter_map(|n| closest(n, &self.headers)).next() {
             hint = format!(" Did you mean {close:?}?");
@@ -275,10 +290,7 @@ impl CsvFile {
             if self.rows == ESTIMATE_AFTER
                 && let (Some(size), Some((_, pos))) = (self.reader.get_ref().size, next_at)
             {
-                // Bytes per row so far, into the bytes left: never more rows than the file holds.
-                let per_row = pos as f64 / (self.rows + 1) as f64;
-                let left = size.saturating_sub(pos) as f64 / per_row.max(1.0);
-                f(RowEvent::Reserve((left * 1.02) as usize), &|c, r| reject_for(&cur, c, r));
+                f(RowEvent::Reserve(estimate_rows(size, pos, self.rows + 1)), &|c, r| reject_for(&cur, c, r));
             }
             match problem {
                 Some(Problem { column, reason, structural, cut }) => {
@@ -386,9 +398,9 @@ impl CsvFile {
         }
         if breaks > 0 {
             let (field, from) = opened();
-            let free = match multiline {
-                Multiline::Only(cols) => cols,
-                Multiline::Never => &[],
+            let (free, key) = match multiline {
+                Multiline::Only { free, key, is_key } => (free, Some((key, is_key))),
+                Multiline::Never => (&[][..], None),
             };
             for (i, f) in rec.iter().enumerate() {
                 if count_line_breaks(f) == 0 {
@@ -400,11 +412,26 @@ impl CsvFile {
                     );
                     return Some(Problem::new(Some(i), reason));
                 }
-                // Free text may span lines, but not lines that look like rows of this file.
+                // Free text may span lines, but not lines that look like rows of this file: as
+                // many fields as the header (the field's last line goes on in the row's later
+                // fields), the first of them a key of this file.
+                let pieces: Vec<&[u8]> = f.split(|b| *b == b'\n' || *b == b'\r').collect();
                 let row_shaped = width > 1
-                    && f.split(|b| *b == b'\n' || *b == b'\r')
-                        .skip(1)
-                        .any(|piece| piece.iter().filter(|b| **b == self.delimiter).count() + 1 >= width);
+                    && pieces.iter().enumerate().skip(1).any(|(k, piece)| {
+                        let later = if k + 1 == pieces.len() { rec.len() - i - 1 } else { 0 };
+                        let fields = piece.iter().filter(|b| **b == self.delimiter).count() + 1 + later;
+                        let keyed = key.is_some_and(|(col, is_key)| {
+                            let cells: Vec<&[u8]> = piece.split(|b| *b == self.delimiter).collect();
+                            // Past the line's own cells, the row goes on in the record's later fields.
+                            let cell = match cells.get(col) {
+                                Some(c) => Some(*c),
+                                None if later > 0 => rec.get(i + 1 + col - cells.len()),
+                                None => None,
+                            };
+                            cell.and_then(|c| std::str::from_utf8(c).ok()).is_some_and(is_key)
+                        });
+                        fields >= width && keyed
+                    });
                 if row_shaped {
                     let reason = format!(
                         "likely stray quote: the field opened on line {from} runs on to line {end} and holds lines shaped like rows of this file; {FIX_QUOTE}"
@@ -506,6 +533,14 @@ mod tests {
         assert_eq!(closest("Model", &headers), Some("Modell"));
         assert_eq!(closest("serial number", &headers), Some("Serial Number"));
         assert_eq!(closest("owner", &headers), None);
+    }
+
+    #[test]
+    fn reserving_is_bounded_by_the_bytes_left() {
+        // A million short rows' worth of blank lines after 1,024 rows of 4 bytes.
+        assert_eq!(estimate_rows(4 * 1025 + 32_000_000, 4 * 1025, 1025), 1_000_000);
+        assert!(estimate_rows(10_000_000, 100_000, 1025) > 100_000, "ordinary rows are estimated");
+        assert_eq!(estimate_rows(1000, 2000, 1025), 0);
     }
 
     #[test]

@@ -604,7 +604,8 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
     let mut truncated = Vec::new();
     let name = file.name.clone();
     let free_text: Vec<usize> = [name_col, phone_col, address_col].into_iter().flatten().collect();
-    file.for_each_row(Multiline::Only(&free_text), &mut rejects, |event, reject| {
+    let multiline = Multiline::Only { free: &free_text, key: email_col, is_key: |s| Email::parse(s).is_ok() };
+    file.for_each_row(multiline, &mut rejects, |event, reject| {
         let row = match event {
             RowEvent::Row(row) => row,
             RowEvent::Reserve(n) => {
@@ -721,7 +722,12 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
     let name = file.name.clone();
     let delimiter = file.delimiter;
     let mut buf = String::new();
-    file.for_each_row(Multiline::Only(&free_text), &mut rejects, |event, reject| {
+    let multiline = Multiline::Only {
+        free: &free_text,
+        key: ident_col,
+        is_key: |s| DeviceIdent::parse(s.trim_matches('"')).is_ok(),
+    };
+    file.for_each_row(multiline, &mut rejects, |event, reject| {
         let row = match event {
             RowEvent::Row(row) => row,
             RowEvent::Reserve(n) => {
