@@ -268,6 +268,37 @@ fn the_guard_refuses_a_truncated_ownership_export() {
     assert_eq!(limit.code, 0, "re-adding removes nothing: {}", limit.stderr);
 }
 
+/// Issue 10, case 5: bulk-metadata replaces properties wholesale, so a devices export that lost
+/// its property columns would wipe every device's properties. The guard counts devices losing
+/// property keys: refused before any call, then applied with --force.
+#[test]
+fn the_guard_refuses_an_export_that_wipes_every_devices_properties() {
+    let (w, emu) = (sample(), Emu::start());
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    for f in ["customers.csv", "ownership.csv"] {
+        w.write(&format!("stripped/{f}"), w.read(&format!("sample-data/day1/{f}")));
+    }
+    let devices: String = w
+        .read("sample-data/day1/devices.csv")
+        .lines()
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",") + "\r\n")
+        .collect();
+    w.write("stripped/devices.csv", devices);
+    let before = emu.emulator.requests().len();
+    let plan = w.run(&["plan", "--config", CONFIG, "--input-dir", "stripped", "--state", "state.db"]).expect(0);
+    assert!(plan.stdout.contains("Safety guard: apply would refuse this plan"), "{}", plan.stdout);
+    let run = apply(&w, &emu, "stripped", &[]).expect(4);
+    assert!(
+        run.stderr.contains("86 devices losing property keys (limit 10") && run.stderr.contains("Nothing was sent"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(emu.emulator.requests().len(), before, "no call before the guard");
+    assert!(remote(&emu).1.values().all(|(_, props, _)| !props.is_empty()), "nothing was wiped");
+    apply(&w, &emu, "stripped", &["--force"]).expect(0);
+    assert_converged(&w, &emu, "stripped");
+}
+
 #[test]
 fn a_second_apply_on_the_same_snapshot_refuses() {
     let (w, emu) = (sample(), Emu::start());
