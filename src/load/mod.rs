@@ -582,6 +582,33 @@ fn hold_cells<K: std::hash::Hash + Eq>(
     }
 }
 
+/// What the customers and devices readers do with every event but a well-formed row: size
+/// the map, or hold what a bad row names (noting a row that may end a cut file). Gives the
+/// row back when it is one.
+fn keyed_row<'a, K: std::hash::Hash + Eq>(
+    event: RowEvent<'a>,
+    key_col: usize,
+    parse: impl Fn(&str) -> Result<K, String>,
+    held: &mut FxHashSet<K>,
+    cut: &mut Vec<u64>,
+    reserve: impl FnOnce(usize),
+) -> Option<csv_file::Row<'a>> {
+    match event {
+        RowEvent::Row(row) => Some(row),
+        RowEvent::Reserve(n) => {
+            reserve(n);
+            None
+        }
+        RowEvent::Bad(bad) => {
+            hold_cells(&bad, key_col, parse, held);
+            if bad.cut {
+                cut.push(bad.line);
+            }
+            None
+        }
+    }
+}
+
 fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Result<Customers, Error> {
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
@@ -606,20 +633,8 @@ fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Resu
     let free_text: Vec<usize> = [name_col, phone_col, address_col].into_iter().flatten().collect();
     let multiline = Multiline::Only { free: &free_text, key: email_col, is_key: |s| Email::parse(s).is_ok() };
     file.for_each_row(multiline, &mut rejects, |event, reject| {
-        let row = match event {
-            RowEvent::Row(row) => row,
-            RowEvent::Reserve(n) => {
-                out.entries.reserve(n);
-                return None;
-            }
-            RowEvent::Bad(bad) => {
-                hold_cells(&bad, email_col, Email::parse, &mut held);
-                if bad.cut {
-                    truncated.push(bad.line);
-                }
-                return None;
-            }
-        };
+        let reserve = |n| out.entries.reserve(n);
+        let row = keyed_row(event, email_col, Email::parse, &mut held, &mut truncated, reserve)?;
         let email = match Email::parse(row.field(email_col)) {
             Ok(e) => e,
             Err(why) => {
@@ -728,20 +743,8 @@ fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, E
         is_key: |s| DeviceIdent::parse(s.trim_matches('"')).is_ok(),
     };
     file.for_each_row(multiline, &mut rejects, |event, reject| {
-        let row = match event {
-            RowEvent::Row(row) => row,
-            RowEvent::Reserve(n) => {
-                out.entries.reserve(n);
-                return None;
-            }
-            RowEvent::Bad(bad) => {
-                hold_cells(&bad, ident_col, DeviceIdent::parse, &mut held);
-                if bad.cut {
-                    truncated.push(bad.line);
-                }
-                return None;
-            }
-        };
+        let reserve = |n| out.entries.reserve(n);
+        let row = keyed_row(event, ident_col, DeviceIdent::parse, &mut held, &mut truncated, reserve)?;
         let ident = match DeviceIdent::parse(row.field(ident_col)) {
             Ok(d) => d,
             Err(why) => return Some(reject(Some(ident_col), why)),
