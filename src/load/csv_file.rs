@@ -314,7 +314,9 @@ impl CsvFile {
                             Some(field),
                             "the field is not valid UTF-8; save the export as UTF-8".into(),
                         ));
-                        let bad = BadRow { line: cur_line, rec: &cur, delimiter, structural: false, cut: false };
+                        // In a file of keys only, broken bytes are broken structure.
+                        let structural = matches!(multiline, Multiline::Never);
+                        let bad = BadRow { line: cur_line, rec: &cur, delimiter, structural, cut: false };
                         f(RowEvent::Bad(bad), &|c, r| reject_for(&cur, c, r));
                     }
                 },

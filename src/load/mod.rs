@@ -1046,6 +1046,13 @@ mod tests {
     }
 
     #[test]
+    fn an_ownership_row_with_invalid_utf8_withholds_removals() {
+        let e = Files::new(&[("o.csv", b"device_identifier,customer_email\nD1,a@x.io\nD2,b\xff@x.io\n")]).load();
+        assert_eq!(e.unattributed, vec![RowRef { file: e.inputs[0].path.as_str().into(), line: 3 }]);
+        assert!(e.ownership.unwrap().held_devices.contains(&DeviceIdent::parse("D2").unwrap()));
+    }
+
+    #[test]
     fn a_multi_line_ownership_row_is_unattributed() {
         let e = Files::new(&[("o.csv", b"device_identifier,customer_email\n\"D1\nD2\",a@x.io\n")]).load();
         assert_eq!(e.unattributed, vec![RowRef { file: e.inputs[0].path.as_str().into(), line: 2 }]);
