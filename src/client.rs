@@ -71,6 +71,11 @@ pub enum ApiError {
     Rejected { endpoint: Endpoint, status: u16, message: String, rejection: Rejection },
     #[error("{endpoint}: unreadable answer (HTTP {status}): {message}")]
     Decode { endpoint: Endpoint, status: u16, message: String },
+    /// A 3xx: never followed, so the key never reaches another host (or plain http).
+    #[error(
+        "{endpoint}: the server redirected ({status}) to {target}; redirects are not followed, so that the API key goes nowhere but the base URL. Check --base-url (it ends in /api/ext-v1)"
+    )]
+    Redirected { endpoint: Endpoint, status: u16, target: String },
 }
 
 fn retry_after_text(d: &Option<Duration>) -> String {
@@ -123,9 +128,10 @@ impl ApiError {
         )
     }
 
-    /// Whether the whole run must stop (the key is wrong: every call would fail).
+    /// Whether the whole run must stop (the key is wrong, or the base URL redirects: every
+    /// call would fail the same way).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ApiError::Unauthorized { .. })
+        matches!(self, ApiError::Unauthorized { .. } | ApiError::Redirected { .. })
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -139,9 +145,10 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { .. } => Some(401),
             ApiError::RateLimited { .. } => Some(429),
-            ApiError::Server { status, .. } | ApiError::Rejected { status, .. } | ApiError::Decode { status, .. } => {
-                Some(*status)
-            }
+            ApiError::Server { status, .. }
+            | ApiError::Rejected { status, .. }
+            | ApiError::Decode { status, .. }
+            | ApiError::Redirected { status, .. } => Some(*status),
             ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
         }
     }
@@ -210,6 +217,8 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(64)
+            // reqwest strips only the standard credential headers on a redirect, not x-api-key.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(Client { http, base, timeout })
@@ -298,6 +307,15 @@ impl Client {
         let started = std::time::Instant::now();
         let response = req.send().await.map_err(|e| self.transport_error(endpoint, e))?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let target = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| redirect_target(response.url(), l))
+                .unwrap_or_else(|| "an unnamed location".into());
+            return Err(ApiError::Redirected { endpoint, status, target });
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -361,6 +379,22 @@ pub fn classify(endpoint: Endpoint, status: u16, retry_after: Option<Duration>, 
             };
             ApiError::Rejected { endpoint, status, message, rejection }
         }
+    }
+}
+
+/// Where a redirect points, as a message names it: scheme, host and port (and the path), the
+/// query left out, since it may carry a token.
+fn redirect_target(from: &reqwest::Url, location: &str) -> String {
+    match from.join(location) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or("?"),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => format!("{:?}", snippet(location.as_bytes())),
     }
 }
 

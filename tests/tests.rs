@@ -12,6 +12,7 @@ mod damage;
 mod event;
 mod inputs;
 mod optimize;
+mod redirect;
 mod sample;
 mod undo;
 mod verify;
