@@ -381,9 +381,12 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Takes the lock of the snapshot at `state`: the lock file sits beside the real file, so
+    /// every path to one snapshot (a symlink, `./x` and `x`, `..` through another folder)
+    /// takes the same lock.
     pub fn acquire(state: &Path) -> Result<Lock, Error> {
         use std::io::{Read, Seek, Write};
-        let path = PathBuf::from(format!("{}.lock", state.display()));
+        let path = PathBuf::from(format!("{}.lock", canonical(state).display()));
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -418,6 +421,23 @@ impl Lock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The file a snapshot path names, symlinks and `..` resolved; for a file not created yet, its
+/// folder resolved and its name kept (a dangling symlink resolves to its target's name).
+fn canonical(state: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(state) {
+        return p;
+    }
+    let target = std::fs::read_link(state).map_or_else(
+        |_| state.to_owned(),
+        |t| if t.is_absolute() { t } else { state.parent().unwrap_or(Path::new("")).join(t) },
+    );
+    let (dir, name) = (target.parent().filter(|d| !d.as_os_str().is_empty()), target.file_name());
+    match (std::fs::canonicalize(dir.unwrap_or(Path::new("."))), name) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => target,
     }
 }
 
@@ -751,5 +771,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tsync-snap-{}-{}", std::process::id(), new_snapshot_id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Issue 11, case 7: the same snapshot through a symlink, a `..` path, or a symlink made
+    /// before the file exists is locked once.
+    #[test]
+    fn every_path_to_one_snapshot_takes_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let early = dir.path().join("early.db");
+        std::os::unix::fs::symlink(&state, &early).unwrap();
+        let held = Lock::acquire(&early).unwrap();
+        assert!(Lock::acquire(&state).is_err(), "a symlink made before the file exists");
+        drop(held);
+        std::fs::write(&state, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let dotted = dir.path().join("sub/../state.db");
+        let held = Lock::acquire(&state).unwrap();
+        for other in [&link, &dotted] {
+            let err = Lock::acquire(other).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("is in use by process"), "{}: {err}", other.display());
+        }
+        assert_eq!(held.path(), dir.path().canonicalize().unwrap().join("state.db.lock"));
     }
 }
