@@ -158,6 +158,12 @@ impl Progress for Silent {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
+/// The slowest rate the limiter paces (one call every 100 s).
+pub const MIN_RATE: f64 = 0.01;
+/// The fastest: the limiter's period stays far above its nanosecond clock, and no real API
+/// takes more from one client.
+pub const MAX_RATE: f64 = 10_000.0;
+
 /// Sends calls under the one rate limit, retrying what may succeed on a second try. Shared by
 /// `apply` (through [`execute`]) and by `verify`.
 pub struct Caller<'a> {
@@ -301,7 +307,15 @@ impl<'a> Caller<'a> {
                         self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
                     let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));
                     tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying: {e}");
-                    tokio::time::sleep(wait).await;
+                    // The wait ends early on a stop: the call counts as failed with its last
+                    // error, as it would after its last retry.
+                    let until = tokio::time::Instant::now() + wait;
+                    while tokio::time::Instant::now() < until {
+                        if self.stopping() {
+                            return Some(Err(e));
+                        }
+                        tokio::time::sleep_until(until.min(tokio::time::Instant::now() + STOP_CHECK)).await;
+                    }
                 }
                 Err(e) => return Some(Err(e)),
             }
@@ -320,6 +334,9 @@ struct Exec<'a> {
     failed_devices: Mutex<FxHashSet<DeviceIdent>>,
     failed_unassign: Mutex<FxHashSet<DeviceIdent>>,
 }
+
+/// How often a retry's wait looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// The one rate limiter: no one-second window may hold more than `rate` requests.
 ///

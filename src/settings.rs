@@ -178,9 +178,10 @@ impl crate::cli::GuardArgs {
 impl crate::cli::ExecArgs {
     /// The executor's options, checked.
     pub fn options(&self, batching: Batching) -> Result<crate::execute::Options, Error> {
-        if !(self.rate.is_finite() && self.rate > 0.0) {
+        use crate::execute::{MAX_RATE, MIN_RATE};
+        if !(self.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&self.rate)) {
             return Err(Error::Usage(format!(
-                "--rate must be a positive number of requests per second, not {}",
+                "--rate must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {}",
                 self.rate
             )));
         }

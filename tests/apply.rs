@@ -224,6 +224,33 @@ fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
     assert_converged(&w, &emu, "sample-data/day1");
 }
 
+/// Issue 11, case 10: a retry's backoff used to ignore a stop. With every call failing and 20 s
+/// backoffs, SIGTERM ends the run in well under one backoff.
+#[test]
+fn sigterm_cuts_a_retry_backoff_short() {
+    let (w, emu) = (sample(), Emu::with(|c| c.fail_rate = 1.0));
+    let child = w
+        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--backoff-ms", "20000", "--max-retries", "5"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while emu.emulator.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(signalled.elapsed() < Duration::from_secs(5), "took {:?} after the signal", signalled.elapsed());
+    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
+}
+
 #[test]
 fn a_wrong_key_stops_the_run_at_once() {
     let (w, emu) = (sample(), Emu::start());

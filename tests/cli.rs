@@ -23,6 +23,25 @@ fn usage_errors_exit_64() {
     }
 }
 
+/// Issue 11, case 10: `--rate 1e10` panicked in the limiter (exit 101).
+#[test]
+fn a_rate_the_limiter_cannot_pace_is_a_usage_error() {
+    let w = Workdir::new();
+    w.write("c.csv", CUSTOMERS);
+    for rate in ["1e10", "0", "-1", "NaN", "inf", "0.001"] {
+        let flag = format!("--rate={rate}");
+        let out = w
+            .command(&["apply", "--customers", "c.csv", "--state", "s.db", &flag])
+            .env("TELEMETRON_API_KEY", crate::util::KEY)
+            .env("TELEMETRON_BASE_URL", "http://127.0.0.1:9/api/ext-v1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "--rate {rate}: {stderr}");
+        assert!(stderr.contains("--rate must be a number of requests per second from 0.01 to 10000"), "{stderr}");
+    }
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let w = Workdir::new();
