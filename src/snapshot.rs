@@ -345,10 +345,14 @@ impl Store {
     }
 
     /// Records the start of a run and returns its id.
+    /// Records the start of a run. Runs that never got an outcome (killed, or unable to write
+    /// it) are marked `interrupted` first: the caller holds the lock, so none is still going.
     pub fn begin_run(&mut self, kind: &str) -> Result<i64, Error> {
+        let err = |e| Error::snapshot(&self.path, e);
+        self.conn.execute("UPDATE runs SET outcome = 'interrupted' WHERE outcome IS NULL", []).map_err(err)?;
         self.conn
             .execute("INSERT INTO runs (kind, started_at) VALUES (?1, ?2)", params![kind, crate::time::now_rfc3339()])
-            .map_err(|e| Error::snapshot(&self.path, e))?;
+            .map_err(err)?;
         Ok(self.conn.last_insert_rowid())
     }
 

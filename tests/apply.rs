@@ -224,6 +224,55 @@ fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
     assert_converged(&w, &emu, "sample-data/day1");
 }
 
+/// Issue 11, case 4: a snapshot that can no longer be written stops the run at once. The
+/// fault is real: the apply runs under a file-size limit (`ulimit -f`, SIGXFSZ ignored), so
+/// SQLite's writes fail once the write-ahead log outgrows it, part way through a migration of
+/// 3,000 devices. The run stops sending, says why and what was left, exits 1; the next run
+/// (without the limit) marks the failed one and converges.
+#[test]
+fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    let mut c = String::from("email,name\n");
+    let (mut d, mut o) = (String::from("identifier,type\n"), String::from("device_identifier,customer_email\n"));
+    for i in 0..700 {
+        c += &format!("customer.number{i}@example-{}.com,Customer {i}\n", i % 13);
+    }
+    for i in 0..3000u64 {
+        let ident = format!("SN-{:08X}", i.wrapping_mul(2_654_435_761) % 0xFFFF_FFFF);
+        d += &format!("{ident},sensor\n");
+        o += &format!("{ident},customer.number{}@example-{}.com\n", i % 700, (i % 700) % 13);
+    }
+    w.write("in/customers.csv", c).write("in/devices.csv", d).write("in/ownership.csv", o);
+    let bin = env!("CARGO_BIN_EXE_telemetron-sync");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 740; exec {bin} apply --input-dir in --state state.db --rate 300 --concurrency 4"
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(w.path())
+        .env_remove("TELEMETRON_STATE")
+        .env_remove("TELEMETRON_LOG")
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stopped: the snapshot can no longer be written"), "{stdout}");
+    let planned: u64 = stdout.split(" of ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+    let sent = emu.emulator.requests().len() as u64;
+    assert!(sent < planned, "it stopped sending: {sent} of {planned} calls");
+    assert!(stderr.contains("error: snapshot state.db:"), "{stderr}");
+
+    let rerun =
+        w.run_api(&emu, &["apply", "--input-dir", "in", "--state", "state.db", "--rate", "500", "--concurrency", "8"]);
+    rerun.expect(0);
+    assert_eq!(remote(&emu), recorded(&w.join("state.db")), "Telemetron and the snapshot agree after the rerun");
+    let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
+    let first = history.as_array().unwrap().iter().find(|r| r["id"] == 1).unwrap();
+    assert!(first["outcome"] == "failed" || first["outcome"] == "interrupted", "{first}");
+}
+
 /// Issue 11, case 10: a retry's backoff used to ignore a stop. With every call failing and 20 s
 /// backoffs, SIGTERM ends the run in well under one backoff.
 #[test]

@@ -111,6 +111,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     }
 
     let calls = plan::calls(&operations, spec.batching);
+    let planned = calls.len() as u64;
     let mut store = Store::open(spec.state)?;
     let run_id = store.begin_run(spec.kind)?;
     if spec.record_undo && !operations.is_empty() {
@@ -119,14 +120,19 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     drop(operations);
     if calls.is_empty() {
         let outcome = Outcome::default();
-        return finish(&mut store, run_id, &outcome, spec);
+        return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None });
     }
 
-    // The recorder owns the store while the executor runs.
-    let (tx, rx) = mpsc::channel::<Confirmed>();
-    let recorder = std::thread::spawn(move || record(store, rx));
-
+    // The recorder owns the store while the executor runs. If it cannot commit, it says why
+    // and stops the executor: calls whose answers cannot be recorded must not go on.
     let stop = Arc::new(AtomicBool::new(false));
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<Confirmed>();
+    let recorder = {
+        let (stop, failure) = (stop.clone(), failure.clone());
+        std::thread::spawn(move || record(store, rx, &stop, &failure))
+    };
+
     let rt = super::runtime()?;
     let progress = crate::progress::for_stderr(spec.quiet);
     let outcome = rt.block_on(async {
@@ -139,14 +145,34 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         signals.abort();
         outcome
     });
-    let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-    finish(&mut store, run_id, &outcome, spec)
+    let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let recorder_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: recorder_failure })
 }
 
-/// Commits confirmations in batches, at least every [`COMMIT_EVERY`], until the channel closes.
-fn record(mut store: Store, rx: mpsc::Receiver<Confirmed>) -> Result<Store, Error> {
+/// How a run ended besides its outcome: how many calls it planned, and why the recorder
+/// failed, if it did.
+struct Ending {
+    planned: u64,
+    recorder: Option<String>,
+}
+
+/// Commits confirmations in batches, at least every [`COMMIT_EVERY`], until the channel
+/// closes. A commit that fails sets `failure` and `stop`, and the rest is dropped: the run
+/// stops sending at once, and the next run repeats what was not recorded.
+fn record(
+    mut store: Store,
+    rx: mpsc::Receiver<Confirmed>,
+    stop: &AtomicBool,
+    failure: &Mutex<Option<String>>,
+) -> Store {
     let mut pending: Vec<Confirmed> = Vec::new();
     let mut deadline = Instant::now() + COMMIT_EVERY;
+    let fail = |e: Error| {
+        tracing::error!("the snapshot can no longer be written: {e}; stopping the run");
+        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
@@ -156,16 +182,21 @@ fn record(mut store: Store, rx: mpsc::Receiver<Confirmed>) -> Result<Store, Erro
         }
         if Instant::now() >= deadline {
             if !pending.is_empty() {
-                write(&mut store, &pending)?;
+                if let Err(e) = write(&mut store, &pending) {
+                    fail(e);
+                    return store;
+                }
                 pending.clear();
             }
             deadline = Instant::now() + COMMIT_EVERY;
         }
     }
-    if !pending.is_empty() {
-        write(&mut store, &pending)?;
+    if !pending.is_empty()
+        && let Err(e) = write(&mut store, &pending)
+    {
+        fail(e);
     }
-    Ok(store)
+    store
 }
 
 fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
@@ -191,20 +222,41 @@ fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
 }
 
 /// Records the run, prints the summary, writes the report, and picks the exit code.
-fn finish(store: &mut Store, run_id: i64, outcome: &Outcome, spec: &RunSpec<'_>) -> Result<i32, Error> {
+fn finish(
+    store: &mut Store,
+    run_id: i64,
+    outcome: &Outcome,
+    spec: &RunSpec<'_>,
+    ending: &Ending,
+) -> Result<i32, Error> {
     let (rejected, base_url) = (spec.rejected, spec.base_url.as_str());
     let failed = outcome.failed();
-    let (code, verdict) = match &outcome.stopped {
-        Some(why) => (exit::ERROR, format!("stopped early: {why}")),
-        None if failed > 0 || rejected > 0 => (
+    let sent = outcome.calls.saturating_sub(outcome.retries);
+    let (code, verdict) = match (&ending.recorder, &outcome.stopped) {
+        (Some(why), _) => (
+            exit::ERROR,
+            format!(
+                "stopped: the snapshot can no longer be written ({why}). {sent} of {} planned calls were sent; the snapshot holds what was committed before the failure, and the next run repeats the rest (harmlessly). Free space or fix the snapshot's folder, then run again",
+                ending.planned
+            ),
+        ),
+        (None, Some(why)) => (
+            exit::ERROR,
+            format!(
+                "stopped early: {why}; {sent} of {} planned calls were sent, the next run continues",
+                ending.planned
+            ),
+        ),
+        (None, None) if failed > 0 || rejected > 0 => (
             exit::PARTIAL,
             format!(
                 "finished with {failed} failed operation(s) and {rejected} rejected row(s); they are retried by the next run"
             ),
         ),
-        None => (exit::SUCCESS, "finished: Telemetron has everything the exports say".to_string()),
+        (None, None) => (exit::SUCCESS, "finished: Telemetron has everything the exports say".to_string()),
     };
     let outcome_word = match code {
+        _ if ending.recorder.is_some() => "failed",
         exit::SUCCESS => "ok",
         exit::PARTIAL => "partial",
         _ => "stopped",
@@ -215,7 +267,19 @@ fn finish(store: &mut Store, run_id: i64, outcome: &Outcome, spec: &RunSpec<'_>)
         map.insert("failed_operations".into(), failed.into());
         map.insert("rejected_rows".into(), rejected.into());
     }
-    store.finish_run(run_id, outcome_word, &summary)?;
+    match store.finish_run(run_id, outcome_word, &summary) {
+        Ok(()) => {}
+        // The store that failed may fail again; a fresh connection gets one more try. Failing
+        // that, the next run marks this one interrupted.
+        Err(e) if ending.recorder.is_some() => {
+            if let Err(again) = Store::open(spec.state).and_then(|mut s| s.finish_run(run_id, outcome_word, &summary)) {
+                tracing::warn!(
+                    "the run could not be marked failed in the snapshot ({e}; {again}); the next run marks it interrupted"
+                );
+            }
+        }
+        Err(e) => return Err(e),
+    }
     if let Some(path) = &spec.report {
         let report = serde_json::json!({
             "run": run_id,
@@ -255,7 +319,7 @@ fn finish(store: &mut Store, run_id: i64, outcome: &Outcome, spec: &RunSpec<'_>)
         }
         writeln!(out, "{verdict}")
     })?;
-    if let Some(why) = &outcome.stopped {
+    if let Some(why) = ending.recorder.as_ref().or(outcome.stopped.as_ref()) {
         eprintln!("error: {why}");
     }
     Ok(code)
