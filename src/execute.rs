@@ -81,12 +81,30 @@ pub struct DeviceWork {
 /// What Telemetron acknowledged; the snapshot records exactly these.
 #[derive(Debug, Clone)]
 pub enum Confirmed {
-    Customer { email: Email, id: Option<TelemetronId>, record: CustomerRecord },
-    DeviceCreated { identifier: DeviceIdent, id: Option<TelemetronId>, device_type: Arc<str>, properties: Properties },
-    DeviceType { identifier: DeviceIdent, device_type: Arc<str> },
-    DeviceProperties { identifier: DeviceIdent, properties: Properties },
+    Customer {
+        email: Email,
+        id: Option<TelemetronId>,
+        record: CustomerRecord,
+    },
+    DeviceCreated {
+        identifier: DeviceIdent,
+        id: Option<TelemetronId>,
+        device_type: Arc<str>,
+        properties: Properties,
+    },
+    DeviceType {
+        identifier: DeviceIdent,
+        device_type: Arc<str>,
+    },
+    DeviceProperties {
+        identifier: DeviceIdent,
+        properties: Properties,
+    },
     Assigned(Assignment),
     Unassigned(Assignment),
+    /// Telemetron does not have this device (skipped, 404, not_found): the snapshot forgets it
+    /// and its assignments, so the next run creates it deliberately, with its own type.
+    DeviceMissing(DeviceIdent),
 }
 
 /// One operation that did not happen, and why.
@@ -326,6 +344,7 @@ impl<'a> Caller<'a> {
 struct Exec<'a> {
     client: &'a Client,
     caller: Caller<'a>,
+    concurrency: usize,
     confirm: &'a (dyn Fn(Confirmed) + Sync),
     progress: &'a dyn Progress,
     counts: Mutex<BTreeMap<&'static str, Counts>>,
@@ -375,6 +394,7 @@ pub async fn execute(
     let ex = Exec {
         client,
         caller: Caller::new(opts, stop),
+        concurrency: opts.concurrency.max(1),
         confirm,
         progress,
         counts: Mutex::new(BTreeMap::new()),
@@ -578,6 +598,73 @@ impl Exec<'_> {
         self.done("customers_created", 1);
     }
 
+    /// What an assign call's answer says of its customer, recorded as it says it. A customer
+    /// this call was to create (`planned`) that already existed is updated to the export's
+    /// fields before it is recorded; one the call created without being asked to (Telemetron had
+    /// lost it) is recorded as Telemetron names it, so the next run updates it.
+    async fn customer_answered(
+        &self,
+        email: &Email,
+        id: Option<&str>,
+        was_created: bool,
+        planned: Option<CustomerRecord>,
+    ) {
+        match planned {
+            Some(record) if was_created => self.customer_created(email, id, record),
+            Some(record) => {
+                let w = CustomerWork {
+                    email: email.clone(),
+                    telemetron_id: id.map(TelemetronId::new),
+                    record,
+                    create: false,
+                };
+                match self.caller.upsert_customer(self.client, &w).await {
+                    None => {}
+                    Some(Ok(id)) => {
+                        (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
+                        self.done("customers_created", 1);
+                    }
+                    Some(Err(e)) => self.fail(
+                        "customers_created",
+                        email.to_string(),
+                        format!("it existed already, and updating it to the export's fields failed: {e}"),
+                    ),
+                }
+            }
+            None if was_created => {
+                tracing::warn!(customer = %email, "Telemetron did not have this customer and auto-created it (drift)");
+                let record = CustomerRecord::new(Some(email.local_part()), None, None, None);
+                (self.confirm)(Confirmed::Customer { email: email.clone(), id: id.map(TelemetronId::new), record });
+            }
+            None => {}
+        }
+    }
+
+    /// Devices an assign call was to create that Telemetron already had, perhaps with another
+    /// type (an organisation that already sends telemetry): their type is set with `POST
+    /// /device` before the snapshot records them; their properties follow in phase 5.
+    async fn set_types_of_existing(&self, existed: Vec<(DeviceIdent, Option<&str>, Arc<str>)>) {
+        let n = self.concurrency;
+        futures::stream::iter(existed)
+            .for_each_concurrent(n, |(d, id, t)| async move {
+                let req =
+                    api::DeviceUpsert { identifier: d.to_string(), device_type: Some(t.to_string()), properties: None };
+                match self.caller.call(|| self.client.upsert_device(&req)).await {
+                    None => {}
+                    Some(Ok(r)) => self.device_created(&d, r.device_id.as_deref().or(id), &t),
+                    Some(Err(e)) => {
+                        lock(&self.failed_devices).insert(d.clone());
+                        self.fail(
+                            "devices_created",
+                            d.to_string(),
+                            format!("it existed already, and setting its type failed: {e}"),
+                        );
+                    }
+                }
+            })
+            .await;
+    }
+
     /// `assignDevicesToOwner`: one customer, many devices; perhaps creating some devices (one
     /// type) and the customer.
     async fn assign_to_customer(
@@ -629,21 +716,25 @@ impl Exec<'_> {
         match result {
             None => {}
             Some(Ok(r)) => {
-                if let Some(record) = create_customer {
-                    self.customer_created(&customer, r.customer_id.as_deref(), record);
-                }
-                let ok: FxHashMap<&str, Option<&str>> = r
+                self.customer_answered(&customer, r.customer_id.as_deref(), r.customer_was_created, create_customer)
+                    .await;
+                let ok: FxHashMap<&str, (Option<&str>, bool)> = r
                     .assigned_devices
                     .iter()
                     .chain(&r.already_assigned)
-                    .map(|d| (d.identifier.as_str(), d.device_id.as_deref()))
+                    .map(|d| (d.identifier.as_str(), (d.device_id.as_deref(), d.was_created)))
                     .collect();
                 let skipped: FxHashSet<&str> = r.skipped.iter().map(String::as_str).collect();
+                let mut existed = Vec::new();
                 for d in &send {
                     match ok.get(d.as_str()) {
-                        Some(id) => {
+                        Some(&(id, was_created)) => {
                             if let (true, Some((t, _))) = (creating.contains(d), &create) {
-                                self.device_created(d, *id, t);
+                                if was_created {
+                                    self.device_created(d, id, t);
+                                } else {
+                                    existed.push((d.clone(), id, t.clone()));
+                                }
                             }
                             self.assigned(d, &customer);
                         }
@@ -657,7 +748,10 @@ impl Exec<'_> {
                                 );
                             }
                             let why = if skipped.contains(d.as_str()) {
-                                "skipped by assignDevicesToOwner: Telemetron does not have this device"
+                                if !creating.contains(d) {
+                                    (self.confirm)(Confirmed::DeviceMissing(d.clone()));
+                                }
+                                "skipped by assignDevicesToOwner: Telemetron does not have this device (drift); the snapshot forgets it and the next run creates it"
                             } else {
                                 "not in the answer of assignDevicesToOwner"
                             };
@@ -665,6 +759,7 @@ impl Exec<'_> {
                         }
                     }
                 }
+                self.set_types_of_existing(existed).await;
             }
             Some(Err(e)) => {
                 let error = e.to_string();
@@ -720,20 +815,23 @@ impl Exec<'_> {
         match result {
             None => {}
             Some(Ok(r)) => {
-                if let Some(t) = &create {
-                    self.device_created(&device, r.device_id.as_deref(), t);
-                }
-                let ok: FxHashMap<String, Option<&str>> = r
+                let existed = match &create {
+                    Some(t) if r.device_was_created => {
+                        self.device_created(&device, r.device_id.as_deref(), t);
+                        vec![]
+                    }
+                    Some(t) => vec![(device.clone(), r.device_id.as_deref(), t.clone())],
+                    None => vec![],
+                };
+                let ok: FxHashMap<String, (Option<&str>, bool)> = r
                     .assigned_customers
                     .iter()
-                    .map(|a| (a.email.trim().to_lowercase(), a.customer_id.as_deref()))
+                    .map(|a| (a.email.trim().to_lowercase(), (a.customer_id.as_deref(), a.was_created)))
                     .collect();
                 for c in &send {
                     match ok.get(c.as_str()) {
-                        Some(id) => {
-                            if let Some(record) = creating.remove(c) {
-                                self.customer_created(c, *id, record);
-                            }
+                        Some(&(id, was_created)) => {
+                            self.customer_answered(c, id, was_created, creating.remove(c)).await;
                             self.assigned(&device, c);
                         }
                         None => self.fail(
@@ -747,8 +845,13 @@ impl Exec<'_> {
                     lock(&self.failed_customers).insert(c.clone());
                     self.fail("customers_created", c.to_string(), "not created by assignDeviceToOwners".into());
                 }
+                self.set_types_of_existing(existed).await;
             }
             Some(Err(e)) => {
+                if create.is_none() && e.rejection() == Some(&Rejection::NotFound) {
+                    // Sent without autoCreateDevice: Telemetron does not have the device.
+                    (self.confirm)(Confirmed::DeviceMissing(device.clone()));
+                }
                 let error = e.to_string();
                 fail_creates(&creating, &error);
                 for c in &send {
@@ -786,11 +889,14 @@ impl Exec<'_> {
                             (self.confirm)(Confirmed::DeviceProperties { identifier: d, properties: p });
                             self.done(kind, 1);
                         }
-                        Some(api::BulkMetadataStatus::NotFound) => self.fail(
-                            kind,
-                            d.to_string(),
-                            "bulk-metadata: Telemetron does not have this device (not_found)".into(),
-                        ),
+                        Some(api::BulkMetadataStatus::NotFound) => {
+                            (self.confirm)(Confirmed::DeviceMissing(d.clone()));
+                            self.fail(
+                                kind,
+                                d.to_string(),
+                                "bulk-metadata: Telemetron does not have this device (not_found); the snapshot forgets it and the next run creates it".into(),
+                            )
+                        }
                         _ => {
                             self.fail(kind, d.to_string(), "bulk-metadata did not report this device as updated".into())
                         }

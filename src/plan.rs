@@ -12,8 +12,9 @@
 //!    covers pairs of one customer (`assignDevicesToOwner`) or of one device
 //!    (`assignDeviceToOwners`), so the fewest calls is a minimum vertex cover of the bipartite
 //!    graph of new pairs, computed exactly (`cover`). A new device that one call covers alone is
-//!    created by it (`autoCreateDevice(s)` with its type; one type per call); one in several calls
-//!    was created in phase 2, so that no two calls race to create it;
+//!    created by it (`autoCreateDevice(s)` with its type; one type per call, and a call that
+//!    creates devices holds no others); one in several calls was created in phase 2, so that no
+//!    two calls race to create it;
 //! 5. properties: `bulk-metadata`, `metadata_batch_size` devices a call (at most 1,000): changed
 //!    properties of existing devices and the properties of devices created in phase 4, each
 //!    with its full set (the endpoint replaces, it does not merge).
@@ -323,8 +324,10 @@ fn plan_assignments(
     let folded_device = |d: u32| appearances[d as usize] == 1 && new_devices.contains_key(devices[d as usize]);
     let device_type = |d: u32| new_devices[devices[d as usize]].device_type.clone();
 
-    // Customer calls: the devices this call creates grouped by type (one type per call), the
-    // others riding along with the first group; then chunks.
+    // Customer calls: the devices this call creates grouped by type (one type per call), and
+    // the others in calls of their own; then chunks. A call sent with autoCreateDevices holds
+    // only devices it creates: a device the snapshot has but Telemetron lost would otherwise be
+    // created with this group's type instead of being reported as skipped.
     struct CustomerCall {
         devices: Vec<u32>,
         create: Option<(Arc<str>, Vec<u32>)>,
@@ -342,10 +345,8 @@ fn plan_assignments(
         }
         let mut out = Vec::new();
         let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = by_type.into_iter().map(|(t, v)| (Some(t), v)).collect();
-        match sets.first_mut() {
-            Some((_, first)) => first.extend(others),
-            None if !others.is_empty() => sets.push((None, others)),
-            None => {}
+        if !others.is_empty() {
+            sets.push((None, others));
         }
         for (t, mut set) in sets {
             set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));

@@ -628,6 +628,15 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Forgets a device and its assignments (Telemetron does not have it: the next plan
+    /// creates it again, with the export's type).
+    pub fn remove_device(&mut self, ident: &DeviceIdent) -> Result<(), Error> {
+        for sql in ["DELETE FROM assignments WHERE device = ?1", "DELETE FROM devices WHERE identifier = ?1"] {
+            self.exec(sql, [ident.as_str()])?;
+        }
+        Ok(())
+    }
+
     pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
         self.exec(
             "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)",

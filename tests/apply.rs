@@ -224,6 +224,65 @@ fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
     assert_converged(&w, &emu, "sample-data/day1");
 }
 
+/// Issue 11, case 1: the most common first run adopts an organisation whose devices already
+/// exist in Telemetron (they send telemetry) with another type. The plan creates them inside
+/// assign calls; Telemetron answers wasCreated=false and keeps the old type. The snapshot must
+/// not record the planned type as if it were there: the executor sets the type with POST
+/// /device first, and Telemetron ends up exactly as the snapshot says.
+#[test]
+fn adopting_devices_that_already_exist_sets_their_type() {
+    let (w, emu) = (sample(), Emu::start());
+    let devices = w.read("sample-data/day1/devices.csv");
+    let existing: Vec<&str> = devices.lines().skip(1).step_by(4).map(|l| l.split(',').next().unwrap()).collect();
+    assert!(existing.len() > 10);
+    for d in &existing {
+        w.run_api(&emu, &["device", "upsert", "--identifier", d, "--type", "legacy-model"]).expect(0);
+    }
+    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    let (_, remote_devices) = remote(&emu);
+    for d in &existing {
+        let t = remote_devices[*d].0.as_deref();
+        assert!(t.is_some_and(|t| t != "legacy-model"), "{d} kept the old type {t:?}:\n{}", run.stdout);
+    }
+    assert_converged(&w, &emu, "sample-data/day1");
+}
+
+/// Issue 11, case 2: a device the snapshot has but Telemetron lost, given a new owner beside a
+/// new device of another type, used to ride along in the call that auto-creates the new one,
+/// and was created with the other device's type. Now it is skipped, reported, forgotten by the
+/// snapshot, and created with its own type by the next run.
+#[test]
+fn a_device_telemetron_lost_is_not_auto_created_with_another_type() {
+    let (w, emu) = (sample(), Emu::start());
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    let devices = w.read("sample-data/day1/devices.csv");
+    let lost_row = devices.lines().find(|l| l.starts_with("TH-")).unwrap().to_string();
+    let lost = lost_row.split(',').next().unwrap().to_string();
+    let lost_type = lost_row.split(',').nth(1).unwrap().to_string();
+    emu.emulator.drift(&serde_json::from_value(serde_json::json!({"delete_devices": [lost]})).unwrap()).unwrap();
+    // Day 1 again, plus a new gateway for a customer, who is also given the lost thermostat.
+    let owner = "susan.williams@example.com";
+    w.copy_dir(&w.join("sample-data/day1"), "next");
+    w.write("next/devices.csv", format!("{devices}GW-NEW-0001,gateway,1.0.0,Attic,2030-01-01\r\n"));
+    let own = w.read("sample-data/day1/ownership.csv");
+    w.write("next/ownership.csv", format!("{own}GW-NEW-0001,{owner},\r\n{lost},{owner},\r\n"));
+    let first = apply(&w, &emu, "next", &[]).expect(3);
+    assert!(first.stdout.contains("Telemetron does not have this device"), "{}", first.stdout);
+    let (_, remote_devices) = remote(&emu);
+    assert!(
+        !remote_devices.contains_key(&lost),
+        "not created with the gateway's type: {:?}",
+        remote_devices.get(&lost)
+    );
+    assert_eq!(remote_devices["GW-NEW-0001"].0.as_deref(), Some("gateway"));
+    let snap = telemetron_sync::snapshot::read(&w.join("state.db")).unwrap();
+    assert!(!snap.devices.contains_key(lost.as_str()), "the snapshot forgot the lost device");
+
+    apply(&w, &emu, "next", &[]).expect(0);
+    assert_eq!(remote(&emu).1[&lost].0.as_deref(), Some(lost_type.as_str()), "created with its own type");
+    assert_converged(&w, &emu, "next");
+}
+
 /// Issue 11, case 4: a snapshot that can no longer be written stops the run at once. The
 /// fault is real: the apply runs under a file-size limit (`ulimit -f`, SIGXFSZ ignored), so
 /// SQLite's writes fail once the write-ahead log outgrows it, part way through a migration of

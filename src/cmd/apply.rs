@@ -214,6 +214,7 @@ fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
             }
             Confirmed::Assigned(a) => w.assign(&a.device, &a.customer)?,
             Confirmed::Unassigned(a) => w.unassign(&a.device, &a.customer)?,
+            Confirmed::DeviceMissing(d) => w.remove_device(d)?,
         }
     }
     w.commit()?;

@@ -13,7 +13,7 @@
 //! Admin routes outside the API path: `GET /_emulator/state` (every organization's customers,
 //! devices with their owners, tickets) and `GET /_emulator/requests` (the request log: time,
 //! method, path, status) read; `POST /_emulator/drift` changes a record behind the API's back,
-//! as a dashboard edit or another integration would, for rehearsing `verify`.
+//! as a dashboard edit or another integration would, for rehearsing `verify` and drift.
 //!
 //! # Choices where the reference is silent ([UNDOC])
 //!
@@ -252,12 +252,14 @@ async fn admin_requests(State(emu): State<Emulator>) -> impl IntoResponse {
 
 /// A change made behind the API's back (`POST /_emulator/drift`), in the first organization
 /// unless `org` says otherwise: set or clear a customer's field, assign or unassign a device
-/// (an existing one), or delete a customer.
+/// (an existing one), delete a customer, or delete devices outright (`delete_devices`, with
+/// their assignments; `customer` may then be left out).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Drift {
     #[serde(default)]
     pub org: usize,
+    #[serde(default)]
     pub customer: String,
     #[serde(default)]
     pub set: std::collections::BTreeMap<String, Option<String>>,
@@ -267,6 +269,8 @@ pub struct Drift {
     pub unassign: Vec<String>,
     #[serde(default)]
     pub delete: bool,
+    #[serde(default)]
+    pub delete_devices: Vec<String>,
 }
 
 impl Emulator {

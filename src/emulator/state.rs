@@ -151,6 +151,15 @@ impl OrgState {
     }
 
     pub(super) fn drift(&mut self, d: &super::Drift) -> Result<(), String> {
+        for ident in &d.delete_devices {
+            self.devices.remove(ident).ok_or_else(|| format!("no device {ident}"))?;
+            for c in self.customers.values_mut() {
+                c.devices.retain(|x| x != ident);
+            }
+        }
+        if d.customer.is_empty() && !d.delete_devices.is_empty() {
+            return Ok(());
+        }
         let email = d.customer.trim().to_lowercase();
         let id = self.by_email.get(&email).cloned().ok_or_else(|| format!("no customer {email}"))?;
         if d.delete {
