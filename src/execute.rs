@@ -107,6 +107,28 @@ pub enum Confirmed {
     DeviceMissing(DeviceIdent),
 }
 
+/// A (device, customer) pair an assign or unassign call is about to be sent for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub assign: bool,
+    pub device: DeviceIdent,
+    pub customer: Email,
+}
+
+/// The write-ahead journal of the calls whose outcome no later plan could see (assignments;
+/// ARCHITECTURE.md, "The journal of intents"). Before an assign or unassign call is sent its
+/// pairs are made durable; once its outcome is known — confirmed, or refused — they are
+/// settled, after the confirmations. A call whose outcome stays unknown (a timeout or a 5xx
+/// after the last retry, a stop during a retry, a kill in flight) leaves them for the next run
+/// to read back from Telemetron.
+pub trait Journal: Sync {
+    /// Resolves once the intents are durable, with their ids; `None` if they cannot be
+    /// written, and then the call must not be sent.
+    fn intend(&self, intents: Vec<Intent>) -> futures::future::BoxFuture<'_, Option<Vec<i64>>>;
+    /// The outcome of these intents is known and its confirmations were handed on.
+    fn settle(&self, ids: Vec<i64>);
+}
+
 /// One operation that did not happen, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
@@ -346,6 +368,7 @@ struct Exec<'a> {
     caller: Caller<'a>,
     concurrency: usize,
     confirm: &'a (dyn Fn(Confirmed) + Sync),
+    journal: &'a dyn Journal,
     progress: &'a dyn Progress,
     counts: Mutex<BTreeMap<&'static str, Counts>>,
     failures: Mutex<Vec<Failure>>,
@@ -387,6 +410,7 @@ pub async fn execute(
     calls: Calls,
     opts: &Options,
     confirm: &(dyn Fn(Confirmed) + Sync),
+    journal: &dyn Journal,
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Outcome {
@@ -396,6 +420,7 @@ pub async fn execute(
         caller: Caller::new(opts, stop),
         concurrency: opts.concurrency.max(1),
         confirm,
+        journal,
         progress,
         counts: Mutex::new(BTreeMap::new()),
         failures: Mutex::new(Vec::new()),
@@ -451,6 +476,23 @@ impl Exec<'_> {
                 self.assign_device(device, customers, create, create_customers).await
             }
             ApiCall::BulkMetadata { devices } => self.properties(devices).await,
+        }
+    }
+
+    /// Journals the pairs of a call about to be sent; `None` when it must not be sent (the run
+    /// is stopping, or the journal cannot be written).
+    async fn intend(&self, assign: bool, pairs: impl Iterator<Item = (DeviceIdent, Email)>) -> Option<Vec<i64>> {
+        if self.caller.stopping() {
+            return None;
+        }
+        let intents = pairs.map(|(device, customer)| Intent { assign, device, customer }).collect();
+        self.journal.intend(intents).await
+    }
+
+    /// Settles a call's intents unless its outcome is unknown (see [`outcome_unknown`]).
+    fn settle(&self, ids: Vec<i64>, unknown: bool) {
+        if !unknown {
+            self.journal.settle(ids);
         }
     }
 
@@ -518,7 +560,9 @@ impl Exec<'_> {
             customer_email: customer.to_string(),
             device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
         };
+        let Some(ids) = self.intend(false, devices.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
         let result = self.caller.call(|| self.client.unassign_devices_from_owner(&req)).await;
+        let unknown = outcome_unknown(&result);
         self.progress.advance(1);
         let fail_all = |error: String| {
             let mut failed = lock(&self.failed_unassign);
@@ -562,6 +606,7 @@ impl Exec<'_> {
             }
             Some(Err(e)) => fail_all(e.to_string()),
         }
+        self.settle(ids, unknown);
     }
 
     /// Why an assignment must wait for the next run, if it must: what it depends on failed.
@@ -711,10 +756,12 @@ impl Exec<'_> {
             auto_create_devices: create.is_some(),
             device_type: create.as_ref().map(|(t, _)| t.to_string()),
         };
+        let Some(ids) = self.intend(true, send.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
         let result = self.caller.call(|| self.client.assign_devices_to_owner(&req)).await;
+        let unknown = outcome_unknown(&result);
         self.progress.advance(1);
         match result {
-            None => {}
+            None => self.journal.settle(ids),
             Some(Ok(r)) => {
                 self.customer_answered(&customer, r.customer_id.as_deref(), r.customer_was_created, create_customer)
                     .await;
@@ -759,6 +806,7 @@ impl Exec<'_> {
                         }
                     }
                 }
+                self.settle(ids, unknown);
                 self.set_types_of_existing(existed).await;
             }
             Some(Err(e)) => {
@@ -767,6 +815,7 @@ impl Exec<'_> {
                 for d in &send {
                     self.fail(kind, format!("{d} -> {customer}"), error.clone());
                 }
+                self.settle(ids, unknown);
             }
         }
     }
@@ -810,10 +859,12 @@ impl Exec<'_> {
             auto_create_device: create.is_some(),
             device_type: create.as_ref().map(|t| t.to_string()),
         };
+        let Some(ids) = self.intend(true, send.iter().map(|c| (device.clone(), c.clone()))).await else { return };
         let result = self.caller.call(|| self.client.assign_device_to_owners(&req)).await;
+        let unknown = outcome_unknown(&result);
         self.progress.advance(1);
         match result {
-            None => {}
+            None => self.journal.settle(ids),
             Some(Ok(r)) => {
                 let existed = match &create {
                     Some(t) if r.device_was_created => {
@@ -845,6 +896,7 @@ impl Exec<'_> {
                     lock(&self.failed_customers).insert(c.clone());
                     self.fail("customers_created", c.to_string(), "not created by assignDeviceToOwners".into());
                 }
+                self.settle(ids, unknown);
                 self.set_types_of_existing(existed).await;
             }
             Some(Err(e)) => {
@@ -857,6 +909,7 @@ impl Exec<'_> {
                 for c in &send {
                     self.fail(kind, format!("{device} -> {c}"), error.clone());
                 }
+                self.settle(ids, unknown);
             }
         }
     }
@@ -910,6 +963,12 @@ impl Exec<'_> {
             }
         }
     }
+}
+
+/// Whether a call's outcome is unknown: never sent, answered, or refused are known; an error
+/// worth a retry, after the last one, is not (the call may have been applied).
+fn outcome_unknown<T>(result: &Option<Result<T, ApiError>>) -> bool {
+    matches!(result, Some(Err(e)) if e.is_retryable())
 }
 
 fn properties_json(p: &Properties) -> serde_json::Map<String, serde_json::Value> {

@@ -50,7 +50,26 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 2: each apply's undo plan, built from the before-images of what it changes.
     "CREATE TABLE undo (run_id INTEGER PRIMARY KEY REFERENCES runs (id), plan TEXT NOT NULL);",
+    // 3: the write-ahead journal: (device, customer) pairs an assign or unassign call was sent
+    // for and whose outcome is not known yet (see ARCHITECTURE.md, "The journal of intents").
+    "CREATE TABLE intents (
+         id INTEGER PRIMARY KEY,
+         run_id INTEGER NOT NULL,
+         kind TEXT NOT NULL CHECK (kind IN ('assign', 'unassign')),
+         device TEXT NOT NULL,
+         customer TEXT NOT NULL
+     );",
 ];
+
+/// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsettledIntent {
+    pub id: i64,
+    pub run_id: i64,
+    pub assign: bool,
+    pub device: DeviceIdent,
+    pub customer: Email,
+}
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -139,14 +158,18 @@ pub fn read(path: &Path) -> Result<SnapshotData, Error> {
         return Ok(SnapshotData::default());
     }
     let (conn, version) = open_read_only(path)?;
+    if version == 0 {
+        // Created, but killed before its schema committed: nothing is in it yet.
+        tracing::warn!(snapshot = %path.display(), "the snapshot has no schema yet (a first run was stopped early); read as empty");
+        return Ok(SnapshotData::default());
+    }
     if version < SCHEMA_VERSION {
-        return Err(Error::snapshot(
-            path,
-            format!(
-                "schema version {version} is older than this build's {SCHEMA_VERSION}; run `telemetron-sync snapshot migrate --state {}` first",
-                path.display()
-            ),
-        ));
+        // The data tables have not changed since version 1; the next writing command migrates.
+        tracing::info!(
+            snapshot = %path.display(),
+            version,
+            "the snapshot's schema is older than this build's {SCHEMA_VERSION}; the next writing command migrates it"
+        );
     }
     load(&conn, path)
 }
@@ -291,17 +314,21 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         let version = schema_version(&conn, path)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        if version < SCHEMA_VERSION {
+            // Every pending migration in one transaction: a kill at any moment leaves the old
+            // schema or the new one, never a half-made file that the next run cannot use.
             let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            if i == 0 {
-                tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [new_snapshot_id()])
-                    .map_err(err)?;
-                tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')", []).map_err(err)?;
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.execute_batch(sql).map_err(err)?;
+                if i == 0 {
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [new_snapshot_id()])
+                        .map_err(err)?;
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')", []).map_err(err)?;
+                }
             }
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
             tx.commit().map_err(err)?;
-            tracing::info!(snapshot = %path.display(), version = i + 1, "snapshot schema migrated");
+            tracing::info!(snapshot = %path.display(), from = version, to = SCHEMA_VERSION, "snapshot schema migrated");
         }
         Ok(Store { conn, path: path.to_owned() })
     }
@@ -344,8 +371,26 @@ impl Store {
         Ok(Writer { tx, path })
     }
 
-    /// Records the start of a run and returns its id.
-    /// Records the start of a run. Runs that never got an outcome (killed, or unable to write
+    /// The intents no run settled, oldest first.
+    pub fn unsettled_intents(&self) -> Result<Vec<UnsettledIntent>, Error> {
+        let err = |e| Error::snapshot(&self.path, e);
+        let mut stmt =
+            self.conn.prepare("SELECT id, run_id, kind, device, customer FROM intents ORDER BY id").map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(UnsettledIntent {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    assign: r.get::<_, String>(2)? == "assign",
+                    device: DeviceIdent::from_trusted(&r.get::<_, String>(3)?),
+                    customer: Email::from_trusted(&r.get::<_, String>(4)?),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// Records the start of a run and returns its id. Runs that never got an outcome (killed, or unable to write
     /// it) are marked `interrupted` first: the caller holds the lock, so none is still going.
     pub fn begin_run(&mut self, kind: &str) -> Result<i64, Error> {
         let err = |e| Error::snapshot(&self.path, e);
@@ -649,6 +694,20 @@ impl Writer<'_> {
             "DELETE FROM assignments WHERE device = ?1 AND customer = ?2",
             params![device.as_str(), customer.as_str()],
         )
+    }
+
+    /// Journals that a call for (device, customer) is about to be sent; returns its id.
+    pub fn add_intent(&mut self, run_id: i64, assign: bool, device: &DeviceIdent, customer: &Email) -> Result<i64, Error> {
+        self.exec(
+            "INSERT INTO intents (run_id, kind, device, customer) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, if assign { "assign" } else { "unassign" }, device.as_str(), customer.as_str()],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// The outcome of these intents is known (and recorded in this transaction or before).
+    pub fn settle_intent(&mut self, id: i64) -> Result<(), Error> {
+        self.exec("DELETE FROM intents WHERE id = ?1", [id])
     }
 
     /// Commits everything written, bumping the generation.

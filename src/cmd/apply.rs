@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::cli::ApplyArgs;
 use crate::error::Error;
-use crate::execute::{self, Confirmed, Options, Outcome};
+use crate::execute::{self, Confirmed, Intent, Options, Outcome};
 use crate::exit;
 use crate::load::InputInfo;
 use crate::model::DeviceRecord;
@@ -127,21 +127,22 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     // and stops the executor: calls whose answers cannot be recorded must not go on.
     let stop = Arc::new(AtomicBool::new(false));
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
-    let (tx, rx) = mpsc::channel::<Confirmed>();
+    let (tx, rx) = mpsc::channel::<Record>();
     let recorder = {
         let (stop, failure) = (stop.clone(), failure.clone());
-        std::thread::spawn(move || record(store, rx, &stop, &failure))
+        std::thread::spawn(move || record(store, run_id, rx, &stop, &failure))
     };
 
     let rt = super::runtime()?;
     let progress = crate::progress::for_stderr(spec.quiet);
     let outcome = rt.block_on(async {
         let signals = super::stop_on_signal(stop.clone());
-        let tx = Mutex::new(tx);
+        let journal = RecorderJournal { tx: Mutex::new(tx) };
         let confirm = |c: Confirmed| {
-            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(c);
+            journal.send(Record::Confirmed(c));
         };
-        let outcome = execute::execute(&spec.client, calls, &spec.opts, &confirm, progress.as_ref(), &stop).await;
+        let outcome =
+            execute::execute(&spec.client, calls, &spec.opts, &confirm, &journal, progress.as_ref(), &stop).await;
         signals.abort();
         outcome
     });
@@ -157,16 +158,54 @@ struct Ending {
     recorder: Option<String>,
 }
 
-/// Commits confirmations in batches, at least every [`COMMIT_EVERY`], until the channel
-/// closes. A commit that fails sets `failure` and `stop`, and the rest is dropped: the run
-/// stops sending at once, and the next run repeats what was not recorded.
+/// What the executor hands the recorder, in the order it happened.
+enum Record {
+    Confirmed(Confirmed),
+    /// Intents to make durable before their call is sent: committed at once, with whatever
+    /// else is waiting (a group commit), and answered with their ids.
+    Intend(Vec<Intent>, tokio::sync::oneshot::Sender<Vec<i64>>),
+    Settle(Vec<i64>),
+}
+
+/// The journal, kept by the recorder thread in the snapshot.
+struct RecorderJournal {
+    tx: Mutex<mpsc::Sender<Record>>,
+}
+
+impl RecorderJournal {
+    /// Hands a record to the recorder; false once it has stopped.
+    fn send(&self, r: Record) -> bool {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(r).is_ok()
+    }
+}
+
+impl execute::Journal for RecorderJournal {
+    fn intend(&self, intents: Vec<Intent>) -> futures::future::BoxFuture<'_, Option<Vec<i64>>> {
+        let (reply, ids) = tokio::sync::oneshot::channel();
+        let sent = self.send(Record::Intend(intents, reply));
+        Box::pin(async move { if sent { ids.await.ok() } else { None } })
+    }
+
+    fn settle(&self, ids: Vec<i64>) {
+        if !ids.is_empty() {
+            self.send(Record::Settle(ids));
+        }
+    }
+}
+
+/// Commits what the executor hands on: confirmations and settled intents in batches, at
+/// least every [`COMMIT_EVERY`]; intents at once, since their call waits for them. Runs until
+/// the channel closes. A commit that fails sets `failure` and `stop`, and the rest is dropped:
+/// the run stops sending at once (a call whose intents were not written is not sent), and the
+/// next run repeats what was not recorded.
 fn record(
     mut store: Store,
-    rx: mpsc::Receiver<Confirmed>,
+    run_id: i64,
+    rx: mpsc::Receiver<Record>,
     stop: &AtomicBool,
     failure: &Mutex<Option<String>>,
 ) -> Store {
-    let mut pending: Vec<Confirmed> = Vec::new();
+    let mut pending: Vec<Record> = Vec::new();
     let mut deadline = Instant::now() + COMMIT_EVERY;
     let fail = |e: Error| {
         tracing::error!("the snapshot can no longer be written: {e}; stopping the run");
@@ -175,34 +214,60 @@ fn record(
     };
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());
+        let mut now = false;
         match rx.recv_timeout(wait) {
-            Ok(c) => pending.push(c),
+            Ok(r) => {
+                now = matches!(r, Record::Intend(..));
+                pending.push(r);
+                if now {
+                    pending.extend(rx.try_iter());
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if Instant::now() >= deadline {
-            if !pending.is_empty() {
-                if let Err(e) = write(&mut store, &pending) {
-                    fail(e);
-                    return store;
-                }
-                pending.clear();
+        if now || Instant::now() >= deadline {
+            if !pending.is_empty()
+                && let Err(e) = write(&mut store, run_id, std::mem::take(&mut pending))
+            {
+                fail(e);
+                return store;
             }
             deadline = Instant::now() + COMMIT_EVERY;
         }
     }
     if !pending.is_empty()
-        && let Err(e) = write(&mut store, &pending)
+        && let Err(e) = write(&mut store, run_id, pending)
     {
         fail(e);
     }
     store
 }
 
-fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
+/// Writes a batch in one transaction; intents are answered with their ids once it commits.
+fn write(store: &mut Store, run_id: i64, batch: Vec<Record>) -> Result<(), Error> {
     let mut w = store.writer()?;
-    for c in batch {
-        match c {
+    let (mut replies, mut confirmed) = (Vec::new(), 0usize);
+    for r in batch {
+        let c = match r {
+            Record::Confirmed(c) => c,
+            Record::Settle(ids) => {
+                for id in ids {
+                    w.settle_intent(id)?;
+                }
+                continue;
+            }
+            Record::Intend(intents, reply) => {
+                let ids = intents
+                    .iter()
+                    .map(|i| w.add_intent(run_id, i.assign, &i.device, &i.customer))
+                    .collect::<Result<Vec<_>, _>>()?;
+                replies.push((reply, ids));
+                continue;
+            }
+        };
+        confirmed += 1;
+        match &c {
             Confirmed::Customer { email, id, record } => w.put_customer(email, id.as_ref(), record)?,
             Confirmed::DeviceCreated { identifier, id, device_type, properties } => {
                 let record = DeviceRecord { device_type: Some(device_type.clone()), properties: properties.clone() };
@@ -218,7 +283,10 @@ fn write(store: &mut Store, batch: &[Confirmed]) -> Result<(), Error> {
         }
     }
     w.commit()?;
-    tracing::debug!(confirmations = batch.len(), "committed to the snapshot");
+    tracing::debug!(confirmations = confirmed, intents = replies.len(), "committed to the snapshot");
+    for (reply, ids) in replies {
+        let _ = reply.send(ids);
+    }
     Ok(())
 }
 
