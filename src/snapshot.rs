@@ -697,7 +697,13 @@ impl Writer<'_> {
     }
 
     /// Journals that a call for (device, customer) is about to be sent; returns its id.
-    pub fn add_intent(&mut self, run_id: i64, assign: bool, device: &DeviceIdent, customer: &Email) -> Result<i64, Error> {
+    pub fn add_intent(
+        &mut self,
+        run_id: i64,
+        assign: bool,
+        device: &DeviceIdent,
+        customer: &Email,
+    ) -> Result<i64, Error> {
         self.exec(
             "INSERT INTO intents (run_id, kind, device, customer) VALUES (?1, ?2, ?3, ?4)",
             params![run_id, if assign { "assign" } else { "unassign" }, device.as_str(), customer.as_str()],

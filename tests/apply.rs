@@ -283,14 +283,8 @@ fn a_device_telemetron_lost_is_not_auto_created_with_another_type() {
     assert_converged(&w, &emu, "next");
 }
 
-/// Issue 11, case 4: a snapshot that can no longer be written stops the run at once. The
-/// fault is real: the apply runs under a file-size limit (`ulimit -f`, SIGXFSZ ignored), so
-/// SQLite's writes fail once the write-ahead log outgrows it, part way through a migration of
-/// 3,000 devices. The run stops sending, says why and what was left, exits 1; the next run
-/// (without the limit) marks the failed one and converges.
-#[test]
-fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
-    let (w, emu) = (Workdir::new(), Emu::start());
+/// 3,000 devices over 700 customers, in `dir` (default headers): a migration of ~1,400 calls.
+fn big_org(w: &Workdir, dir: &str) {
     let mut c = String::from("email,name\n");
     let (mut d, mut o) = (String::from("identifier,type\n"), String::from("device_identifier,customer_email\n"));
     for i in 0..700 {
@@ -301,7 +295,123 @@ fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
         d += &format!("{ident},sensor\n");
         o += &format!("{ident},customer.number{}@example-{}.com\n", i % 700, (i % 700) % 13);
     }
-    w.write("in/customers.csv", c).write("in/devices.csv", d).write("in/ownership.csv", o);
+    w.write(&format!("{dir}/customers.csv"), c).write(&format!("{dir}/devices.csv"), d);
+    w.write(&format!("{dir}/ownership.csv"), o);
+}
+
+/// Intents no run has settled yet.
+fn unsettled(w: &Workdir) -> i64 {
+    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0)).unwrap()
+}
+
+/// The (device, customer) pairs of a state.
+fn pairs(devices: &BTreeMap<String, DeviceView>) -> std::collections::BTreeSet<(String, String)> {
+    devices.iter().flat_map(|(d, (_, _, owners))| owners.iter().map(move |o| (d.clone(), o.clone()))).collect()
+}
+
+/// Issue 11, case 3: with half of the emulator's 500s coming after the write and no retries,
+/// assignments land in Telemetron while the snapshot stays without them. The journal keeps
+/// those calls' intents; the next run reads them back before planning, so an export that no
+/// longer lists those devices unassigns them, and Telemetron ends exactly as the export says.
+#[test]
+fn a_call_whose_outcome_is_unknown_is_read_back_before_the_next_plan() {
+    let (w, emu) = (
+        sample(),
+        Emu::with(|c| {
+            c.fail_rate = 0.5;
+            c.seed = 7;
+        }),
+    );
+    let first = apply(&w, &emu, "sample-data/day1", &["--max-retries", "0"]);
+    assert_eq!(first.code, 3, "{}\n{}", first.stdout, first.stderr);
+    assert!(unsettled(&w) > 0, "some calls' outcome is unknown");
+    let lost: Vec<_> = pairs(&remote(&emu).1).difference(&pairs(&recorded(&w.join("state.db")).1)).cloned().collect();
+    assert!(!lost.is_empty(), "Telemetron has assignments the snapshot was never told of");
+
+    // The next export lists only the first half of the ownership rows.
+    w.copy_dir(&w.join("sample-data/day1"), "half");
+    let own = w.read("sample-data/day1/ownership.csv");
+    let lines: Vec<&str> = own.lines().collect();
+    w.write("half/ownership.csv", lines[..lines.len() / 2].iter().map(|l| format!("{l}\r\n")).collect::<String>());
+    let second = apply(&w, &emu, "half", &["--max-retries", "30", "--force"]);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("settled the earlier run's calls"), "{}", second.stderr);
+    assert_eq!(unsettled(&w), 0);
+    assert_converged(&w, &emu, "half");
+    for (device, customer) in &lost {
+        let kept = lines
+            .iter()
+            .take(lines.len() / 2)
+            .any(|l| l.starts_with(&format!("{device},")) && l.contains(customer.as_str()));
+        let owners = remote(&emu).1.get(device).map(|d| d.2.clone()).unwrap_or_default();
+        assert_eq!(owners.contains(customer), kept, "{device} -> {customer}");
+    }
+}
+
+/// Issue 11, "done when": SIGKILL at ten moments of a 3,000-device migration — the first
+/// within the first 40 ms, while the first run creates the snapshot — with a fifth of the
+/// calls failing (half of those after the write). Every run picks up where the last one
+/// stopped; the end is exact and no intent is left unsettled.
+#[test]
+fn a_kill_storm_during_a_migration_ends_exact_with_no_unsettled_intent() {
+    let (w, emu) = (
+        Workdir::new(),
+        Emu::with(|c| {
+            c.fail_rate = 0.2;
+            c.latency = Duration::from_millis(2);
+            c.seed = 11;
+        }),
+    );
+    big_org(&w, "in");
+    let args = ["apply", "--input-dir", "in", "--state", "state.db", "--rate", "500", "--concurrency", "4"];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kills = Vec::new();
+    for i in 0..10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = if i == 0 { Duration::from_millis(x % 40) } else { Duration::from_millis(100 + x % 1400) };
+        let mut child = w
+            .command(&[&args[..], &["--backoff-ms", "5", "--max-retries", "3"]].concat())
+            .env("TELEMETRON_BASE_URL", &emu.base_url)
+            .env("TELEMETRON_API_KEY", KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        kills.push((at, status.code()));
+    }
+    let mut last = None;
+    for _ in 0..5 {
+        let run = w.run_api(&emu, &[&args[..], &["--backoff-ms", "5", "--max-retries", "30"]].concat());
+        let done = run.code == 0;
+        last = Some(run);
+        if done {
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.code, 0, "after kills at {kills:?}:\n{}\n{}", last.stdout, last.stderr);
+    assert_eq!(unsettled(&w), 0, "no intent is left unsettled");
+    assert_eq!(remote(&emu), recorded(&w.join("state.db")), "Telemetron and the snapshot agree");
+    let plan = w.run(&["plan", "--input-dir", "in", "--state", "state.db", "--format", "json"]).expect(0);
+    assert_eq!(plan.json()["summary"]["api_calls"], 0, "nothing left to do");
+    assert_eq!(remote(&emu).1.len(), 3000);
+}
+
+/// Issue 11, case 4: a snapshot that can no longer be written stops the run at once. The
+/// fault is real: the apply runs under a file-size limit (`ulimit -f`, SIGXFSZ ignored), so
+/// SQLite's writes fail once the write-ahead log outgrows it, part way through a migration of
+/// 3,000 devices. The run stops sending, says why and what was left, exits 1; the next run
+/// (without the limit) marks the failed one and converges.
+#[test]
+fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    big_org(&w, "in");
     let bin = env!("CARGO_BIN_EXE_telemetron-sync");
     let script = format!(
         "trap '' XFSZ; ulimit -f 740; exec {bin} apply --input-dir in --state state.db --rate 300 --concurrency 4"

@@ -47,9 +47,18 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
 
     // Held until the process ends; released by the OS even on kill -9.
     let _lock = Lock::acquire(&settings.state)?;
+    let saved = args.plan.as_ref().map(|path| saved_plan(path, &settings.state)).transpose()?;
+    // What an earlier run sent without learning the outcome is read back before planning.
+    let settled = super::settle::journal(&settings.state, &client, &opts)?;
 
-    let (operations, rejected) = match &args.plan {
-        Some(path) => saved_plan(path, &settings.state)?,
+    let (operations, rejected) = match saved {
+        Some(_) if settled => {
+            return Err(Error::Setup(format!(
+                "the snapshot {} changed since the plan was made: calls of an earlier run whose outcome was unknown were just read back from Telemetron; nothing was sent. Run `plan --out` again and review it",
+                settings.state.display()
+            )));
+        }
+        Some(saved) => saved,
         None => {
             let p = super::prepare(&settings)?;
             let doc = plan::build(&p.diff, &p.export, settings.batching);

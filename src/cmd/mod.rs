@@ -20,6 +20,7 @@ mod emulator;
 mod event;
 mod history;
 mod plan;
+mod settle;
 mod snapshot_cmd;
 mod undo;
 mod verify;

@@ -18,6 +18,9 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
     let api = ApiSettings::resolve(&args.api)?;
     let opts = args.exec.options(Batching::default())?;
     let _lock = Lock::acquire(&state)?;
+    let client = api.client()?;
+    // As for apply: an earlier run's calls of unknown outcome are read back first.
+    super::settle::journal(&state, &client, &opts)?;
     for n in &undo.not_undoable {
         tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
     }
@@ -26,7 +29,7 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
         state: &state,
         batching: Batching::default(),
         opts,
-        client: api.client()?,
+        client,
         base_url: api.base_url.clone(),
         rejected: 0,
         guard: args.guard.limits()?,

@@ -1,0 +1,98 @@
+//! Settling the journal before a writing run plans. An earlier run may have left intents
+//! unsettled: assign or unassign calls whose outcome it never learned (a timeout or a 5xx after
+//! the last retry, a stop during a retry, a kill in flight). Their outcome is read back —
+//! `queryCustomer` lists a customer's devices — and the snapshot is made to say what Telemetron
+//! answers for each pair, whichever way the call went. Only then does the run plan, so no
+//! device stays assigned in Telemetron without the snapshot knowing it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use futures::StreamExt;
+
+use crate::client::{Client, Rejection};
+use crate::error::Error;
+use crate::execute::{Caller, Options};
+use crate::model::{Email, TelemetronId};
+use crate::snapshot::Store;
+
+/// What Telemetron says of one customer: its id and its devices, or that it has no such
+/// customer (so none of its pairs is assigned).
+type ReadBack = Option<(TelemetronId, BTreeSet<String>)>;
+
+/// Settles every unsettled intent of the snapshot at `state`, creating or migrating it first;
+/// says whether there were any (the snapshot then changed). The caller holds the snapshot's
+/// lock. An error leaves the intents for the next run.
+pub(super) fn journal(state: &Path, client: &Client, opts: &Options) -> Result<bool, Error> {
+    let mut store = Store::open(state)?;
+    let intents = store.unsettled_intents()?;
+    if intents.is_empty() {
+        return Ok(false);
+    }
+    let customers: BTreeSet<Email> = intents.iter().map(|i| i.customer.clone()).collect();
+    tracing::warn!(
+        calls = intents.len(),
+        customers = customers.len(),
+        "an earlier run left calls whose outcome it did not learn; reading them back from Telemetron before planning"
+    );
+    let stop = AtomicBool::new(false);
+    let answers: Vec<(Email, Result<ReadBack, String>)> = super::runtime()?.block_on(async {
+        let caller = Caller::new(opts, &stop);
+        futures::stream::iter(customers)
+            .map(|email| {
+                let caller = &caller;
+                async move {
+                    let answer = match caller.call(|| client.query_customer(email.as_str())).await {
+                        Some(Ok(c)) => Ok(Some((TelemetronId::new(&c.id), c.devices.into_iter().collect()))),
+                        Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => Ok(None),
+                        Some(Err(e)) => Err(e.to_string()),
+                        None => Err("stopped".to_string()),
+                    };
+                    (email, answer)
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await
+    });
+    let mut found: BTreeMap<Email, ReadBack> = BTreeMap::new();
+    for (email, answer) in answers {
+        match answer {
+            Ok(a) => {
+                found.insert(email, a);
+            }
+            Err(e) => {
+                return Err(Error::Setup(format!(
+                    "{} call(s) of an earlier run have an unknown outcome, and reading {email} back from Telemetron failed ({e}); nothing was planned or sent. Run again when Telemetron answers",
+                    intents.len()
+                )));
+            }
+        }
+    }
+    let (mut assigned, mut not_assigned) = (0u64, 0u64);
+    let mut w = store.writer()?;
+    for i in &intents {
+        match &found[&i.customer] {
+            Some((id, devices)) if devices.contains(i.device.as_str()) => {
+                w.ensure_customer(&i.customer, Some(id))?;
+                // Its type and properties are what the next plan compares (and sets).
+                w.ensure_device(&i.device, None)?;
+                w.assign(&i.device, &i.customer)?;
+                assigned += 1;
+            }
+            _ => {
+                w.unassign(&i.device, &i.customer)?;
+                not_assigned += 1;
+            }
+        }
+        w.settle_intent(i.id)?;
+    }
+    w.commit()?;
+    tracing::warn!(
+        assigned,
+        not_assigned,
+        "settled the earlier run's calls: the snapshot now says what Telemetron holds for each pair"
+    );
+    Ok(true)
+}
