@@ -56,7 +56,14 @@ impl fmt::Debug for ApiKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{endpoint}: cannot reach Telemetron: {message}")]
-    Transport { endpoint: Endpoint, message: String },
+    Transport { endpoint: Endpoint, message: String, kind: TransportKind },
+    /// What no retry can mend: the base URL is not the API (a 404 that is not the API's
+    /// error, a TLS or name failure, nothing answering at all).
+    #[error(
+        "{endpoint}: {why}. Check --base-url (or TELEMETRON_BASE_URL): it is the API's root, ending in /api/ext-v1{}",
+        base_text(.base)
+    )]
+    Misconfigured { endpoint: Endpoint, why: String, base: Option<String> },
     #[error("{endpoint}: no answer within {}s", .timeout.as_secs_f64())]
     Timeout { endpoint: Endpoint, timeout: Duration },
     #[error(
@@ -76,6 +83,10 @@ pub enum ApiError {
         "{endpoint}: the server redirected ({status}) to {target}; redirects are not followed, so that the API key goes nowhere but the base URL. Check --base-url (it ends in /api/ext-v1)"
     )]
     Redirected { endpoint: Endpoint, status: u16, target: String },
+}
+
+fn base_text(base: &Option<String>) -> String {
+    base.as_ref().map(|b| format!("; now {b}")).unwrap_or_default()
 }
 
 fn retry_after_text(d: &Option<Duration>) -> String {
@@ -98,6 +109,18 @@ fn rejection_hint(r: &Rejection) -> String {
         }
         Rejection::NotFound | Rejection::Invalid | Rejection::Other => String::new(),
     }
+}
+
+/// What failed below HTTP, as far as it matters for what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Nothing listens there.
+    Refused,
+    /// The host name does not resolve.
+    Dns,
+    /// The TLS handshake failed (a certificate, a plain-http server).
+    Tls,
+    Other,
 }
 
 /// What a 4xx means for the endpoint that sent it.
@@ -131,7 +154,12 @@ impl ApiError {
     /// Whether the whole run must stop (the key is wrong, or the base URL redirects: every
     /// call would fail the same way).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ApiError::Unauthorized { .. } | ApiError::Redirected { .. })
+        matches!(self, ApiError::Unauthorized { .. } | ApiError::Redirected { .. } | ApiError::Misconfigured { .. })
+    }
+
+    /// Whether no answer came at all (the request may not have reached anything).
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self, ApiError::Transport { .. } | ApiError::Timeout { .. })
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -149,7 +177,7 @@ impl ApiError {
             | ApiError::Rejected { status, .. }
             | ApiError::Decode { status, .. }
             | ApiError::Redirected { status, .. } => Some(*status),
-            ApiError::Transport { .. } | ApiError::Timeout { .. } => None,
+            ApiError::Transport { .. } | ApiError::Timeout { .. } | ApiError::Misconfigured { .. } => None,
         }
     }
 
@@ -242,9 +270,9 @@ impl Client {
     pub async fn get_customer(&self, id: &str) -> Result<api::Customer, ApiError> {
         let endpoint = Endpoint::GetCustomer;
         let mut url = reqwest::Url::parse(&format!("{}{}/", self.base, endpoint.path()))
-            .map_err(|e| ApiError::Transport { endpoint, message: e.to_string() })?;
+            .map_err(|e| ApiError::Transport { endpoint, message: e.to_string(), kind: TransportKind::Other })?;
         url.path_segments_mut()
-            .map_err(|_| ApiError::Transport { endpoint, message: "bad base URL".into() })?
+            .map_err(|_| ApiError::Transport { endpoint, message: "bad base URL".into(), kind: TransportKind::Other })?
             .pop_if_empty()
             .push(id);
         self.send(endpoint, self.http.get(url)).await
@@ -324,6 +352,13 @@ impl Client {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
         let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;
+        if status == 404 && !is_api_error(&bytes) {
+            return Err(ApiError::Misconfigured {
+                endpoint,
+                why: format!("404 with a body that is not the API's JSON error ({})", snippet_or_empty(&bytes)),
+                base: Some(self.base.clone()),
+            });
+        }
         tracing::debug!(%endpoint, status, elapsed_ms = started.elapsed().as_millis() as u64, "ext-v1 call");
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
@@ -341,13 +376,43 @@ impl Client {
         }
         // reqwest's message names the URL, never headers; walk the sources for the cause.
         let mut message = e.to_string();
+        let mut kind = TransportKind::Other;
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             message = format!("{message}: {s}");
+            if s.downcast_ref::<rustls::Error>().is_some() {
+                kind = TransportKind::Tls;
+            } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                    kind = TransportKind::Refused;
+                } else if io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+                    kind = TransportKind::Tls;
+                }
+            }
             source = s.source();
         }
-        ApiError::Transport { endpoint, message }
+        // hyper wraps the TLS and resolver errors in types of its own: fall back on their words.
+        if kind == TransportKind::Other {
+            if message.contains("dns error") || message.contains("failed to lookup address") {
+                kind = TransportKind::Dns;
+            } else if ["received corrupt message", "peer certificate", "invalid certificate", "HandshakeFailure"]
+                .iter()
+                .any(|w| message.contains(w))
+            {
+                kind = TransportKind::Tls;
+            }
+        }
+        ApiError::Transport { endpoint, message, kind }
     }
+}
+
+/// Whether a body is the API's JSON error (`{"error": "..."}`), as every documented error is.
+fn is_api_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some_and(|e| e.is_string()))
+}
+
+fn snippet_or_empty(body: &[u8]) -> String {
+    if body.iter().all(u8::is_ascii_whitespace) { "an empty body".into() } else { format!("{:?}", snippet(body)) }
 }
 
 /// Turns a non-2xx answer into an [`ApiError`], reading whatever body came with it.

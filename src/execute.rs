@@ -214,7 +214,15 @@ pub struct Caller<'a> {
     calls: AtomicU64,
     retries: AtomicU64,
     jitter_state: AtomicU64,
+    /// Whether anything has answered at all (any HTTP status).
+    answered: AtomicBool,
+    /// When the first call went unanswered, while nothing has answered yet.
+    unanswered_since: Mutex<Option<Instant>>,
 }
+
+/// How long calls may go unanswered, with nothing ever answering, before the run stops as
+/// misconfigured (a wrong host or port, a firewall) instead of retrying for minutes.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
 
 impl<'a> Caller<'a> {
     pub fn new(opts: &'a Options, stop: &'a AtomicBool) -> Caller<'a> {
@@ -228,6 +236,8 @@ impl<'a> Caller<'a> {
             calls: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             jitter_state: AtomicU64::new(seed | 1),
+            answered: AtomicBool::new(false),
+            unanswered_since: Mutex::new(None),
         }
     }
 
@@ -249,6 +259,35 @@ impl<'a> Caller<'a> {
 
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
+    }
+
+    /// An unanswered call's error, or, while nothing has ever answered, a fatal one when the
+    /// failure cannot be transient (TLS, an unknown host) or has lasted [`UNREACHABLE_FOR`].
+    fn unreachable(&self, e: ApiError) -> ApiError {
+        use crate::client::TransportKind;
+        if self.answered.load(Ordering::Relaxed) {
+            return e;
+        }
+        let endpoint = match &e {
+            ApiError::Transport { endpoint, .. } | ApiError::Timeout { endpoint, .. } => *endpoint,
+            _ => return e,
+        };
+        let why = match &e {
+            ApiError::Transport { kind: TransportKind::Tls, message, .. } => {
+                format!("the TLS handshake failed ({message})")
+            }
+            ApiError::Transport { kind: TransportKind::Dns, message, .. } => {
+                format!("the host name does not resolve ({message})")
+            }
+            _ => {
+                let since = *lock(&self.unanswered_since).get_or_insert_with(Instant::now);
+                if since.elapsed() < UNREACHABLE_FOR {
+                    return e;
+                }
+                format!("nothing has answered for {} s ({e})", since.elapsed().as_secs())
+            }
+        };
+        ApiError::Misconfigured { endpoint, why, base: None }
     }
 
     /// Full jitter in [d/2, d].
@@ -331,7 +370,14 @@ impl<'a> Caller<'a> {
                 return None;
             }
             self.calls.fetch_add(1, Ordering::Relaxed);
-            match f().await {
+            let result = match f().await {
+                Err(e) if e.is_unanswered() => Err(self.unreachable(e)),
+                other => {
+                    self.answered.store(true, Ordering::Relaxed);
+                    other
+                }
+            };
+            match result {
                 Ok(v) => return Some(Ok(v)),
                 Err(e) if e.is_fatal() => {
                     let mut fatal = lock(&self.fatal);

@@ -442,6 +442,40 @@ fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
     assert!(first["outcome"] == "failed" || first["outcome"] == "interrupted", "{first}");
 }
 
+/// Issue 11, case 9: a wrong base URL looked transient (exit 3, "retried by the next run"), so
+/// cron never said anything was misconfigured. Each of these stops at once (or after 5 s of
+/// nothing answering) with exit 1 and the hint to check --base-url.
+#[test]
+fn a_wrong_base_url_is_fatal_and_fast() {
+    let (w, emu) = (sample(), Emu::start());
+    let root = emu.base_url.trim_end_matches("/api/ext-v1").to_string();
+    let tls = emu.base_url.replacen("http://", "https://", 1);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}/api/ext-v1")
+    };
+    for (base, says, within) in [
+        (root.as_str(), "404 with a body that is not the API's JSON error", 5),
+        (tls.as_str(), "the TLS handshake failed", 5),
+        (closed.as_str(), "nothing has answered for 5 s", 20),
+    ] {
+        let started = Instant::now();
+        let out = w
+            .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100"])
+            .env("TELEMETRON_BASE_URL", base)
+            .env("TELEMETRON_API_KEY", KEY)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{base}:\n{stdout}\n{stderr}");
+        assert!(stderr.contains(says) && stderr.contains("Check --base-url"), "{base}:\n{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(within), "{base}: took {:?}", started.elapsed());
+    }
+    assert!(remote(&emu).0.is_empty(), "nothing reached the API");
+}
+
 /// Issue 11, case 10: a retry's backoff used to ignore a stop. With every call failing and 20 s
 /// backoffs, SIGTERM ends the run in well under one backoff.
 #[test]
