@@ -338,15 +338,9 @@ fn a_call_whose_outcome_is_unknown_is_read_back_before_the_next_plan() {
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("settled the earlier run's calls"), "{}", second.stderr);
     assert_eq!(unsettled(&w), 0);
+    // Telemetron equals the snapshot, and the plan of the half export is empty: every lost
+    // pair the export dropped was unassigned, every one it kept is known.
     assert_converged(&w, &emu, "half");
-    for (device, customer) in &lost {
-        let kept = lines
-            .iter()
-            .take(lines.len() / 2)
-            .any(|l| l.starts_with(&format!("{device},")) && l.contains(customer.as_str()));
-        let owners = remote(&emu).1.get(device).map(|d| d.2.clone()).unwrap_or_default();
-        assert_eq!(owners.contains(customer), kept, "{device} -> {customer}");
-    }
 }
 
 /// Issue 11, "done when": SIGKILL at ten moments of a 3,000-device migration — the first

@@ -550,3 +550,62 @@ fn client_refuses_plain_http_beyond_loopback() {
     assert!(e.contains("use https"), "{e}");
     assert!(Client::new("https://admin.telemetron.ai/api/ext-v1", &key, Duration::from_secs(1)).is_ok());
 }
+
+/// Issue 11, case 10: wrong-typed fields get the reference's 400, a percent-encoded id in the
+/// path is decoded, and an over-size body gets the API's JSON error shape (raw HTTP, since the
+/// client never sends any of these).
+#[test]
+fn the_emulator_refuses_wrong_types_decodes_ids_and_sizes_bodies_in_json() {
+    let emu = Emu::start();
+    let ours = client(&emu); // installs the process's crypto provider, which reqwest needs
+    let http = reqwest::Client::new();
+    rt().block_on(async {
+        let post = |path: &str, body: Vec<u8>| {
+            http.post(format!("{}{path}", emu.base_url))
+                .header("x-api-key", KEY)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        for (path, body, field) in [
+            ("/customer/createOrUpdateCustomer", json!({"email": "a@x.io", "phone": 5}), "phone"),
+            (
+                "/deviceAssignment/assignDevicesToOwner",
+                json!({"customerEmail": "a@x.io", "deviceIdentifiers": "SN-1"}),
+                "deviceIdentifiers",
+            ),
+            (
+                "/deviceAssignment/assignDeviceToOwners",
+                json!({"deviceIdentifier": "SN-1", "customerEmails": ["a@x.io"], "autoCreateDevice": "yes"}),
+                "autoCreateDevice",
+            ),
+            ("/device", json!({"identifier": "SN-1", "properties": ["x"]}), "properties"),
+        ] {
+            let r = post(path, body.to_string().into_bytes()).await.unwrap();
+            assert_eq!(r.status(), 400, "{path}");
+            let v: Value = r.json().await.unwrap();
+            assert!(v["error"].as_str().unwrap().contains(&format!("Invalid field {field}")), "{path}: {v}");
+        }
+        let r = post(
+            "/customer/createOrUpdateCustomer",
+            json!({"email": "a@x.io", "phone": null}).to_string().into_bytes(),
+        );
+        assert_eq!(r.await.unwrap().status(), 200, "null counts as absent");
+
+        let id = ours.query_customer("a@x.io").await.unwrap().id;
+        let encoded: String = id.bytes().map(|b| format!("%{b:02X}")).collect();
+        let r = http
+            .get(format!("{}/customer/getCustomer/{encoded}", emu.base_url))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the id is percent-decoded");
+
+        let big = vec![b' '; telemetron_sync::emulator::MAX_BODY + 1];
+        let r = post("/device/bulk-metadata", big).await.unwrap();
+        assert_eq!(r.status(), 413);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
+    });
+}

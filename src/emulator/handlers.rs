@@ -32,7 +32,7 @@ pub(super) fn dispatch(org: &mut OrgState, cfg: &Config, method: &Method, path: 
         if method != Method::GET {
             return (StatusCode::METHOD_NOT_ALLOWED, json!({"error": "Method not allowed"}));
         }
-        return get_customer(org, id.trim_start_matches('/'));
+        return get_customer(org, &percent_decode(id.trim_start_matches('/')));
     }
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, json!({"error": "Method not allowed"}));
@@ -43,6 +43,9 @@ pub(super) fn dispatch(org: &mut OrgState, cfg: &Config, method: &Method, path: 
     let Value::Object(body) = body else {
         return bad("Invalid JSON payload");
     };
+    if let Some(reply) = wrong_types(path, &body) {
+        return reply;
+    }
     match path {
         "/customer/createOrUpdateCustomer" => upsert_customer(org, &body),
         "/customer/queryCustomer" => query_customer(org, &body),
@@ -55,6 +58,86 @@ pub(super) fn dispatch(org: &mut OrgState, cfg: &Config, method: &Method, path: 
         "/ticket/createTicket" => create_ticket(org, &body),
         _ => not_found("Not found"),
     }
+}
+
+/// The type a request field must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    Object,
+    StrList,
+    Array,
+}
+
+/// Request fields and their types, per endpoint, as the reference documents them.
+fn schema(path: &str) -> &'static [(&'static str, Kind)] {
+    use Kind::*;
+    match path {
+        "/customer/createOrUpdateCustomer" => {
+            &[("email", Str), ("name", Str), ("phone", Str), ("address", Str), ("telemetronCustomerId", Str)]
+        }
+        "/customer/queryCustomer" => &[("email", Str)],
+        "/device" => &[("identifier", Str), ("type", Str), ("properties", Object)],
+        // bulk-metadata's 400s are documented word for word: its own checks give them.
+        "/deviceAssignment/assignDeviceToOwners" => {
+            &[("deviceIdentifier", Str), ("customerEmails", StrList), ("autoCreateDevice", Bool), ("deviceType", Str)]
+        }
+        "/deviceAssignment/assignDevicesToOwner" => {
+            &[("customerEmail", Str), ("deviceIdentifiers", StrList), ("autoCreateDevices", Bool), ("deviceType", Str)]
+        }
+        "/deviceAssignment/unassignDeviceFromOwner" => &[("deviceIdentifier", Str), ("customerEmail", Str)],
+        "/deviceAssignment/unassignDevicesFromOwner" => &[("customerEmail", Str), ("deviceIdentifiers", StrList)],
+        "/ticket/createTicket" => &[
+            ("title", Str),
+            ("description", Str),
+            ("priority", Str),
+            ("customerEmail", Str),
+            ("customerId", Str),
+            ("category", Str),
+            ("messages", Array),
+        ],
+        _ => &[],
+    }
+}
+
+/// A 400 for a documented field given with the wrong JSON type (`null` counts as absent).
+fn wrong_types(path: &str, body: &Map<String, Value>) -> Option<Reply> {
+    for (key, kind) in schema(path) {
+        let Some(v) = body.get(*key).filter(|v| !v.is_null()) else { continue };
+        let (fits, what) = match kind {
+            Kind::Str => (v.is_string(), "a string"),
+            Kind::Bool => (v.is_boolean(), "a boolean"),
+            Kind::Object => (v.is_object(), "an object"),
+            Kind::Array => (v.is_array(), "an array"),
+            Kind::StrList => (v.as_array().is_some_and(|a| a.iter().all(Value::is_string)), "an array of strings"),
+        };
+        if !fits {
+            return Some(bad(&format!("Invalid field {key}: expected {what}")));
+        }
+    }
+    None
+}
+
+/// Decodes `%XX` escapes of a path segment (bytes that do not decode stay as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn str_field<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
