@@ -339,6 +339,9 @@ pub struct ApplyArgs {
     pub exec: ExecArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
+    /// Keep the undo plans of this many runs (the newest; older ones are dropped)
+    #[arg(long, value_name = "N", default_value_t = crate::snapshot::KEEP_UNDO, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_undo: u32,
     /// Write the run's summary, with every failed operation and its error, to this JSON file
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

@@ -732,6 +732,97 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
     undo
 }
 
+/// An undo plan checked against the snapshot as it is now: what may still be put back, and
+/// what changed since the run (by a later run or an event), which is left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndoNow {
+    pub operations: Vec<Operation>,
+    pub conflicts: Vec<NotUndoable>,
+}
+
+/// Keeps the inverse operations whose entity is still as the run left it. An inverse field
+/// update's `changes[k].before` is what the run set; an inverse unassign is a pair the run
+/// added and an inverse assign one it removed, so a device is put back only while its owners
+/// still hold every pair the run added and none it removed (a transfer since then is left as
+/// it is, whole). Pure: the present is the snapshot, read by the caller.
+pub fn undo_against(undo: &UndoPlan, snap: &crate::snapshot::SnapshotData) -> UndoNow {
+    let mut added: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
+    let mut removed: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
+    for op in &undo.operations {
+        match op {
+            Operation::Unassign(a) => added.entry(&a.device).or_default().push(&a.customer),
+            Operation::Assign(a) => removed.entry(&a.device).or_default().push(&a.customer),
+            _ => {}
+        }
+    }
+    let untouched = |d: &DeviceIdent| {
+        let owners = snap.owners_of(d);
+        added.get(d).is_none_or(|l| l.iter().all(|c| owners.contains(c)))
+            && removed.get(d).is_none_or(|l| l.iter().all(|c| !owners.contains(c)))
+    };
+    let conflict = |op: &str, key: String, reason: String| NotUndoable { op: op.into(), key, reason };
+    let mut now = UndoNow::default();
+    for op in &undo.operations {
+        let skip = match op {
+            Operation::UpdateCustomer(u) => {
+                let present = snap.customers.get(&u.email).map(|c| &c.record);
+                let field = |r: &CustomerRecord, k: &str| match k {
+                    "name" => r.name().map(str::to_string),
+                    "phone" => r.phone().map(str::to_string),
+                    _ => r.address().map(str::to_string),
+                };
+                let same = present.is_some_and(|r| u.changes.iter().all(|(k, c)| field(r, k) == c.before));
+                (!same).then(|| {
+                    conflict("update_customer", u.email.to_string(), "its fields changed since the run".into())
+                })
+            }
+            Operation::UpdateDevice(u) => {
+                let present = snap.devices.get(&u.identifier).map(|d| &d.record);
+                let type_same =
+                    u.device_type.as_ref().is_none_or(|c| present.is_some_and(|r| r.device_type == c.before));
+                let props_same = match (&u.properties, &u.properties_after) {
+                    (Some(delta), Some(before)) => {
+                        // What the run left: the before-image with the delta taken back.
+                        let mut left = before.to_map();
+                        for k in delta.added.keys() {
+                            left.remove(k);
+                        }
+                        for (k, v) in &delta.removed {
+                            left.insert(k.clone(), v.clone());
+                        }
+                        for (k, c) in &delta.changed {
+                            left.insert(k.clone(), c.before.clone());
+                        }
+                        present.is_some_and(|r| r.properties.to_map() == left)
+                    }
+                    _ => true,
+                };
+                (!(type_same && props_same)).then(|| {
+                    conflict(
+                        "update_device",
+                        u.identifier.to_string(),
+                        "its type or properties changed since the run".into(),
+                    )
+                })
+            }
+            Operation::Assign(a) | Operation::Unassign(a) => (!untouched(&a.device)).then(|| {
+                let kind = if matches!(op, Operation::Assign(_)) { "assign" } else { "unassign" };
+                conflict(
+                    kind,
+                    format!("{} -> {}", a.device, a.customer),
+                    "the device's owners changed since the run".into(),
+                )
+            }),
+            Operation::CreateCustomer(_) | Operation::CreateDevice(_) => None,
+        };
+        match skip {
+            Some(c) => now.conflicts.push(c),
+            None => now.operations.push(op.clone()),
+        }
+    }
+    now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

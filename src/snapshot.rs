@@ -59,7 +59,12 @@ const MIGRATIONS: &[&str] = &[
          device TEXT NOT NULL,
          customer TEXT NOT NULL
      );",
+    // 4: an undo run names the run it undoes, so a second undo of it can be refused.
+    "ALTER TABLE runs ADD COLUMN undoes INTEGER;",
 ];
+
+/// How many runs' undo plans are kept unless configured otherwise (`--keep-undo`).
+pub const KEEP_UNDO: u32 = 30;
 
 /// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,10 +406,26 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Stores the undo plan of a run.
-    pub fn put_undo(&mut self, run_id: i64, plan: &serde_json::Value) -> Result<(), Error> {
+    /// Stores the undo plan of a run (compact JSON), and drops all but the newest `keep`
+    /// (killed runs' plans included: they are stored before the first call).
+    pub fn put_undo(&mut self, run_id: i64, plan: &serde_json::Value, keep: u32) -> Result<(), Error> {
+        let err = |e| Error::snapshot(&self.path, e);
         self.conn
             .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, plan.to_string()])
+            .map_err(err)?;
+        self.conn
+            .execute(
+                "DELETE FROM undo WHERE run_id IN (SELECT run_id FROM undo ORDER BY run_id DESC LIMIT -1 OFFSET ?1)",
+                [keep.max(1)],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Marks run `id` as the undo of run `target`.
+    pub fn set_undoes(&mut self, id: i64, target: i64) -> Result<(), Error> {
+        self.conn
+            .execute("UPDATE runs SET undoes = ?2 WHERE id = ?1", [id, target])
             .map_err(|e| Error::snapshot(&self.path, e))?;
         Ok(())
     }
@@ -512,6 +533,24 @@ pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::guard:
         assignments: count("assignments")?,
     };
     Ok((version, totals))
+}
+
+/// The run that undid run `target` (finished `ok` or `partial`), if one did.
+pub fn undone_by(path: &Path, target: i64) -> Result<Option<i64>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (conn, version) = open_read_only(path)?;
+    if version < 4 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT id FROM runs WHERE undoes = ?1 AND outcome IN ('ok', 'partial') ORDER BY id LIMIT 1",
+        [target],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(|e| Error::snapshot(path, e))
 }
 
 /// A run's kind and its undo plan (`Null` when the run has none), read without writing.

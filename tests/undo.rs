@@ -47,3 +47,69 @@ fn undo_of_a_day2_run_restores_day1_except_creations() {
     let missing = w.run_api(&emu, &["undo", "99", "--state", "state.db"]).expect(64);
     assert!(missing.stderr.contains("no run 99"), "{}", missing.stderr);
 }
+
+/// Issue 11, case 5: apply moves a device a → b, an event then moves it b → c, and undo of the
+/// apply used to leave it owned by a *and* c. Undo now compares with the present: the device
+/// changed since the run, so its inverse is skipped and listed; the rest of the run is undone.
+/// Undoing the same run again is refused, naming the run that undid it.
+#[test]
+fn undo_skips_what_changed_since_and_refuses_a_second_undo() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    let day1 = "sample-data/day1";
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--input-dir", day1, "--state", "state.db", "--rate", "500"])
+        .expect(0);
+    // Day 1 again, with one transfer (a → b) and one customer's phone changed.
+    w.copy_dir(&w.join(day1), "moved");
+    let own = w.read("sample-data/day1/ownership.csv");
+    let first = own.lines().nth(1).unwrap();
+    let device = first.split(',').next().unwrap().to_string();
+    let a = first.split(',').nth(1).unwrap().to_string();
+    let b = "susan.williams@example.com";
+    assert_ne!(a, b);
+    w.write("moved/ownership.csv", own.replacen(first, &format!("{device},{b},"), 1));
+    let cust = w.read("sample-data/day1/customers.csv");
+    let phone_row = cust.lines().nth(2).unwrap();
+    let old_phone = phone_row.split(',').nth(3).unwrap();
+    w.write("moved/customers.csv", cust.replacen(phone_row, &phone_row.replacen(old_phone, "+1 000 555 0000", 1), 1));
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--input-dir", "moved", "--state", "state.db", "--rate", "500"])
+        .expect(0);
+    let c = cust
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_lowercase())
+        .find(|e| *e != a && e != b && *e != phone_row.split(',').nth(1).unwrap().to_lowercase())
+        .unwrap();
+    let c = c.as_str();
+    w.run_api(&emu, &["event", "--state", "state.db", "transfer", "--device", &device, "--from", b, "--to", c])
+        .expect(0);
+
+    let shown = w.run_api(&emu, &["undo", "2", "--state", "state.db", "--format", "json"]).expect(0).json();
+    let conflicts: Vec<String> =
+        shown["conflicts"].as_array().unwrap().iter().map(|c| c["key"].as_str().unwrap().to_string()).collect();
+    assert!(conflicts.iter().all(|k| k.starts_with(&format!("{device} -> "))) && conflicts.len() == 2, "{conflicts:?}");
+
+    let undone = w.run_api(&emu, &["undo", "2", "--apply", "--state", "state.db", "--rate", "500"]).expect(0);
+    assert!(undone.stdout.contains("2 skipped as changed since"), "{}", undone.stdout);
+    let (customers, devices) = remote(&emu);
+    assert_eq!(devices[&device].2, vec![c.to_string()], "the transfer since the run is left as it is");
+    let (email, phone) = (phone_row.split(',').nth(1).unwrap().to_lowercase(), old_phone.to_string());
+    assert_eq!(customers[&email].1.as_deref(), Some(phone.as_str()), "the rest of the run is undone");
+
+    let again = w.run_api(&emu, &["undo", "2", "--apply", "--state", "state.db"]).expect(1);
+    assert!(again.stderr.contains("run 2 was already undone by run 3"), "{}", again.stderr);
+}
+
+/// Undo data is pruned to the newest --keep-undo runs.
+#[test]
+fn undo_plans_are_pruned_to_the_newest_runs() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    for day in ["sample-data/day1", "sample-data/day2", "sample-data/day1"] {
+        let args = ["apply", "--config", CONFIG, "--input-dir", day, "--state", "state.db", "--rate", "500"];
+        w.run_api(&emu, &[&args[..], &["--keep-undo", "2", "--force"]].concat());
+    }
+    let gone = w.run_api(&emu, &["undo", "1", "--state", "state.db"]).expect(64);
+    assert!(gone.stderr.contains("has no undo plan"), "{}", gone.stderr);
+    w.run_api(&emu, &["undo", "3", "--state", "state.db"]).expect(0);
+}

@@ -79,7 +79,8 @@ pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
         guard: args.guard.limits()?,
         report: args.report.clone(),
         quiet,
-        record_undo: true,
+        keep_undo: Some(args.keep_undo),
+        undoes: None,
     };
     run_operations(&spec, operations)
 }
@@ -96,8 +97,10 @@ pub(super) struct RunSpec<'a> {
     pub guard: crate::guard::Limits,
     pub report: Option<std::path::PathBuf>,
     pub quiet: bool,
-    /// Store the inverse of the operations with the run, for `undo`.
-    pub record_undo: bool,
+    /// Store the inverse of the operations with the run, for `undo`, keeping this many runs'.
+    pub keep_undo: Option<u32>,
+    /// The run this one undoes (`undo --apply`).
+    pub undoes: Option<i64>,
 }
 
 /// The safety guard, then the calls, with confirmations recorded as they come. The caller holds
@@ -123,8 +126,12 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let planned = calls.len() as u64;
     let mut store = Store::open(spec.state)?;
     let run_id = store.begin_run(spec.kind)?;
-    if spec.record_undo && !operations.is_empty() {
-        store.put_undo(run_id, &serde_json::to_value(plan::inverse(&operations)).expect("an undo plan serializes"))?;
+    if let Some(target) = spec.undoes {
+        store.set_undoes(run_id, target)?;
+    }
+    if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
+        let inverse = serde_json::to_value(plan::inverse(&operations)).expect("an undo plan serializes");
+        store.put_undo(run_id, &inverse, keep)?;
     }
     drop(operations);
     if calls.is_empty() {

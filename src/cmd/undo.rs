@@ -1,6 +1,8 @@
 //! `undo RUN_ID`: show the undo plan an `apply` run stored — built from the before-images of
-//! what it changed — and, with `--apply`, send it like any plan (same guard, executor and
-//! recording). Creations are listed as not undoable: ext-v1 cannot delete.
+//! what it changed — checked against the snapshot as it is now, and, with `--apply`, send it
+//! like any plan (same guard, executor and recording). What changed since the run (a later
+//! run, an event) is skipped and listed as conflicting; creations are listed as not undoable
+//! (ext-v1 cannot delete); a run already undone is refused.
 
 use crate::cli::{ReportFormat, UndoArgs};
 use crate::error::Error;
@@ -12,17 +14,29 @@ use crate::snapshot::{self, Lock};
 pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
     let state = state_path(&args.state);
     let undo = load(&state, args.run)?;
+    if let Some(by) = snapshot::undone_by(&state, args.run)? {
+        return Err(Error::Setup(format!(
+            "run {} was already undone by run {by} (see `history`); nothing was sent",
+            args.run
+        )));
+    }
     if !args.apply {
-        return show(args, &undo);
+        let now = plan::undo_against(&undo, &snapshot::read(&state)?);
+        return show(args, &undo, &now);
     }
     let api = ApiSettings::resolve(&args.api)?;
     let opts = args.exec.options(Batching::default())?;
     let _lock = Lock::acquire(&state)?;
     let client = api.client()?;
-    // As for apply: an earlier run's calls of unknown outcome are read back first.
+    // As for apply: an earlier run's calls of unknown outcome are read back first, then the
+    // undo plan is checked against the present.
     super::settle::journal(&state, &client, &opts)?;
+    let now = plan::undo_against(&undo, &snapshot::read(&state)?);
     for n in &undo.not_undoable {
         tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
+    }
+    for c in &now.conflicts {
+        tracing::warn!("skipped, changed since run {}: {} {}: {}", args.run, c.op, c.key, c.reason);
     }
     let spec = super::apply::RunSpec {
         kind: "undo",
@@ -35,9 +49,21 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
         guard: args.guard.limits()?,
         report: None,
         quiet,
-        record_undo: false,
+        keep_undo: None,
+        undoes: Some(args.run),
     };
-    super::apply::run_operations(&spec, undo.operations)
+    let code = super::apply::run_operations(&spec, now.operations)?;
+    super::stdout_write(|out| {
+        writeln!(
+            out,
+            "undo of run {}: {} operation(s) sent to put back what it changed; {} skipped as changed since, {} not undoable",
+            args.run,
+            undo.operations.len() - now.conflicts.len(),
+            now.conflicts.len(),
+            undo.not_undoable.len()
+        )
+    })?;
+    Ok(code)
 }
 
 fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {
@@ -51,14 +77,15 @@ fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {
     }
 }
 
-fn show(args: &UndoArgs, undo: &UndoPlan) -> Result<i32, Error> {
-    let calls = plan::calls(&undo.operations, Batching::default()).len();
+fn show(args: &UndoArgs, undo: &UndoPlan, now: &plan::UndoNow) -> Result<i32, Error> {
+    let calls = plan::calls(&now.operations, Batching::default()).len();
     super::stdout_write(|out| match args.format {
         ReportFormat::Json => {
             let doc = serde_json::json!({
                 "run": args.run,
                 "api_calls": calls,
-                "operations": undo.operations,
+                "operations": now.operations,
+                "conflicts": now.conflicts,
                 "not_undoable": undo.not_undoable,
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
@@ -69,10 +96,16 @@ fn show(args: &UndoArgs, undo: &UndoPlan) -> Result<i32, Error> {
                 out,
                 "Undo of run {} (shown only; --apply sends it): {} operations, {calls} API calls",
                 args.run,
-                undo.operations.len()
+                now.operations.len()
             )?;
-            for op in &undo.operations {
+            for op in &now.operations {
                 writeln!(out, "  {}", describe(op))?;
+            }
+            if !now.conflicts.is_empty() {
+                writeln!(out, "Skipped: changed since run {} ({}):", args.run, now.conflicts.len())?;
+                for c in &now.conflicts {
+                    writeln!(out, "  {} {}: {}", c.op, c.key, c.reason)?;
+                }
             }
             if !undo.not_undoable.is_empty() {
                 writeln!(out, "Not undoable ({}):", undo.not_undoable.len())?;
