@@ -455,6 +455,19 @@ impl Lock {
     /// every path to one snapshot (a symlink, `./x` and `x`, `..` through another folder)
     /// takes the same lock.
     pub fn acquire(state: &Path) -> Result<Lock, Error> {
+        match Self::try_acquire(state)? {
+            Ok(lock) => Ok(lock),
+            Err(who) => Err(Error::Snapshot {
+                path: state.to_owned(),
+                message: format!(
+                    "is in use by {who}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
+                ),
+            }),
+        }
+    }
+
+    /// Like [`acquire`](Self::acquire), but a lock another process holds is `Ok(Err(who))`.
+    pub fn try_acquire(state: &Path) -> Result<Result<Lock, String>, Error> {
         use std::io::{Read, Seek, Write};
         let path = PathBuf::from(format!("{}.lock", canonical(state).display()));
         let mut file = std::fs::OpenOptions::new()
@@ -471,12 +484,7 @@ impl Lock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
                 let who = if holder.is_empty() { "another process".to_string() } else { holder.to_string() };
-                return Err(Error::Snapshot {
-                    path: state.to_owned(),
-                    message: format!(
-                        "is in use by {who}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
-                    ),
-                });
+                return Ok(Err(who));
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(Error::Io { what: "lock", path, source });
@@ -486,7 +494,7 @@ impl Lock {
         let _ = file.rewind();
         let _ = writeln!(file, "process {} (since {})", std::process::id(), crate::time::now_rfc3339());
         let _ = file.flush();
-        Ok(Lock { _file: file, path })
+        Ok(Ok(Lock { _file: file, path }))
     }
 
     pub fn path(&self) -> &Path {

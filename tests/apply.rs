@@ -572,6 +572,23 @@ fn the_guard_refuses_an_export_that_wipes_every_devices_properties() {
     assert_converged(&w, &emu, "stripped");
 }
 
+/// Issue 11, case 7: the same snapshot through a symlink was locked twice, and two applies sent
+/// the whole plan twice. The lock follows the file, not the path.
+#[test]
+fn an_apply_through_a_symlink_meets_the_same_lock() {
+    let (w, emu) = (sample(), Emu::start());
+    apply(&w, &emu, "sample-data/day1", &[]).expect(0);
+    std::os::unix::fs::symlink(w.join("state.db"), w.join("link.db")).unwrap();
+    let held = telemetron_sync::snapshot::Lock::acquire(&w.join("state.db")).unwrap();
+    let before = emu.emulator.requests().len();
+    let run = w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "link.db", "--rate", "500"]).expect(1);
+    assert!(run.stderr.contains("is in use by process"), "{}", run.stderr);
+    assert_eq!(emu.emulator.requests().len(), before);
+    drop(held);
+    let migrate = w.run(&["snapshot", "migrate", "--state", "link.db"]).expect(0);
+    assert!(migrate.stdout.contains("link.db"), "{}", migrate.stdout);
+}
+
 #[test]
 fn a_second_apply_on_the_same_snapshot_refuses() {
     let (w, emu) = (sample(), Emu::start());

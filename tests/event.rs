@@ -128,3 +128,44 @@ fn a_stream_with_a_bad_line_answers_every_line_and_goes_on() {
     assert_eq!(snap.assignment_count(), 0);
     assert_eq!(snap.customers[&telemetron_sync::model::Email::parse("ann@x.io").unwrap()].record.name(), Some("Ann"));
 }
+
+/// Issue 11, case 10: `event --stdin` held the snapshot's lock for the whole stream, so a
+/// registration system's never-ending stream locked the nightly apply out. Now the stream takes
+/// the lock per event: apply runs while the stream is open, and an event that comes while apply
+/// holds the lock waits for it.
+#[test]
+fn an_event_stream_and_apply_take_turns_with_the_lock() {
+    use std::io::{BufRead, BufReader, Write};
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    let mut child = w
+        .command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", crate::util::KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut results = BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+
+    // The stream is open and idle: apply gets the lock.
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"]).expect(0);
+
+    // An event sent while a lock is held waits for it, then goes through.
+    let lock = telemetron_sync::snapshot::Lock::acquire(&w.join("state.db")).unwrap();
+    writeln!(stdin, r#"{{"event": "register", "device": "D9", "customer": "ann@x.io", "device_type": "lock"}}"#)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!remote(&emu).1.contains_key("D9"), "the event waits while the lock is held");
+    drop(lock);
+    let second: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["ok"], true, "{second}");
+    drop(stdin);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(remote(&emu).1["D9"].2, vec!["ann@x.io".to_string()]);
+}

@@ -2,7 +2,9 @@
 //! details — through the same client and rate limit as `apply`, and record it in the snapshot, so
 //! that the nightly run finds nothing left to do. `event --stdin` takes a stream of JSON lines
 //! (for a registration system to pipe into) and answers one JSON line per event; a bad line gets
-//! an error result and the stream goes on. Events hold the snapshot's lock, as `apply` does.
+//! an error result and the stream goes on. An event holds the snapshot's lock, as `apply` does;
+//! a stream takes it for each event and lets it go, waiting while another run holds it, so a
+//! nightly `apply` and a stream that never ends can take turns.
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::AtomicBool;
@@ -23,16 +25,15 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
     if args.event.is_some() == args.stdin {
         return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
     }
-    if !(args.rate.is_finite() && args.rate > 0.0) {
+    use crate::execute::{MAX_RATE, MIN_RATE};
+    if !(args.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&args.rate)) {
         return Err(Error::Usage(format!(
-            "--rate must be a positive number of requests per second, not {}",
+            "--rate must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {}",
             args.rate
         )));
     }
     let client = ApiSettings::resolve(&args.api)?.client()?;
     let state = state_path(&args.state);
-    let _lock = Lock::acquire(&state)?;
-    let mut store = Store::open(&state)?;
     let opts = Options { rate: args.rate, concurrency: 1, ..Options::default() };
     let stop = AtomicBool::new(false);
     let caller = Caller::new(&opts, &stop);
@@ -42,6 +43,8 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
         .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
 
     if let Some(event) = &args.event {
+        let _lock = Lock::acquire(&state)?;
+        let mut store = Store::open(&state)?;
         let result = rt.block_on(apply(event, &client, &caller, &mut store))?;
         let ok = result["ok"] == true;
         super::stdout_write(|out| {
@@ -65,7 +68,11 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
             continue;
         }
         let mut result = match serde_json::from_str::<EventCommand>(&line) {
-            Ok(event) => rt.block_on(apply(&event, &client, &caller, &mut store))?,
+            Ok(event) => {
+                let _lock = wait_for_lock(&state)?;
+                let mut store = Store::open(&state)?;
+                rt.block_on(apply(&event, &client, &caller, &mut store))?
+            }
             Err(e) => json!({"ok": false, "error": format!("not an event: {e}")}),
         };
         result["line"] = n.into();
@@ -80,6 +87,23 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
         }
     }
     Ok(if failed == 0 { exit::SUCCESS } else { exit::PARTIAL })
+}
+
+/// Takes the snapshot's lock, waiting (and saying so once) while another run holds it.
+fn wait_for_lock(state: &std::path::Path) -> Result<Lock, Error> {
+    let mut said = false;
+    loop {
+        match Lock::try_acquire(state)? {
+            Ok(lock) => return Ok(lock),
+            Err(who) => {
+                if !said {
+                    tracing::info!(snapshot = %state.display(), "the snapshot is in use by {who}; the event waits for it");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 fn failure(name: &str, error: impl std::fmt::Display) -> Value {
