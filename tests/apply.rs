@@ -497,6 +497,42 @@ fn sigterm_cuts_a_retry_backoff_short() {
     assert!(stderr.contains("interrupted by a signal"), "{stderr}");
 }
 
+/// Issue 11, case 10: a second signal did nothing; now it abandons the calls in flight (2 s of
+/// emulator latency each) and exits at once, with what was confirmed committed. (Abandoned
+/// assignment calls stay in the journal: the kill-storm test shows the next run settles them.)
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_secs(2)));
+    let child = w
+        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "4"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while emu.emulator.requests().len() < 5 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = || std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    term();
+    std::thread::sleep(Duration::from_millis(100));
+    let second = Instant::now();
+    term();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        second.elapsed() < Duration::from_secs(1),
+        "took {:?} after the second signal:\n{stderr}",
+        second.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted twice"), "{stderr}");
+    let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
+    assert_eq!(history[0]["outcome"], "stopped");
+}
+
 #[test]
 fn a_wrong_key_stops_the_run_at_once() {
     let (w, emu) = (sample(), Emu::start());

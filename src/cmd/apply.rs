@@ -152,13 +152,23 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let rt = super::runtime()?;
     let progress = crate::progress::for_stderr(spec.quiet);
     let outcome = rt.block_on(async {
-        let signals = super::stop_on_signal(stop.clone());
+        let now = Arc::new(tokio::sync::Notify::new());
+        let signals = super::stop_on_signals(stop.clone(), now.clone());
         let journal = RecorderJournal { tx: Mutex::new(tx) };
         let confirm = |c: Confirmed| {
             journal.send(Record::Confirmed(c));
         };
-        let outcome =
-            execute::execute(&spec.client, calls, &spec.opts, &confirm, &journal, progress.as_ref(), &stop).await;
+        let run = execute::execute(&spec.client, calls, &spec.opts, &confirm, &journal, progress.as_ref(), &stop);
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            () = now.notified() => Outcome {
+                stopped: Some(
+                    "interrupted twice: the calls in flight were abandoned; their outcome is unknown, and the next run reads them back before planning"
+                        .into(),
+                ),
+                ..Outcome::default()
+            },
+        };
         signals.abort();
         outcome
     });

@@ -212,10 +212,25 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// Sets `stop` on Ctrl-C or SIGTERM, so that nothing new is sent and the calls in flight finish.
 /// Call from inside the runtime; abort the handle when the work is done.
 pub(crate) fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
+    stop_on_signals(stop, std::sync::Arc::new(tokio::sync::Notify::new()))
+}
+
+/// Like [`stop_on_signal`]; a second signal also notifies `now`: the caller abandons the calls
+/// in flight (their intents stay in the journal for the next run to read back) and exits once
+/// what was confirmed is committed.
+pub(crate) fn stop_on_signals(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    now: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::warn!("signal received: sending nothing new, finishing the calls in flight");
+        tracing::warn!(
+            "signal received: sending nothing new, finishing the calls in flight (a second signal stops at once)"
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        shutdown_signal().await;
+        tracing::warn!("second signal: abandoning the calls in flight; committing what was confirmed");
+        now.notify_one();
     })
 }
 
