@@ -80,6 +80,22 @@ pub struct PropertyDelta {
 }
 
 impl PropertyDelta {
+    /// The properties this delta was taken from, given the ones it leads to:
+    /// `between(a, b).taken_back(b) == a`.
+    pub fn taken_back(&self, after: &Properties) -> BTreeMap<String, String> {
+        let mut before = after.to_map();
+        for k in self.added.keys() {
+            before.remove(k);
+        }
+        for (k, v) in &self.removed {
+            before.insert(k.clone(), v.clone());
+        }
+        for (k, c) in &self.changed {
+            before.insert(k.clone(), c.before.clone());
+        }
+        before
+    }
+
     pub fn between(before: &Properties, after: &Properties) -> PropertyDelta {
         let (b, a) = (before.to_map(), after.to_map());
         let mut d = PropertyDelta::default();

@@ -696,17 +696,7 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
                 }
                 let (properties, properties_after) = match (&u.properties, &u.properties_after) {
                     (Some(delta), Some(after)) => {
-                        let mut before = after.to_map();
-                        for k in delta.added.keys() {
-                            before.remove(k);
-                        }
-                        for (k, v) in &delta.removed {
-                            before.insert(k.clone(), v.clone());
-                        }
-                        for (k, c) in &delta.changed {
-                            before.insert(k.clone(), c.before.clone());
-                        }
-                        let before = Properties::from_map(&before);
+                        let before = Properties::from_map(&delta.taken_back(after));
                         (Some(PropertyDelta::between(after, &before)), Some(before))
                     }
                     _ => (None, None),
@@ -782,18 +772,8 @@ pub fn undo_against(undo: &UndoPlan, snap: &crate::snapshot::SnapshotData) -> Un
                     u.device_type.as_ref().is_none_or(|c| present.is_some_and(|r| r.device_type == c.before));
                 let props_same = match (&u.properties, &u.properties_after) {
                     (Some(delta), Some(before)) => {
-                        // What the run left: the before-image with the delta taken back.
-                        let mut left = before.to_map();
-                        for k in delta.added.keys() {
-                            left.remove(k);
-                        }
-                        for (k, v) in &delta.removed {
-                            left.insert(k.clone(), v.clone());
-                        }
-                        for (k, c) in &delta.changed {
-                            left.insert(k.clone(), c.before.clone());
-                        }
-                        present.is_some_and(|r| r.properties.to_map() == left)
+                        // What the run left: the inverse's target with its delta taken back.
+                        present.is_some_and(|r| r.properties.to_map() == delta.taken_back(before))
                     }
                     _ => true,
                 };

@@ -167,20 +167,25 @@ fn injected_500s_lost_responses_and_429s_converge() {
     assert_eq!((customers.len(), devices.len()), (56, 86), "lost responses made no duplicates");
 }
 
+/// Starts the binary in the background against `emu` with the test key, output piped.
+fn spawn_api(w: &Workdir, emu: &Emu, args: &[&str]) -> std::process::Child {
+    w.command(args)
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts a slow `apply` of day 1 in the background (10 ms latency, 100 calls/s, 2 in flight) and
 /// returns once the emulator has answered `calls` requests; also returns the plan's total.
 fn slow_apply_until(w: &Workdir, emu: &Emu, calls: usize) -> (std::process::Child, u64) {
     let plan = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0);
     let total = plan.json()["summary"]["api_calls"].as_u64().unwrap();
     assert!(total > calls as u64 + 10, "the plan is long enough to stop in the middle ({total} calls)");
-    let child = w
-        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        spawn_api(w, emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "2"]);
     let start = Instant::now();
     while emu.emulator.requests().len() < calls && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
@@ -213,14 +218,7 @@ fn kill_9_mid_run_then_a_rerun_converges() {
 fn a_first_apply_killed_at_any_moment_leaves_a_usable_snapshot() {
     for ms in [0, 3, 8, 15, 30, 60, 120] {
         let (w, emu) = (sample(), Emu::start());
-        let mut child = w
-            .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"])
-            .env("TELEMETRON_BASE_URL", &emu.base_url)
-            .env("TELEMETRON_API_KEY", KEY)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_api(&w, &emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"]);
         std::thread::sleep(Duration::from_millis(ms));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -391,14 +389,7 @@ fn a_kill_storm_during_a_migration_ends_exact_with_no_unsettled_intent() {
         x ^= x >> 7;
         x ^= x << 17;
         let at = if i == 0 { Duration::from_millis(x % 40) } else { Duration::from_millis(100 + x % 1400) };
-        let mut child = w
-            .command(&[&args[..], &["--backoff-ms", "5", "--max-retries", "3"]].concat())
-            .env("TELEMETRON_BASE_URL", &emu.base_url)
-            .env("TELEMETRON_API_KEY", KEY)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_api(&w, &emu, &[&args[..], &["--backoff-ms", "5", "--max-retries", "3"]].concat());
         std::thread::sleep(at);
         child.kill().unwrap();
         let status = child.wait().unwrap();
@@ -500,14 +491,11 @@ fn a_wrong_base_url_is_fatal_and_fast() {
 #[test]
 fn sigterm_cuts_a_retry_backoff_short() {
     let (w, emu) = (sample(), Emu::with(|c| c.fail_rate = 1.0));
-    let child = w
-        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--backoff-ms", "20000", "--max-retries", "5"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_api(
+        &w,
+        &emu,
+        &["apply", "--config", CONFIG, "--state", "state.db", "--backoff-ms", "20000", "--max-retries", "5"],
+    );
     let start = Instant::now();
     while emu.emulator.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
@@ -528,14 +516,11 @@ fn sigterm_cuts_a_retry_backoff_short() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let (w, emu) = (sample(), Emu::with(|c| c.latency = Duration::from_secs(2)));
-    let child = w
-        .command(&["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "4"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_api(
+        &w,
+        &emu,
+        &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "100", "--concurrency", "4"],
+    );
     let start = Instant::now();
     while emu.emulator.requests().len() < 5 && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(10));
