@@ -324,10 +324,11 @@ fn plan_assignments(
     let folded_device = |d: u32| appearances[d as usize] == 1 && new_devices.contains_key(devices[d as usize]);
     let device_type = |d: u32| new_devices[devices[d as usize]].device_type.clone();
 
-    // Customer calls: the devices this call creates grouped by type (one type per call), and
-    // the others in calls of their own; then chunks. A call sent with autoCreateDevices holds
-    // only devices it creates: a device the snapshot has but Telemetron lost would otherwise be
-    // created with this group's type instead of being reported as skipped.
+    // Customer calls: the devices this call creates grouped by type (one type per call); then
+    // chunks. Devices this run creates in phase 2 ride along with the first group (they exist
+    // by phase 4); devices that existed before go in calls of their own, since a call sent with
+    // autoCreateDevices would create one Telemetron lost with this group's type instead of
+    // reporting it as skipped.
     struct CustomerCall {
         devices: Vec<u32>,
         create: Option<(Arc<str>, Vec<u32>)>,
@@ -335,18 +336,24 @@ fn plan_assignments(
     let mut customer_calls: Vec<Vec<CustomerCall>> = Vec::with_capacity(customers.len());
     for group in &customer_groups {
         let mut by_type: BTreeMap<Arc<str>, Vec<u32>> = BTreeMap::new();
-        let mut others = Vec::new();
+        let (mut fresh, mut existing) = (Vec::new(), Vec::new());
         for &d in group {
             if folded_device(d) {
                 by_type.entry(device_type(d)).or_default().push(d);
+            } else if new_devices.contains_key(devices[d as usize]) {
+                fresh.push(d);
             } else {
-                others.push(d);
+                existing.push(d);
             }
         }
         let mut out = Vec::new();
         let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = by_type.into_iter().map(|(t, v)| (Some(t), v)).collect();
-        if !others.is_empty() {
-            sets.push((None, others));
+        match sets.first_mut() {
+            Some((_, first)) => first.extend(fresh),
+            None => existing.extend(fresh),
+        }
+        if !existing.is_empty() {
+            sets.push((None, existing));
         }
         for (t, mut set) in sets {
             set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
