@@ -43,6 +43,12 @@ pub enum Error {
     #[error("snapshot {path}: {message}")]
     Snapshot { path: PathBuf, message: String },
 
+    /// Another run holds the snapshot's lock: exit 75, so a wrapper can try again later.
+    #[error(
+        "snapshot {path} is in use by {holder}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
+    )]
+    InUse { path: PathBuf, holder: String },
+
     /// Something the command needs is missing or unusable (no API key, say): exit 1.
     #[error("{0}")]
     Setup(String),
@@ -60,6 +66,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
+            Error::InUse { .. } => exit::IN_USE,
             _ => exit::ERROR,
         }
     }

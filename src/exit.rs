@@ -12,3 +12,5 @@ pub const PARTIAL: i32 = 3;
 pub const GUARD: i32 = 4;
 /// The command line was wrong (sysexits' EX_USAGE).
 pub const USAGE: i32 = 64;
+/// The snapshot is in use by another run; try again later (sysexits' EX_TEMPFAIL).
+pub const IN_USE: i32 = 75;

@@ -457,12 +457,7 @@ impl Lock {
     pub fn acquire(state: &Path) -> Result<Lock, Error> {
         match Self::try_acquire(state)? {
             Ok(lock) => Ok(lock),
-            Err(who) => Err(Error::Snapshot {
-                path: state.to_owned(),
-                message: format!(
-                    "is in use by {who}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
-                ),
-            }),
+            Err(holder) => Err(Error::InUse { path: state.to_owned(), holder }),
         }
     }
 

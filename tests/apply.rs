@@ -627,7 +627,7 @@ fn an_apply_through_a_symlink_meets_the_same_lock() {
     std::os::unix::fs::symlink(w.join("state.db"), w.join("link.db")).unwrap();
     let held = telemetron_sync::snapshot::Lock::acquire(&w.join("state.db")).unwrap();
     let before = emu.emulator.requests().len();
-    let run = w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "link.db", "--rate", "500"]).expect(1);
+    let run = w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "link.db", "--rate", "500"]).expect(75);
     assert!(run.stderr.contains("is in use by process"), "{}", run.stderr);
     assert_eq!(emu.emulator.requests().len(), before);
     drop(held);
@@ -642,7 +642,8 @@ fn a_second_apply_on_the_same_snapshot_refuses() {
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(w.join("state.db.lock")).unwrap();
     lock.lock().unwrap();
     std::fs::write(w.join("state.db.lock"), "process 4242 (since 2026-11-27T03:00:00Z)\n").unwrap();
-    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(1);
+    // A distinct exit code (75, sysexits' EX_TEMPFAIL), so a cron wrapper can try again later.
+    let run = apply(&w, &emu, "sample-data/day1", &[]).expect(75);
     assert!(run.stderr.contains("is in use by process 4242"), "{}", run.stderr);
     assert!(emu.emulator.requests().is_empty());
     drop(lock);
