@@ -93,12 +93,16 @@ pub enum CustomerCommand {
     Upsert {
         #[command(flatten)]
         api: ApiArgs,
+        /// The customer's email (their key in Telemetron)
         #[arg(long)]
         email: String,
+        /// The customer's name
         #[arg(long)]
         name: Option<String>,
+        /// The customer's phone number (an empty value clears it)
         #[arg(long)]
         phone: Option<String>,
+        /// The customer's address (an empty value clears it)
         #[arg(long)]
         address: Option<String>,
         /// Update the customer with this Telemetron id (skips the create attempt)
@@ -109,12 +113,14 @@ pub enum CustomerCommand {
     Query {
         #[command(flatten)]
         api: ApiArgs,
+        /// The customer's email (matched case-insensitively)
         email: String,
     },
     /// Look a customer up by Telemetron id
     Get {
         #[command(flatten)]
         api: ApiArgs,
+        /// The customer's Telemetron id (as `customer query` shows it)
         id: String,
     },
 }
@@ -125,6 +131,7 @@ pub enum DeviceCommand {
     Upsert {
         #[command(flatten)]
         api: ApiArgs,
+        /// The device's identifier (serial number, MAC, …)
         #[arg(long)]
         identifier: String,
         /// The device type (needed to create)
@@ -166,6 +173,7 @@ pub struct AssignArgs {
     /// Create the device if Telemetron does not have it (needs --device-type)
     #[arg(long, requires = "device_type")]
     pub auto_create_device: bool,
+    /// The device's type
     #[arg(long, value_name = "TYPE")]
     pub device_type: Option<String>,
 }
@@ -174,8 +182,10 @@ pub struct AssignArgs {
 pub struct UnassignArgs {
     #[command(flatten)]
     pub api: ApiArgs,
+    /// The device's identifier (serial number, MAC, …)
     #[arg(long)]
     pub device: String,
+    /// The customer's email
     #[arg(long, value_name = "EMAIL")]
     pub customer: String,
 }
@@ -401,8 +411,10 @@ pub struct EventArgs {
 pub enum EventCommand {
     /// A customer registered a device: assign it (creating the device with --device-type)
     Register {
+        /// The device's identifier (serial number, MAC, …)
         #[arg(long)]
         device: String,
+        /// The customer's email
         #[arg(long, value_name = "EMAIL")]
         customer: String,
         /// Create the device with this type if Telemetron does not have it
@@ -416,30 +428,39 @@ pub enum EventCommand {
     },
     /// A device changed hands: unassign the old owner, then assign the new one
     Transfer {
+        /// The device's identifier (serial number, MAC, …)
         #[arg(long)]
         device: String,
+        /// The email of the customer who had the device
         #[arg(long, value_name = "EMAIL")]
         from: String,
+        /// The email of the customer who has it now
         #[arg(long, value_name = "EMAIL")]
         to: String,
     },
     /// A customer gave a device up: unassign it
     Release {
+        /// The device's identifier (serial number, MAC, …)
         #[arg(long)]
         device: String,
+        /// The customer's email
         #[arg(long, value_name = "EMAIL")]
         customer: String,
     },
     /// A customer signed up or changed their details: create or update them
     Customer {
+        /// The customer's email (their key in Telemetron)
         #[arg(long)]
         email: String,
+        /// The customer's name
         #[arg(long)]
         #[serde(default)]
         name: Option<String>,
+        /// The customer's phone number (an empty value clears it)
         #[arg(long)]
         #[serde(default)]
         phone: Option<String>,
+        /// The customer's address (an empty value clears it)
         #[arg(long)]
         #[serde(default)]
         address: Option<String>,

@@ -123,3 +123,23 @@ fn json_logs_on_request() {
     assert_eq!(v["level"], "WARN");
     assert!(v["message"].as_str().unwrap().contains("c.csv:2: column \"email\""), "{v}");
 }
+
+/// Issue 12, item 9: every flag of every command has help text (`--device`, `--from`, `--to`,
+/// `--email`, `--identifier` had none).
+#[test]
+fn every_flag_has_help_text() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version") {
+                missing.push(format!("{path} --{}", arg.get_long().unwrap_or(arg.get_id().as_str())));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&telemetron_sync::cli::Cli::command(), "telemetron-sync", &mut missing);
+    assert!(missing.is_empty(), "flags without help: {missing:#?}");
+}
