@@ -192,7 +192,15 @@ pub fn write_plan_text(
         );
     }
     if plan.operations.is_empty() {
-        let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
+        if plan.rejected.is_empty() {
+            let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
+        } else {
+            let _ = writeln!(
+                s,
+                "\nNothing to change from the rows that were read; {} rejected row(s) were left out: fix them in the export (listed above) for Telemetron to be in step.",
+                plan.rejected.len()
+            );
+        }
     }
     out.write_all(s.as_bytes())
 }

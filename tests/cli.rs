@@ -116,7 +116,7 @@ fn snapshot_migrate_creates_an_empty_snapshot() {
 #[test]
 fn json_logs_on_request() {
     let w = Workdir::new();
-    w.write("c.csv", "email,name\nnot-an-email,X\n");
+    w.write("c.csv", "email,name\nnot-an-email,X\nann@x.io,Ann\n");
     let run = w.run(&["--log-format", "json", "plan", "--customers", "c.csv", "--state", "s.db"]).expect(0);
     let line = run.stderr.lines().next().expect("a log line");
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -142,4 +142,21 @@ fn every_flag_has_help_text() {
     let mut missing = Vec::new();
     walk(&telemetron_sync::cli::Cli::command(), "telemetron-sync", &mut missing);
     assert!(missing.is_empty(), "flags without help: {missing:#?}");
+}
+
+/// Issue 12, item 6: a file whose every row was rejected said "Nothing to change: Telemetron is
+/// in step with the exports", exit 0. It is an error now; and a plan that has nothing to change
+/// but rejected rows says they need fixing.
+#[test]
+fn a_file_whose_rows_were_all_rejected_is_an_error_and_rejects_are_not_in_step() {
+    let w = Workdir::new();
+    w.write("bad/customers.csv", "email,name\nnope,Ann\nalso-nope,Bob\n");
+    let run = w.run(&["plan", "--input-dir", "bad", "--state", "s.db"]).expect(1);
+    assert!(run.stderr.contains("every one of its 2 row(s) was rejected"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    w.write("some/customers.csv", "email,name\nnope,Ann\nbob@x.io,Bob\n");
+    w.run(&["baseline", "--input-dir", "some", "--state", "s.db"]).expect(3);
+    let run = w.run(&["plan", "--input-dir", "some", "--state", "s.db"]).expect(0);
+    assert!(run.stdout.contains("1 rejected row(s) were left out: fix them"), "{}", run.stdout);
+    assert!(!run.stdout.contains("in step with the exports."), "{}", run.stdout);
 }

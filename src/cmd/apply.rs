@@ -342,12 +342,18 @@ fn finish(
                 ending.planned
             ),
         ),
-        (None, None) if failed > 0 || rejected > 0 => (
-            exit::PARTIAL,
-            format!(
-                "finished with {failed} failed operation(s) and {rejected} rejected row(s); they are retried by the next run"
-            ),
-        ),
+        (None, None) if failed > 0 || rejected > 0 => {
+            let mut parts = Vec::new();
+            if failed > 0 {
+                parts.push(format!("{failed} failed operation(s), which the next run retries"));
+            }
+            if rejected > 0 {
+                parts.push(format!(
+                    "{rejected} rejected row(s), which stay left out until the export is fixed (the rows are listed with file:line above; --rejects FILE writes them all)"
+                ));
+            }
+            (exit::PARTIAL, format!("finished with {}", parts.join(" and ")))
+        }
         (None, None) => (exit::SUCCESS, "finished: Telemetron has everything the exports say".to_string()),
     };
     let outcome_word = match code {

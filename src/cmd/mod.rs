@@ -98,6 +98,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
     refuse_empty_files(&export, &snap, settings)?;
+    refuse_all_rejected(&export)?;
     // The entity diff needs only the device half of the resolution: the ownership half runs
     // beside it, then the assignment diff, which needs both.
     load::resolve_devices(&mut export, &snap);
@@ -152,6 +153,28 @@ fn refuse_empty_files(export: &Export, snap: &SnapshotData, settings: &InputSett
                 message: format!(
                     "the {} file has a header and no rows, but the snapshot holds {} {}; an empty export is usually a failed one. Nothing was planned. If it is meant to be empty, pass --allow-empty {}",
                     input.kind, held.0, held.1, input.kind
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A file whose every row was rejected is an error, never a plan that "is in step": it is a
+/// broken export (another delimiter, an encoding, a shifted column), and nothing of it can be
+/// trusted. (Run after reading; rows rejected later, against the snapshot, are left out.)
+fn refuse_all_rejected(export: &Export) -> Result<(), Error> {
+    for input in export.inputs.iter().filter(|i| i.rows > 0) {
+        let mut lines: Vec<u64> = export.rejects.iter().filter(|r| *r.file == *input.path).map(|r| r.line).collect();
+        lines.dedup();
+        if lines.len() as u64 >= input.rows {
+            let first = export.rejects.iter().find(|r| *r.file == *input.path).map(report::reject_line);
+            return Err(Error::BadFile {
+                path: input.path.clone().into(),
+                message: format!(
+                    "every one of its {} row(s) was rejected, so the file is not usable as it is; nothing was planned. The first: {}",
+                    input.rows,
+                    first.unwrap_or_default()
                 ),
             });
         }
