@@ -245,16 +245,47 @@ pub(crate) fn stop_on_signals(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     now: std::sync::Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
+    // The listeners are made once, before any signal: a signal that comes while none is
+    // registered is not seen, so making new ones for the second signal could miss it.
+    #[cfg(unix)]
+    let mut listeners = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
+    };
     tokio::spawn(async move {
+        #[cfg(unix)]
+        next_signal(&mut listeners).await;
+        #[cfg(not(unix))]
         shutdown_signal().await;
         tracing::warn!(
             "signal received: sending nothing new, finishing the calls in flight (a second signal stops at once)"
         );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(unix)]
+        next_signal(&mut listeners).await;
+        #[cfg(not(unix))]
         shutdown_signal().await;
         tracing::warn!("second signal: abandoning the calls in flight; committing what was confirmed");
         now.notify_one();
     })
+}
+
+/// The next SIGINT or SIGTERM on listeners made beforehand (a missing one never fires).
+#[cfg(unix)]
+async fn next_signal(listeners: &mut (Option<tokio::signal::unix::Signal>, Option<tokio::signal::unix::Signal>)) {
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    let (int, term) = listeners;
+    tokio::select! {
+        () = recv(int) => {},
+        () = recv(term) => {},
+    }
 }
 
 /// `key=value` pairs (from `--property`) as a map; the key is trimmed and must not be empty.
