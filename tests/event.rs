@@ -7,6 +7,18 @@ use crate::util::{Emu, Workdir, repo};
 
 const CONFIG: &str = "sample-data/config.toml";
 
+/// `event --stdin` in the background against `emu`, its standard streams piped.
+fn event_stream(w: &Workdir, emu: &Emu) -> std::process::Child {
+    w.command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", crate::util::KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn events_round_trip_with_the_nightly_plan() {
     let (w, emu) = (Workdir::new(), Emu::start());
@@ -102,15 +114,7 @@ fn a_stream_with_a_bad_line_answers_every_line_and_goes_on() {
         r#"{"event": "release", "device": "D1", "customer": "bob@x.io"}"#,
     ]
     .join("\n");
-    let mut child = w
-        .command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", crate::util::KEY)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = event_stream(&w, &emu);
     use std::io::Write;
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -138,15 +142,7 @@ fn an_event_stream_and_apply_take_turns_with_the_lock() {
     use std::io::{BufRead, BufReader, Write};
     let (w, emu) = (Workdir::new(), Emu::start());
     w.copy_dir(&repo().join("sample-data"), "sample-data");
-    let mut child = w
-        .command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
-        .env("TELEMETRON_BASE_URL", &emu.base_url)
-        .env("TELEMETRON_API_KEY", crate::util::KEY)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = event_stream(&w, &emu);
     let mut stdin = child.stdin.take().unwrap();
     let mut results = BufReader::new(child.stdout.take().unwrap()).lines();
     writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();

@@ -31,10 +31,12 @@ pub(super) fn journal(state: &Path, client: &Client, opts: &Options) -> Result<b
         return Ok(false);
     }
     let customers: BTreeSet<Email> = intents.iter().map(|i| i.customer.clone()).collect();
+    let runs: BTreeSet<i64> = intents.iter().map(|i| i.run_id).collect();
     tracing::warn!(
-        calls = intents.len(),
+        pairs = intents.len(),
         customers = customers.len(),
-        "an earlier run left calls whose outcome it did not learn; reading them back from Telemetron before planning"
+        runs = ?runs,
+        "earlier runs left calls whose outcome they did not learn; reading them back from Telemetron before planning"
     );
     let stop = AtomicBool::new(false);
     let answers: Vec<(Email, Result<ReadBack, String>)> = super::runtime()?.block_on(async {

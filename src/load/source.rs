@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// How the bytes of a file were stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+enum Compression {
     None,
     Gzip,
     Zstd,
@@ -40,7 +40,6 @@ pub struct Source {
     /// The file's size when it is a plain regular file (not a pipe, not compressed): the bound
     /// for any memory reserved up front.
     pub size: Option<u64>,
-    pub compression: Compression,
     /// Bytes handed out from `window_start` on; trimmed as the cursor passes them.
     window: Vec<u8>,
     window_start: u64,
@@ -103,7 +102,6 @@ impl Source {
             inner,
             hasher,
             size,
-            compression,
             window: Vec::new(),
             window_start: 0,
             cursor: 0,
@@ -118,11 +116,6 @@ impl Source {
     pub fn sha256(&self) -> String {
         let hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
         hex(&hasher.finalize())
-    }
-
-    /// Bytes handed out so far.
-    pub fn consumed(&self) -> u64 {
-        self.total
     }
 
     /// Whether the data handed out so far ends with a line break (or is empty).
