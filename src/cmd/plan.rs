@@ -3,7 +3,7 @@
 use crate::cli::{PlanArgs, ReportFormat};
 use crate::error::Error;
 use crate::exit;
-use crate::plan::{self, SavedPlan};
+use crate::plan::SavedPlan;
 use crate::report;
 use crate::settings::InputSettings;
 
@@ -11,8 +11,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let settings = InputSettings::resolve(&args.inputs)?;
     let p = super::prepare(&settings)?;
     let t = std::time::Instant::now();
-    let mut doc = plan::build(&p.diff, &p.export, settings.batching);
-    doc.guard = Some(crate::guard::check(&doc.operations, p.snap.totals(), &args.guard.limits()?));
+    let doc = super::plan_doc(&p, &settings, &args.guard.limits()?);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
         let saved = SavedPlan { plan: &doc, inputs: &p.export.inputs, snapshot: &p.snap.version };
