@@ -82,10 +82,10 @@ impl BadRow<'_> {
         // Each line inside a field, after its first, began a row of its own: split it again.
         let fields: Vec<&[u8]> = self.rec.iter().collect();
         for (j, field) in fields.iter().enumerate() {
-            let pieces: Vec<&[u8]> = field.split(|b| *b == b'\n' || *b == b'\r').filter(|p| !p.is_empty()).collect();
             if count_line_breaks(field) == 0 {
                 continue;
             }
+            let pieces: Vec<&[u8]> = field.split(|b| *b == b'\n' || *b == b'\r').filter(|p| !p.is_empty()).collect();
             for (k, piece) in pieces.iter().enumerate().skip(usize::from(!field.starts_with(b"\n"))) {
                 let mut cells: Vec<&[u8]> = piece.split(|b| *b == self.delimiter).collect();
                 if k + 1 == pieces.len() {

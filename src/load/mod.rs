@@ -845,11 +845,12 @@ fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Res
             RowEvent::Bad(bad) => {
                 // Whatever it names is held; a row whose structure is broken may hide any
                 // assignment, so it withholds every removal.
-                hold_cells(&bad, device_col, DeviceIdent::parse, &mut held_devices);
+                let device_cells = bad.cells(device_col);
+                held_devices.extend(device_cells.iter().filter_map(|c| DeviceIdent::parse(c).ok()));
                 if let Some(c) = email_col {
                     hold_cells(&bad, c, Email::parse, &mut held_customers);
                 }
-                let names_nothing = bad.cells(device_col).is_empty();
+                let names_nothing = device_cells.is_empty();
                 if bad.structural || names_nothing {
                     unattributed.push(RowRef { file: name.clone(), line: bad.line });
                 }
