@@ -128,7 +128,9 @@ pub fn check(ops: &[Operation], totals: Totals, limits: &Limits) -> Verdict {
                 if u.properties.as_ref().is_some_and(|d| !d.removed.is_empty()) {
                     keys_removed += 1;
                 }
-                if u.device_type.is_some() {
+                // A type replaced; setting the type of a device the snapshot holds without one
+                // (recorded when an earlier run's unknown outcome was read back) takes nothing.
+                if u.device_type.as_ref().is_some_and(|c| c.before.is_some()) {
                     type_changes += 1;
                 }
             }
@@ -187,6 +189,23 @@ mod tests {
         assert!(!forced.refused && forced.forced);
         let five = Limits { max_unassign: Some(Limit::parse("5%", "--max-unassign").unwrap()), ..Limits::default() };
         assert_eq!(check(&unassign(5), totals, &five).checks[0].limit, 4);
+    }
+
+    #[test]
+    fn setting_an_unknown_type_is_not_a_type_change() {
+        let update = |before: Option<&str>| {
+            Operation::UpdateDevice(crate::plan::DeviceUpdateDoc {
+                identifier: DeviceIdent::parse("D1").unwrap(),
+                telemetron_id: None,
+                device_type: Some(crate::diff::Change { before: before.map(Into::into), after: Some("b".into()) }),
+                properties: None,
+                properties_after: None,
+            })
+        };
+        let totals = Totals { customers: 1, devices: 1, assignments: 0 };
+        let limits = Limits { max_changes: Some(Limit::Count(0)), ..Limits::default() };
+        assert!(check(&[update(Some("a"))], totals, &limits).refused, "a replaced type counts");
+        assert!(!check(&[update(None)], totals, &limits).refused, "a type where none was known takes nothing");
     }
 
     #[test]
