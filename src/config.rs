@@ -1,4 +1,5 @@
-//! The TOML config file (`--config`): column remapping, delimiters and input paths.
+//! The TOML config file (`--config`): the snapshot, input paths, column remapping and
+//! delimiters, and the API, run and guard settings every command shares.
 //!
 //! This module only describes and reads the file. Merging it with flags and environment
 //! variables happens in `settings`; nothing else reads the config.
@@ -19,12 +20,67 @@ pub struct ConfigFile {
     pub input_dir: Option<PathBuf>,
     /// The snapshot file.
     pub state: Option<PathBuf>,
+    /// Where to write the run's figures in the Prometheus text format.
+    pub metrics_file: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub guard: GuardSection,
     #[serde(default)]
     pub customers: FileSection<CustomerColumns>,
     #[serde(default)]
     pub devices: DeviceSection,
     #[serde(default)]
     pub ownership: FileSection<OwnershipColumns>,
+}
+
+/// `[api]`: where Telemetron is and how long to wait for it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub base_url: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    /// Per-request timeout in seconds.
+    pub timeout: Option<f64>,
+}
+
+/// `[run]`: how fast and how long `apply`, `verify` and `undo --apply` call Telemetron.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub rate: Option<f64>,
+    pub concurrency: Option<u16>,
+    pub max_retries: Option<u32>,
+    pub backoff_ms: Option<u64>,
+    /// As `--max-duration`: "90m", "2h", "45s".
+    pub max_duration: Option<String>,
+}
+
+/// `[guard]`: the safety guard's limits, as `--max-unassign` / `--max-changes` take them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSection {
+    pub max_unassign: Option<LimitValue>,
+    pub max_changes: Option<LimitValue>,
+}
+
+/// A guard limit in the config: a number (`50`) or a string (`"5%"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    Number(u64),
+    Text(String),
+}
+
+impl LimitValue {
+    pub fn as_text(&self) -> String {
+        match self {
+            LimitValue::Number(n) => n.to_string(),
+            LimitValue::Text(s) => s.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

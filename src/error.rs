@@ -1,11 +1,9 @@
-//! The errors that stop a command, and the exit code each one maps to.
+//! The errors that stop a command. `cli::exit::code` maps each to its exit code.
 //!
 //! Bad rows are not errors: they are data (`load::Reject`) and only become one with `--strict`.
 //! Every message says what was wrong, where, and what to do.
 
 use std::path::PathBuf;
-
-use crate::exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,14 +61,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) => exit::USAGE,
-            Error::InUse { .. } => exit::IN_USE,
-            _ => exit::ERROR,
-        }
-    }
-
     pub(crate) fn snapshot(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
         Error::Snapshot { path: path.to_owned(), message: e.to_string() }
     }

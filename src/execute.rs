@@ -2,8 +2,9 @@
 //! flight, retrying what may succeed on a second try — and reports each confirmed operation so
 //! that the snapshot records only what Telemetron acknowledged.
 //!
-//! Phases run in order, each concurrent inside: customers → devices → unassignments →
-//! assignments → property updates. Nothing is sent for an entity before what it depends on has
+//! Phases run in order, each concurrent inside: customer creates → devices → unassignments →
+//! assignments → customer details → property updates, so that what routes telemetry lands
+//! before what only describes. Nothing is sent for an entity before what it depends on has
 //! succeeded: an assignment waits for its customer and device, and a moved device's new owner
 //! waits for the old owner's removal (the documented transfer recipe). Every call is chosen so
 //! that repeating it after a lost response is harmless: a create that meets 409 becomes an
@@ -165,7 +166,10 @@ pub struct Outcome {
     pub calls: u64,
     pub retries: u64,
     pub elapsed_seconds: f64,
+    /// The achieved average.
     pub calls_per_second: f64,
+    /// The most calls sent in any one-second window.
+    pub busiest_second: u64,
     /// Set when the run stopped early: the key was refused, or a signal asked it to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -218,6 +222,8 @@ pub struct Caller<'a> {
     answered: AtomicBool,
     /// When the first call went unanswered, while nothing has answered yet.
     unanswered_since: Mutex<Option<Instant>>,
+    /// The send times of the last second, and the most any one-second window held.
+    window: Mutex<(std::collections::VecDeque<Instant>, u64)>,
 }
 
 /// How long calls may go unanswered, with nothing ever answering, before the run stops as
@@ -238,7 +244,25 @@ impl<'a> Caller<'a> {
             jitter_state: AtomicU64::new(seed | 1),
             answered: AtomicBool::new(false),
             unanswered_since: Mutex::new(None),
+            window: Mutex::new((std::collections::VecDeque::new(), 0)),
         }
+    }
+
+    /// The most calls sent in any one-second window so far.
+    pub fn busiest_second(&self) -> u64 {
+        lock(&self.window).1
+    }
+
+    fn count_send(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut w = lock(&self.window);
+        let (sent, busiest) = &mut *w;
+        while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            sent.pop_front();
+        }
+        sent.push_back(now);
+        *busiest = (*busiest).max(sent.len() as u64);
     }
 
     /// Calls sent so far (every attempt counts).
@@ -369,7 +393,7 @@ impl<'a> Caller<'a> {
             if self.stopping() {
                 return None;
             }
-            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.count_send();
             let result = match f().await {
                 Err(e) if e.is_unanswered() => Err(self.unreachable(e)),
                 other => {
@@ -480,9 +504,15 @@ pub async fn execute(
         ("devices", calls.devices),
         ("unassignments", calls.unassign),
         ("assignments", calls.assign),
+        ("customer details", calls.customer_updates),
         ("properties", calls.properties),
     ];
     for (name, list) in phases {
+        // After a stop nothing more is sent: the phases left are not started (their bars
+        // would show calls that never happen).
+        if ex.caller.stopping() {
+            break;
+        }
         progress.phase(name, list.len() as u64);
         futures::stream::iter(list).for_each_concurrent(n, |call| ex.run(call)).await;
     }
@@ -497,6 +527,7 @@ pub async fn execute(
         retries: ex.caller.retries(),
         elapsed_seconds: elapsed,
         calls_per_second: if elapsed > 0.0 { calls as f64 / elapsed } else { 0.0 },
+        busiest_second: ex.caller.busiest_second(),
         stopped,
         failures: std::mem::take(&mut *lock(&ex.failures)),
     }

@@ -9,34 +9,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use telemetron_sync::cli::Cli;
-use telemetron_sync::{cmd, exit, logging};
+use telemetron_sync::cli::{Cli, Command, exit, metrics, output};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             let code = match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::SUCCESS,
                 _ => exit::USAGE,
             };
-            let _ = e.print();
+            if code == exit::USAGE && output::json_requested(&argv) {
+                output::usage_error_json(&e.to_string());
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code as u8);
         }
     };
-    let chatty = matches!(
-        cli.command,
-        telemetron_sync::cli::Command::Apply(_)
-            | telemetron_sync::cli::Command::Verify(_)
-            | telemetron_sync::cli::Command::Undo(_)
-    );
-    logging::init(&cli.global, chatty);
-    let code = match cmd::run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    };
+    let chatty = matches!(cli.command, Command::Apply(_) | Command::Verify(_) | Command::Undo(_));
+    output::init(&cli.global, chatty);
+    let started = metrics::now();
+    let result = telemetron_sync::cmd::run(&cli);
+    if let Some(path) = telemetron_sync::cmd::metrics_file(&cli) {
+        metrics::write(&path, cli.command.name(), started, &result);
+    }
+    let code = output::finished(cli.command.name(), &result);
     ExitCode::from(code as u8)
 }

@@ -102,17 +102,28 @@ pub enum ApiCall {
 
 /// The calls of a plan, by phase, in execution order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// What routes telemetry (who owns which device) goes first; what only describes (customers'
+/// details, devices' properties) after it, since no assignment depends on it.
 pub struct Calls {
+    /// Customer creates: an assignment to a named customer needs it.
     pub customers: Vec<ApiCall>,
     pub devices: Vec<ApiCall>,
     pub unassign: Vec<ApiCall>,
     pub assign: Vec<ApiCall>,
+    /// Updates of existing customers' details.
+    pub customer_updates: Vec<ApiCall>,
     pub properties: Vec<ApiCall>,
 }
 
 impl Calls {
     pub fn len(&self) -> usize {
-        self.customers.len() + self.devices.len() + self.unassign.len() + self.assign.len() + self.properties.len()
+        self.customers.len()
+            + self.devices.len()
+            + self.unassign.len()
+            + self.assign.len()
+            + self.customer_updates.len()
+            + self.properties.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,7 +238,7 @@ fn build_calls(p: &Parts<'_>, batching: Batching, graph: Option<&PairGraph<'_>>)
     let batch = batching.batch_size.max(1);
     let mut calls = Calls::default();
     for (email, id, record) in &p.customer_updates {
-        calls.customers.push(ApiCall::UpdateCustomer {
+        calls.customer_updates.push(ApiCall::UpdateCustomer {
             email: (*email).clone(),
             telemetron_id: id.cloned(),
             record: (*record).clone(),

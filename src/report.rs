@@ -25,8 +25,12 @@ pub fn reject_line(r: &Reject) -> String {
     }
 }
 
+/// A warning as `file:line: message` (`file: message` when it is about the whole file).
 pub fn warning_line(w: &Warning) -> String {
-    format!("{}:{}: {}", w.file, w.line, w.message)
+    match w.line {
+        0 => format!("{}: {}", w.file, w.message),
+        line => format!("{}:{line}: {}", w.file, w.message),
+    }
 }
 
 /// Writes the rejected rows as CSV: file, line, column, reason, record.
@@ -63,6 +67,9 @@ pub fn write_plan_text(
     for i in inputs {
         let rows = if i.rows == 1 { "row" } else { "rows" };
         let _ = writeln!(s, "  {:<10} {} ({} {rows})", i.kind, i.path, i.rows);
+    }
+    for kind in ["customers", "devices", "ownership"].into_iter().filter(|k| !inputs.iter().any(|i| i.kind == *k)) {
+        let _ = writeln!(s, "  {kind:<10} not reconciled (no file)");
     }
     let sum = &plan.summary;
     let _ = writeln!(s, "\nSummary");

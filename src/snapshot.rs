@@ -107,8 +107,13 @@ impl StoredDevice {
 /// Which snapshot, and which state of it, a value was read from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SnapshotVersion {
-    /// Random id given to the file when it was created; `None` when there is no file yet.
+    /// Random id given to the file when it was created; `None` when there is no file yet. A
+    /// saved plan made while the file was missing holds the id the file will get when that
+    /// plan creates it (with `missing` set).
     pub id: Option<String>,
+    /// The file did not exist when the plan was made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
     /// Bumped by every write.
     pub generation: u64,
     pub schema: i64,
@@ -295,6 +300,7 @@ fn read_version(conn: &Connection) -> rusqlite::Result<SnapshotVersion> {
         id: get("snapshot_id")?,
         generation: get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0),
         schema: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        missing: false,
     })
 }
 
@@ -313,6 +319,22 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the snapshot, creating it if missing, and runs pending migrations.
     pub fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_as(path, None)
+    }
+
+    /// Like [`open`](Self::open); a snapshot created now gets the identity `id` (the one a
+    /// plan made while it was missing set aside for it) instead of a fresh one.
+    pub fn open_as(path: &Path, id: Option<&str>) -> Result<Store, Error> {
+        let (store, from) = Store::open_migrating(path, id)?;
+        if let Some(from) = from {
+            tracing::info!(snapshot = %path.display(), from, to = SCHEMA_VERSION, "snapshot schema migrated");
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating and migrating) without saying so; returns the schema migrated from, for
+    /// the caller to log once it can say which run did it.
+    pub fn open_migrating(path: &Path, id: Option<&str>) -> Result<(Store, Option<i64>), Error> {
         let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
@@ -326,16 +348,16 @@ impl Store {
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                 tx.execute_batch(sql).map_err(err)?;
                 if i == 0 {
-                    tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [new_snapshot_id()])
-                        .map_err(err)?;
+                    let id = id.map_or_else(new_snapshot_id, str::to_string);
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [id]).map_err(err)?;
                     tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')", []).map_err(err)?;
                 }
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
             tx.commit().map_err(err)?;
-            tracing::info!(snapshot = %path.display(), from = version, to = SCHEMA_VERSION, "snapshot schema migrated");
+            return Ok((Store { conn, path: path.to_owned() }, Some(version)));
         }
-        Ok(Store { conn, path: path.to_owned() })
+        Ok((Store { conn, path: path.to_owned() }, None))
     }
 
     pub fn path(&self) -> &Path {
@@ -769,7 +791,7 @@ impl Writer<'_> {
     }
 }
 
-fn new_snapshot_id() -> String {
+pub fn new_snapshot_id() -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(crate::time::now_rfc3339().as_bytes());

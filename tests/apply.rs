@@ -14,7 +14,7 @@ use crate::util::{Emu, KEY, Run, Workdir, repo};
 const CONFIG: &str = "sample-data/config.toml";
 const FAST: [&str; 8] = ["--rate", "500", "--concurrency", "8", "--backoff-ms", "5", "--state", "state.db"];
 
-fn sample() -> Workdir {
+pub(crate) fn sample() -> Workdir {
     let w = Workdir::new();
     w.copy_dir(&repo().join("sample-data"), "sample-data");
     w
@@ -59,7 +59,7 @@ pub(crate) fn remote(emu: &Emu) -> (BTreeMap<String, CustomerView>, BTreeMap<Str
 }
 
 /// The snapshot in the same form (a customer created without a name is named after its email).
-fn recorded(path: &Path) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
+pub(crate) fn recorded(path: &Path) -> (BTreeMap<String, CustomerView>, BTreeMap<String, DeviceView>) {
     let snap = telemetron_sync::snapshot::read(path).unwrap();
     let customers = snap
         .customers
@@ -84,7 +84,7 @@ fn recorded(path: &Path) -> (BTreeMap<String, CustomerView>, BTreeMap<String, De
 
 /// Telemetron holds what the snapshot says, and the plan for `day` is empty.
 #[track_caller]
-fn assert_converged(w: &Workdir, emu: &Emu, day: &str) {
+pub(crate) fn assert_converged(w: &Workdir, emu: &Emu, day: &str) {
     assert_eq!(remote(emu), recorded(&w.join("state.db")), "the emulator's state differs from the snapshot");
     let plan =
         w.run(&["plan", "--config", CONFIG, "--input-dir", day, "--state", "state.db", "--format", "json"]).expect(0);
@@ -307,7 +307,7 @@ fn a_device_telemetron_lost_is_not_auto_created_with_another_type() {
 }
 
 /// 3,000 devices over 700 customers, in `dir` (default headers): a migration of ~1,400 calls.
-fn big_org(w: &Workdir, dir: &str) {
+pub(crate) fn big_org(w: &Workdir, dir: &str) {
     let mut c = String::from("email,name\n");
     let (mut d, mut o) = (String::from("identifier,type\n"), String::from("device_identifier,customer_email\n"));
     for i in 0..700 {
@@ -441,7 +441,7 @@ fn a_snapshot_that_cannot_be_written_stops_the_run_at_once() {
     let planned: u64 = stdout.split(" of ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
     let sent = emu.emulator.requests().len() as u64;
     assert!(sent < planned, "it stopped sending: {sent} of {planned} calls");
-    assert!(stderr.contains("error: snapshot state.db:"), "{stderr}");
+    assert!(stderr.contains("error: stopped: the snapshot can no longer be written (snapshot state.db:"), "{stderr}");
 
     let rerun =
         w.run_api(&emu, &["apply", "--input-dir", "in", "--state", "state.db", "--rate", "500", "--concurrency", "8"]);

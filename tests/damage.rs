@@ -92,10 +92,12 @@ impl Org {
             argv.extend(["--config", c]);
         }
         let cli = telemetron_sync::cli::Cli::try_parse_from(&argv).unwrap();
-        let telemetron_sync::cli::Command::Plan(args) = cli.command else { unreachable!() };
-        let settings = telemetron_sync::settings::InputSettings::resolve(&args.inputs).map_err(|e| e.to_string())?;
-        let limits = args.guard.limits().unwrap();
-        let plan = telemetron_sync::cmd::plan_for(&settings, &limits).map_err(|e| e.to_string())?;
+        use telemetron_sync::cli::settings::{CommandFlags, InputSettings, Settings};
+        let s = Settings::resolve(&cli.global, CommandFlags::of(&cli.command)).map_err(|e| e.to_string())?;
+        let telemetron_sync::cli::Command::Plan(args) = &cli.command else { unreachable!() };
+        let settings =
+            InputSettings::resolve(&s, &args.inputs, Some(&args.planning), true).map_err(|e| e.to_string())?;
+        let plan = telemetron_sync::cmd::plan_for(&settings, &s.guard).map_err(|e| e.to_string())?;
         Ok(serde_json::to_value(&plan).unwrap())
     }
 }

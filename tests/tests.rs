@@ -11,6 +11,7 @@ mod contract;
 mod damage;
 mod event;
 mod inputs;
+mod operate;
 mod optimize;
 mod redirect;
 mod sample;

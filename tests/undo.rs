@@ -96,8 +96,9 @@ fn undo_skips_what_changed_since_and_refuses_a_second_undo() {
     let (email, phone) = (phone_row.split(',').nth(1).unwrap().to_lowercase(), old_phone.to_string());
     assert_eq!(customers[&email].1.as_deref(), Some(phone.as_str()), "the rest of the run is undone");
 
+    // Runs: 1 and 2 apply, 3 the event (events are runs in the history), 4 the undo.
     let again = w.run_api(&emu, &["undo", "2", "--apply", "--state", "state.db"]).expect(1);
-    assert!(again.stderr.contains("run 2 was already undone by run 3"), "{}", again.stderr);
+    assert!(again.stderr.contains("run 2 was already undone by run 4"), "{}", again.stderr);
 }
 
 /// Undo data is pruned to the newest --keep-undo runs.

@@ -1,11 +1,14 @@
 //! The command line, as clap structs. Doc comments are the help text.
 //!
-//! Nothing here is interpreted: `settings` turns these into validated settings, and nothing
-//! below the CLI sees clap.
+//! Nothing here is interpreted: [`super::settings`] turns these into validated settings, and
+//! nothing below the CLI sees clap.
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::emulator::{AllUnknownAssign, PropertiesOnUpdate};
 
 /// Keeps Telemetron's device ownership in step with your CSV exports.
 #[derive(Debug, Parser)]
@@ -17,21 +20,34 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+/// Flags every command takes, anywhere on the command line.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    /// More log output on stderr: -v adds progress and info lines (the default for apply,
+    /// verify and undo), -vv debug, -vvv trace
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Log line format on stderr
+    /// Log line format on stderr; with json every line is one JSON object
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// TOML config file: snapshot path, input files and columns, API, rate and guard settings
+    #[arg(long, value_name = "FILE", env = super::env::CONFIG, global = true)]
+    pub config: Option<PathBuf>,
+    /// Write the run's figures to this file in the Prometheus text format (for
+    /// node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
@@ -41,7 +57,7 @@ pub enum Command {
     /// Show what a sync would change, without changing anything (a dry run)
     Plan(PlanArgs),
     /// Record the exports in the snapshot as already present in Telemetron, without calling it
-    Baseline(InputArgs),
+    Baseline(BaselineArgs),
     /// Compute the plan and execute it against Telemetron (or execute a saved plan)
     Apply(ApplyArgs),
     /// Read customers back from Telemetron and report where they drifted from the snapshot
@@ -72,27 +88,47 @@ pub enum Command {
     Emulator(EmulatorArgs),
 }
 
+impl Command {
+    /// The command's name, as `run_finished` and the metrics file give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan(_) => "plan",
+            Command::Baseline(_) => "baseline",
+            Command::Apply(_) => "apply",
+            Command::Verify(_) => "verify",
+            Command::Event(_) => "event",
+            Command::Undo(_) => "undo",
+            Command::History(_) => "history",
+            Command::Snapshot(_) => "snapshot",
+            Command::Customer(_) => "customer",
+            Command::Device(_) => "device",
+            Command::Assign(_) => "assign",
+            Command::Unassign(_) => "unassign",
+            Command::Ticket(_) => "ticket",
+            Command::Emulator(_) => "emulator",
+        }
+    }
+}
+
 /// Where Telemetron is and how to authenticate. The key comes from TELEMETRON_API_KEY or
 /// --api-key-file, never from the command line (where `ps` would show it).
 #[derive(Debug, Args, Clone, Default)]
 pub struct ApiArgs {
     /// The ext-v1 base URL [default: https://admin.telemetron.ai/api/ext-v1]
-    #[arg(long, value_name = "URL", env = crate::client::ENV_BASE_URL)]
+    #[arg(long, value_name = "URL", env = super::env::BASE_URL, global = true)]
     pub base_url: Option<String>,
     /// Read the API key from this file (first line) instead of TELEMETRON_API_KEY
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub api_key_file: Option<PathBuf>,
-    /// Per-request timeout in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub timeout: f64,
+    /// Per-request timeout in seconds [default: 30]
+    #[arg(long, value_name = "SECS", global = true)]
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
     /// Create a customer; if the email exists (409), update that customer instead
     Upsert {
-        #[command(flatten)]
-        api: ApiArgs,
         /// The customer's email (their key in Telemetron)
         #[arg(long)]
         email: String,
@@ -111,15 +147,11 @@ pub enum CustomerCommand {
     },
     /// Look a customer up by email (case-insensitive), with their devices
     Query {
-        #[command(flatten)]
-        api: ApiArgs,
         /// The customer's email (matched case-insensitively)
         email: String,
     },
     /// Look a customer up by Telemetron id
     Get {
-        #[command(flatten)]
-        api: ApiArgs,
         /// The customer's Telemetron id (as `customer query` shows it)
         id: String,
     },
@@ -129,8 +161,6 @@ pub enum CustomerCommand {
 pub enum DeviceCommand {
     /// Create a device or update its type/properties (POST /device)
     Upsert {
-        #[command(flatten)]
-        api: ApiArgs,
         /// The device's identifier (serial number, MAC, …)
         #[arg(long)]
         identifier: String,
@@ -143,27 +173,20 @@ pub enum DeviceCommand {
     },
     /// Replace devices' properties wholesale (bulk-metadata), from flags or a devices CSV
     Metadata {
-        #[command(flatten)]
-        api: ApiArgs,
         /// The device whose properties to replace
         #[arg(long, required_unless_present = "from", conflicts_with = "from")]
         identifier: Option<String>,
         /// A property, as key=value (repeatable); none clears all properties
         #[arg(long = "property", value_name = "KEY=VALUE")]
         properties: Vec<String>,
-        /// Every device of this devices export (1,000 per call)
+        /// Every device of this devices export (1,000 per call; columns as the config maps them)
         #[arg(long, value_name = "devices.csv")]
         from: Option<PathBuf>,
-        /// Config file for --from (column names, delimiter)
-        #[arg(long, value_name = "FILE", requires = "from")]
-        config: Option<PathBuf>,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct AssignArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
     /// The device identifier
     #[arg(long)]
     pub device: String,
@@ -180,8 +203,6 @@ pub struct AssignArgs {
 
 #[derive(Debug, Args)]
 pub struct UnassignArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
     /// The device's identifier (serial number, MAC, …)
     #[arg(long)]
     pub device: String,
@@ -199,8 +220,6 @@ pub enum TicketCommand {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["customer_email", "customer_id"])))]
 pub struct TicketArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
     /// At most 255 characters
     #[arg(long)]
     pub title: String,
@@ -248,19 +267,16 @@ pub struct EmulatorArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// How POST /device treats properties of an existing device [UNDOC in ext-v1]
-    #[arg(long, value_enum, default_value_t = crate::emulator::PropertiesOnUpdate::Replace)]
-    pub device_properties: crate::emulator::PropertiesOnUpdate,
+    #[arg(long, value_enum, default_value_t = PropertiesOnUpdate::Replace)]
+    pub device_properties: PropertiesOnUpdate,
     /// What assignDevicesToOwner answers when every identifier is unknown [UNDOC in ext-v1]
-    #[arg(long, value_enum, default_value_t = crate::emulator::AllUnknownAssign::Ok)]
-    pub all_unknown_assign: crate::emulator::AllUnknownAssign,
+    #[arg(long, value_enum, default_value_t = AllUnknownAssign::Ok)]
+    pub all_unknown_assign: AllUnknownAssign,
 }
 
 /// Where the exports and the snapshot are.
 #[derive(Debug, Args, Clone, Default)]
 pub struct InputArgs {
-    /// TOML config file: column names, delimiters, input paths
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Folder holding customers.csv, devices.csv and ownership.csv (each optional)
     #[arg(long, value_name = "DIR")]
     pub input_dir: Option<PathBuf>,
@@ -273,9 +289,8 @@ pub struct InputArgs {
     /// Ownership export; omit to leave assignments unreconciled
     #[arg(long, value_name = "FILE")]
     pub ownership: Option<PathBuf>,
-    /// The snapshot file [default: ./telemetron-state.db]
-    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// Field delimiter of every input file (one character, or "tab"); beats the config file
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
@@ -289,6 +304,11 @@ pub struct InputArgs {
     /// Write the rejected rows, with a reason column, to this CSV file
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
+}
+
+/// How the difference is grouped into calls: `plan` and `apply`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanningArgs {
     /// Devices per assign/unassign call [default: 1000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: Option<u32>,
@@ -302,6 +322,8 @@ pub struct InputArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
     /// Report format on stdout
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -319,20 +341,45 @@ pub struct PlanArgs {
 }
 
 /// How fast and how hard to call Telemetron: `apply`, `verify`, `undo --apply`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct ExecArgs {
-    /// Requests per second, never exceeded in any one-second window
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
-    pub rate: f64,
-    /// Requests in flight at most
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub concurrency: u16,
-    /// Retries of a call after a retryable failure (timeouts, 408, 429, 5xx)
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub max_retries: u32,
+    /// Requests per second, never exceeded in any one-second window [default: 10]
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Requests in flight at most [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: Option<u16>,
+    /// Retries of a call after a retryable failure (timeouts, 408, 429, 5xx) [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
     /// First retry delay in milliseconds; it doubles per retry (with jitter), up to 30 s
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    pub backoff_ms: u64,
+    /// [default: 250]
+    #[arg(long, value_name = "MS")]
+    pub backoff_ms: Option<u64>,
+}
+
+/// A cron window: `apply` and `undo --apply`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WindowArgs {
+    /// Stop cleanly when this much time has passed (e.g. 90m, 2h, 45s): what was confirmed is
+    /// kept, the run exits 3, and the next run continues
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+}
+
+/// The snapshot file, for every command that keeps one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StateArgs {
+    /// The snapshot file [default: the config's state, or ./telemetron-state.db]
+    #[arg(long, value_name = "PATH", env = super::env::STATE)]
+    pub state: Option<PathBuf>,
+}
+
+/// `baseline`: the exports, without the planning flags it would ignore.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -340,13 +387,15 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
     #[command(flatten)]
-    pub api: ApiArgs,
+    pub planning: PlanningArgs,
     /// Execute this saved plan (from `plan --out`) exactly; refused if the inputs or the snapshot
     /// changed since it was made
     #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size"])]
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
     /// Keep the undo plans of this many runs (the newest; older ones are dropped)
@@ -361,10 +410,7 @@ pub struct ApplyArgs {
 #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "sample", "customers"])))]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub api: ApiArgs,
-    /// The snapshot file [default: ./telemetron-state.db]
-    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
-    pub state: Option<PathBuf>,
+    pub state: StateArgs,
     /// Read back every customer in the snapshot
     #[arg(long)]
     pub all: bool,
@@ -390,24 +436,21 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct EventArgs {
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// The snapshot file [default: ./telemetron-state.db]
-    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE, global = true)]
+    /// The snapshot file [default: the config's state, or ./telemetron-state.db]
+    #[arg(long, value_name = "PATH", env = super::env::STATE, global = true)]
     pub state: Option<PathBuf>,
     /// Read events as JSON lines from standard input and write one JSON result line per event
     #[arg(long)]
     pub stdin: bool,
-    /// Requests per second for --stdin, never exceeded in any one-second window
-    #[arg(long, value_name = "N", default_value_t = 10.0, global = true)]
-    pub rate: f64,
+    /// Requests per second for --stdin, never exceeded in any one-second window [default: 10]
+    #[arg(long, value_name = "N", global = true)]
+    pub rate: Option<f64>,
     #[command(subcommand)]
     pub event: Option<EventCommand>,
 }
 
-/// One change, as the command line or a JSON line (`{"event": "register", ...}`) gives it.
-#[derive(Debug, Clone, Subcommand, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+/// One change, as the command line gives it (`event --stdin` reads the same as JSON lines).
+#[derive(Debug, Clone, Subcommand)]
 pub enum EventCommand {
     /// A customer registered a device: assign it (creating the device with --device-type)
     Register {
@@ -419,11 +462,9 @@ pub enum EventCommand {
         customer: String,
         /// Create the device with this type if Telemetron does not have it
         #[arg(long, value_name = "TYPE")]
-        #[serde(default)]
         device_type: Option<String>,
         /// The device's properties, as key=value (repeatable); they replace the stored ones
         #[arg(long = "property", value_name = "KEY=VALUE")]
-        #[serde(default)]
         properties: Vec<String>,
     },
     /// A device changed hands: unassign the old owner, then assign the new one
@@ -454,15 +495,12 @@ pub enum EventCommand {
         email: String,
         /// The customer's name
         #[arg(long)]
-        #[serde(default)]
         name: Option<String>,
         /// The customer's phone number (an empty value clears it)
         #[arg(long)]
-        #[serde(default)]
         phone: Option<String>,
         /// The customer's address (an empty value clears it)
         #[arg(long)]
-        #[serde(default)]
         address: Option<String>,
     },
 }
@@ -472,10 +510,7 @@ pub struct UndoArgs {
     /// The run to undo (see `history`)
     pub run: i64,
     #[command(flatten)]
-    pub api: ApiArgs,
-    /// The snapshot file [default: ./telemetron-state.db]
-    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
-    pub state: Option<PathBuf>,
+    pub state: StateArgs,
     /// Send the undo plan to Telemetron (without it, the plan is only shown)
     #[arg(long)]
     pub apply: bool,
@@ -484,6 +519,8 @@ pub struct UndoArgs {
     pub format: ReportFormat,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
 }
@@ -533,9 +570,8 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The snapshot file [default: ./telemetron-state.db]
-    #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// How many runs to show, newest first
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -548,8 +584,32 @@ pub struct HistoryArgs {
 pub enum SnapshotCommand {
     /// Create the snapshot if missing and bring its schema up to date
     Migrate {
-        /// The snapshot file [default: ./telemetron-state.db]
-        #[arg(long, value_name = "PATH", env = crate::settings::ENV_STATE)]
-        state: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
     },
+}
+
+// The emulator's choices as flag values; the emulator itself does not know clap.
+impl ValueEnum for PropertiesOnUpdate {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[PropertiesOnUpdate::Replace, PropertiesOnUpdate::Merge]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            PropertiesOnUpdate::Replace => PossibleValue::new("replace"),
+            PropertiesOnUpdate::Merge => PossibleValue::new("merge"),
+        })
+    }
+}
+
+impl ValueEnum for AllUnknownAssign {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[AllUnknownAssign::Ok, AllUnknownAssign::BadRequest]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            AllUnknownAssign::Ok => PossibleValue::new("ok").help("200 with every identifier in `skipped`"),
+            AllUnknownAssign::BadRequest => PossibleValue::new("bad-request").help("400 \"No valid devices found\""),
+        })
+    }
 }

@@ -1,18 +1,53 @@
-//! Log set-up: structured `tracing` events to stderr, as text or JSON lines.
-//!
-//! Results go to stdout; everything here goes to stderr, so reports stay pipeable.
+//! Everything written to stderr: log lines (text or JSON), the final error, and the
+//! `run_finished` event. Results go to stdout (the commands write them); progress bars are in
+//! [`super::progress`]. With `--log-format json` every stderr line is one JSON object.
 
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::{GlobalArgs, LogFormat};
+use super::args::{GlobalArgs, LogFormat};
+use super::env;
+use super::exit::{self, Ended};
+use crate::error::Error;
 
-/// Environment variable that overrides the level chosen by `-v`/`-q` (tracing's filter syntax).
-pub const ENV_LOG: &str = "TELEMETRON_LOG";
+/// Events of this target say everything in their message; their fields (file, line, column,
+/// reason) are for JSON consumers, so the text format leaves them out.
+pub const ROWS: &str = "telemetron_sync::rows";
+
+static JSON: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+/// The snapshot's number of the run under way (0: none yet); every line carries it.
+static RUN_ID: AtomicI64 = AtomicI64::new(0);
+static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
+
+/// Whether stderr takes JSON lines (no progress bars then).
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// From now on, every log line carries this run's id.
+pub fn set_run_id(id: i64) {
+    RUN_ID.store(id, Ordering::Relaxed);
+}
+
+fn run_id() -> Option<i64> {
+    Some(RUN_ID.load(Ordering::Relaxed)).filter(|&id| id > 0)
+}
 
 /// `chatty`: the command reports progress in log lines (`apply`), so its default level is info.
 pub fn init(args: &GlobalArgs, chatty: bool) {
+    let _ = STARTED.set(std::time::Instant::now());
+    JSON.store(args.log_format == LogFormat::Json, Ordering::Relaxed);
+    QUIET.store(args.quiet, Ordering::Relaxed);
     let level = match (args.quiet, args.verbose) {
         (true, _) => "error",
         (false, 0) if chatty => "info",
@@ -22,14 +57,171 @@ pub fn init(args: &GlobalArgs, chatty: bool) {
         (false, _) => "trace",
     };
     let filter =
-        EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(format!("telemetron_sync={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match args.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.compact().without_time().try_init(),
-    };
+        EnvFilter::try_from_env(env::LOG).unwrap_or_else(|_| EnvFilter::new(format!("telemetron_sync={level},warn")));
+    let format = Format { json: is_json(), ansi: !is_json() && std::io::stderr().is_terminal() };
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(format).try_init();
+}
+
+/// Whether `--log-format json` is on a command line that did not parse (so that its usage
+/// error is JSON too).
+pub fn json_requested(argv: &[std::ffi::OsString]) -> bool {
+    argv.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json") || argv.iter().any(|a| a == "--log-format=json")
+}
+
+/// The end of a command on stderr: the final error line, if any, then (JSON only, unless
+/// `-q`) the `run_finished` event with the outcome, exit code and figures.
+pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
+    let code = exit::code(result);
+    let error = exit::final_error(result);
+    let ended = result.as_ref().ok();
+    let mut err = std::io::stderr().lock();
+    if !is_json() {
+        if let Some(e) = &error {
+            let _ = writeln!(err, "error: {e}");
+        }
+        return code;
+    }
+    if let Some(e) = &error {
+        let mut line = base_object("ERROR");
+        line.insert("message".into(), e.clone().into());
+        line.insert("exit_code".into(), code.into());
+        let _ = writeln!(err, "{}", Value::Object(line));
+    }
+    if QUIET.load(Ordering::Relaxed) {
+        return code;
+    }
+    let mut line = base_object("INFO");
+    line.insert("message".into(), "run_finished".into());
+    line.insert("event".into(), "run_finished".into());
+    line.insert("command".into(), command.into());
+    line.insert("outcome".into(), exit::outcome_word(result).into());
+    line.insert("exit_code".into(), code.into());
+    if let Some(e) = error {
+        line.insert("error".into(), e.into());
+    }
+    let figures = ended.map(|e| e.figures.clone()).unwrap_or_default();
+    if let Ok(Value::Object(f)) = serde_json::to_value(&figures) {
+        for (k, v) in f {
+            line.entry(k).or_insert(v);
+        }
+    }
+    let elapsed = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+    line.insert("elapsed_seconds".into(), ((elapsed * 1000.0).round() / 1000.0).into());
+    let _ = writeln!(err, "{}", Value::Object(line));
+    code
+}
+
+/// A usage error before the command line parsed, as a JSON line and `run_finished`.
+pub fn usage_error_json(message: &str) {
+    let mut err = std::io::stderr().lock();
+    let mut line = base_object("ERROR");
+    line.insert("message".into(), message.trim_end().into());
+    line.insert("exit_code".into(), exit::USAGE.into());
+    let _ = writeln!(err, "{}", Value::Object(line));
+    let mut line = base_object("INFO");
+    line.insert("message".into(), "run_finished".into());
+    line.insert("event".into(), "run_finished".into());
+    line.insert("outcome".into(), "usage".into());
+    line.insert("exit_code".into(), exit::USAGE.into());
+    let _ = writeln!(err, "{}", Value::Object(line));
+}
+
+fn base_object(level: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("timestamp".into(), crate::time::now_rfc3339().into());
+    m.insert("level".into(), level.into());
+    if let Some(id) = run_id() {
+        m.insert("run_id".into(), id.into());
+    }
+    m
+}
+
+/// The one event format, text or JSON.
+struct Format {
+    json: bool,
+    ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Format
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &tracing::Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if self.json {
+            let mut line = base_object(meta.level().as_str());
+            line.insert("message".into(), fields.message.unwrap_or_default().into());
+            for (k, v) in fields.values {
+                line.entry(k).or_insert(v);
+            }
+            return writeln!(w, "{}", Value::Object(line));
+        }
+        let level = meta.level();
+        if self.ansi {
+            let color = match *level {
+                tracing::Level::ERROR => "31",
+                tracing::Level::WARN => "33",
+                tracing::Level::INFO => "32",
+                _ => "2",
+            };
+            write!(w, "\x1b[{color}m{level:>5}\x1b[0m ")?;
+        } else {
+            write!(w, "{level:>5} ")?;
+        }
+        write!(w, "{}", fields.message.unwrap_or_default())?;
+        if meta.target() != ROWS {
+            for (k, v) in &fields.values {
+                match v {
+                    Value::String(s) => write!(w, " {k}={s}")?,
+                    other => write!(w, " {k}={other}")?,
+                }
+            }
+        }
+        writeln!(w)
+    }
+}
+
+/// An event's message and fields, as JSON values.
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    values: Vec<(String, Value)>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, v: Value) {
+        if field.name() == "message" {
+            self.message = Some(match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.values.push((field.name().to_string(), v));
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
 }

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::execute::Progress;
 
-/// Chooses bars or log lines by whether stderr is a terminal.
+/// Chooses bars or log lines by whether stderr is a terminal (and takes text: under
+/// `--log-format json`, progress is log lines too).
 pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
     if quiet {
         Box::new(crate::execute::Silent)
-    } else if std::io::stderr().is_terminal() {
+    } else if std::io::stderr().is_terminal() && !super::output::is_json() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines::new(Duration::from_secs(10)))
@@ -26,8 +27,9 @@ struct Bars {
 impl Progress for Bars {
     fn phase(&self, name: &'static str, calls: u64) {
         let mut slot = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        // Left where it is: a bar shows the calls made, never more (after a stop, less).
         if let Some(old) = slot.take() {
-            old.finish();
+            old.abandon();
         }
         if calls == 0 {
             return;
@@ -52,7 +54,7 @@ impl Progress for Bars {
 
     fn finish(&self) {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            bar.finish();
+            bar.abandon();
         }
     }
 }

@@ -1,22 +1,271 @@
 //! Merges flags, environment variables and the config file into validated settings.
 //!
-//! The one place where precedence is decided: a flag beats the config file, which beats the
-//! defaults. Paths in the config file are relative to the file's folder.
+//! The one place where precedence is decided, for every command: a flag beats its environment
+//! variable, which beats the config file, which beats the defaults. Paths in the config file
+//! are relative to the file's folder.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::cli::InputArgs;
+use super::args::{Command, EventArgs, ExecArgs, GlobalArgs, GuardArgs, InputArgs, PlanningArgs, WindowArgs};
+use super::env;
 use crate::config::{ConfigFile, parse_delimiter};
 use crate::error::Error;
 use crate::load::{DeviceFileSpec, FileSpec, Sources};
 use crate::plan::Batching;
 
-/// Environment variable for the snapshot path (`--state`).
-pub const ENV_STATE: &str = "TELEMETRON_STATE";
 /// The snapshot path when none is given.
 pub const DEFAULT_STATE: &str = "telemetron-state.db";
 /// File names looked for in `--input-dir`.
 pub const DEFAULT_NAMES: [&str; 3] = ["customers.csv", "devices.csv", "ownership.csv"];
+/// Requests per second when neither `--rate` nor the config sets one.
+pub const DEFAULT_RATE: f64 = 10.0;
+pub const DEFAULT_CONCURRENCY: u16 = 4;
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+pub const DEFAULT_BACKOFF_MS: u64 = 250;
+pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
+
+/// Everything every command may need, resolved once from the command line, the environment and
+/// the config file. The API key is read only when a command asks for it ([`Settings::api`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    config_path: Option<PathBuf>,
+    config: std::sync::Arc<ConfigFile>,
+    /// The config file's folder: the base of the paths in it.
+    base: PathBuf,
+    pub state: PathBuf,
+    pub metrics_file: Option<PathBuf>,
+    base_url: String,
+    key_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub rate: f64,
+    pub concurrency: u16,
+    pub max_retries: u32,
+    pub backoff: Duration,
+    pub max_duration: Option<Duration>,
+    pub guard: crate::guard::Limits,
+    pub quiet: bool,
+}
+
+/// The flags of one command that [`Settings::resolve`] merges; what a command does not take
+/// stays `None`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandFlags<'a> {
+    pub state: Option<&'a PathBuf>,
+    pub exec: Option<&'a ExecArgs>,
+    pub rate: Option<f64>,
+    pub window: Option<&'a WindowArgs>,
+    pub guard: Option<&'a GuardArgs>,
+}
+
+impl<'a> CommandFlags<'a> {
+    /// The flags `command` takes.
+    pub fn of(command: &'a Command) -> CommandFlags<'a> {
+        use super::args::SnapshotCommand;
+        let none = CommandFlags::default();
+        match command {
+            Command::Plan(a) => CommandFlags { state: a.inputs.state.state.as_ref(), guard: Some(&a.guard), ..none },
+            Command::Baseline(a) => CommandFlags { state: a.inputs.state.state.as_ref(), ..none },
+            Command::Apply(a) => CommandFlags {
+                state: a.inputs.state.state.as_ref(),
+                exec: Some(&a.exec),
+                window: Some(&a.window),
+                guard: Some(&a.guard),
+                ..none
+            },
+            Command::Verify(a) => CommandFlags { state: a.state.state.as_ref(), exec: Some(&a.exec), ..none },
+            Command::Event(EventArgs { state, rate, .. }) => {
+                CommandFlags { state: state.as_ref(), rate: *rate, ..none }
+            }
+            Command::Undo(a) => CommandFlags {
+                state: a.state.state.as_ref(),
+                exec: Some(&a.exec),
+                window: Some(&a.window),
+                guard: Some(&a.guard),
+                ..none
+            },
+            Command::History(a) => CommandFlags { state: a.state.state.as_ref(), ..none },
+            Command::Snapshot(SnapshotCommand::Migrate { state }) => {
+                CommandFlags { state: state.state.as_ref(), ..none }
+            }
+            _ => none,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the config file (if any) and merges it with the flags. Everything but the API key
+    /// and the base URL is checked here, so a wrong value stops the command before it starts.
+    pub fn resolve(global: &GlobalArgs, flags: CommandFlags<'_>) -> Result<Settings, Error> {
+        let (config, base) = match &global.config {
+            Some(path) => (ConfigFile::read(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
+            None => (ConfigFile::default(), PathBuf::new()),
+        };
+        let in_config = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+        let config_error = |message: String| Error::Config { path: global.config.clone().unwrap_or_default(), message };
+        let exec = flags.exec.cloned().unwrap_or_default();
+        let run = &config.run;
+
+        let rate = flags.rate.or(exec.rate);
+        let rate = check_rate(rate.or(run.rate).unwrap_or(DEFAULT_RATE), rate.is_some(), &config_error)?;
+        let timeout = match global.api.timeout.or(config.api.timeout) {
+            None => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+            Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Duration::from_secs_f64(t),
+            Some(t) if global.api.timeout.is_some() => {
+                return Err(Error::Usage(format!("--timeout must be a positive number of seconds, not {t}")));
+            }
+            Some(t) => return Err(config_error(format!("api.timeout must be a positive number of seconds, not {t}"))),
+        };
+        let concurrency = exec.concurrency.or(run.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=1024).contains(&concurrency) {
+            return Err(config_error(format!("run.concurrency must be from 1 to 1024, not {concurrency}")));
+        }
+        let max_duration = match (flags.window.and_then(|w| w.max_duration.as_deref()), &run.max_duration) {
+            (Some(flag), _) => {
+                Some(parse_duration(flag).map_err(|m| Error::Usage(format!("--max-duration {flag:?}: {m}")))?)
+            }
+            (None, Some(cfg)) if flags.window.is_some() => {
+                Some(parse_duration(cfg).map_err(|m| config_error(format!("run.max_duration {cfg:?}: {m}")))?)
+            }
+            _ => None,
+        };
+        let guard = guard_limits(flags.guard, &config, &config_error)?;
+        Ok(Settings {
+            state: flags.state.cloned().or_else(|| in_config(&config.state)).unwrap_or_else(|| DEFAULT_STATE.into()),
+            metrics_file: global.metrics_file.clone().or_else(|| in_config(&config.metrics_file)),
+            base_url: global
+                .api
+                .base_url
+                .clone()
+                .or_else(|| config.api.base_url.clone())
+                .unwrap_or_else(|| crate::api::DEFAULT_BASE_URL.into()),
+            key_file: global.api.api_key_file.clone().or_else(|| in_config(&config.api.api_key_file)),
+            timeout,
+            rate,
+            concurrency,
+            max_retries: exec.max_retries.or(run.max_retries).unwrap_or(DEFAULT_MAX_RETRIES),
+            backoff: Duration::from_millis(exec.backoff_ms.or(run.backoff_ms).unwrap_or(DEFAULT_BACKOFF_MS)),
+            max_duration,
+            guard,
+            quiet: global.quiet,
+            config_path: global.config.clone(),
+            config: std::sync::Arc::new(config),
+            base,
+        })
+    }
+
+    /// Where Telemetron is and the key to it: read now, for the commands that call it.
+    pub fn api(&self) -> Result<ApiSettings, Error> {
+        use crate::client::{ApiKey, check_base_url};
+        let base_url = check_base_url(&self.base_url).map_err(Error::Usage)?;
+        let key = match &self.key_file {
+            Some(path) => ApiKey::from_file(path).map_err(Error::Setup)?,
+            None => match std::env::var(env::API_KEY) {
+                Ok(v) => ApiKey::new(&v).map_err(|e| Error::Setup(format!("{}: {e}", env::API_KEY)))?,
+                Err(_) => {
+                    return Err(Error::Setup(format!(
+                        "no API key: set {} or pass --api-key-file FILE. An admin finds the key in Telemetron under Settings > Integrations > Developer",
+                        env::API_KEY
+                    )));
+                }
+            },
+        };
+        Ok(ApiSettings { base_url, key, timeout: self.timeout })
+    }
+
+    /// The executor's options.
+    pub fn options(&self, batching: Batching) -> crate::execute::Options {
+        crate::execute::Options {
+            rate: self.rate,
+            concurrency: self.concurrency as usize,
+            max_retries: self.max_retries,
+            backoff_base: self.backoff,
+            backoff_max: Duration::from_secs(30),
+            batching,
+        }
+    }
+
+    /// How the difference is grouped into calls.
+    pub fn batching(&self, args: Option<&PlanningArgs>) -> Batching {
+        let mut batching = Batching::default();
+        if let Some(args) = args {
+            if let Some(n) = args.batch_size {
+                batching.batch_size = n as usize;
+            }
+            batching.optimize = !args.no_optimize;
+        }
+        batching
+    }
+}
+
+/// Checks a request rate; `from_flag` says whether the flag or the config gave it.
+fn check_rate(rate: f64, from_flag: bool, config_error: &dyn Fn(String) -> Error) -> Result<f64, Error> {
+    use crate::execute::{MAX_RATE, MIN_RATE};
+    if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Ok(rate);
+    }
+    let what = format!("must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {rate}");
+    Err(if from_flag { Error::Usage(format!("--rate {what}")) } else { config_error(format!("run.rate {what}")) })
+}
+
+/// The guard's limits: each flag beats the config's `[guard]`.
+fn guard_limits(
+    flags: Option<&GuardArgs>,
+    config: &ConfigFile,
+    config_error: &dyn Fn(String) -> Error,
+) -> Result<crate::guard::Limits, Error> {
+    use crate::guard::Limit;
+    let pick = |flag: Option<&String>, cfg: &Option<crate::config::LimitValue>, name: &str, key: &str| match (flag, cfg)
+    {
+        (Some(v), _) => Limit::parse(v, name).map(Some),
+        (None, Some(v)) => Limit::parse(&v.as_text(), key).map(Some).map_err(|e| config_error(e.to_string())),
+        (None, None) => Ok(None),
+    };
+    Ok(crate::guard::Limits {
+        max_unassign: pick(
+            flags.and_then(|g| g.max_unassign.as_ref()),
+            &config.guard.max_unassign,
+            "--max-unassign",
+            "guard.max_unassign",
+        )?,
+        max_changes: pick(
+            flags.and_then(|g| g.max_changes.as_ref()),
+            &config.guard.max_changes,
+            "--max-changes",
+            "guard.max_changes",
+        )?,
+        force: flags.is_some_and(|g| g.force),
+    })
+}
+
+/// Parses a duration such as `90m`, `2h`, `1h30m`, `45s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || "give a duration such as 90m, 2h, 1h30m or 45s".to_string();
+    let (mut total, mut digits, mut any) = (0u64, String::new(), false);
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        digits.clear();
+        any = true;
+    }
+    if !digits.is_empty() || !any {
+        return Err(bad());
+    }
+    if total == 0 {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(Duration::from_secs(total))
+}
 
 /// Everything a command that reads the exports needs.
 #[derive(Debug, Clone)]
@@ -28,20 +277,20 @@ pub struct InputSettings {
     pub batching: Batching,
     /// Kinds whose file may be header-only although the snapshot holds entities of the kind.
     pub allow_empty: Vec<&'static str>,
+    /// Files the input folder was expected to hold and does not: their kind is not reconciled.
+    pub missing: Vec<(&'static str, PathBuf)>,
 }
 
 impl InputSettings {
-    pub fn resolve(args: &InputArgs) -> Result<InputSettings, Error> {
-        Self::resolve_with(args, true)
-    }
-
-    /// Like [`resolve`](Self::resolve), but without requiring an export (for `apply --plan`,
-    /// which takes its operations from the plan file).
-    pub fn resolve_with(args: &InputArgs, require_inputs: bool) -> Result<InputSettings, Error> {
-        let (config, base) = match &args.config {
-            Some(path) => (ConfigFile::read(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
-            None => (ConfigFile::default(), PathBuf::new()),
-        };
+    /// The export files and how to read them: flags beat the config's sections. Without
+    /// `require_inputs` no file is needed (`apply --plan` takes its operations from the plan).
+    pub fn resolve(
+        settings: &Settings,
+        args: &InputArgs,
+        planning: Option<&PlanningArgs>,
+        require_inputs: bool,
+    ) -> Result<InputSettings, Error> {
+        let (config, base) = (&*settings.config, &settings.base);
         let cfg_path = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         let input_dir = args.input_dir.clone().or_else(|| cfg_path(&config.input_dir));
         if let Some(dir) = &input_dir
@@ -49,13 +298,14 @@ impl InputSettings {
         {
             return Err(Error::Usage(format!("--input-dir {}: no such folder", dir.display())));
         }
-        let pick = |flag: &Option<PathBuf>, configured: &Option<PathBuf>, default_name: &str| -> Option<PathBuf> {
+        let mut missing = Vec::new();
+        let mut pick = |flag: &Option<PathBuf>, configured: &Option<PathBuf>, kind: usize| -> Option<PathBuf> {
             flag.clone().or_else(|| cfg_path(configured)).or_else(|| {
-                let p = input_dir.as_ref()?.join(default_name);
+                let p = input_dir.as_ref()?.join(DEFAULT_NAMES[kind]);
                 if p.exists() {
                     Some(p)
                 } else {
-                    tracing::warn!(file = %p.display(), "not in the input folder; that entity class is not reconciled");
+                    missing.push((["customers", "devices", "ownership"][kind], p));
                     None
                 }
             })
@@ -67,12 +317,14 @@ impl InputSettings {
             let s = own.as_ref().or(config.delimiter.as_ref());
             match s {
                 None => Ok(b','),
-                Some(s) => parse_delimiter(s)
-                    .map_err(|message| Error::Config { path: args.config.clone().unwrap_or_default(), message }),
+                Some(s) => parse_delimiter(s).map_err(|message| Error::Config {
+                    path: settings.config_path.clone().unwrap_or_default(),
+                    message,
+                }),
             }
         };
 
-        let customers = match pick(&args.customers, &config.customers.path, DEFAULT_NAMES[0]) {
+        let customers = match pick(&args.customers, &config.customers.path, 0) {
             Some(path) => Some(FileSpec {
                 path,
                 delimiter: delimiter(&config.customers.delimiter)?,
@@ -80,7 +332,7 @@ impl InputSettings {
             }),
             None => None,
         };
-        let devices = match pick(&args.devices, &config.devices.path, DEFAULT_NAMES[1]) {
+        let devices = match pick(&args.devices, &config.devices.path, 1) {
             Some(path) => Some(DeviceFileSpec {
                 file: FileSpec {
                     path,
@@ -91,7 +343,7 @@ impl InputSettings {
             }),
             None => None,
         };
-        let ownership = match pick(&args.ownership, &config.ownership.path, DEFAULT_NAMES[2]) {
+        let ownership = match pick(&args.ownership, &config.ownership.path, 2) {
             Some(path) => Some(FileSpec {
                 path,
                 delimiter: delimiter(&config.ownership.delimiter)?,
@@ -105,26 +357,16 @@ impl InputSettings {
                     .into(),
             ));
         }
-        let state = args.state.clone().or_else(|| cfg_path(&config.state)).unwrap_or_else(|| DEFAULT_STATE.into());
-        let mut batching = Batching::default();
-        if let Some(n) = args.batch_size {
-            batching.batch_size = n as usize;
-        }
-        batching.optimize = !args.no_optimize;
         Ok(InputSettings {
             sources: Sources { customers, devices, ownership },
-            state,
+            state: settings.state.clone(),
             strict: args.strict,
             rejects: args.rejects.clone(),
-            batching,
+            batching: settings.batching(planning),
             allow_empty: args.allow_empty.iter().map(|k| k.name()).collect(),
+            missing,
         })
     }
-}
-
-/// The snapshot path for commands that take only `--state`.
-pub fn state_path(flag: &Option<PathBuf>) -> PathBuf {
-    flag.clone().unwrap_or_else(|| DEFAULT_STATE.into())
 }
 
 /// What a command that calls Telemetron needs: where, with which key, how long to wait.
@@ -136,62 +378,7 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    pub fn resolve(args: &crate::cli::ApiArgs) -> Result<ApiSettings, Error> {
-        use crate::client::{ApiKey, ENV_API_KEY, check_base_url};
-        let base_url =
-            check_base_url(args.base_url.as_deref().unwrap_or(crate::api::DEFAULT_BASE_URL)).map_err(Error::Usage)?;
-        let key = match &args.api_key_file {
-            Some(path) => ApiKey::from_file(path).map_err(Error::Setup)?,
-            None => match std::env::var(ENV_API_KEY) {
-                Ok(v) => ApiKey::new(&v).map_err(|e| Error::Setup(format!("{ENV_API_KEY}: {e}")))?,
-                Err(_) => {
-                    return Err(Error::Setup(format!(
-                        "no API key: set {ENV_API_KEY} or pass --api-key-file FILE. An admin finds the key in Telemetron under Settings > Integrations > Developer"
-                    )));
-                }
-            },
-        };
-        if !(args.timeout.is_finite() && args.timeout > 0.0) {
-            return Err(Error::Usage(format!("--timeout must be a positive number of seconds, not {}", args.timeout)));
-        }
-        Ok(ApiSettings { base_url, key, timeout: std::time::Duration::from_secs_f64(args.timeout) })
-    }
-
     pub fn client(&self) -> Result<crate::client::Client, Error> {
         crate::client::Client::new(&self.base_url, &self.key, self.timeout).map_err(Error::Setup)
-    }
-}
-
-impl crate::cli::GuardArgs {
-    /// The guard's limits, checked.
-    pub fn limits(&self) -> Result<crate::guard::Limits, Error> {
-        use crate::guard::Limit;
-        let parse = |v: &Option<String>, flag: &str| v.as_deref().map(|s| Limit::parse(s, flag)).transpose();
-        Ok(crate::guard::Limits {
-            max_unassign: parse(&self.max_unassign, "--max-unassign")?,
-            max_changes: parse(&self.max_changes, "--max-changes")?,
-            force: self.force,
-        })
-    }
-}
-
-impl crate::cli::ExecArgs {
-    /// The executor's options, checked.
-    pub fn options(&self, batching: Batching) -> Result<crate::execute::Options, Error> {
-        use crate::execute::{MAX_RATE, MIN_RATE};
-        if !(self.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&self.rate)) {
-            return Err(Error::Usage(format!(
-                "--rate must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {}",
-                self.rate
-            )));
-        }
-        Ok(crate::execute::Options {
-            rate: self.rate,
-            concurrency: self.concurrency as usize,
-            max_retries: self.max_retries,
-            backoff_base: std::time::Duration::from_millis(self.backoff_ms),
-            backoff_max: std::time::Duration::from_secs(30),
-            batching,
-        })
     }
 }

@@ -5,11 +5,11 @@
 use serde::Serialize;
 
 use crate::api;
-use crate::cli::{ApiArgs, AssignArgs, CustomerCommand, DeviceCommand, TicketArgs, TicketCommand, UnassignArgs};
+use crate::cli::exit::{Ended, Figures};
+use crate::cli::settings::Settings;
+use crate::cli::{AssignArgs, CustomerCommand, DeviceCommand, TicketArgs, TicketCommand, UnassignArgs};
 use crate::client::{ApiError, Client, Rejection};
 use crate::error::Error;
-use crate::exit;
-use crate::settings::ApiSettings;
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -18,8 +18,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))
 }
 
-fn client(args: &ApiArgs) -> Result<Client, Error> {
-    ApiSettings::resolve(args)?.client()
+fn client(s: &Settings) -> Result<Client, Error> {
+    s.api()?.client()
 }
 
 fn print_json(value: &impl Serialize) -> Result<(), Error> {
@@ -35,11 +35,11 @@ fn properties(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Va
     Ok(map.into_iter().map(|(k, v)| (k, v.into())).collect())
 }
 
-pub fn customer(cmd: &CustomerCommand) -> Result<i32, Error> {
+pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
     let rt = runtime()?;
     match cmd {
-        CustomerCommand::Upsert { api, email, name, phone, address, id } => {
-            let client = client(api)?;
+        CustomerCommand::Upsert { email, name, phone, address, id } => {
+            let client = client(s)?;
             let mut req = api::CustomerUpsert {
                 email: email.clone(),
                 name: name.clone(),
@@ -69,47 +69,47 @@ pub fn customer(cmd: &CustomerCommand) -> Result<i32, Error> {
             })?;
             print_json(&answer)?;
         }
-        CustomerCommand::Query { api, email } => {
-            let client = client(api)?;
+        CustomerCommand::Query { email } => {
+            let client = client(s)?;
             print_json(&rt.block_on(client.query_customer(email))?)?;
         }
-        CustomerCommand::Get { api, id } => {
-            let client = client(api)?;
+        CustomerCommand::Get { id } => {
+            let client = client(s)?;
             print_json(&rt.block_on(client.get_customer(id))?)?;
         }
     }
-    Ok(exit::SUCCESS)
+    Ok(Ended::done())
 }
 
-pub fn device(cmd: &DeviceCommand) -> Result<i32, Error> {
+pub fn device(cmd: &DeviceCommand, s: &Settings) -> Result<Ended, Error> {
     let rt = runtime()?;
     match cmd {
-        DeviceCommand::Upsert { api, identifier, device_type, properties: props } => {
+        DeviceCommand::Upsert { identifier, device_type, properties: props } => {
             let req = api::DeviceUpsert {
                 identifier: identifier.clone(),
                 device_type: device_type.clone(),
                 properties: if props.is_empty() { None } else { Some(properties(props)?) },
             };
-            let client = client(api)?;
+            let client = client(s)?;
             print_json(&rt.block_on(client.upsert_device(&req))?)?;
-            Ok(exit::SUCCESS)
+            Ok(Ended::done())
         }
-        DeviceCommand::Metadata { api, identifier, properties: props, from, config } => {
-            let batches = match (identifier, from) {
+        DeviceCommand::Metadata { identifier, properties: props, from } => {
+            let (batches, rejected) = match (identifier, from) {
                 (Some(id), _) => {
                     let mut devices = std::collections::BTreeMap::new();
                     devices.insert(id.clone(), properties(props)?);
-                    vec![api::BulkMetadata { devices }]
+                    (vec![api::BulkMetadata { devices }], 0)
                 }
                 (None, Some(path)) => {
                     if !props.is_empty() {
                         return Err(Error::Usage("--property goes with --identifier, not with --from".into()));
                     }
-                    metadata_from_csv(path, config.as_deref())?
+                    metadata_from_csv(path, s)?
                 }
                 (None, None) => return Err(Error::Usage("give --identifier or --from".into())),
             };
-            let client = client(api)?;
+            let client = client(s)?;
             let answers = rt.block_on(async {
                 let mut answers = Vec::new();
                 for b in &batches {
@@ -134,21 +134,23 @@ pub fn device(cmd: &DeviceCommand) -> Result<i32, Error> {
                     not_found.len(),
                     not_found.iter().take(20).copied().collect::<Vec<_>>().join(", ")
                 );
-                return Ok(exit::PARTIAL);
             }
-            Ok(exit::SUCCESS)
+            let figures = Figures {
+                calls: answers.len() as u64,
+                failed_operations: not_found.len() as u64,
+                rejected_rows: rejected as u64,
+                ..Figures::default()
+            };
+            Ok(Ended::counted(figures))
         }
     }
 }
 
-/// Every device of a devices export as bulk-metadata requests of at most 1,000 devices.
-fn metadata_from_csv(
-    path: &std::path::Path,
-    config: Option<&std::path::Path>,
-) -> Result<Vec<api::BulkMetadata>, Error> {
-    let args =
-        crate::cli::InputArgs { config: config.map(Into::into), devices: Some(path.into()), ..Default::default() };
-    let settings = crate::settings::InputSettings::resolve(&args)?;
+/// Every device of a devices export as bulk-metadata requests of at most 1,000 devices, and
+/// how many rows were rejected.
+fn metadata_from_csv(path: &std::path::Path, s: &Settings) -> Result<(Vec<api::BulkMetadata>, usize), Error> {
+    let args = crate::cli::InputArgs { devices: Some(path.into()), ..Default::default() };
+    let settings = crate::cli::settings::InputSettings::resolve(s, &args, None, true)?;
     let mut export = crate::load::read(&settings.sources)?;
     for r in &export.rejects {
         tracing::warn!("rejected {}", crate::report::reject_line(r));
@@ -170,35 +172,35 @@ fn metadata_from_csv(
     if batches.is_empty() {
         return Err(Error::Usage(format!("{}: no devices to send", path.display())));
     }
-    Ok(batches)
+    Ok((batches, export.rejects.len()))
 }
 
-pub fn assign(args: &AssignArgs) -> Result<i32, Error> {
+pub fn assign(args: &AssignArgs, s: &Settings) -> Result<Ended, Error> {
     let req = api::AssignDeviceToOwners {
         device_identifier: args.device.clone(),
         customer_emails: args.customers.clone(),
         auto_create_device: args.auto_create_device,
         device_type: args.device_type.clone(),
     };
-    let client = client(&args.api)?;
+    let client = client(s)?;
     print_json(&runtime()?.block_on(client.assign_device_to_owners(&req))?)?;
-    Ok(exit::SUCCESS)
+    Ok(Ended::done())
 }
 
-pub fn unassign(args: &UnassignArgs) -> Result<i32, Error> {
+pub fn unassign(args: &UnassignArgs, s: &Settings) -> Result<Ended, Error> {
     let req =
         api::UnassignDeviceFromOwner { device_identifier: args.device.clone(), customer_email: args.customer.clone() };
-    let client = client(&args.api)?;
+    let client = client(s)?;
     print_json(&runtime()?.block_on(client.unassign_device_from_owner(&req))?)?;
-    Ok(exit::SUCCESS)
+    Ok(Ended::done())
 }
 
-pub fn ticket(cmd: &TicketCommand) -> Result<i32, Error> {
+pub fn ticket(cmd: &TicketCommand, s: &Settings) -> Result<Ended, Error> {
     let TicketCommand::Create(args) = cmd;
     let req = ticket_request(args)?;
-    let client = client(&args.api)?;
+    let client = client(s)?;
     print_json(&runtime()?.block_on(client.create_ticket(&req))?)?;
-    Ok(exit::SUCCESS)
+    Ok(Ended::done())
 }
 
 fn ticket_request(args: &TicketArgs) -> Result<api::CreateTicket, Error> {

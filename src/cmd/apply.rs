@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::cli::ApplyArgs;
+use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::settings::{InputSettings, Settings};
 use crate::error::Error;
 use crate::execute::{self, Confirmed, Intent, Options, Outcome};
-use crate::exit;
 use crate::load::InputInfo;
 use crate::model::DeviceRecord;
 use crate::plan::{self, Operation};
-use crate::settings::{ApiSettings, InputSettings};
 use crate::snapshot::{self, Lock, SnapshotVersion, Store};
 
 /// How often confirmations are committed, at the longest.
@@ -39,64 +39,77 @@ struct SavedPlanDoc {
     snapshot: SnapshotVersion,
 }
 
-pub fn run(args: &ApplyArgs, quiet: bool) -> Result<i32, Error> {
-    let settings = InputSettings::resolve_with(&args.inputs, args.plan.is_none())?;
-    let api = ApiSettings::resolve(&args.api)?;
-    let opts = args.exec.options(settings.batching)?;
+pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
+    // The cron window counts from the start: reading and planning use it up too.
+    let deadline = s.max_duration.map(|d| Instant::now() + d);
+    let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), args.plan.is_none())?;
+    let api = s.api()?;
+    let opts = s.options(settings.batching);
     let client = api.client()?;
 
     // Held until the process ends; released by the OS even on kill -9.
     let _lock = Lock::acquire(&settings.state)?;
     let saved = args.plan.as_ref().map(|path| saved_plan(path, &settings.state)).transpose()?;
-    // What an earlier run sent without learning the outcome is read back before planning.
-    let settled = super::settle::journal(&settings.state, &client, &opts)?;
-
-    let (operations, rejected) = match saved {
-        Some(_) if settled => {
-            return Err(Error::Setup(format!(
-                "the snapshot {} changed since the plan was made: calls of an earlier run whose outcome was unknown were just read back from Telemetron; nothing was sent. Run `plan --out` again and review it",
-                settings.state.display()
-            )));
-        }
-        Some(saved) => saved,
-        None => {
-            let p = super::prepare(&settings)?;
-            let doc = plan::build(&p.diff, &p.export, settings.batching);
-            let rejected = p.export.rejects.len();
-            super::release(p);
-            (doc.operations, rejected)
-        }
-    };
-
-    let spec = RunSpec {
-        kind: "apply",
-        state: &settings.state,
-        batching: settings.batching,
-        opts,
-        client,
-        base_url: api.base_url.clone(),
-        rejected,
-        guard: args.guard.limits()?,
-        report: args.report.clone(),
-        quiet,
-        keep_undo: Some(args.keep_undo),
-        undoes: None,
-    };
-    run_operations(&spec, operations)
+    let run_id = super::begin_run(&settings.state, "apply")?;
+    let result = (|| {
+        // What an earlier run sent without learning the outcome is read back before planning.
+        let settled = super::settle::journal(&settings.state, &client, &opts)?;
+        let (operations, rejected, warnings) = match saved {
+            Some(_) if settled => {
+                return Err(Error::Setup(format!(
+                    "the snapshot {} changed since the plan was made: calls of an earlier run whose outcome was unknown were just read back from Telemetron; nothing was sent. Run `plan --out` again and review it",
+                    settings.state.display()
+                )));
+            }
+            Some((operations, rejected)) => (operations, rejected, 0),
+            None => {
+                let p = super::prepare(&settings)?;
+                let doc = plan::build(&p.diff, &p.export, settings.batching);
+                let (rejected, warnings) = (p.export.rejects.len(), p.export.warnings.len());
+                super::release(p);
+                (doc.operations, rejected, warnings)
+            }
+        };
+        let spec = RunSpec {
+            kind: "apply",
+            run_id,
+            state: &settings.state,
+            batching: settings.batching,
+            opts,
+            client,
+            base_url: api.base_url.clone(),
+            rejected,
+            warnings,
+            guard: s.guard.clone(),
+            report: args.report.clone(),
+            quiet: s.quiet,
+            deadline,
+            keep_undo: Some(args.keep_undo),
+            undoes: None,
+        };
+        run_operations(&spec, operations)
+    })();
+    super::end_run(&settings.state, run_id, result)
 }
 
 /// Everything a run of operations needs besides the operations: `apply` and `undo --apply`.
 pub(super) struct RunSpec<'a> {
     pub kind: &'static str,
+    /// The run, begun by the caller (see [`super::begin_run`]).
+    pub run_id: i64,
     pub state: &'a Path,
     pub batching: plan::Batching,
     pub opts: Options,
     pub client: crate::client::Client,
     pub base_url: String,
     pub rejected: usize,
+    /// Warnings of the front half (a file missing from the input folder).
+    pub warnings: usize,
     pub guard: crate::guard::Limits,
     pub report: Option<std::path::PathBuf>,
     pub quiet: bool,
+    /// `--max-duration`: when to stop sending, at the latest.
+    pub deadline: Option<Instant>,
     /// Store the inverse of the operations with the run, for `undo`, keeping this many runs'.
     pub keep_undo: Option<u32>,
     /// The run this one undoes (`undo --apply`).
@@ -104,19 +117,20 @@ pub(super) struct RunSpec<'a> {
 }
 
 /// The safety guard, then the calls, with confirmations recorded as they come. The caller holds
-/// the snapshot's lock.
-pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> Result<i32, Error> {
+/// the snapshot's lock and has begun the run; a refusal is left for it to record.
+pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> Result<Ended, Error> {
     let (_, totals) = snapshot::version_and_totals(spec.state)?;
     let verdict = crate::guard::check(&operations, totals, &spec.guard);
     if verdict.refused {
-        eprintln!(
-            "error: refusing to {}: the plan is over the safety guard's limits: {}. Nothing was sent. A truncated, \
+        let why = format!(
+            "refusing to {}: the plan is over the safety guard's limits: {}. Nothing was sent. A truncated, \
              partial or mis-mapped export looks like this; check it. If the changes are right, run again with \
              --force, or raise --max-unassign / --max-changes",
             spec.kind,
             verdict.explain()
         );
-        return Ok(exit::GUARD);
+        let figures = Figures { rejected_rows: spec.rejected as u64, ..Figures::default() };
+        return Ok(Ended::with(How::Refused(why), figures));
     }
     if verdict.forced {
         tracing::warn!("over the safety guard's limits, going ahead because of --force: {}", verdict.explain());
@@ -125,7 +139,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let calls = plan::calls(&operations, spec.batching);
     let planned = calls.len() as u64;
     let mut store = Store::open(spec.state)?;
-    let run_id = store.begin_run(spec.kind)?;
+    let run_id = spec.run_id;
     if let Some(target) = spec.undoes {
         store.set_undoes(run_id, target)?;
     }
@@ -136,7 +150,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     drop(operations);
     if calls.is_empty() {
         let outcome = Outcome::default();
-        return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None });
+        return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });
     }
 
     // The recorder owns the store while the executor runs. If it cannot commit, it says why
@@ -150,10 +164,21 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     };
 
     let rt = super::runtime()?;
-    let progress = crate::progress::for_stderr(spec.quiet);
+    let progress = crate::cli::progress::for_stderr(spec.quiet);
+    let out_of_time = Arc::new(AtomicBool::new(false));
     let outcome = rt.block_on(async {
         let now = Arc::new(tokio::sync::Notify::new());
         let signals = super::stop_on_signals(stop.clone(), now.clone());
+        // The cron window: when it closes, the run stops as on a first signal — nothing new
+        // is sent, the calls in flight finish and are recorded.
+        let window = spec.deadline.map(|deadline| {
+            let (stop, out_of_time) = (stop.clone(), out_of_time.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(deadline.into()).await;
+                out_of_time.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+        });
         let journal = RecorderJournal { tx: Mutex::new(tx) };
         let confirm = |c: Confirmed| {
             journal.send(Record::Confirmed(c));
@@ -170,18 +195,23 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
             },
         };
         signals.abort();
+        if let Some(w) = window {
+            w.abort();
+        }
         outcome
     });
     let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     let recorder_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-    finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: recorder_failure })
+    let out_of_time = out_of_time.load(std::sync::atomic::Ordering::Relaxed);
+    finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: recorder_failure, out_of_time })
 }
 
-/// How a run ended besides its outcome: how many calls it planned, and why the recorder
-/// failed, if it did.
+/// How a run ended besides its outcome: how many calls it planned, why the recorder failed,
+/// if it did, and whether the cron window closed.
 struct Ending {
     planned: u64,
     recorder: Option<String>,
+    out_of_time: bool,
 }
 
 /// What the executor hands the recorder, in the order it happened.
@@ -316,33 +346,40 @@ fn write(store: &mut Store, run_id: i64, batch: Vec<Record>) -> Result<(), Error
     Ok(())
 }
 
-/// Records the run, prints the summary, writes the report, and picks the exit code.
+/// Records the run, prints the summary, writes the report, and says how the run ended.
 fn finish(
     store: &mut Store,
     run_id: i64,
     outcome: &Outcome,
     spec: &RunSpec<'_>,
     ending: &Ending,
-) -> Result<i32, Error> {
+) -> Result<Ended, Error> {
     let (rejected, base_url) = (spec.rejected, spec.base_url.as_str());
     let failed = outcome.failed();
     let sent = outcome.calls.saturating_sub(outcome.retries);
-    let (code, verdict) = match (&ending.recorder, &outcome.stopped) {
-        (Some(why), _) => (
-            exit::ERROR,
-            format!(
-                "stopped: the snapshot can no longer be written ({why}). {sent} of {} planned calls were sent; the snapshot holds what was committed before the failure, and the next run repeats the rest (harmlessly). Free space or fix the snapshot's folder, then run again",
-                ending.planned
-            ),
-        ),
-        (None, Some(why)) => (
-            exit::ERROR,
-            format!(
-                "stopped early: {why}; {sent} of {} planned calls were sent, the next run continues",
-                ending.planned
-            ),
-        ),
-        (None, None) if failed > 0 || rejected > 0 => {
+    let left = ending.planned.saturating_sub(sent);
+    let how = match (&ending.recorder, &outcome.stopped) {
+        (Some(why), _) => How::Stopped(format!(
+            "stopped: the snapshot can no longer be written ({why}). {sent} of {} planned calls were sent; the snapshot holds what was committed before the failure, and the next run repeats the rest (harmlessly). Free space or fix the snapshot's folder, then run again",
+            ending.planned
+        )),
+        (None, Some(_)) if ending.out_of_time => How::OutOfTime(format!(
+            "--max-duration reached: stopped at a checkpoint with {left} of {} planned calls left; what was confirmed is recorded, and the next run continues",
+            ending.planned
+        )),
+        (None, Some(why)) => How::Stopped(format!(
+            "stopped early: {why}; {sent} of {} planned calls were sent, {left} left; the next run continues",
+            ending.planned
+        )),
+        (None, None) if failed > 0 || rejected > 0 => How::Partial,
+        (None, None) => How::Done,
+    };
+    if let How::OutOfTime(why) = &how {
+        tracing::warn!("{why}");
+    }
+    let verdict = match &how {
+        How::Stopped(why) | How::OutOfTime(why) => why.clone(),
+        How::Partial => {
             let mut parts = Vec::new();
             if failed > 0 {
                 parts.push(format!("{failed} failed operation(s), which the next run retries"));
@@ -352,14 +389,18 @@ fn finish(
                     "{rejected} rejected row(s), which stay left out until the export is fixed (the rows are listed with file:line above; --rejects FILE writes them all)"
                 ));
             }
-            (exit::PARTIAL, format!("finished with {}", parts.join(" and ")))
+            format!("finished with {}", parts.join(" and "))
         }
-        (None, None) => (exit::SUCCESS, "finished: Telemetron has everything the exports say".to_string()),
+        _ => match spec.undoes {
+            Some(run) => format!("finished: what run {run} changed is put back, as far as it could be (see above)"),
+            None => "finished: Telemetron has everything the exports say".to_string(),
+        },
     };
-    let outcome_word = match code {
+    let outcome_word = match &how {
         _ if ending.recorder.is_some() => "failed",
-        exit::SUCCESS => "ok",
-        exit::PARTIAL => "partial",
+        How::Done => "ok",
+        How::Partial => "partial",
+        How::OutOfTime(_) => "out_of_time",
         _ => "stopped",
     };
     let mut summary = serde_json::to_value(outcome).expect("an outcome serializes");
@@ -367,6 +408,7 @@ fn finish(
         map.remove("failures");
         map.insert("failed_operations".into(), failed.into());
         map.insert("rejected_rows".into(), rejected.into());
+        map.insert("calls_left".into(), left.into());
     }
     match store.finish_run(run_id, outcome_word, &summary) {
         Ok(()) => {}
@@ -388,6 +430,7 @@ fn finish(
             "verdict": verdict,
             "base_url": base_url,
             "rejected_rows": rejected,
+            "calls_left": left,
             "summary": outcome,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report).expect("a report serializes"))
@@ -396,12 +439,13 @@ fn finish(
     super::stdout_write(|out| {
         writeln!(
             out,
-            "{} (run {run_id}): {} calls, {} retries, {:.1} s, {:.1} calls/s (limit {}/s)",
+            "{} (run {run_id}): {} calls, {} retries, {:.1} s; {:.1} calls/s on average, at most {} in any one second (limit {}/s)",
             spec.kind,
             outcome.calls,
             outcome.retries,
             outcome.elapsed_seconds,
             outcome.calls_per_second,
+            outcome.busiest_second,
             spec.opts.rate
         )?;
         for kind in execute::KINDS {
@@ -412,6 +456,9 @@ fn finish(
         if rejected > 0 {
             writeln!(out, "  {:<22} {rejected:>13}", "rejected rows")?;
         }
+        if left > 0 {
+            writeln!(out, "  {:<22} {left:>13}", "calls left")?;
+        }
         for f in outcome.failures.iter().take(20) {
             writeln!(out, "  failed {} {}: {}", f.kind.replace('_', " "), f.key, f.error)?;
         }
@@ -420,10 +467,18 @@ fn finish(
         }
         writeln!(out, "{verdict}")
     })?;
-    if let Some(why) = ending.recorder.as_ref().or(outcome.stopped.as_ref()) {
-        eprintln!("error: {why}");
-    }
-    Ok(code)
+    let figures = Figures {
+        run_id: Some(run_id),
+        operations: outcome.operations.iter().map(|(k, c)| (k.to_string(), c.clone())).collect(),
+        calls: outcome.calls,
+        retries: outcome.retries,
+        failed_operations: failed,
+        rejected_rows: rejected as u64,
+        warnings: spec.warnings as u64,
+        calls_left: left,
+        drifted: None,
+    };
+    Ok(Ended::with(how, figures))
 }
 
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
@@ -444,21 +499,43 @@ fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Erro
             ),
         });
     }
+    // An input path in the plan is absolute, or relative to the plan file's folder.
+    let plan_dir = path.parent().unwrap_or(Path::new(""));
     for input in &doc.inputs {
-        let now = crate::load::sha256_file(Path::new(&input.path)).map_err(|source| Error::Io {
+        let input_path = plan_dir.join(&input.path);
+        let now = crate::load::sha256_file(&input_path).map_err(|source| Error::Io {
             what: "read the plan's input",
-            path: input.path.clone().into(),
+            path: input_path.clone(),
             source,
         })?;
         if now != input.sha256 {
             return Err(Error::Setup(format!(
                 "the {} export {} changed since the plan was made; nothing was sent. Run `plan --out` again and review it",
-                input.kind, input.path
+                input.kind,
+                input_path.display()
             )));
         }
     }
     let (version, _) = snapshot::version_and_totals(state)?;
-    if version.id != doc.snapshot.id || version.generation != doc.snapshot.generation {
+    let plan_id = doc.snapshot.id.as_deref().unwrap_or("none");
+    let other = |now: String| {
+        Error::Setup(format!(
+            "the plan was made against another snapshot (snapshot {plan_id}{}); {} {now}. Nothing was sent. Apply it with the --state it was made with, or run `plan --out` again against this one",
+            if doc.snapshot.missing { ", to be created by this plan" } else { "" },
+            state.display()
+        ))
+    };
+    match (&version.id, &doc.snapshot.id) {
+        // Made while the snapshot was missing, and it still is: this plan creates it.
+        (None, Some(id)) if doc.snapshot.missing => {
+            Store::open_as(state, Some(id))?;
+            return Ok((doc.operations, doc.rejected.len()));
+        }
+        (None, _) => return Err(other("does not exist".into())),
+        (Some(now), Some(then)) if now == then => {}
+        (Some(now), _) => return Err(other(format!("is snapshot {now}"))),
+    }
+    if version.generation != doc.snapshot.generation {
         return Err(Error::Setup(format!(
             "the snapshot {} changed since the plan was made (generation {} then, {} now); nothing was sent. Run `plan --out` again and review it",
             state.display(),

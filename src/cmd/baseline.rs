@@ -1,71 +1,79 @@
 //! `baseline`: record the exports in the snapshot as if Telemetron already had them, without
 //! calling it — for teams that synced by other means and want diffs from now on.
 
-use crate::cli::InputArgs;
+use crate::cli::BaselineArgs;
+use crate::cli::exit::{Ended, Figures};
+use crate::cli::settings::{InputSettings, Settings};
 use crate::error::Error;
-use crate::exit;
 use crate::model::DeviceRecord;
-use crate::settings::InputSettings;
 use crate::snapshot::{Lock, Store};
 
-pub fn run(args: &InputArgs) -> Result<i32, Error> {
-    let settings = InputSettings::resolve(args)?;
+pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
+    let settings = InputSettings::resolve(s, &args.inputs, None, true)?;
     // The same lock as apply: a baseline written under a running apply would be lost or clash.
     let _lock = Lock::acquire(&settings.state)?;
-    let p = super::prepare(&settings)?;
-    let started = std::time::Instant::now();
-    let mut store = Store::open(&settings.state)?;
-    let run_id = store.begin_run("baseline")?;
-    let d = &p.diff;
-    let mut w = store.writer()?;
-    for c in &d.customers_to_create {
-        w.put_customer(&c.email, None, &c.record)?;
-    }
-    for u in &d.customers_to_update {
-        w.put_customer(&u.email, None, &u.after)?;
-    }
-    for c in &d.devices_to_create {
-        let record = DeviceRecord { device_type: Some(c.device_type.clone()), properties: c.properties.clone() };
-        w.put_device(&c.identifier, None, &record)?;
-    }
-    for u in &d.devices_to_update {
-        let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
-        let record = DeviceRecord {
-            device_type: u.device_type.as_ref().map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
-            properties: u.properties.as_ref().map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
+    let run_id = super::begin_run(&settings.state, "baseline")?;
+    let result = (|| {
+        let p = super::prepare(&settings)?;
+        let started = std::time::Instant::now();
+        let mut store = Store::open(&settings.state)?;
+        let d = &p.diff;
+        let mut w = store.writer()?;
+        for c in &d.customers_to_create {
+            w.put_customer(&c.email, None, &c.record)?;
+        }
+        for u in &d.customers_to_update {
+            w.put_customer(&u.email, None, &u.after)?;
+        }
+        for c in &d.devices_to_create {
+            let record = DeviceRecord { device_type: Some(c.device_type.clone()), properties: c.properties.clone() };
+            w.put_device(&c.identifier, None, &record)?;
+        }
+        for u in &d.devices_to_update {
+            let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
+            let record = DeviceRecord {
+                device_type: u.device_type.as_ref().map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
+                properties: u.properties.as_ref().map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
+            };
+            w.put_device(&u.identifier, None, &record)?;
+        }
+        for a in &d.assignments_to_remove {
+            w.unassign(&a.device, &a.customer)?;
+        }
+        for a in &d.assignments_to_add {
+            w.assign(&a.device, &a.customer)?;
+        }
+        w.commit()?;
+        let summary = serde_json::json!({
+            "customers_recorded": d.customers_to_create.len() + d.customers_to_update.len(),
+            "devices_recorded": d.devices_to_create.len() + d.devices_to_update.len(),
+            "assignments_added": d.assignments_to_add.len(),
+            "assignments_removed": d.assignments_to_remove.len(),
+            "rejected_rows": p.export.rejects.len(),
+        });
+        let outcome = if p.export.rejects.is_empty() { "ok" } else { "partial" };
+        store.finish_run(run_id, outcome, &summary)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
+        super::stdout_write(|out| {
+            writeln!(
+                out,
+                "baseline recorded in {} (run {run_id}): {} customers, {} devices, {} assignments added, {} removed; {} rejected rows",
+                settings.state.display(),
+                summary["customers_recorded"],
+                summary["devices_recorded"],
+                summary["assignments_added"],
+                summary["assignments_removed"],
+                summary["rejected_rows"],
+            )
+        })?;
+        let figures = Figures {
+            run_id: Some(run_id),
+            rejected_rows: p.export.rejects.len() as u64,
+            warnings: p.export.warnings.len() as u64,
+            ..Figures::default()
         };
-        w.put_device(&u.identifier, None, &record)?;
-    }
-    for a in &d.assignments_to_remove {
-        w.unassign(&a.device, &a.customer)?;
-    }
-    for a in &d.assignments_to_add {
-        w.assign(&a.device, &a.customer)?;
-    }
-    w.commit()?;
-    let summary = serde_json::json!({
-        "customers_recorded": d.customers_to_create.len() + d.customers_to_update.len(),
-        "devices_recorded": d.devices_to_create.len() + d.devices_to_update.len(),
-        "assignments_added": d.assignments_to_add.len(),
-        "assignments_removed": d.assignments_to_remove.len(),
-        "rejected_rows": p.export.rejects.len(),
-    });
-    let outcome = if p.export.rejects.is_empty() { "ok" } else { "rejected_rows" };
-    store.finish_run(run_id, outcome, &summary)?;
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
-    super::stdout_write(|out| {
-        writeln!(
-            out,
-            "baseline recorded in {} (run {run_id}): {} customers, {} devices, {} assignments added, {} removed; {} rejected rows",
-            settings.state.display(),
-            summary["customers_recorded"],
-            summary["devices_recorded"],
-            summary["assignments_added"],
-            summary["assignments_removed"],
-            summary["rejected_rows"],
-        )
-    })?;
-    let code = if p.export.rejects.is_empty() { exit::SUCCESS } else { exit::PARTIAL };
-    super::release(p);
-    Ok(code)
+        super::release(p);
+        Ok(Ended::counted(figures))
+    })();
+    super::end_run(&settings.state, run_id, result)
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 use crate::cli::EmulatorArgs;
 use crate::emulator::{self, Emulator};
 use crate::error::Error;
-use crate::exit;
 
-pub fn run(args: &EmulatorArgs) -> Result<i32, Error> {
+pub fn run(args: &EmulatorArgs) -> Result<crate::cli::exit::Ended, Error> {
     let mut keys = args.api_keys.clone();
     if keys.is_empty() {
-        match std::env::var(crate::client::ENV_API_KEY) {
+        match std::env::var(crate::cli::env::API_KEY) {
             Ok(k) if !k.trim().is_empty() => keys.push(k.trim().to_string()),
             _ => {
                 return Err(Error::Usage(
@@ -58,5 +57,5 @@ pub fn run(args: &EmulatorArgs) -> Result<i32, Error> {
             .await
             .map_err(|e| Error::Setup(format!("emulator stopped: {e}")))
     })?;
-    Ok(exit::SUCCESS)
+    Ok(crate::cli::exit::Ended::done())
 }

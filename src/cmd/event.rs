@@ -12,29 +12,84 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Value, json};
 
 use crate::api;
+use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::settings::Settings;
 use crate::cli::{EventArgs, EventCommand};
 use crate::client::{Client, Rejection};
 use crate::error::Error;
 use crate::execute::{Caller, CustomerWork, Options};
-use crate::exit;
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::settings::{ApiSettings, state_path};
 use crate::snapshot::{Lock, Store};
 
-pub fn run(args: &EventArgs) -> Result<i32, Error> {
+/// One change, as a JSON line (`{"event": "register", ...}`) or the command line gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// A customer registered a device: assign it (creating the device with --device-type)
+    Register {
+        /// The device's identifier (serial number, MAC, …)
+        device: String,
+        /// The customer's email
+        customer: String,
+        /// Create the device with this type if Telemetron does not have it
+        #[serde(default)]
+        device_type: Option<String>,
+        /// The device's properties, as key=value (repeatable); they replace the stored ones
+        #[serde(default)]
+        properties: Vec<String>,
+    },
+    /// A device changed hands: unassign the old owner, then assign the new one
+    Transfer {
+        /// The device's identifier (serial number, MAC, …)
+        device: String,
+        /// The email of the customer who had the device
+        from: String,
+        /// The email of the customer who has it now
+        to: String,
+    },
+    /// A customer gave a device up: unassign it
+    Release {
+        /// The device's identifier (serial number, MAC, …)
+        device: String,
+        /// The customer's email
+        customer: String,
+    },
+    /// A customer signed up or changed their details: create or update them
+    Customer {
+        /// The customer's email (their key in Telemetron)
+        email: String,
+        /// The customer's name
+        #[serde(default)]
+        name: Option<String>,
+        /// The customer's phone number (an empty value clears it)
+        #[serde(default)]
+        phone: Option<String>,
+        /// The customer's address (an empty value clears it)
+        #[serde(default)]
+        address: Option<String>,
+    },
+}
+
+impl From<&EventCommand> for Event {
+    fn from(c: &EventCommand) -> Event {
+        match c.clone() {
+            EventCommand::Register { device, customer, device_type, properties } => {
+                Event::Register { device, customer, device_type, properties }
+            }
+            EventCommand::Transfer { device, from, to } => Event::Transfer { device, from, to },
+            EventCommand::Release { device, customer } => Event::Release { device, customer },
+            EventCommand::Customer { email, name, phone, address } => Event::Customer { email, name, phone, address },
+        }
+    }
+}
+
+pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
     if args.event.is_some() == args.stdin {
         return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
     }
-    use crate::execute::{MAX_RATE, MIN_RATE};
-    if !(args.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&args.rate)) {
-        return Err(Error::Usage(format!(
-            "--rate must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {}",
-            args.rate
-        )));
-    }
-    let client = ApiSettings::resolve(&args.api)?.client()?;
-    let state = state_path(&args.state);
-    let opts = Options { rate: args.rate, concurrency: 1, ..Options::default() };
+    let client = s.api()?.client()?;
+    let state = s.state.clone();
+    let opts = Options { rate: s.rate, concurrency: 1, ..Options::default() };
     let stop = AtomicBool::new(false);
     let caller = Caller::new(&opts, &stop);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -45,17 +100,17 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
     if let Some(event) = &args.event {
         let _lock = Lock::acquire(&state)?;
         let mut store = Store::open(&state)?;
-        let result = rt.block_on(apply(event, &client, &caller, &mut store))?;
+        let result = recorded(&mut store, |store| rt.block_on(apply(&event.into(), &client, &caller, store)))?;
         let ok = result["ok"] == true;
         super::stdout_write(|out| {
             serde_json::to_writer_pretty(&mut *out, &result).map_err(std::io::Error::from)?;
             writeln!(out)
         })?;
         if caller.stopped().is_some() || !ok {
-            eprintln!("error: {}", result["error"].as_str().unwrap_or("the event failed"));
-            return Ok(exit::ERROR);
+            let why = result["error"].as_str().unwrap_or("the event failed").to_string();
+            return Ok(Ended::with(How::Stopped(why), Figures { failed_operations: 1, ..Figures::default() }));
         }
-        return Ok(exit::SUCCESS);
+        return Ok(Ended::done());
     }
 
     let mut failed = 0usize;
@@ -67,11 +122,11 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
         if line.trim().is_empty() {
             continue;
         }
-        let mut result = match serde_json::from_str::<EventCommand>(&line) {
+        let mut result = match serde_json::from_str::<Event>(&line) {
             Ok(event) => {
                 let _lock = wait_for_lock(&state)?;
                 let mut store = Store::open(&state)?;
-                rt.block_on(apply(&event, &client, &caller, &mut store))?
+                recorded(&mut store, |store| rt.block_on(apply(&event, &client, &caller, store)))?
             }
             Err(e) => json!({"ok": false, "error": format!("not an event: {e}")}),
         };
@@ -82,11 +137,23 @@ pub fn run(args: &EventArgs) -> Result<i32, Error> {
         let _ = writeln!(out, "{result}");
         let _ = out.flush();
         if let Some(why) = caller.stopped() {
-            eprintln!("error: {why}");
-            return Ok(exit::ERROR);
+            let figures = Figures { failed_operations: failed as u64, ..Figures::default() };
+            return Ok(Ended::with(How::Stopped(why.to_string()), figures));
         }
     }
-    Ok(if failed == 0 { exit::SUCCESS } else { exit::PARTIAL })
+    Ok(Ended::counted(Figures { failed_operations: failed as u64, ..Figures::default() }))
+}
+
+/// Runs one event as a run of its own in the snapshot's history (kind `event`, the result as
+/// its summary), so that `history` shows what events changed between nightly runs.
+fn recorded(store: &mut Store, f: impl FnOnce(&mut Store) -> Result<Value, Error>) -> Result<Value, Error> {
+    let run_id = store.begin_run("event")?;
+    crate::cli::output::set_run_id(run_id);
+    let mut result = f(store)?;
+    let outcome = if result["ok"] == true { "ok" } else { "failed" };
+    store.finish_run(run_id, outcome, &result)?;
+    result["run"] = run_id.into();
+    Ok(result)
 }
 
 /// Takes the snapshot's lock, waiting (and saying so once) while another run holds it.
@@ -120,9 +187,9 @@ fn device(raw: &str) -> Result<DeviceIdent, String> {
 
 /// Sends one event and records what Telemetron confirmed. API failures are results; only a
 /// snapshot failure is an error.
-async fn apply(event: &EventCommand, client: &Client, caller: &Caller<'_>, store: &mut Store) -> Result<Value, Error> {
+async fn apply(event: &Event, client: &Client, caller: &Caller<'_>, store: &mut Store) -> Result<Value, Error> {
     match event {
-        EventCommand::Register { device: d, customer, device_type, properties } => {
+        Event::Register { device: d, customer, device_type, properties } => {
             let name = "register";
             let (d, c) = match (device(d), email(customer)) {
                 (Ok(d), Ok(c)) => (d, c),
@@ -174,7 +241,7 @@ async fn apply(event: &EventCommand, client: &Client, caller: &Caller<'_>, store
             }
             Ok(result)
         }
-        EventCommand::Transfer { device: d, from, to } => {
+        Event::Transfer { device: d, from, to } => {
             let name = "transfer";
             let (d, from, to) = match (device(d), email(from), email(to)) {
                 (Ok(d), Ok(f), Ok(t)) => (d, f, t),
@@ -206,7 +273,7 @@ async fn apply(event: &EventCommand, client: &Client, caller: &Caller<'_>, store
             w.commit()?;
             Ok(json!({"ok": true, "event": name, "device": d, "from": from, "to": to}))
         }
-        EventCommand::Release { device: d, customer } => {
+        Event::Release { device: d, customer } => {
             let name = "release";
             let (d, c) = match (device(d), email(customer)) {
                 (Ok(d), Ok(c)) => (d, c),
@@ -217,7 +284,7 @@ async fn apply(event: &EventCommand, client: &Client, caller: &Caller<'_>, store
                 Err(e) => failure(name, e),
             })
         }
-        EventCommand::Customer { email: raw, name: n, phone, address } => {
+        Event::Customer { email: raw, name: n, phone, address } => {
             let name = "customer";
             let e = match email(raw) {
                 Ok(e) => e,

@@ -5,12 +5,13 @@
 
 use std::io::Write;
 
+use crate::cli::exit::{Ended, How};
+use crate::cli::settings::{CommandFlags, InputSettings, Settings};
 use crate::cli::{Cli, Command};
 use crate::diff::{self, Diff};
 use crate::error::Error;
 use crate::load::{self, Export};
 use crate::report;
-use crate::settings::InputSettings;
 use crate::snapshot::{self, SnapshotData};
 
 mod adhoc;
@@ -25,25 +26,75 @@ mod snapshot_cmd;
 mod undo;
 mod verify;
 
-/// Runs one command and returns its exit code.
-pub fn run(cli: Cli) -> Result<i32, Error> {
-    let quiet = cli.global.quiet;
-    match cli.command {
-        Command::Apply(args) => apply::run(&args, quiet),
-        Command::Verify(args) => verify::run(&args, quiet),
-        Command::Event(args) => event::run(&args),
-        Command::Undo(args) => undo::run(&args, quiet),
-        Command::Plan(args) => plan::run(&args),
-        Command::Baseline(args) => baseline::run(&args),
-        Command::History(args) => history::run(&args),
-        Command::Snapshot(cmd) => snapshot_cmd::run(&cmd),
-        Command::Customer(cmd) => adhoc::customer(&cmd),
-        Command::Device(cmd) => adhoc::device(&cmd),
-        Command::Assign(args) => adhoc::assign(&args),
-        Command::Unassign(args) => adhoc::unassign(&args),
-        Command::Ticket(cmd) => adhoc::ticket(&cmd),
-        Command::Emulator(args) => emulator::run(&args),
+/// Runs one command with its settings, resolved once for all commands.
+pub fn run(cli: &Cli) -> Result<Ended, Error> {
+    let s = Settings::resolve(&cli.global, CommandFlags::of(&cli.command))?;
+    match &cli.command {
+        Command::Apply(args) => apply::run(args, &s),
+        Command::Verify(args) => verify::run(args, &s),
+        Command::Event(args) => event::run(args, &s),
+        Command::Undo(args) => undo::run(args, &s),
+        Command::Plan(args) => plan::run(args, &s),
+        Command::Baseline(args) => baseline::run(args, &s),
+        Command::History(args) => history::run(args, &s),
+        Command::Snapshot(cmd) => snapshot_cmd::run(cmd, &s),
+        Command::Customer(cmd) => adhoc::customer(cmd, &s),
+        Command::Device(cmd) => adhoc::device(cmd, &s),
+        Command::Assign(args) => adhoc::assign(args, &s),
+        Command::Unassign(args) => adhoc::unassign(args, &s),
+        Command::Ticket(cmd) => adhoc::ticket(cmd, &s),
+        Command::Emulator(args) => emulator::run(args),
     }
+}
+
+/// Where the run's metrics go: the flag, or the config's `metrics_file` (also when the rest of
+/// the settings did not resolve, so that a broken config still shows as a failed run).
+pub fn metrics_file(cli: &Cli) -> Option<std::path::PathBuf> {
+    cli.global
+        .metrics_file
+        .clone()
+        .or_else(|| Settings::resolve(&cli.global, CommandFlags::of(&cli.command)).ok().and_then(|s| s.metrics_file))
+}
+
+/// The snapshot path of a command that only reads an existing snapshot (`verify`, `history`,
+/// `undo`): a path that does not exist is an error, not an empty snapshot — a mistyped
+/// `--state` must not pass as "no drift" or "no runs".
+pub(crate) fn existing_state(s: &Settings) -> Result<&std::path::Path, Error> {
+    if s.state.exists() {
+        return Ok(&s.state);
+    }
+    Err(Error::Usage(format!(
+        "the snapshot {} does not exist; check --state (or the config's state, or {}). `apply` or `baseline` creates it",
+        s.state.display(),
+        crate::cli::env::STATE
+    )))
+}
+
+/// Begins a recorded run in the snapshot (creating it if need be); every log line from here
+/// on carries the run's id. The caller holds the lock, and ends the run with [`end_run`].
+pub(crate) fn begin_run(state: &std::path::Path, kind: &str) -> Result<i64, Error> {
+    let (mut store, migrated) = snapshot::Store::open_migrating(state, None)?;
+    let id = store.begin_run(kind)?;
+    crate::cli::output::set_run_id(id);
+    if let Some(from) = migrated {
+        tracing::info!(snapshot = %state.display(), from, to = snapshot::SCHEMA_VERSION, "snapshot schema migrated");
+    }
+    Ok(id)
+}
+
+/// Records how a run ended when it did not reach its own summary: an error, or the guard's
+/// refusal. Any other result was recorded where it was made.
+pub(crate) fn end_run(state: &std::path::Path, run_id: i64, result: Result<Ended, Error>) -> Result<Ended, Error> {
+    let (word, why) = match &result {
+        Err(e) => ("failed", e.to_string()),
+        Ok(Ended { how: How::Refused(why), .. }) => ("refused", why.clone()),
+        Ok(_) => return result,
+    };
+    let summary = serde_json::json!({ "error": why });
+    if let Err(e) = snapshot::Store::open(state).and_then(|mut s| s.finish_run(run_id, word, &summary)) {
+        tracing::warn!("the run's outcome could not be recorded ({e}); the next run marks it interrupted");
+    }
+    result
 }
 
 /// The exports, the snapshot they were compared with, and the difference.
@@ -101,6 +152,16 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     export.join(ownership?);
     let snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
+    // A file the input folder lacks is a warning of the plan: its kind is not reconciled.
+    let missing = settings.missing.iter().map(|(kind, path)| load::Warning {
+        file: path.display().to_string().into(),
+        line: 0,
+        message: format!(
+            "not in the input folder: {} are not reconciled",
+            if *kind == "ownership" { "assignments" } else { kind }
+        ),
+    });
+    export.warnings.splice(0..0, missing);
     refuse_empty_files(&export, &snap, settings)?;
     refuse_all_rejected(&export)?;
     // The entity diff needs only the device half of the resolution: the ownership half runs
@@ -119,7 +180,15 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "ownership resolved");
 
     for r in export.rejects.iter().take(STDERR_REJECTS) {
-        tracing::warn!("rejected {}", report::reject_line(r));
+        tracing::warn!(
+            target: crate::cli::output::ROWS,
+            file = &*r.file,
+            line = r.line,
+            column = r.column.as_deref(),
+            reason = r.reason.as_str(),
+            "rejected {}",
+            report::reject_line(r)
+        );
     }
     if export.rejects.len() > STDERR_REJECTS {
         tracing::warn!(
@@ -128,7 +197,14 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
         );
     }
     for w in export.warnings.iter().take(STDERR_REJECTS) {
-        tracing::warn!("{}", report::warning_line(w));
+        tracing::warn!(
+            target: crate::cli::output::ROWS,
+            file = &*w.file,
+            line = w.line,
+            reason = w.message.as_str(),
+            "{}",
+            report::warning_line(w)
+        );
     }
     if let Some(path) = &settings.rejects {
         report::write_rejects(path, &export.rejects)?;

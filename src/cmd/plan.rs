@@ -1,20 +1,28 @@
 //! `plan`: the dry-run report. Reads, never writes the snapshot, never calls the API.
 
+use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::settings::{InputSettings, Settings};
 use crate::cli::{PlanArgs, ReportFormat};
 use crate::error::Error;
-use crate::exit;
 use crate::plan::SavedPlan;
 use crate::report;
-use crate::settings::InputSettings;
 
-pub fn run(args: &PlanArgs) -> Result<i32, Error> {
-    let settings = InputSettings::resolve(&args.inputs)?;
+pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
+    let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?;
     let p = super::prepare(&settings)?;
     let t = std::time::Instant::now();
-    let doc = super::plan_doc(&p, &settings, &args.guard.limits()?);
+    let doc = super::plan_doc(&p, &settings, &s.guard);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
-        let saved = SavedPlan { plan: &doc, inputs: &p.export.inputs, snapshot: &p.snap.version };
+        let inputs = saved_inputs(&p.export.inputs, path);
+        // A plan made while the snapshot is missing sets an identity aside for it: `apply
+        // --plan` creates the file with it, and any other new snapshot is told apart.
+        let mut version = p.snap.version.clone();
+        if version.id.is_none() {
+            version.id = Some(crate::snapshot::new_snapshot_id());
+            version.missing = true;
+        }
+        let saved = SavedPlan { plan: &doc, inputs: &inputs, snapshot: &version };
         let json = serde_json::to_vec_pretty(&saved).expect("a plan always serializes");
         std::fs::write(path, json).map_err(|source| Error::Io {
             what: "write the plan to",
@@ -33,6 +41,30 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     })?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan written");
     let changes = !p.diff.is_empty();
+    let figures = Figures {
+        rejected_rows: p.export.rejects.len() as u64,
+        warnings: p.export.warnings.len() as u64,
+        ..Figures::default()
+    };
     super::release(p);
-    Ok(if args.detailed_exitcode && changes { exit::CHANGES } else { exit::SUCCESS })
+    Ok(Ended::with(if args.detailed_exitcode && changes { How::Changes } else { How::Done }, figures))
+}
+
+/// The inputs as a saved plan records them: relative to the plan file's folder when they are
+/// inside it (a folder moved as a whole still applies), absolute otherwise — never relative to
+/// where `plan` ran.
+fn saved_inputs(inputs: &[crate::load::InputInfo], plan: &std::path::Path) -> Vec<crate::load::InputInfo> {
+    let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(dir).ok();
+    inputs
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            if let Ok(abs) = std::fs::canonicalize(&i.path) {
+                let rel = dir.as_ref().and_then(|d| abs.strip_prefix(d).ok()).map(std::path::Path::to_path_buf);
+                i.path = rel.unwrap_or(abs).to_string_lossy().into_owned();
+            }
+            i
+        })
+        .collect()
 }

@@ -4,15 +4,16 @@
 //! run, an event) is skipped and listed as conflicting; creations are listed as not undoable
 //! (ext-v1 cannot delete); a run already undone is refused.
 
+use crate::cli::exit::{Ended, How};
+use crate::cli::settings::Settings;
 use crate::cli::{ReportFormat, UndoArgs};
 use crate::error::Error;
-use crate::exit;
 use crate::plan::{self, Batching, UndoPlan};
-use crate::settings::{ApiSettings, state_path};
 use crate::snapshot::{self, Lock};
 
-pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
-    let state = state_path(&args.state);
+pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
+    let deadline = s.max_duration.map(|d| std::time::Instant::now() + d);
+    let state = super::existing_state(s)?.to_path_buf();
     let undo = load(&state, args.run)?;
     if let Some(by) = snapshot::undone_by(&state, args.run)? {
         return Err(Error::Setup(format!(
@@ -24,46 +25,57 @@ pub fn run(args: &UndoArgs, quiet: bool) -> Result<i32, Error> {
         let now = plan::undo_against(&undo, &snapshot::read(&state)?);
         return show(args, &undo, &now);
     }
-    let api = ApiSettings::resolve(&args.api)?;
-    let opts = args.exec.options(Batching::default())?;
+    let api = s.api()?;
+    let opts = s.options(Batching::default());
     let _lock = Lock::acquire(&state)?;
     let client = api.client()?;
-    // As for apply: an earlier run's calls of unknown outcome are read back first, then the
-    // undo plan is checked against the present.
-    super::settle::journal(&state, &client, &opts)?;
-    let now = plan::undo_against(&undo, &snapshot::read(&state)?);
-    for n in &undo.not_undoable {
-        tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
-    }
-    for c in &now.conflicts {
-        tracing::warn!("skipped, changed since run {}: {} {}: {}", args.run, c.op, c.key, c.reason);
-    }
-    let spec = super::apply::RunSpec {
-        kind: "undo",
-        state: &state,
-        batching: Batching::default(),
-        opts,
-        client,
-        base_url: api.base_url.clone(),
-        rejected: 0,
-        guard: args.guard.limits()?,
-        report: None,
-        quiet,
-        keep_undo: None,
-        undoes: Some(args.run),
-    };
-    let code = super::apply::run_operations(&spec, now.operations)?;
-    super::stdout_write(|out| {
-        writeln!(
-            out,
-            "undo of run {}: {} operation(s) sent to put back what it changed; {} skipped as changed since, {} not undoable",
-            args.run,
-            undo.operations.len() - now.conflicts.len(),
-            now.conflicts.len(),
-            undo.not_undoable.len()
-        )
-    })?;
-    Ok(code)
+    let run_id = super::begin_run(&state, "undo")?;
+    let result = (|| {
+        // As for apply: an earlier run's calls of unknown outcome are read back first, then the
+        // undo plan is checked against the present.
+        super::settle::journal(&state, &client, &opts)?;
+        let now = plan::undo_against(&undo, &snapshot::read(&state)?);
+        for n in &undo.not_undoable {
+            tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
+        }
+        for c in &now.conflicts {
+            tracing::warn!("skipped, changed since run {}: {} {}: {}", args.run, c.op, c.key, c.reason);
+        }
+        let spec = super::apply::RunSpec {
+            kind: "undo",
+            run_id,
+            state: &state,
+            batching: Batching::default(),
+            opts,
+            client,
+            base_url: api.base_url.clone(),
+            rejected: 0,
+            warnings: 0,
+            guard: s.guard.clone(),
+            report: None,
+            quiet: s.quiet,
+            deadline,
+            keep_undo: None,
+            undoes: Some(args.run),
+        };
+        let sent = now.operations.len();
+        let ended = super::apply::run_operations(&spec, now.operations)?;
+        if matches!(ended.how, How::Refused(_)) {
+            return Ok(ended);
+        }
+        let restored = ended.figures.operations.values().map(|c| c.done).sum::<u64>();
+        super::stdout_write(|out| {
+            writeln!(
+                out,
+                "undo of run {}: {restored} of {sent} operation(s) put back what it changed; {} skipped as changed since, {} not undoable (listed above)",
+                args.run,
+                now.conflicts.len(),
+                undo.not_undoable.len()
+            )
+        })?;
+        Ok(ended)
+    })();
+    super::end_run(&state, run_id, result)
 }
 
 fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {
@@ -77,7 +89,7 @@ fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {
     }
 }
 
-fn show(args: &UndoArgs, undo: &UndoPlan, now: &plan::UndoNow) -> Result<i32, Error> {
+fn show(args: &UndoArgs, undo: &UndoPlan, now: &plan::UndoNow) -> Result<Ended, Error> {
     let calls = plan::calls(&now.operations, Batching::default()).len();
     super::stdout_write(|out| match args.format {
         ReportFormat::Json => {
@@ -116,7 +128,7 @@ fn show(args: &UndoArgs, undo: &UndoPlan, now: &plan::UndoNow) -> Result<i32, Er
             Ok(())
         }
     })?;
-    Ok(exit::SUCCESS)
+    Ok(Ended::done())
 }
 
 fn describe(op: &plan::Operation) -> String {

@@ -9,23 +9,22 @@ use futures::StreamExt;
 use rustc_hash::FxHashMap;
 
 use crate::api;
+use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::settings::Settings;
 use crate::cli::{ReportFormat, VerifyArgs};
 use crate::client::{ApiError, Rejection};
 use crate::error::Error;
 use crate::execute::{Caller, Progress};
-use crate::exit;
 use crate::model::{DeviceIdent, Email, TelemetronId};
-use crate::settings::{ApiSettings, state_path};
 use crate::snapshot::{self, Lock, Store};
 use crate::verify::{self, CustomerDrift};
 
 /// A customer read back: `None` when the run stopped before reading it; `Ok(None)` for a 404.
 type ReadBack = Option<Result<Option<api::Customer>, ApiError>>;
 
-pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
-    let api = ApiSettings::resolve(&args.api)?;
-    let client = api.client()?;
-    let state = state_path(&args.state);
+pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
+    let state = super::existing_state(s)?.to_path_buf();
+    let client = s.api()?.client()?;
     let _lock = if args.heal { Some(Lock::acquire(&state)?) } else { None };
     let snap = snapshot::read(&state)?;
 
@@ -56,10 +55,10 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
     };
     chosen.sort();
 
-    let opts = args.exec.options(crate::plan::Batching::default())?;
+    let opts = s.options(crate::plan::Batching::default());
     let stop = Arc::new(AtomicBool::new(false));
     let rt = super::runtime()?;
-    let progress = crate::progress::for_stderr(quiet);
+    let progress = crate::cli::progress::for_stderr(s.quiet);
     let (results, stopped, calls) = rt.block_on(async {
         let signals = super::stop_on_signal(stop.clone());
         let caller = Caller::new(&opts, &stop);
@@ -194,15 +193,23 @@ pub fn run(args: &VerifyArgs, quiet: bool) -> Result<i32, Error> {
             Ok(())
         }
     })?;
-    if let Some(why) = stopped {
-        eprintln!("error: {why}");
-        return Ok(exit::ERROR);
-    }
-    Ok(if !errors.is_empty() {
-        exit::ERROR
+    let figures = Figures {
+        calls,
+        failed_operations: errors.len() as u64,
+        drifted: Some(drifts.len() as u64),
+        ..Figures::default()
+    };
+    let how = if let Some(why) = stopped {
+        How::Stopped(why)
+    } else if !errors.is_empty() {
+        How::Stopped(format!(
+            "{} customer(s) could not be read back (listed above); the drift check is incomplete. Run verify again",
+            errors.len()
+        ))
     } else if drifts.is_empty() {
-        exit::SUCCESS
+        How::Done
     } else {
-        exit::CHANGES
-    })
+        How::Changes
+    };
+    Ok(Ended::with(how, figures))
 }

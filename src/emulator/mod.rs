@@ -69,7 +69,7 @@ pub use state::{OrgState, StateDump};
 pub const API_PREFIX: &str = "/api/ext-v1";
 
 /// How `POST /device` treats `properties` on an existing device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PropertiesOnUpdate {
     #[default]
     Replace,
@@ -77,7 +77,7 @@ pub enum PropertiesOnUpdate {
 }
 
 /// What `assignDevicesToOwner` answers when every identifier is unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AllUnknownAssign {
     /// 200 with every identifier in `skipped`.
     #[default]

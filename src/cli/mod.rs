@@ -1,0 +1,19 @@
+//! The command line: argument structs ([`args`]), settings resolution ([`settings`]), exit codes
+//! ([`exit`]), and everything written besides results: stderr ([`output`], [`progress`]) and
+//! the metrics file ([`metrics`]).
+//!
+//! Nothing here calls Telemetron or touches the snapshot: `cmd` does, with what this module
+//! resolved. Nothing below `cmd` sees clap.
+
+pub mod args;
+pub mod env;
+pub mod exit;
+pub mod metrics;
+pub mod output;
+pub mod progress;
+pub mod settings;
+
+pub use args::*;
+
+#[cfg(test)]
+mod tests;
