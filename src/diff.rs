@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::{Export, RowRef};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
-use crate::snapshot::{SnapshotData, StoredDevice};
+use crate::model::{Export, RowRef, SnapshotData, StoredDevice};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreate {
@@ -387,9 +386,10 @@ impl AssignmentDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{CustomerEntry, Customers, DeviceEntry, Devices, Ownership, PresentFields};
+    use crate::model::{
+        CustomerEntry, Customers, DeviceEntry, Devices, Ownership, PresentFields, StoredCustomer, StoredDevice,
+    };
     use crate::model::{DeviceRecord, Owners};
-    use crate::snapshot::{StoredCustomer, StoredDevice};
 
     fn email(s: &str) -> Email {
         Email::parse(s).unwrap()

@@ -18,13 +18,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::plan::Operation;
 
-/// What the snapshot holds: the bases of the limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub customers: u64,
-    pub devices: u64,
-    pub assignments: u64,
-}
+pub use crate::model::Totals;
 
 /// The limits as given (`--max-unassign`, `--max-changes`): a number, a percentage, or the
 /// default rule.

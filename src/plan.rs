@@ -32,9 +32,8 @@ use crate::diff::{
     Assignment, Change, CustomerCreate, CustomerUpdate, DeviceCreate, DeviceUpdate, Diff, Move, PropertyDelta,
     RemovalsWithheld,
 };
-use crate::load::{Export, InputInfo, Reject, Warning};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::snapshot::SnapshotVersion;
+use crate::model::{Export, InputInfo, Reject, SnapshotVersion, Warning};
 
 /// The API's cap on entries in one bulk-metadata request.
 pub const METADATA_CAP: usize = 1000;
@@ -753,7 +752,7 @@ pub struct UndoNow {
 /// added and an inverse assign one it removed, so a device is put back only while its owners
 /// still hold every pair the run added and none it removed (a transfer since then is left as
 /// it is, whole). Pure: the present is the snapshot, read by the caller.
-pub fn undo_against(undo: &UndoPlan, snap: &crate::snapshot::SnapshotData) -> UndoNow {
+pub fn undo_against(undo: &UndoPlan, snap: &crate::model::SnapshotData) -> UndoNow {
     let mut added: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
     let mut removed: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
     for op in &undo.operations {

@@ -9,10 +9,9 @@ use std::path::Path;
 
 use crate::diff::Change;
 use crate::error::Error;
-use crate::load::{InputInfo, Reject, Warning};
 use crate::model::Properties;
+use crate::model::{InputInfo, Reject, SnapshotVersion, Warning};
 use crate::plan::{Operation, Plan};
-use crate::snapshot::SnapshotVersion;
 
 /// How many entries of each kind the text report shows without `--full`.
 pub const EXAMPLES: usize = 10;

@@ -15,7 +15,10 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SortedMap, TelemetronId};
+use crate::model::{
+    CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SnapshotData, SnapshotVersion, SortedMap,
+    StoredCustomer, StoredDevice, TelemetronId,
+};
 
 /// Schema migrations, in order; `PRAGMA user_version` counts how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -78,78 +81,6 @@ pub struct UnsettledIntent {
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-#[derive(Debug, Clone)]
-pub struct StoredCustomer {
-    pub telemetron_id: Option<TelemetronId>,
-    pub record: CustomerRecord,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredDevice {
-    pub telemetron_id: Option<TelemetronId>,
-    pub record: DeviceRecord,
-    /// The device's owners, sorted. Kept here rather than in a map of their own: one entry and
-    /// one copy of the identifier per device.
-    pub owners: Owners,
-}
-
-impl StoredDevice {
-    fn placeholder() -> StoredDevice {
-        StoredDevice {
-            telemetron_id: None,
-            record: DeviceRecord { device_type: None, properties: Properties::empty() },
-            owners: Owners::new(),
-        }
-    }
-}
-
-/// Which snapshot, and which state of it, a value was read from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SnapshotVersion {
-    /// Random id given to the file when it was created; `None` when there is no file yet. A
-    /// saved plan made while the file was missing holds the id the file will get when that
-    /// plan creates it (with `missing` set).
-    pub id: Option<String>,
-    /// The file did not exist when the plan was made.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub missing: bool,
-    /// Bumped by every write.
-    pub generation: u64,
-    pub schema: i64,
-}
-
-/// Everything in the snapshot, in memory, each map sorted by key.
-#[derive(Debug, Default)]
-pub struct SnapshotData {
-    pub customers: SortedMap<Email, StoredCustomer>,
-    pub devices: SortedMap<DeviceIdent, StoredDevice>,
-    pub version: SnapshotVersion,
-}
-
-impl SnapshotData {
-    pub fn customers_by_source_id(&self) -> FxHashMap<&str, &Email> {
-        self.customers.iter().filter_map(|(e, c)| Some((c.record.source_id()?, e))).collect()
-    }
-
-    pub fn assignment_count(&self) -> usize {
-        self.devices.values().map(|d| d.owners.len()).sum()
-    }
-
-    /// How many customers, devices and assignments the snapshot holds: the guard's bases.
-    pub fn totals(&self) -> crate::guard::Totals {
-        crate::guard::Totals {
-            customers: self.customers.len() as u64,
-            devices: self.devices.len() as u64,
-            assignments: self.assignment_count() as u64,
-        }
-    }
-
-    /// The owners of `device` as the snapshot has them (none for an unknown device).
-    pub fn owners_of(&self, device: &DeviceIdent) -> &[Email] {
-        self.devices.get(device).map_or(&[], |d| d.owners.as_slice())
-    }
-}
 
 /// One past run, as `history` shows it.
 #[derive(Debug, Clone, Serialize)]

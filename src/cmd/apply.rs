@@ -20,10 +20,10 @@ use crate::cli::exit::{Ended, Figures, How};
 use crate::cli::settings::{InputSettings, Settings};
 use crate::error::Error;
 use crate::execute::{self, Confirmed, Intent, Options, Outcome};
-use crate::load::InputInfo;
 use crate::model::DeviceRecord;
+use crate::model::{InputInfo, SnapshotVersion};
 use crate::plan::{self, Operation};
-use crate::snapshot::{self, Lock, SnapshotVersion, Store};
+use crate::snapshot::{self, Lock, Store};
 
 /// How often confirmations are committed, at the longest.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);

@@ -10,9 +10,10 @@ use crate::cli::settings::{CommandFlags, InputSettings, Settings};
 use crate::cli::{Cli, Command};
 use crate::diff::{self, Diff};
 use crate::error::Error;
-use crate::load::{self, Export};
+use crate::load;
+use crate::model::{Export, SnapshotData};
 use crate::report;
-use crate::snapshot::{self, SnapshotData};
+use crate::snapshot;
 
 mod adhoc;
 mod apply;
@@ -153,7 +154,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
     // A file the input folder lacks is a warning of the plan: its kind is not reconciled.
-    let missing = settings.missing.iter().map(|(kind, path)| load::Warning {
+    let missing = settings.missing.iter().map(|(kind, path)| crate::model::Warning {
         file: path.display().to_string().into(),
         line: 0,
         message: format!(

@@ -53,7 +53,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
 /// The inputs as a saved plan records them: relative to the plan file's folder when they are
 /// inside it (a folder moved as a whole still applies), absolute otherwise — never relative to
 /// where `plan` ran.
-fn saved_inputs(inputs: &[crate::load::InputInfo], plan: &std::path::Path) -> Vec<crate::load::InputInfo> {
+fn saved_inputs(inputs: &[crate::model::InputInfo], plan: &std::path::Path) -> Vec<crate::model::InputInfo> {
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let dir = std::fs::canonicalize(dir).ok();
     inputs

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use indexmap::map::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::Serialize;
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, Properties, SortedMap, push_json_str,
+    CustomerEntry, CustomerRef, Customers, DeviceEntry, Devices, Export, InputInfo, Ownership, OwnershipRow,
+    PresentFields, Reject, RowRef, SnapshotData, Warning,
 };
-use crate::snapshot::SnapshotData;
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SortedMap, push_json_str};
 
 mod csv_file;
 pub mod source;
@@ -51,94 +51,6 @@ pub struct Sources {
     pub ownership: Option<FileSpec<OwnershipColumns>>,
 }
 
-/// A row left out of the plan, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Reject {
-    pub file: Arc<str>,
-    pub line: u64,
-    /// The header of the offending column, where one column is at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
-    pub reason: String,
-    /// The row as read (fields re-joined with the file's delimiter; invalid UTF-8 replaced).
-    pub record: String,
-}
-
-/// Something worth saying about the input that changes nothing (an identical duplicate row).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Warning {
-    pub file: Arc<str>,
-    pub line: u64,
-    pub message: String,
-}
-
-/// One input file as read: for reports and for refusing a stale saved plan.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct InputInfo {
-    pub kind: String,
-    pub path: String,
-    pub sha256: String,
-    pub rows: u64,
-}
-
-/// A customer row as kept: its record and the line it came from.
-#[derive(Debug, Clone)]
-pub struct CustomerEntry {
-    pub line: u64,
-    pub record: CustomerRecord,
-}
-
-#[derive(Debug, Clone)]
-pub struct DeviceEntry {
-    pub line: u64,
-    pub record: DeviceRecord,
-}
-
-/// The customers file, validated.
-#[derive(Debug, Default)]
-pub struct Customers {
-    pub entries: KeyMap<Email, CustomerEntry>,
-    /// Which optional columns the file has. A field whose column is missing is not managed by
-    /// the export: its stored value is kept, where an empty cell clears it.
-    pub present: PresentFields,
-    /// Customers with a rejected row: left unchanged, with their assignments.
-    pub held: FxHashSet<Email>,
-}
-
-/// Which of a customer's optional fields the customers file carries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PresentFields {
-    pub name: bool,
-    pub phone: bool,
-    pub address: bool,
-    pub customer_id: bool,
-}
-
-impl PresentFields {
-    pub const ALL: PresentFields = PresentFields { name: true, phone: true, address: true, customer_id: true };
-
-    /// The record the export asks for, given what is stored: fields the file does not carry
-    /// keep their stored value.
-    pub fn merge(&self, export: &CustomerRecord, stored: &CustomerRecord) -> CustomerRecord {
-        CustomerRecord::new(
-            if self.name { export.name() } else { stored.name() },
-            if self.phone { export.phone() } else { stored.phone() },
-            if self.address { export.address() } else { stored.address() },
-            if self.customer_id { export.source_id() } else { stored.source_id() },
-        )
-    }
-
-    /// Whether the export changes a Telemetron field of `stored` (without building the merge).
-    pub fn changes_api_fields(&self, export: &CustomerRecord, stored: &CustomerRecord) -> bool {
-        if self.name && self.phone && self.address {
-            return export.api_fields() != stored.api_fields();
-        }
-        (self.name && export.name() != stored.name())
-            || (self.phone && export.phone() != stored.phone())
-            || (self.address && export.address() != stored.address())
-    }
-}
-
 #[derive(Debug)]
 enum SourceId<'a> {
     /// The email, and the line that gave it the id.
@@ -146,11 +58,11 @@ enum SourceId<'a> {
     Ambiguous(u64, u64),
 }
 
-impl Customers {
-    /// The customers by their `customer_id`, built when an ownership row names one.
-    fn by_source_id(&self) -> FxHashMap<&str, SourceId<'_>> {
+/// The customers by their `customer_id`, built when an ownership row names one.
+fn by_source_id(customers: &Customers) -> FxHashMap<&str, SourceId<'_>> {
+    {
         let mut map: FxHashMap<&str, SourceId<'_>> = FxHashMap::default();
-        for (email, entry) in &self.entries {
+        for (email, entry) in &customers.entries {
             let Some(id) = entry.record.source_id() else { continue };
             map.entry(id)
                 .and_modify(|slot| {
@@ -161,105 +73,6 @@ impl Customers {
                 .or_insert(SourceId::One(email, entry.line));
         }
         map
-    }
-}
-
-/// The devices file, validated.
-#[derive(Debug, Default)]
-pub struct Devices {
-    pub entries: KeyMap<DeviceIdent, DeviceEntry>,
-    /// Devices with a rejected row: left unchanged, with their assignments.
-    pub held: FxHashSet<DeviceIdent>,
-    /// Rows with an empty type, kept as read in case the device turns out to be new.
-    untyped_records: FxHashMap<DeviceIdent, String>,
-}
-
-/// How an ownership row names its customer.
-#[derive(Debug, Clone)]
-enum CustomerRef {
-    Email(Email),
-    SourceId(Box<str>),
-}
-
-impl CustomerRef {
-    fn as_str(&self) -> &str {
-        match self {
-            CustomerRef::Email(e) => e.as_str(),
-            CustomerRef::SourceId(id) => id,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct OwnershipRow {
-    line: u64,
-    device: DeviceIdent,
-    customer: CustomerRef,
-}
-
-/// The ownership file: before resolution, its rows; after, the desired owners of each device.
-#[derive(Debug, Default)]
-pub struct Ownership {
-    rows: Vec<OwnershipRow>,
-    /// Desired owners per device (sorted, unique), from rows that resolved, in device order.
-    pub owners: SortedMap<DeviceIdent, Owners>,
-    /// Devices whose assignments stay as they are (an ownership row of theirs was rejected).
-    pub held_devices: FxHashSet<DeviceIdent>,
-    /// Customers whose assignments stay as they are.
-    pub held_customers: FxHashSet<Email>,
-    /// Rows not applied because their device or customer is held.
-    pub held_rows: u64,
-}
-
-/// A rejected row that stops every assignment removal of the run: an ownership row that
-/// cannot be attributed (its structure is broken, or it names nothing readable), or the cut
-/// last row of a file that may be truncated. Any of them may be the row that keeps an
-/// assignment.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RowRef {
-    pub file: Arc<str>,
-    pub line: u64,
-}
-
-/// The three exports, read and validated.
-#[derive(Debug, Default)]
-pub struct Export {
-    pub customers: Option<Customers>,
-    pub devices: Option<Devices>,
-    pub ownership: Option<Ownership>,
-    pub rejects: Vec<Reject>,
-    pub warnings: Vec<Warning>,
-    pub inputs: Vec<InputInfo>,
-    /// Rows that withhold every assignment removal while they are rejected.
-    pub unattributed: Vec<RowRef>,
-}
-
-impl Export {
-    /// Adds a part read by [`read_part`]; parts joined in the order customers, devices,
-    /// ownership give what [`read`] gives.
-    pub fn join(&mut self, part: Export) {
-        let Export { customers, devices, ownership, rejects, warnings, inputs, unattributed } = part;
-        self.customers = self.customers.take().or(customers);
-        self.devices = self.devices.take().or(devices);
-        self.ownership = self.ownership.take().or(ownership);
-        self.rejects.extend(rejects);
-        self.warnings.extend(warnings);
-        self.inputs.extend(inputs);
-        self.unattributed.extend(unattributed);
-    }
-
-    /// Adds rows rejected after reading, keeping every reject in file and line order.
-    fn add_rejects(&mut self, late: Vec<Reject>) {
-        self.rejects.extend(late);
-        self.rejects.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    }
-
-    pub fn is_held_customer(&self, e: &Email) -> bool {
-        self.customers.as_ref().is_some_and(|c| c.held.contains(e))
-    }
-
-    pub fn is_held_device(&self, d: &DeviceIdent) -> bool {
-        self.devices.as_ref().is_some_and(|c| c.held.contains(d))
     }
 }
 
@@ -433,7 +246,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             let from_file = export
                 .customers
                 .as_ref()
-                .and_then(|c| file_source_ids.get_or_insert_with(|| c.by_source_id()).get(&**id));
+                .and_then(|c| file_source_ids.get_or_insert_with(|| by_source_id(c)).get(&**id));
             let email = match from_file {
                 Some(SourceId::One(e, _)) => (*e).clone(),
                 Some(SourceId::Ambiguous(a, b)) => {

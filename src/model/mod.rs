@@ -1,0 +1,21 @@
+//! The domain values every stage shares: validated keys (emails, device identifiers, Telemetron
+//! ids), the records we keep for customers and devices, and the collections that hold millions of
+//! them; and the values that flow between stages: the exports as read ([`Export`]) and the
+//! snapshot's contents ([`SnapshotData`]).
+//!
+//! Validation lives in the constructors, so a value of these types is always well-formed. Nothing
+//! here does IO or knows where a value came from (CSV, SQLite or JSON).
+
+mod maps;
+pub use maps::*;
+mod keys;
+pub use keys::*;
+mod records;
+pub use records::*;
+mod export;
+pub use export::*;
+mod snapshot_data;
+pub use snapshot_data::*;
+
+#[cfg(test)]
+mod tests;
