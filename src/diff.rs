@@ -118,11 +118,7 @@ impl PropertyDelta {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Assignment {
-    pub device: DeviceIdent,
-    pub customer: Email,
-}
+pub use crate::model::Assignment;
 
 /// A device whose owners change: some removed, some added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -79,42 +79,7 @@ pub struct DeviceWork {
     pub create: bool,
 }
 
-/// What Telemetron acknowledged; the snapshot records exactly these.
-#[derive(Debug, Clone)]
-pub enum Confirmed {
-    Customer {
-        email: Email,
-        id: Option<TelemetronId>,
-        record: CustomerRecord,
-    },
-    DeviceCreated {
-        identifier: DeviceIdent,
-        id: Option<TelemetronId>,
-        device_type: Arc<str>,
-        properties: Properties,
-    },
-    DeviceType {
-        identifier: DeviceIdent,
-        device_type: Arc<str>,
-    },
-    DeviceProperties {
-        identifier: DeviceIdent,
-        properties: Properties,
-    },
-    Assigned(Assignment),
-    Unassigned(Assignment),
-    /// Telemetron does not have this device (skipped, 404, not_found): the snapshot forgets it
-    /// and its assignments, so the next run creates it deliberately, with its own type.
-    DeviceMissing(DeviceIdent),
-}
-
-/// A (device, customer) pair an assign or unassign call is about to be sent for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Intent {
-    pub assign: bool,
-    pub device: DeviceIdent,
-    pub customer: Email,
-}
+pub use crate::model::{Confirmed, Intent};
 
 /// The write-ahead journal of the calls whose outcome no later plan could see (assignments;
 /// ARCHITECTURE.md, "The journal of intents"). Before an assign or unassign call is sent its

@@ -20,7 +20,6 @@ use crate::cli::exit::{Ended, Figures, How};
 use crate::cli::settings::{InputSettings, Settings};
 use crate::error::Error;
 use crate::execute::{self, Confirmed, Intent, Options, Outcome};
-use crate::model::DeviceRecord;
 use crate::model::{InputInfo, SnapshotVersion};
 use crate::plan::{self, Operation};
 use crate::snapshot::{self, Lock, Store};
@@ -323,20 +322,7 @@ fn write(store: &mut Store, run_id: i64, batch: Vec<Record>) -> Result<(), Error
             }
         };
         confirmed += 1;
-        match &c {
-            Confirmed::Customer { email, id, record } => w.put_customer(email, id.as_ref(), record)?,
-            Confirmed::DeviceCreated { identifier, id, device_type, properties } => {
-                let record = DeviceRecord { device_type: Some(device_type.clone()), properties: properties.clone() };
-                w.put_device(identifier, id.as_ref(), &record)?
-            }
-            Confirmed::DeviceType { identifier, device_type } => w.set_device_type(identifier, device_type)?,
-            Confirmed::DeviceProperties { identifier, properties } => {
-                w.set_device_properties(identifier, properties)?
-            }
-            Confirmed::Assigned(a) => w.assign(&a.device, &a.customer)?,
-            Confirmed::Unassigned(a) => w.unassign(&a.device, &a.customer)?,
-            Confirmed::DeviceMissing(d) => w.remove_device(d)?,
-        }
+        w.record(&c)?;
     }
     w.commit()?;
     tracing::debug!(confirmations = confirmed, intents = replies.len(), "committed to the snapshot");

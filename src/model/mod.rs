@@ -16,6 +16,8 @@ mod export;
 pub use export::*;
 mod snapshot_data;
 pub use snapshot_data::*;
+mod confirmed;
+pub use confirmed::*;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,52 @@
+//! What flows from the executor to the snapshot: Telemetron's confirmations, and the
+//! journal's intents. Defined here so that neither stage imports the other.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+
+/// One (device, customer) ownership pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Assignment {
+    pub device: DeviceIdent,
+    pub customer: Email,
+}
+
+/// What Telemetron acknowledged; the snapshot records exactly these.
+#[derive(Debug, Clone)]
+pub enum Confirmed {
+    Customer {
+        email: Email,
+        id: Option<TelemetronId>,
+        record: CustomerRecord,
+    },
+    DeviceCreated {
+        identifier: DeviceIdent,
+        id: Option<TelemetronId>,
+        device_type: Arc<str>,
+        properties: Properties,
+    },
+    DeviceType {
+        identifier: DeviceIdent,
+        device_type: Arc<str>,
+    },
+    DeviceProperties {
+        identifier: DeviceIdent,
+        properties: Properties,
+    },
+    Assigned(Assignment),
+    Unassigned(Assignment),
+    /// Telemetron does not have this device (skipped, 404, not_found): the snapshot forgets it
+    /// and its assignments, so the next run creates it deliberately, with its own type.
+    DeviceMissing(DeviceIdent),
+}
+
+/// A (device, customer) pair an assign or unassign call is about to be sent for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub assign: bool,
+    pub device: DeviceIdent,
+    pub customer: Email,
+}

@@ -1,0 +1,88 @@
+//! The runs as `history` and `undo` read them.
+
+use std::path::Path;
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+
+use super::schema::{SCHEMA_VERSION, open_read_only};
+use crate::error::Error;
+
+/// One past run, as `history` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub kind: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// The run that undid run `target` (finished `ok` or `partial`), if one did.
+pub fn undone_by(path: &Path, target: i64) -> Result<Option<i64>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (conn, version) = open_read_only(path)?;
+    if version < 4 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT id FROM runs WHERE undoes = ?1 AND outcome IN ('ok', 'partial') ORDER BY id LIMIT 1",
+        [target],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(|e| Error::snapshot(path, e))
+}
+
+/// A run's kind and its undo plan (`Null` when the run has none), read without writing.
+pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json::Value)>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (conn, version) = open_read_only(path)?;
+    if version < SCHEMA_VERSION {
+        return Ok(conn
+            .query_row("SELECT kind FROM runs WHERE id = ?1", [run_id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(|e| Error::snapshot(path, e))?
+            .map(|kind| (kind, serde_json::Value::Null)));
+    }
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT runs.kind, undo.plan FROM runs LEFT JOIN undo ON undo.run_id = runs.id WHERE runs.id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| Error::snapshot(path, e))?;
+    Ok(row.map(|(kind, plan)| (kind, plan.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default())))
+}
+
+/// Runs recorded in the snapshot, newest first. A missing file has none.
+pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let (conn, _) = open_read_only(path)?;
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let mut stmt = conn
+        .prepare("SELECT id, kind, started_at, finished_at, outcome, summary FROM runs ORDER BY id DESC LIMIT ?1")
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([limit as i64], |r| {
+            let summary: Option<String> = r.get(5)?;
+            Ok(RunRecord {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                outcome: r.get(4)?,
+                summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}

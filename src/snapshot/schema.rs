@@ -1,0 +1,102 @@
+//! The schema: its migrations, its version, and the snapshot's identity.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::error::Error;
+use crate::model::SnapshotVersion;
+
+/// Schema migrations, in order; `PRAGMA user_version` counts how many have run.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE customers (
+         email TEXT PRIMARY KEY,
+         telemetron_id TEXT,
+         name TEXT,
+         phone TEXT,
+         address TEXT,
+         source_id TEXT
+     ) WITHOUT ROWID;
+     CREATE TABLE devices (
+         identifier TEXT PRIMARY KEY,
+         telemetron_id TEXT,
+         type TEXT,
+         properties TEXT NOT NULL DEFAULT '{}'
+     ) WITHOUT ROWID;
+     CREATE TABLE assignments (
+         device TEXT NOT NULL,
+         customer TEXT NOT NULL,
+         PRIMARY KEY (device, customer)
+     ) WITHOUT ROWID;
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         kind TEXT NOT NULL,
+         started_at TEXT NOT NULL,
+         finished_at TEXT,
+         outcome TEXT,
+         summary TEXT
+     );",
+    // 2: each apply's undo plan, built from the before-images of what it changes.
+    "CREATE TABLE undo (run_id INTEGER PRIMARY KEY REFERENCES runs (id), plan TEXT NOT NULL);",
+    // 3: the write-ahead journal: (device, customer) pairs an assign or unassign call was sent
+    // for and whose outcome is not known yet (see ARCHITECTURE.md, "The journal of intents").
+    "CREATE TABLE intents (
+         id INTEGER PRIMARY KEY,
+         run_id INTEGER NOT NULL,
+         kind TEXT NOT NULL CHECK (kind IN ('assign', 'unassign')),
+         device TEXT NOT NULL,
+         customer TEXT NOT NULL
+     );",
+    // 4: an undo run names the run it undoes, so a second undo of it can be refused.
+    "ALTER TABLE runs ADD COLUMN undoes INTEGER;",
+];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens an existing snapshot read-only; returns the connection and its schema version.
+pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    let version = schema_version(&conn, path)?;
+    Ok((conn, version))
+}
+
+pub(super) fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| Error::snapshot(path, format!("not a readable SQLite file ({e}); point --state at a snapshot")))?;
+    if v > SCHEMA_VERSION {
+        return Err(Error::snapshot(
+            path,
+            format!(
+                "schema version {v} was written by a newer telemetron-sync (this one reads {SCHEMA_VERSION}); upgrade"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+pub(super) fn read_version(conn: &Connection) -> rusqlite::Result<SnapshotVersion> {
+    let get = |key: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    };
+    Ok(SnapshotVersion {
+        id: get("snapshot_id")?,
+        generation: get("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0),
+        schema: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        missing: false,
+    })
+}
+
+pub fn new_snapshot_id() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(crate::time::now_rfc3339().as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    h.update(nanos.to_le_bytes());
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,181 @@
+//! The snapshot opened for writing: creation and migration, the runs table, undo plans, the
+//! journal's intents.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Writer;
+use super::read::load;
+use super::schema::{MIGRATIONS, SCHEMA_VERSION, new_snapshot_id, schema_version};
+use crate::error::Error;
+use crate::model::{CustomerRecord, DeviceIdent, Email, SnapshotData, StoredCustomer, TelemetronId};
+
+/// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsettledIntent {
+    pub id: i64,
+    pub run_id: i64,
+    pub assign: bool,
+    pub device: DeviceIdent,
+    pub customer: Email,
+}
+
+/// A snapshot opened for writing.
+pub struct Store {
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the snapshot, creating it if missing, and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_as(path, None)
+    }
+
+    /// Like [`open`](Self::open); a snapshot created now gets the identity `id` (the one a
+    /// plan made while it was missing set aside for it) instead of a fresh one.
+    pub fn open_as(path: &Path, id: Option<&str>) -> Result<Store, Error> {
+        let (store, from) = Store::open_migrating(path, id)?;
+        if let Some(from) = from {
+            tracing::info!(snapshot = %path.display(), from, to = SCHEMA_VERSION, "snapshot schema migrated");
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating and migrating) without saying so; returns the schema migrated from, for
+    /// the caller to log once it can say which run did it.
+    pub fn open_migrating(path: &Path, id: Option<&str>) -> Result<(Store, Option<i64>), Error> {
+        let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+        let err = |e: rusqlite::Error| Error::snapshot(path, e);
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        let version = schema_version(&conn, path)?;
+        if version < SCHEMA_VERSION {
+            // Every pending migration in one transaction: a kill at any moment leaves the old
+            // schema or the new one, never a half-made file that the next run cannot use.
+            let tx = conn.transaction().map_err(err)?;
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.execute_batch(sql).map_err(err)?;
+                if i == 0 {
+                    let id = id.map_or_else(new_snapshot_id, str::to_string);
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('snapshot_id', ?1)", [id]).map_err(err)?;
+                    tx.execute("INSERT INTO meta (key, value) VALUES ('generation', '0')", []).map_err(err)?;
+                }
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
+            tx.commit().map_err(err)?;
+            return Ok((Store { conn, path: path.to_owned() }, Some(version)));
+        }
+        Ok((Store { conn, path: path.to_owned() }, None))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> Result<SnapshotData, Error> {
+        load(&self.conn, &self.path)
+    }
+
+    /// One customer as the snapshot has it.
+    pub fn customer(&self, email: &Email) -> Result<Option<StoredCustomer>, Error> {
+        self.conn
+            .query_row(
+                "SELECT telemetron_id, name, phone, address, source_id FROM customers WHERE email = ?1",
+                [email.as_str()],
+                |r| {
+                    let t = |i| r.get::<_, Option<String>>(i);
+                    Ok(StoredCustomer {
+                        telemetron_id: t(0)?.as_deref().map(TelemetronId::new),
+                        record: CustomerRecord::new(
+                            t(1)?.as_deref(),
+                            t(2)?.as_deref(),
+                            t(3)?.as_deref(),
+                            t(4)?.as_deref(),
+                        ),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| Error::snapshot(&self.path, e))
+    }
+
+    /// Starts a write transaction; its changes land together on [`Writer::commit`].
+    pub fn writer(&mut self) -> Result<Writer<'_>, Error> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| Error::snapshot(&path, e))?;
+        Ok(Writer { tx, path })
+    }
+
+    /// The intents no run settled, oldest first.
+    pub fn unsettled_intents(&self) -> Result<Vec<UnsettledIntent>, Error> {
+        let err = |e| Error::snapshot(&self.path, e);
+        let mut stmt =
+            self.conn.prepare("SELECT id, run_id, kind, device, customer FROM intents ORDER BY id").map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(UnsettledIntent {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    assign: r.get::<_, String>(2)? == "assign",
+                    device: DeviceIdent::from_trusted(&r.get::<_, String>(3)?),
+                    customer: Email::from_trusted(&r.get::<_, String>(4)?),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// Records the start of a run and returns its id. Runs that never got an outcome (killed, or unable to write
+    /// it) are marked `interrupted` first: the caller holds the lock, so none is still going.
+    pub fn begin_run(&mut self, kind: &str) -> Result<i64, Error> {
+        let err = |e| Error::snapshot(&self.path, e);
+        self.conn.execute("UPDATE runs SET outcome = 'interrupted' WHERE outcome IS NULL", []).map_err(err)?;
+        self.conn
+            .execute("INSERT INTO runs (kind, started_at) VALUES (?1, ?2)", params![kind, crate::time::now_rfc3339()])
+            .map_err(err)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Stores the undo plan of a run (compact JSON), and drops all but the newest `keep`
+    /// (killed runs' plans included: they are stored before the first call).
+    pub fn put_undo(&mut self, run_id: i64, plan: &serde_json::Value, keep: u32) -> Result<(), Error> {
+        let err = |e| Error::snapshot(&self.path, e);
+        self.conn
+            .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, plan.to_string()])
+            .map_err(err)?;
+        self.conn
+            .execute(
+                "DELETE FROM undo WHERE run_id IN (SELECT run_id FROM undo ORDER BY run_id DESC LIMIT -1 OFFSET ?1)",
+                [keep.max(1)],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Marks run `id` as the undo of run `target`.
+    pub fn set_undoes(&mut self, id: i64, target: i64) -> Result<(), Error> {
+        self.conn
+            .execute("UPDATE runs SET undoes = ?2 WHERE id = ?1", [id, target])
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(())
+    }
+
+    pub fn finish_run(&mut self, id: i64, outcome: &str, summary: &serde_json::Value) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
+                params![id, crate::time::now_rfc3339(), outcome, summary.to_string()],
+            )
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(())
+    }
+}

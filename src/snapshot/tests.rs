@@ -1,0 +1,131 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+
+fn rec(name: &str) -> CustomerRecord {
+    CustomerRecord::new(Some(name), None, None, None)
+}
+
+#[test]
+fn missing_file_is_empty_and_not_created() {
+    let dir = tempdir();
+    let path = dir.join("none.db");
+    let data = read(&path).unwrap();
+    assert!(data.customers.is_empty() && data.version.id.is_none());
+    assert!(!path.exists());
+}
+
+#[test]
+fn assignments_find_their_devices_and_devices_without_rows_get_one() {
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let (a, b) = (Email::parse("a@b.co").unwrap(), Email::parse("b@b.co").unwrap());
+    let dev = |s: &str| DeviceIdent::parse(s).unwrap();
+    let typed = DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() };
+    let mut w = store.writer().unwrap();
+    // Rows for B and D only; assignments of A (before every row), C (between) and E (after).
+    for d in ["D", "B"] {
+        w.put_device(&dev(d), None, &typed).unwrap();
+    }
+    for (d, e) in [("E", &a), ("C", &b), ("A", &a), ("B", &b), ("C", &a), ("B", &a), ("A", &b)] {
+        w.assign(&dev(d), e).unwrap();
+    }
+    w.commit().unwrap();
+    drop(store);
+    let data = read(&path).unwrap();
+    let keys: Vec<&str> = data.devices.keys().map(DeviceIdent::as_str).collect();
+    assert_eq!(keys, ["A", "B", "C", "D", "E"]);
+    for (d, owners) in [("A", vec![&a, &b]), ("B", vec![&a, &b]), ("C", vec![&a, &b]), ("D", vec![]), ("E", vec![&a])] {
+        let got: Vec<&Email> = data.owners_of(&dev(d)).iter().collect();
+        assert_eq!(got, owners, "owners of {d}");
+    }
+    assert!(data.devices[&dev("A")].record.device_type.is_none(), "a device without a row has no type");
+    assert_eq!(data.devices[&dev("B")].record, typed);
+    assert_eq!(data.assignment_count(), 7);
+}
+
+#[test]
+fn writes_round_trip_and_bump_the_generation() {
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let e = Email::parse("a@b.co").unwrap();
+    let d = DeviceIdent::parse("SN1").unwrap();
+    let mut w = store.writer().unwrap();
+    w.put_customer(&e, Some(&TelemetronId::new("cust_1")), &rec("A")).unwrap();
+    w.put_device(&d, None, &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() }).unwrap();
+    w.assign(&d, &e).unwrap();
+    w.commit().unwrap();
+    let mut w = store.writer().unwrap();
+    // A later write without an id keeps the stored one.
+    w.put_customer(&e, None, &rec("B")).unwrap();
+    w.commit().unwrap();
+    drop(store);
+    let data = read(&path).unwrap();
+    let c = &data.customers[&e];
+    assert_eq!(c.telemetron_id.as_ref().unwrap().as_str(), "cust_1");
+    assert_eq!(c.record.name(), Some("B"));
+    assert_eq!(data.owners_of(&d), &[e]);
+    assert_eq!(data.version.generation, 2);
+    assert_eq!(data.version.schema, SCHEMA_VERSION);
+    assert!(data.version.id.is_some());
+}
+
+#[test]
+fn assignments_find_their_devices_in_order_and_keep_those_without_a_row() {
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let d = |s: &str| DeviceIdent::parse(s).unwrap();
+    let e = |s: &str| Email::parse(s).unwrap();
+    let mut w = store.writer().unwrap();
+    for id in ["B", "D"] {
+        w.put_device(&d(id), None, &DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() })
+            .unwrap();
+    }
+    for (dev, who) in [("A", "a@x.io"), ("B", "b@x.io"), ("B", "c@x.io"), ("C", "c@x.io"), ("D", "d@x.io")] {
+        w.assign(&d(dev), &e(who)).unwrap();
+    }
+    w.commit().unwrap();
+    drop(store);
+    let data = read(&path).unwrap();
+    assert_eq!(data.owners_of(&d("A")), &[e("a@x.io")]);
+    assert_eq!(data.owners_of(&d("B")), &[e("b@x.io"), e("c@x.io")]);
+    assert_eq!(data.owners_of(&d("C")), &[e("c@x.io")]);
+    assert_eq!(data.owners_of(&d("D")), &[e("d@x.io")]);
+    assert_eq!(data.devices[&d("B")].record.device_type.as_deref(), Some("t"));
+    assert_eq!(data.devices[&d("C")].record.device_type, None, "a placeholder for a device without a row");
+    assert_eq!(data.assignment_count(), 5);
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tsync-snap-{}-{}", std::process::id(), new_snapshot_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Issue 11, case 7: the same snapshot through a symlink, a `..` path, or a symlink made
+/// before the file exists is locked once.
+#[test]
+fn every_path_to_one_snapshot_takes_the_same_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let early = dir.path().join("early.db");
+    std::os::unix::fs::symlink(&state, &early).unwrap();
+    let held = Lock::acquire(&early).unwrap();
+    assert!(Lock::acquire(&state).is_err(), "a symlink made before the file exists");
+    drop(held);
+    std::fs::write(&state, b"").unwrap();
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&state, &link).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let dotted = dir.path().join("sub/../state.db");
+    let held = Lock::acquire(&state).unwrap();
+    for other in [&link, &dotted] {
+        let err = Lock::acquire(other).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("is in use by process"), "{}: {err}", other.display());
+    }
+    assert_eq!(held.path(), dir.path().canonicalize().unwrap().join("state.db.lock"));
+}
