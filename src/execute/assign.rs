@@ -1,0 +1,293 @@
+//! The assignment calls: unassign, and the two bulk assign endpoints with the creates folded
+//! into them. An assignment waits for what it depends on; a device in `skipped` is a failure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::api;
+use crate::client::Rejection;
+use crate::model::Assignment;
+use crate::model::{CustomerRecord, DeviceIdent, Email};
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) async fn unassign(&self, customer: Email, devices: Vec<DeviceIdent>) {
+        let kind = "assignments_removed";
+        let req = api::UnassignDevicesFromOwner {
+            customer_email: customer.to_string(),
+            device_identifiers: devices.iter().map(|d| d.to_string()).collect(),
+        };
+        let Some(ids) = self.intend(false, devices.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
+        let result = self.caller.call(|| self.client.unassign_devices_from_owner(&req)).await;
+        let unknown = outcome_unknown(&result);
+        self.progress.advance(1);
+        let fail_all = |error: String| {
+            let mut failed = lock(&self.failed_unassign);
+            for d in &devices {
+                failed.insert(d.clone());
+            }
+            drop(failed);
+            for d in &devices {
+                self.fail(kind, format!("{d} -> {customer}"), error.clone());
+            }
+        };
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                // `skipped` means "was not assigned": the wanted state holds either way.
+                let gone: FxHashSet<&str> = r.unassigned_devices.iter().chain(&r.skipped).map(String::as_str).collect();
+                for d in &devices {
+                    if gone.contains(d.as_str()) {
+                        (self.confirm)(Confirmed::Unassigned(Assignment {
+                            device: d.clone(),
+                            customer: customer.clone(),
+                        }));
+                        self.done(kind, 1);
+                    } else {
+                        lock(&self.failed_unassign).insert(d.clone());
+                        self.fail(
+                            kind,
+                            format!("{d} -> {customer}"),
+                            "not in the answer of unassignDevicesFromOwner".into(),
+                        );
+                    }
+                }
+            }
+            Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => {
+                // No such customer in Telemetron: it holds no device, so none is assigned to it.
+                tracing::warn!(customer = %customer, "Telemetron does not know this customer; its assignments are gone already");
+                for d in &devices {
+                    (self.confirm)(Confirmed::Unassigned(Assignment { device: d.clone(), customer: customer.clone() }));
+                }
+                self.done(kind, devices.len() as u64);
+            }
+            Some(Err(e)) => fail_all(e.to_string()),
+        }
+        self.settle(ids, unknown);
+    }
+
+    /// Why an assignment must wait for the next run, if it must: what it depends on failed.
+    pub(super) fn blocked(&self, device: &DeviceIdent, customer: &Email) -> Option<&'static str> {
+        if lock(&self.failed_customers).contains(customer) {
+            Some("not sent: creating or updating the customer failed")
+        } else if lock(&self.failed_devices).contains(device) {
+            Some("not sent: creating the device failed")
+        } else if lock(&self.failed_unassign).contains(device) {
+            Some("not sent: removing the device's previous owner failed (a transfer unassigns first)")
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn assigned(&self, device: &DeviceIdent, customer: &Email) {
+        (self.confirm)(Confirmed::Assigned(Assignment { device: device.clone(), customer: customer.clone() }));
+        self.done("assignments_added", 1);
+    }
+
+    /// `assignDevicesToOwner`: one customer, many devices; perhaps creating some devices (one
+    /// type) and the customer.
+    pub(super) async fn assign_to_customer(
+        &self,
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create_customer: Option<CustomerRecord>,
+    ) {
+        let kind = "assignments_added";
+        let creating: FxHashSet<&DeviceIdent> = create.as_ref().map(|(_, l)| l.iter().collect()).unwrap_or_default();
+        let mut send = Vec::with_capacity(devices.len());
+        for d in devices {
+            match self.blocked(&d, &customer) {
+                Some(why) => {
+                    if creating.contains(&d) {
+                        lock(&self.failed_devices).insert(d.clone());
+                        self.fail("devices_created", d.to_string(), why.into());
+                    }
+                    self.fail(kind, format!("{d} -> {customer}"), why.into())
+                }
+                None => send.push(d),
+            }
+        }
+        let fail_creates = |error: &str| {
+            // Devices of this call that it was to create (the blocked ones are already failed).
+            for d in send.iter().filter(|d| creating.contains(d)) {
+                lock(&self.failed_devices).insert(d.clone());
+                self.fail("devices_created", d.to_string(), error.to_string());
+            }
+            if create_customer.is_some() {
+                lock(&self.failed_customers).insert(customer.clone());
+                self.fail("customers_created", customer.to_string(), error.to_string());
+            }
+        };
+        if send.is_empty() {
+            self.progress.advance(1);
+            fail_creates("not sent: nothing left to assign in this call");
+            return;
+        }
+        let req = api::AssignDevicesToOwner {
+            customer_email: customer.to_string(),
+            device_identifiers: send.iter().map(|d| d.to_string()).collect(),
+            auto_create_devices: create.is_some(),
+            device_type: create.as_ref().map(|(t, _)| t.to_string()),
+        };
+        let Some(ids) = self.intend(true, send.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
+        let result = self.caller.call(|| self.client.assign_devices_to_owner(&req)).await;
+        let unknown = outcome_unknown(&result);
+        self.progress.advance(1);
+        match result {
+            None => self.journal.settle(ids),
+            Some(Ok(r)) => {
+                self.customer_answered(&customer, r.customer_id.as_deref(), r.customer_was_created, create_customer)
+                    .await;
+                let ok: FxHashMap<&str, (Option<&str>, bool)> = r
+                    .assigned_devices
+                    .iter()
+                    .chain(&r.already_assigned)
+                    .map(|d| (d.identifier.as_str(), (d.device_id.as_deref(), d.was_created)))
+                    .collect();
+                let skipped: FxHashSet<&str> = r.skipped.iter().map(String::as_str).collect();
+                let mut existed = Vec::new();
+                for d in &send {
+                    match ok.get(d.as_str()) {
+                        Some(&(id, was_created)) => {
+                            if let (true, Some((t, _))) = (creating.contains(d), &create) {
+                                if was_created {
+                                    self.device_created(d, id, t);
+                                } else {
+                                    existed.push((d.clone(), id, t.clone()));
+                                }
+                            }
+                            self.assigned(d, &customer);
+                        }
+                        None => {
+                            if creating.contains(d) {
+                                lock(&self.failed_devices).insert(d.clone());
+                                self.fail(
+                                    "devices_created",
+                                    d.to_string(),
+                                    "not created by assignDevicesToOwner".into(),
+                                );
+                            }
+                            let why = if skipped.contains(d.as_str()) {
+                                if !creating.contains(d) {
+                                    (self.confirm)(Confirmed::DeviceMissing(d.clone()));
+                                }
+                                "skipped by assignDevicesToOwner: Telemetron does not have this device (drift); the snapshot forgets it and the next run creates it"
+                            } else {
+                                "not in the answer of assignDevicesToOwner"
+                            };
+                            self.fail(kind, format!("{d} -> {customer}"), why.into());
+                        }
+                    }
+                }
+                self.settle(ids, unknown);
+                self.set_types_of_existing(existed).await;
+            }
+            Some(Err(e)) => {
+                let error = e.to_string();
+                fail_creates(&error);
+                for d in &send {
+                    self.fail(kind, format!("{d} -> {customer}"), error.clone());
+                }
+                self.settle(ids, unknown);
+            }
+        }
+    }
+
+    /// `assignDeviceToOwners`: one device, many customers; perhaps creating the device and some
+    /// of the customers.
+    pub(super) async fn assign_device(
+        &self,
+        device: DeviceIdent,
+        customers: Vec<Email>,
+        create: Option<Arc<str>>,
+        create_customers: Vec<(Email, CustomerRecord)>,
+    ) {
+        let kind = "assignments_added";
+        let mut send = Vec::with_capacity(customers.len());
+        for c in customers {
+            match self.blocked(&device, &c) {
+                Some(why) => self.fail(kind, format!("{device} -> {c}"), why.into()),
+                None => send.push(c),
+            }
+        }
+        let mut creating: BTreeMap<Email, CustomerRecord> = create_customers.into_iter().collect();
+        let fail_creates = |creating: &BTreeMap<Email, CustomerRecord>, error: &str| {
+            if create.is_some() {
+                lock(&self.failed_devices).insert(device.clone());
+                self.fail("devices_created", device.to_string(), error.to_string());
+            }
+            for c in creating.keys() {
+                lock(&self.failed_customers).insert(c.clone());
+                self.fail("customers_created", c.to_string(), error.to_string());
+            }
+        };
+        if send.is_empty() {
+            self.progress.advance(1);
+            fail_creates(&creating, "not sent: nothing left to assign in this call");
+            return;
+        }
+        let req = api::AssignDeviceToOwners {
+            device_identifier: device.to_string(),
+            customer_emails: send.iter().map(|c| c.to_string()).collect(),
+            auto_create_device: create.is_some(),
+            device_type: create.as_ref().map(|t| t.to_string()),
+        };
+        let Some(ids) = self.intend(true, send.iter().map(|c| (device.clone(), c.clone()))).await else { return };
+        let result = self.caller.call(|| self.client.assign_device_to_owners(&req)).await;
+        let unknown = outcome_unknown(&result);
+        self.progress.advance(1);
+        match result {
+            None => self.journal.settle(ids),
+            Some(Ok(r)) => {
+                let existed = match &create {
+                    Some(t) if r.device_was_created => {
+                        self.device_created(&device, r.device_id.as_deref(), t);
+                        vec![]
+                    }
+                    Some(t) => vec![(device.clone(), r.device_id.as_deref(), t.clone())],
+                    None => vec![],
+                };
+                let ok: FxHashMap<String, (Option<&str>, bool)> = r
+                    .assigned_customers
+                    .iter()
+                    .map(|a| (a.email.trim().to_lowercase(), (a.customer_id.as_deref(), a.was_created)))
+                    .collect();
+                for c in &send {
+                    match ok.get(c.as_str()) {
+                        Some(&(id, was_created)) => {
+                            self.customer_answered(c, id, was_created, creating.remove(c)).await;
+                            self.assigned(&device, c);
+                        }
+                        None => self.fail(
+                            kind,
+                            format!("{device} -> {c}"),
+                            "not in the answer of assignDeviceToOwners".into(),
+                        ),
+                    }
+                }
+                for c in creating.keys() {
+                    lock(&self.failed_customers).insert(c.clone());
+                    self.fail("customers_created", c.to_string(), "not created by assignDeviceToOwners".into());
+                }
+                self.settle(ids, unknown);
+                self.set_types_of_existing(existed).await;
+            }
+            Some(Err(e)) => {
+                if create.is_none() && e.rejection() == Some(&Rejection::NotFound) {
+                    // Sent without autoCreateDevice: Telemetron does not have the device.
+                    (self.confirm)(Confirmed::DeviceMissing(device.clone()));
+                }
+                let error = e.to_string();
+                fail_creates(&creating, &error);
+                for c in &send {
+                    self.fail(kind, format!("{device} -> {c}"), error.clone());
+                }
+                self.settle(ids, unknown);
+            }
+        }
+    }
+}

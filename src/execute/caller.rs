@@ -1,0 +1,290 @@
+//! The one way a call is sent: the rate limiter, retries with capped exponential backoff and
+//! jitter (honouring `Retry-After`), the stop flag, and the signs of a base URL that is not the
+//! API. Shared by `apply` (through the executor), `verify` and the journal's read-back.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::api;
+use crate::client::{ApiError, Client, Rejection};
+use crate::model::TelemetronId;
+
+use super::{CustomerWork, Options, lock};
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// The slowest rate the limiter paces (one call every 100 s).
+pub const MIN_RATE: f64 = 0.01;
+/// The fastest: the limiter's period stays far above its nanosecond clock, and no real API
+/// takes more from one client.
+pub const MAX_RATE: f64 = 10_000.0;
+
+/// Sends calls under the one rate limit, retrying what may succeed on a second try. Shared by
+/// `apply` (through [`execute`]) and by `verify`.
+pub struct Caller<'a> {
+    opts: &'a Options,
+    limiter: Limiter,
+    stop: &'a AtomicBool,
+    fatal: Mutex<Option<String>>,
+    calls: AtomicU64,
+    retries: AtomicU64,
+    jitter_state: AtomicU64,
+    /// Whether anything has answered at all (any HTTP status).
+    answered: AtomicBool,
+    /// When the first call went unanswered, while nothing has answered yet.
+    unanswered_since: Mutex<Option<Instant>>,
+    /// The send times of the last second, and the most any one-second window held.
+    window: Mutex<(std::collections::VecDeque<Instant>, u64)>,
+}
+
+/// How long calls may go unanswered, with nothing ever answering, before the run stops as
+/// misconfigured (a wrong host or port, a firewall) instead of retrying for minutes.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
+
+impl<'a> Caller<'a> {
+    pub fn new(opts: &'a Options, stop: &'a AtomicBool) -> Caller<'a> {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        Caller {
+            opts,
+            limiter: limiter(opts.rate),
+            stop,
+            fatal: Mutex::new(None),
+            calls: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            jitter_state: AtomicU64::new(seed | 1),
+            answered: AtomicBool::new(false),
+            unanswered_since: Mutex::new(None),
+            window: Mutex::new((std::collections::VecDeque::new(), 0)),
+        }
+    }
+
+    /// The most calls sent in any one-second window so far.
+    pub fn busiest_second(&self) -> u64 {
+        lock(&self.window).1
+    }
+
+    fn count_send(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut w = lock(&self.window);
+        let (sent, busiest) = &mut *w;
+        while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            sent.pop_front();
+        }
+        sent.push_back(now);
+        *busiest = (*busiest).max(sent.len() as u64);
+    }
+
+    /// Calls sent so far (every attempt counts).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Why the run stops early, if it does: the key was refused, or a signal came.
+    pub fn stopped(&self) -> Option<String> {
+        lock(&self.fatal)
+            .clone()
+            .or_else(|| self.stop.load(Ordering::Relaxed).then(|| "interrupted by a signal".to_string()))
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
+    }
+
+    /// An unanswered call's error, or, while nothing has ever answered, a fatal one when the
+    /// failure cannot be transient (TLS, an unknown host) or has lasted [`UNREACHABLE_FOR`].
+    fn unreachable(&self, e: ApiError) -> ApiError {
+        use crate::client::TransportKind;
+        if self.answered.load(Ordering::Relaxed) {
+            return e;
+        }
+        let endpoint = match &e {
+            ApiError::Transport { endpoint, .. } | ApiError::Timeout { endpoint, .. } => *endpoint,
+            _ => return e,
+        };
+        let why = match &e {
+            ApiError::Transport { kind: TransportKind::Tls, message, .. } => {
+                format!("the TLS handshake failed ({message})")
+            }
+            ApiError::Transport { kind: TransportKind::Dns, message, .. } => {
+                format!("the host name does not resolve ({message})")
+            }
+            _ => {
+                let since = *lock(&self.unanswered_since).get_or_insert_with(Instant::now);
+                if since.elapsed() < UNREACHABLE_FOR {
+                    return e;
+                }
+                format!("nothing has answered for {} s ({e})", since.elapsed().as_secs())
+            }
+        };
+        ApiError::Misconfigured { endpoint, why, base: None }
+    }
+
+    /// Full jitter in [d/2, d].
+    fn jitter(&self, d: Duration) -> Duration {
+        let mut x = self.jitter_state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let f = 0.5 + 0.5 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        d.mul_f64(f)
+    }
+
+    /// Create (a 409 turns into an update of the existing customer) or update by id (an id
+    /// Telemetron does not know turns into the create path).
+    pub async fn upsert_customer(
+        &self,
+        client: &Client,
+        w: &CustomerWork,
+    ) -> Option<Result<Option<TelemetronId>, ApiError>> {
+        let update = |id: &str| api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            // An empty string clears a field on update; leaving it out would keep the old value.
+            phone: Some(w.record.phone().unwrap_or("").into()),
+            address: Some(w.record.address().unwrap_or("").into()),
+            telemetron_customer_id: Some(id.to_string()),
+        };
+        if let Some(id) = &w.telemetron_id {
+            let req = update(id.as_str());
+            match self.call(|| client.create_or_update_customer(&req)).await? {
+                Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
+                Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
+                    tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let create = api::CustomerUpsert {
+            email: w.email.to_string(),
+            name: w.record.name().map(Into::into),
+            phone: w.record.phone().map(Into::into),
+            address: w.record.address().map(Into::into),
+            telemetron_customer_id: None,
+        };
+        match self.call(|| client.create_or_update_customer(&create)).await? {
+            Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
+            Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
+                // Not an upsert: the customer exists (perhaps created by our own earlier attempt
+                // whose answer was lost). Update it, so that it ends up as the export says.
+                let id = match telemetron_customer_id {
+                    Some(id) => id,
+                    None => match self.call(|| client.query_customer(w.email.as_str())).await? {
+                        Ok(c) => c.id,
+                        Err(e) => return Some(Err(e)),
+                    },
+                };
+                let req = update(&id);
+                match self.call(|| client.create_or_update_customer(&req)).await? {
+                    Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// One API call with the rate limit and retries. `None` when the run is stopping and the
+    /// call was never sent.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            self.limiter.until_ready().await;
+            if self.stopping() {
+                return None;
+            }
+            self.count_send();
+            let result = match f().await {
+                Err(e) if e.is_unanswered() => Err(self.unreachable(e)),
+                other => {
+                    self.answered.store(true, Ordering::Relaxed);
+                    other
+                }
+            };
+            match result {
+                Ok(v) => return Some(Ok(v)),
+                Err(e) if e.is_fatal() => {
+                    let mut fatal = lock(&self.fatal);
+                    if fatal.is_none() {
+                        *fatal = Some(e.to_string());
+                    }
+                    return Some(Err(e));
+                }
+                Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    let backoff =
+                        self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
+                    let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));
+                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying: {e}");
+                    // The wait ends early on a stop: the call counts as failed with its last
+                    // error, as it would after its last retry.
+                    let until = tokio::time::Instant::now() + wait;
+                    while tokio::time::Instant::now() < until {
+                        if self.stopping() {
+                            return Some(Err(e));
+                        }
+                        tokio::time::sleep_until(until.min(tokio::time::Instant::now() + STOP_CHECK)).await;
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// How often a retry's wait looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// The one rate limiter: no one-second window may hold more than `rate` requests.
+///
+/// A strict spacing of `1/rate` (no burst) would guarantee that at the sender, but every late
+/// timer wake-up pushes the whole schedule back, and a run falls a few percent short of the rate.
+/// So the limiter allows a small burst `b` (1% of the rate, at least 1) to catch up after late
+/// wake-ups, and paces at `rate - b - 1 - rate/100`: a catch-up burst cannot then put more than
+/// `rate` requests in a window, with 1% to spare for the network and the server's scheduling,
+/// which bunch requests together on arrival (the server counts arrivals). Measured in
+/// BENCHMARKS.md: 97–98% of the rate, no window over it.
+pub(super) fn limiter(rate: f64) -> Limiter {
+    let burst = 1 + (rate / 100.0).floor().max(0.0) as u32;
+    let paced = if burst == 1 { rate * 0.99 } else { rate - f64::from(burst + 1) - rate / 100.0 };
+    let period = Duration::from_secs_f64(1.0 / paced.max(0.001));
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    let quota = governor::Quota::with_period(period).expect("a positive period").allow_burst(burst);
+    governor::RateLimiter::direct(quota)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many requests the limiter lets through at once, after being idle.
+    fn burst(rate: f64) -> u32 {
+        let l = limiter(rate);
+        let mut n = 0;
+        while l.check().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn the_burst_is_one_percent_of_the_rate() {
+        assert_eq!(burst(10.0), 1);
+        assert_eq!(burst(200.0), 3);
+        assert_eq!(burst(500.0), 6);
+    }
+}

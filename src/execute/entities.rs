@@ -1,0 +1,249 @@
+//! What the executor does for each call besides assignments: customers, devices, properties,
+//! and the bookkeeping every call shares (counts, failures, the journal). Each confirmation is
+//! derived from Telemetron's answer, never from the plan.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::api;
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::plan::ApiCall;
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) async fn run(&self, call: ApiCall) {
+        match call {
+            ApiCall::CreateCustomer { email, record } => {
+                self.customer(CustomerWork { email, telemetron_id: None, record, create: true }).await
+            }
+            ApiCall::UpdateCustomer { email, telemetron_id, record } => {
+                self.customer(CustomerWork { email, telemetron_id, record, create: false }).await
+            }
+            ApiCall::UpsertDevice { identifier, device_type, properties, create } => {
+                self.device(DeviceWork { identifier, device_type, properties, create }).await
+            }
+            ApiCall::UnassignDevicesFromOwner { customer, devices } => self.unassign(customer, devices).await,
+            ApiCall::AssignDevicesToOwner { customer, devices, create, create_customer } => {
+                self.assign_to_customer(customer, devices, create, create_customer).await
+            }
+            ApiCall::AssignDeviceToOwners { device, customers, create, create_customers } => {
+                self.assign_device(device, customers, create, create_customers).await
+            }
+            ApiCall::BulkMetadata { devices } => self.properties(devices).await,
+        }
+    }
+
+    /// Journals the pairs of a call about to be sent; `None` when it must not be sent (the run
+    /// is stopping, or the journal cannot be written).
+    pub(super) async fn intend(
+        &self,
+        assign: bool,
+        pairs: impl Iterator<Item = (DeviceIdent, Email)>,
+    ) -> Option<Vec<i64>> {
+        if self.caller.stopping() {
+            return None;
+        }
+        let intents = pairs.map(|(device, customer)| Intent { assign, device, customer }).collect();
+        self.journal.intend(intents).await
+    }
+
+    /// Settles a call's intents unless its outcome is unknown (see [`outcome_unknown`]).
+    pub(super) fn settle(&self, ids: Vec<i64>, unknown: bool) {
+        if !unknown {
+            self.journal.settle(ids);
+        }
+    }
+
+    pub(super) fn done(&self, kind: &'static str, n: u64) {
+        lock(&self.counts).entry(kind).or_default().done += n;
+    }
+
+    pub(super) fn fail(&self, kind: &'static str, key: String, error: String) {
+        lock(&self.counts).entry(kind).or_default().failed += 1;
+        tracing::warn!(kind, key = %key, "failed: {error}");
+        lock(&self.failures).push(Failure { kind, key, error });
+    }
+
+    pub(super) async fn customer(&self, w: CustomerWork) {
+        let kind = if w.create { "customers_created" } else { "customers_updated" };
+        let result = self.caller.upsert_customer(self.client, &w).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(id)) => {
+                (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
+                self.done(kind, 1);
+            }
+            Some(Err(e)) => {
+                lock(&self.failed_customers).insert(w.email.clone());
+                self.fail(kind, w.email.to_string(), e.to_string());
+            }
+        }
+    }
+
+    pub(super) async fn device(&self, w: DeviceWork) {
+        let kind = if w.create { "devices_created" } else { "device_types_changed" };
+        let req = api::DeviceUpsert {
+            identifier: w.identifier.to_string(),
+            device_type: Some(w.device_type.to_string()),
+            properties: w.properties.as_ref().filter(|p| !p.is_empty()).map(properties_json),
+        };
+        let result = self.caller.call(|| self.client.upsert_device(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                let id = r.device_id.map(|i| TelemetronId::new(&i));
+                (self.confirm)(match w.properties {
+                    Some(properties) if w.create => Confirmed::DeviceCreated {
+                        identifier: w.identifier,
+                        id,
+                        device_type: w.device_type,
+                        properties,
+                    },
+                    _ => Confirmed::DeviceType { identifier: w.identifier, device_type: w.device_type },
+                });
+                self.done(kind, 1);
+            }
+            Some(Err(e)) => {
+                lock(&self.failed_devices).insert(w.identifier.clone());
+                self.fail(kind, w.identifier.to_string(), e.to_string());
+            }
+        }
+    }
+
+    /// A device this call was to create is there: record it (its properties follow in phase 5).
+    pub(super) fn device_created(&self, device: &DeviceIdent, id: Option<&str>, device_type: &Arc<str>) {
+        (self.confirm)(Confirmed::DeviceCreated {
+            identifier: device.clone(),
+            id: id.filter(|i| !i.is_empty()).map(TelemetronId::new),
+            device_type: device_type.clone(),
+            properties: Properties::empty(),
+        });
+        self.done("devices_created", 1);
+    }
+
+    pub(super) fn customer_created(&self, email: &Email, id: Option<&str>, record: CustomerRecord) {
+        (self.confirm)(Confirmed::Customer { email: email.clone(), id: id.map(TelemetronId::new), record });
+        self.done("customers_created", 1);
+    }
+
+    /// What an assign call's answer says of its customer, recorded as it says it. A customer
+    /// this call was to create (`planned`) that already existed is updated to the export's
+    /// fields before it is recorded; one the call created without being asked to (Telemetron had
+    /// lost it) is recorded as Telemetron names it, so the next run updates it.
+    pub(super) async fn customer_answered(
+        &self,
+        email: &Email,
+        id: Option<&str>,
+        was_created: bool,
+        planned: Option<CustomerRecord>,
+    ) {
+        match planned {
+            Some(record) if was_created => self.customer_created(email, id, record),
+            Some(record) => {
+                let w = CustomerWork {
+                    email: email.clone(),
+                    telemetron_id: id.map(TelemetronId::new),
+                    record,
+                    create: false,
+                };
+                match self.caller.upsert_customer(self.client, &w).await {
+                    None => {}
+                    Some(Ok(id)) => {
+                        (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
+                        self.done("customers_created", 1);
+                    }
+                    Some(Err(e)) => self.fail(
+                        "customers_created",
+                        email.to_string(),
+                        format!("it existed already, and updating it to the export's fields failed: {e}"),
+                    ),
+                }
+            }
+            None if was_created => {
+                tracing::warn!(customer = %email, "Telemetron did not have this customer and auto-created it (drift)");
+                let record = CustomerRecord::new(Some(email.local_part()), None, None, None);
+                (self.confirm)(Confirmed::Customer { email: email.clone(), id: id.map(TelemetronId::new), record });
+            }
+            None => {}
+        }
+    }
+
+    /// Devices an assign call was to create that Telemetron already had, perhaps with another
+    /// type (an organisation that already sends telemetry): their type is set with `POST
+    /// /device` before the snapshot records them; their properties follow in phase 5.
+    pub(super) async fn set_types_of_existing(&self, existed: Vec<(DeviceIdent, Option<&str>, Arc<str>)>) {
+        let n = self.concurrency;
+        futures::stream::iter(existed)
+            .for_each_concurrent(n, |(d, id, t)| async move {
+                let req =
+                    api::DeviceUpsert { identifier: d.to_string(), device_type: Some(t.to_string()), properties: None };
+                match self.caller.call(|| self.client.upsert_device(&req)).await {
+                    None => {}
+                    Some(Ok(r)) => self.device_created(&d, r.device_id.as_deref().or(id), &t),
+                    Some(Err(e)) => {
+                        lock(&self.failed_devices).insert(d.clone());
+                        self.fail(
+                            "devices_created",
+                            d.to_string(),
+                            format!("it existed already, and setting its type failed: {e}"),
+                        );
+                    }
+                }
+            })
+            .await;
+    }
+
+    pub(super) async fn properties(&self, batch: Vec<(DeviceIdent, Properties)>) {
+        let kind = "properties_replaced";
+        let (batch, blocked): (Vec<_>, Vec<_>) = {
+            let failed = lock(&self.failed_devices);
+            batch.into_iter().partition(|(d, _)| !failed.contains(d))
+        };
+        for (d, _) in blocked {
+            self.fail(kind, d.to_string(), "not sent: creating the device failed".into());
+        }
+        if batch.is_empty() {
+            self.progress.advance(1);
+            return;
+        }
+        let req =
+            api::BulkMetadata { devices: batch.iter().map(|(d, p)| (d.to_string(), properties_json(p))).collect() };
+        let result = self.caller.call(|| self.client.bulk_metadata(&req)).await;
+        self.progress.advance(1);
+        match result {
+            None => {}
+            Some(Ok(r)) => {
+                let status: std::collections::HashMap<&str, api::BulkMetadataStatus> =
+                    r.results.iter().map(|x| (x.identifier.as_str(), x.status)).collect();
+                for (d, p) in batch {
+                    match status.get(d.as_str()) {
+                        Some(api::BulkMetadataStatus::Updated) => {
+                            (self.confirm)(Confirmed::DeviceProperties { identifier: d, properties: p });
+                            self.done(kind, 1);
+                        }
+                        Some(api::BulkMetadataStatus::NotFound) => {
+                            (self.confirm)(Confirmed::DeviceMissing(d.clone()));
+                            self.fail(
+                                kind,
+                                d.to_string(),
+                                "bulk-metadata: Telemetron does not have this device (not_found); the snapshot forgets it and the next run creates it".into(),
+                            )
+                        }
+                        _ => {
+                            self.fail(kind, d.to_string(), "bulk-metadata did not report this device as updated".into())
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                for (d, _) in batch {
+                    self.fail(kind, d.to_string(), e.to_string());
+                }
+            }
+        }
+    }
+}
