@@ -43,7 +43,7 @@ pub struct Settings {
     pub max_retries: u32,
     pub backoff: Duration,
     pub max_duration: Option<Duration>,
-    pub guard: crate::guard::Limits,
+    pub guard: crate::plan::guard::Limits,
     pub quiet: bool,
 }
 
@@ -213,15 +213,15 @@ fn guard_limits(
     flags: Option<&GuardArgs>,
     config: &ConfigFile,
     config_error: &dyn Fn(String) -> Error,
-) -> Result<crate::guard::Limits, Error> {
-    use crate::guard::Limit;
+) -> Result<crate::plan::guard::Limits, Error> {
+    use crate::plan::guard::Limit;
     let pick = |flag: Option<&String>, cfg: &Option<crate::config::LimitValue>, name: &str, key: &str| match (flag, cfg)
     {
         (Some(v), _) => Limit::parse(v, name).map(Some),
         (None, Some(v)) => Limit::parse(&v.as_text(), key).map(Some).map_err(|e| config_error(e.to_string())),
         (None, None) => Ok(None),
     };
-    Ok(crate::guard::Limits {
+    Ok(crate::plan::guard::Limits {
         max_unassign: pick(
             flags.and_then(|g| g.max_unassign.as_ref()),
             &config.guard.max_unassign,

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use super::Cli;
 use super::settings::{CommandFlags, Settings};
-use crate::guard::Limit;
+use crate::plan::guard::Limit;
 
 fn resolve(argv: &[&str]) -> Result<Settings, String> {
     let cli = Cli::try_parse_from(std::iter::once("telemetron-sync").chain(argv.iter().copied()))

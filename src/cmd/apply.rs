@@ -104,7 +104,7 @@ pub(super) struct RunSpec<'a> {
     pub rejected: usize,
     /// Warnings of the front half (a file missing from the input folder).
     pub warnings: usize,
-    pub guard: crate::guard::Limits,
+    pub guard: crate::plan::guard::Limits,
     pub report: Option<std::path::PathBuf>,
     pub quiet: bool,
     /// `--max-duration`: when to stop sending, at the latest.
@@ -119,7 +119,7 @@ pub(super) struct RunSpec<'a> {
 /// the snapshot's lock and has begun the run; a refusal is left for it to record.
 pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> Result<Ended, Error> {
     let (_, totals) = snapshot::version_and_totals(spec.state)?;
-    let verdict = crate::guard::check(&operations, totals, &spec.guard);
+    let verdict = crate::plan::guard::check(&operations, totals, &spec.guard);
     if verdict.refused {
         let why = format!(
             "refusing to {}: the plan is over the safety guard's limits: {}. Nothing was sent. A truncated, \

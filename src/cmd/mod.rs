@@ -107,14 +107,18 @@ pub(crate) struct Prepared {
 
 /// The plan `plan` would print for these settings, with the guard's verdict: the whole front
 /// (read, resolve, diff, plan) as one library call, for tests that plan many inputs.
-pub fn plan_for(settings: &InputSettings, limits: &crate::guard::Limits) -> Result<crate::plan::Plan, Error> {
+pub fn plan_for(settings: &InputSettings, limits: &crate::plan::guard::Limits) -> Result<crate::plan::Plan, Error> {
     Ok(plan_doc(&prepare(settings)?, settings, limits))
 }
 
 /// The plan document of a prepared front, with the guard's verdict on it.
-pub(crate) fn plan_doc(p: &Prepared, settings: &InputSettings, limits: &crate::guard::Limits) -> crate::plan::Plan {
+pub(crate) fn plan_doc(
+    p: &Prepared,
+    settings: &InputSettings,
+    limits: &crate::plan::guard::Limits,
+) -> crate::plan::Plan {
     let mut doc = crate::plan::build(&p.diff, &p.export, settings.batching);
-    doc.guard = Some(crate::guard::check(&doc.operations, p.snap.totals(), limits));
+    doc.guard = Some(crate::plan::guard::check(&doc.operations, p.snap.totals(), limits));
     doc
 }
 

@@ -1,0 +1,445 @@
+//! The planner proper: operations into the fewest calls, by phase, and the lower bound.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::*;
+use crate::diff::{Assignment, Change, DeviceCreate};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+
+/// The API's cap on entries in one bulk-metadata request.
+pub const METADATA_CAP: usize = 1000;
+
+/// How calls are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Devices (or customers) per assign or unassign call.
+    pub batch_size: usize,
+    /// Devices per bulk-metadata call (at most [`METADATA_CAP`]).
+    pub metadata_batch_size: usize,
+    /// Fold creates into assign calls and group assignments by minimum vertex cover.
+    pub optimize: bool,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching { batch_size: 1000, metadata_batch_size: METADATA_CAP, optimize: true }
+    }
+}
+
+/// One HTTP call the plan needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiCall {
+    CreateCustomer {
+        email: Email,
+        record: CustomerRecord,
+    },
+    UpdateCustomer {
+        email: Email,
+        telemetron_id: Option<TelemetronId>,
+        record: CustomerRecord,
+    },
+    /// `POST /device`: a create (with its properties) or a type change.
+    UpsertDevice {
+        identifier: DeviceIdent,
+        device_type: Arc<str>,
+        properties: Option<Properties>,
+        create: bool,
+    },
+    UnassignDevicesFromOwner {
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+    },
+    /// `assignDevicesToOwner`; `create` names the type and the devices this call creates, and
+    /// `create_customer` the customer's record when this call creates the customer.
+    AssignDevicesToOwner {
+        customer: Email,
+        devices: Vec<DeviceIdent>,
+        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create_customer: Option<CustomerRecord>,
+    },
+    /// `assignDeviceToOwners`; `create` is the type when this call creates the device, and
+    /// `create_customers` the customers it creates.
+    AssignDeviceToOwners {
+        device: DeviceIdent,
+        customers: Vec<Email>,
+        create: Option<Arc<str>>,
+        create_customers: Vec<(Email, CustomerRecord)>,
+    },
+    BulkMetadata {
+        devices: Vec<(DeviceIdent, Properties)>,
+    },
+}
+
+/// The calls of a plan, by phase, in execution order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// What routes telemetry (who owns which device) goes first; what only describes (customers'
+/// details, devices' properties) after it, since no assignment depends on it.
+pub struct Calls {
+    /// Customer creates: an assignment to a named customer needs it.
+    pub customers: Vec<ApiCall>,
+    pub devices: Vec<ApiCall>,
+    pub unassign: Vec<ApiCall>,
+    pub assign: Vec<ApiCall>,
+    /// Updates of existing customers' details.
+    pub customer_updates: Vec<ApiCall>,
+    pub properties: Vec<ApiCall>,
+}
+
+impl Calls {
+    pub fn len(&self) -> usize {
+        self.customers.len()
+            + self.devices.len()
+            + self.unassign.len()
+            + self.assign.len()
+            + self.customer_updates.len()
+            + self.properties.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the operations of a plan say, sorted into what the planner needs.
+struct Parts<'a> {
+    customer_creates: Vec<(&'a Email, &'a CustomerRecord)>,
+    customer_updates: Vec<(&'a Email, Option<&'a TelemetronId>, &'a CustomerRecord)>,
+    device_creates: Vec<&'a DeviceCreate>,
+    type_changes: Vec<(&'a DeviceIdent, &'a Arc<str>)>,
+    property_changes: Vec<(&'a DeviceIdent, &'a Properties)>,
+    unassign: Vec<&'a Assignment>,
+    assign: Vec<&'a Assignment>,
+}
+
+fn parts(ops: &[Operation]) -> Parts<'_> {
+    let mut p = Parts {
+        customer_creates: Vec::new(),
+        customer_updates: Vec::new(),
+        device_creates: Vec::new(),
+        type_changes: Vec::new(),
+        property_changes: Vec::new(),
+        unassign: Vec::new(),
+        assign: Vec::new(),
+    };
+    for op in ops {
+        match op {
+            Operation::CreateCustomer(c) => p.customer_creates.push((&c.email, &c.record)),
+            Operation::UpdateCustomer(u) => p.customer_updates.push((&u.email, u.telemetron_id.as_ref(), &u.after)),
+            Operation::CreateDevice(c) => p.device_creates.push(c),
+            Operation::UpdateDevice(u) => {
+                if let Some(Change { after: Some(t), .. }) = &u.device_type {
+                    p.type_changes.push((&u.identifier, t));
+                }
+                if let Some(props) = &u.properties_after {
+                    p.property_changes.push((&u.identifier, props));
+                }
+            }
+            Operation::Unassign(a) => p.unassign.push(a),
+            Operation::Assign(a) => p.assign.push(a),
+        }
+    }
+    p
+}
+
+/// Whether an assign call's auto-create gives this customer exactly what a create would: it has
+/// nothing but an email (and perhaps the source system's key, which Telemetron never sees).
+fn email_only(email: &Email, record: &CustomerRecord) -> bool {
+    record.name().is_none_or(|n| n == email.local_part()) && record.phone().is_none() && record.address().is_none()
+}
+
+/// The calls for a plan's operations, by phase.
+pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
+    let p = parts(ops);
+    let graph = batching.optimize.then(|| PairGraph::new(&p.assign));
+    build_calls(&p, batching, graph.as_ref())
+}
+
+/// The calls and their lower bound together, from one pass over the operations and one cover.
+pub fn calls_and_lower_bound(ops: &[Operation], batching: Batching) -> (Calls, usize) {
+    let p = parts(ops);
+    let graph = PairGraph::new(&p.assign);
+    let calls = build_calls(&p, batching, batching.optimize.then_some(&graph));
+    (calls, lower_bound(&p, batching, &graph))
+}
+
+/// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover.
+struct PairGraph<'a> {
+    customers: Vec<&'a Email>,
+    devices: Vec<&'a DeviceIdent>,
+    customer_ix: FxHashMap<&'a Email, u32>,
+    device_ix: FxHashMap<&'a DeviceIdent, u32>,
+    edges: Vec<(u32, u32)>,
+    cover_customers: Vec<bool>,
+    cover_size: usize,
+}
+
+impl<'a> PairGraph<'a> {
+    fn new(assign: &[&'a Assignment]) -> PairGraph<'a> {
+        let mut g = PairGraph {
+            customers: Vec::new(),
+            devices: Vec::new(),
+            customer_ix: FxHashMap::default(),
+            device_ix: FxHashMap::default(),
+            edges: Vec::with_capacity(assign.len()),
+            cover_customers: Vec::new(),
+            cover_size: 0,
+        };
+        for a in assign {
+            let c = *g.customer_ix.entry(&a.customer).or_insert_with(|| {
+                g.customers.push(&a.customer);
+                (g.customers.len() - 1) as u32
+            });
+            let d = *g.device_ix.entry(&a.device).or_insert_with(|| {
+                g.devices.push(&a.device);
+                (g.devices.len() - 1) as u32
+            });
+            g.edges.push((c, d));
+        }
+        let (cover_c, cover_d) = crate::plan::cover::min_vertex_cover(g.customers.len(), g.devices.len(), &g.edges);
+        g.cover_size = cover_c.iter().chain(&cover_d).filter(|x| **x).count();
+        g.cover_customers = cover_c;
+        g
+    }
+}
+
+/// `graph` is `Some` exactly when `batching.optimize` is set.
+fn build_calls(p: &Parts<'_>, batching: Batching, graph: Option<&PairGraph<'_>>) -> Calls {
+    let batch = batching.batch_size.max(1);
+    let mut calls = Calls::default();
+    for (email, id, record) in &p.customer_updates {
+        calls.customer_updates.push(ApiCall::UpdateCustomer {
+            email: (*email).clone(),
+            telemetron_id: id.cloned(),
+            record: (*record).clone(),
+        });
+    }
+    for (ident, t) in &p.type_changes {
+        calls.devices.push(ApiCall::UpsertDevice {
+            identifier: (*ident).clone(),
+            device_type: (*t).clone(),
+            properties: None,
+            create: false,
+        });
+    }
+    for (customer, devices) in by_customer(&p.unassign) {
+        for chunk in devices.chunks(batch) {
+            calls
+                .unassign
+                .push(ApiCall::UnassignDevicesFromOwner { customer: customer.clone(), devices: chunk.to_vec() });
+        }
+    }
+    let mut metadata: Vec<(DeviceIdent, Properties)> =
+        p.property_changes.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect();
+
+    if let Some(graph) = graph {
+        plan_assignments(p, graph, batch, &mut calls, &mut metadata);
+    } else {
+        for (email, record) in &p.customer_creates {
+            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+        }
+        for c in &p.device_creates {
+            calls.devices.push(create_device_call(c));
+        }
+        for (customer, devices) in by_customer(&p.assign) {
+            for chunk in devices.chunks(batch) {
+                calls.assign.push(ApiCall::AssignDevicesToOwner {
+                    customer: customer.clone(),
+                    devices: chunk.to_vec(),
+                    create: None,
+                    create_customer: None,
+                });
+            }
+        }
+    }
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
+        calls.properties.push(ApiCall::BulkMetadata { devices: chunk.to_vec() });
+    }
+    calls
+}
+
+fn create_device_call(c: &DeviceCreate) -> ApiCall {
+    ApiCall::UpsertDevice {
+        identifier: c.identifier.clone(),
+        device_type: c.device_type.clone(),
+        properties: Some(c.properties.clone()),
+        create: true,
+    }
+}
+
+/// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
+/// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
+/// properties of folded devices to `metadata`.
+fn plan_assignments(
+    p: &Parts<'_>,
+    graph: &PairGraph<'_>,
+    batch: usize,
+    calls: &mut Calls,
+    metadata: &mut Vec<(DeviceIdent, Properties)>,
+) {
+    let PairGraph { customers, devices, customer_ix, device_ix, edges, cover_customers: cover_c, .. } = graph;
+    // Each pair goes to its customer's call when the customer is in the cover, else its device's.
+    let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
+    let mut device_groups: Vec<Vec<u32>> = vec![Vec::new(); devices.len()];
+    for &(c, d) in edges {
+        if cover_c[c as usize] {
+            customer_groups[c as usize].push(d);
+        } else {
+            device_groups[d as usize].push(c);
+        }
+    }
+
+    // A new device is created by an assign call when exactly one call holds it.
+    let new_devices: FxHashMap<&DeviceIdent, &DeviceCreate> =
+        p.device_creates.iter().map(|c| (&c.identifier, *c)).collect();
+    let mut appearances = vec![0usize; devices.len()];
+    for group in &customer_groups {
+        for &d in group {
+            appearances[d as usize] += 1;
+        }
+    }
+    for (d, group) in device_groups.iter().enumerate() {
+        appearances[d] += group.len().div_ceil(batch);
+    }
+    let folded_device = |d: u32| appearances[d as usize] == 1 && new_devices.contains_key(devices[d as usize]);
+    let device_type = |d: u32| new_devices[devices[d as usize]].device_type.clone();
+
+    // Customer calls: the devices this call creates grouped by type (one type per call); then
+    // chunks. Devices this run creates in phase 2 ride along with the first group (they exist
+    // by phase 4); devices that existed before go in calls of their own, since a call sent with
+    // autoCreateDevices would create one Telemetron lost with this group's type instead of
+    // reporting it as skipped.
+    struct CustomerCall {
+        devices: Vec<u32>,
+        create: Option<(Arc<str>, Vec<u32>)>,
+    }
+    let mut customer_calls: Vec<Vec<CustomerCall>> = Vec::with_capacity(customers.len());
+    for group in &customer_groups {
+        let mut by_type: BTreeMap<Arc<str>, Vec<u32>> = BTreeMap::new();
+        let (mut fresh, mut existing) = (Vec::new(), Vec::new());
+        for &d in group {
+            if folded_device(d) {
+                by_type.entry(device_type(d)).or_default().push(d);
+            } else if new_devices.contains_key(devices[d as usize]) {
+                fresh.push(d);
+            } else {
+                existing.push(d);
+            }
+        }
+        let mut out = Vec::new();
+        let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = by_type.into_iter().map(|(t, v)| (Some(t), v)).collect();
+        match sets.first_mut() {
+            Some((_, first)) => first.extend(fresh),
+            None => existing.extend(fresh),
+        }
+        if !existing.is_empty() {
+            sets.push((None, existing));
+        }
+        for (t, mut set) in sets {
+            set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+            for chunk in set.chunks(batch) {
+                let create = t.clone().map(|t| (t, chunk.iter().copied().filter(|d| folded_device(*d)).collect()));
+                out.push(CustomerCall { devices: chunk.to_vec(), create });
+            }
+        }
+        customer_calls.push(out);
+    }
+
+    // A new customer with only an email is created by an assign call when exactly one call holds it.
+    let new_customers: FxHashMap<&Email, &CustomerRecord> = p.customer_creates.iter().copied().collect();
+    let mut customer_appearances: Vec<usize> = customer_calls.iter().map(Vec::len).collect();
+    for group in &device_groups {
+        for chunk in group.chunks(batch) {
+            for &c in chunk {
+                customer_appearances[c as usize] += 1;
+            }
+        }
+    }
+    let folded_customer = |c: u32| {
+        let email = customers[c as usize];
+        customer_appearances[c as usize] == 1 && new_customers.get(email).is_some_and(|r| email_only(email, r))
+    };
+
+    // Creates that no assign call makes.
+    for (email, record) in &p.customer_creates {
+        let folded = customer_ix.get(email).is_some_and(|c| folded_customer(*c));
+        if !folded {
+            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+        }
+    }
+    for c in &p.device_creates {
+        match device_ix.get(&c.identifier) {
+            Some(&d) if folded_device(d) => {
+                if !c.properties.is_empty() {
+                    metadata.push((c.identifier.clone(), c.properties.clone()));
+                }
+            }
+            _ => calls.devices.push(create_device_call(c)),
+        }
+    }
+
+    // The assign calls, customers' then devices', each in key order.
+    let mut order: Vec<u32> = (0..customers.len() as u32).collect();
+    order.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+    for c in order {
+        let email = customers[c as usize];
+        for call in &customer_calls[c as usize] {
+            calls.assign.push(ApiCall::AssignDevicesToOwner {
+                customer: email.clone(),
+                devices: call.devices.iter().map(|d| devices[*d as usize].clone()).collect(),
+                create: call
+                    .create
+                    .as_ref()
+                    .map(|(t, list)| (t.clone(), list.iter().map(|d| devices[*d as usize].clone()).collect())),
+                create_customer: folded_customer(c).then(|| new_customers[email].clone()),
+            });
+        }
+    }
+    let mut order: Vec<u32> = (0..devices.len() as u32).filter(|d| !device_groups[*d as usize].is_empty()).collect();
+    order.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+    for d in order {
+        let mut group = device_groups[d as usize].clone();
+        group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+        for chunk in group.chunks(batch) {
+            calls.assign.push(ApiCall::AssignDeviceToOwners {
+                device: devices[d as usize].clone(),
+                customers: chunk.iter().map(|c| customers[*c as usize].clone()).collect(),
+                create: folded_device(d).then(|| device_type(d)),
+                create_customers: chunk
+                    .iter()
+                    .filter(|c| folded_customer(**c))
+                    .map(|c| (customers[*c as usize].clone(), new_customers[customers[*c as usize]].clone()))
+                    .collect(),
+            });
+        }
+    }
+}
+
+/// A lower bound on the calls any grouping of these operations needs: every changed or
+/// non-foldable customer and type change is a call of its own, removals go per customer, new
+/// devices that no assignment names need `POST /device`, new pairs need at least a minimum
+/// vertex cover of calls, and properties at least one call per 1,000 devices.
+fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usize {
+    let batch = batching.batch_size.max(1);
+    let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
+    let lonely_devices = p.device_creates.iter().filter(|c| !graph.device_ix.contains_key(&c.identifier)).count();
+    let unassign: usize = by_customer(&p.unassign).values().map(|d| d.len().div_ceil(batch)).sum();
+    let props = p.property_changes.len()
+        + p.device_creates
+            .iter()
+            .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
+            .count();
+    customers + p.type_changes.len() + lonely_devices + unassign + graph.cover_size + props.div_ceil(METADATA_CAP)
+}
+
+fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<DeviceIdent>> {
+    let mut map: BTreeMap<&Email, Vec<DeviceIdent>> = BTreeMap::new();
+    for a in list {
+        map.entry(&a.customer).or_default().push(a.device.clone());
+    }
+    map
+}

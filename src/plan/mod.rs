@@ -1,0 +1,214 @@
+//! The planner: turns a [`Diff`] into the operations to run and the API calls they need, and
+//! defines the plan document (`plan --format json`, `plan --out`).
+//!
+//! Pure, like the differ. The calls come in six phases, run in this order — what routes
+//! telemetry first, what only describes after it:
+//! 1. customers: one `createOrUpdateCustomer` per new customer — unless the customer has nothing
+//!    but an email and one assign call creates it (Telemetron names an auto-created customer
+//!    after its email, as it does a customer created without a name);
+//! 2. devices: one `POST /device` per type change, and per new device that no single assign call
+//!    can create (type and properties in the same call);
+//! 3. unassignments: `unassignDevicesFromOwner` per customer, `batch_size` devices a call;
+//! 4. assignments: the new (device, customer) pairs grouped into the fewest calls. Each call
+//!    covers pairs of one customer (`assignDevicesToOwner`) or of one device
+//!    (`assignDeviceToOwners`), so the fewest calls is a minimum vertex cover of the bipartite
+//!    graph of new pairs, computed exactly (`cover`). A new device that one call covers alone is
+//!    created by it (`autoCreateDevice(s)` with its type; one type per call, and a call that
+//!    creates devices holds no others); one in several calls was created in phase 2, so that no
+//!    two calls race to create it;
+//! 5. customer details: one `createOrUpdateCustomer` per changed customer;
+//! 6. properties: `bulk-metadata`, `metadata_batch_size` devices a call (at most 1,000): changed
+//!    properties of existing devices and the properties of devices created in phase 4, each
+//!    with its full set (the endpoint replaces, it does not merge).
+//!
+//! With `optimize` off, every new customer and device gets its own create call and every
+//! assignment goes per customer: the plain, obviously-correct plan, kept for comparison.
+//!
+//! `calls` is the planner, `undo` the inverse of a plan, `guard` the safety guard that judges
+//! one, `cover` the minimum vertex cover the planner groups by.
+
+pub mod cover;
+pub mod guard;
+
+mod calls;
+pub use calls::*;
+mod undo;
+pub use undo::*;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::{
+    Assignment, Change, CustomerCreate, CustomerUpdate, DeviceCreate, DeviceUpdate, Diff, Move, PropertyDelta,
+    RemovalsWithheld,
+};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::model::{Export, InputInfo, Reject, SnapshotVersion, Warning};
+
+/// One change, as the plan document lists it, in execution order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    CreateCustomer(CustomerCreate),
+    UpdateCustomer(CustomerUpdateDoc),
+    CreateDevice(DeviceCreate),
+    UpdateDevice(DeviceUpdateDoc),
+    Unassign(Assignment),
+    Assign(Assignment),
+}
+
+/// A customer update as written in the plan: the fields that change and the record after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerUpdateDoc {
+    pub email: Email,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub telemetron_id: Option<TelemetronId>,
+    pub changes: BTreeMap<String, Change<Option<String>>>,
+    pub after: CustomerRecord,
+}
+
+impl From<&CustomerUpdate> for CustomerUpdateDoc {
+    fn from(u: &CustomerUpdate) -> Self {
+        CustomerUpdateDoc {
+            email: u.email.clone(),
+            telemetron_id: u.telemetron_id.clone(),
+            changes: u
+                .changes()
+                .into_iter()
+                .map(|(k, c)| {
+                    (k.to_string(), Change { before: c.before.map(Into::into), after: c.after.map(Into::into) })
+                })
+                .collect(),
+            after: u.after.clone(),
+        }
+    }
+}
+
+/// A device update as written in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUpdateDoc {
+    pub identifier: DeviceIdent,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub telemetron_id: Option<TelemetronId>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
+    pub device_type: Option<Change<Option<Arc<str>>>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub properties: Option<PropertyDelta>,
+    /// The full property set after the change (bulk-metadata replaces wholesale).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub properties_after: Option<Properties>,
+}
+
+impl From<&DeviceUpdate> for DeviceUpdateDoc {
+    fn from(u: &DeviceUpdate) -> Self {
+        DeviceUpdateDoc {
+            identifier: u.identifier.clone(),
+            telemetron_id: u.telemetron_id.clone(),
+            device_type: u.device_type.clone(),
+            properties: u.properties.as_ref().map(|c| PropertyDelta::between(&c.before, &c.after)),
+            properties_after: u.properties.as_ref().map(|c| c.after.clone()),
+        }
+    }
+}
+
+/// The `summary` object. Its keys are a stable interface: add, never rename.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub customers_to_create: usize,
+    pub customers_to_update: usize,
+    pub devices_to_create: usize,
+    pub devices_to_update: usize,
+    pub assignments_to_add: usize,
+    pub assignments_to_remove: usize,
+    pub api_calls: usize,
+    pub rejected_rows: usize,
+    /// No grouping of these operations can need fewer calls.
+    pub api_calls_lower_bound: usize,
+    pub devices_moved: usize,
+    pub customers_not_in_export: usize,
+    pub devices_not_in_export: usize,
+    pub assignment_removals_withheld: usize,
+    pub warnings: usize,
+}
+
+/// Entities the export no longer lists; they stay in Telemetron.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NotInExport {
+    pub customers: Vec<Email>,
+    pub devices: Vec<DeviceIdent>,
+}
+
+/// The plan document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub format: &'static str,
+    pub summary: Summary,
+    pub operations: Vec<Operation>,
+    pub moves: Vec<Move>,
+    pub not_in_export: NotInExport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removals_withheld: Option<RemovalsWithheld>,
+    pub rejected: Vec<Reject>,
+    pub warnings: Vec<Warning>,
+    /// What the safety guard says of this plan (set by the command, which knows the limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::plan::guard::Verdict>,
+}
+
+/// What `plan --out` adds, so that a later `apply --plan` can refuse a stale plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedPlan<'a> {
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+    pub inputs: &'a [InputInfo],
+    pub snapshot: &'a SnapshotVersion,
+}
+
+pub const FORMAT: &str = "telemetron-sync-plan/1";
+
+/// Builds the plan document.
+pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
+    let mut operations = Vec::new();
+    operations.extend(diff.customers_to_create.iter().cloned().map(Operation::CreateCustomer));
+    operations.extend(diff.customers_to_update.iter().map(|u| Operation::UpdateCustomer(u.into())));
+    operations.extend(diff.devices_to_create.iter().cloned().map(Operation::CreateDevice));
+    operations.extend(diff.devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
+    operations.extend(diff.assignments_to_remove.iter().cloned().map(Operation::Unassign));
+    operations.extend(diff.assignments_to_add.iter().cloned().map(Operation::Assign));
+    let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);
+    let summary = Summary {
+        customers_to_create: diff.customers_to_create.len(),
+        customers_to_update: diff.customers_to_update.len(),
+        devices_to_create: diff.devices_to_create.len(),
+        devices_to_update: diff.devices_to_update.len(),
+        assignments_to_add: diff.assignments_to_add.len(),
+        assignments_to_remove: diff.assignments_to_remove.len(),
+        api_calls: calls.len(),
+        api_calls_lower_bound: lower_bound,
+        rejected_rows: export.rejects.len(),
+        devices_moved: diff.moves.len(),
+        customers_not_in_export: diff.customers_not_in_export.len(),
+        devices_not_in_export: diff.devices_not_in_export.len(),
+        assignment_removals_withheld: diff.removals_withheld.as_ref().map_or(0, |w| w.count),
+        warnings: export.warnings.len(),
+    };
+    Plan {
+        format: FORMAT,
+        summary,
+        operations,
+        moves: diff.moves.clone(),
+        not_in_export: NotInExport {
+            customers: diff.customers_not_in_export.clone(),
+            devices: diff.devices_not_in_export.clone(),
+        },
+        removals_withheld: diff.removals_withheld.clone(),
+        rejected: export.rejects.clone(),
+        warnings: export.warnings.clone(),
+        guard: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

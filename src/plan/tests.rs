@@ -1,0 +1,54 @@
+use super::*;
+
+fn props(pairs: &[(&str, &str)]) -> Properties {
+    Properties::from_map(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+#[test]
+fn the_inverse_puts_back_the_before_images() {
+    let email = Email::parse("a@x.io").unwrap();
+    let dev = DeviceIdent::parse("D1").unwrap();
+    let update = CustomerUpdate {
+        email: email.clone(),
+        telemetron_id: None,
+        before: CustomerRecord::new(Some("Ann"), Some("1"), None, Some("C1")),
+        after: CustomerRecord::new(Some("Ann"), Some("2"), Some("Main St"), Some("C1")),
+    };
+    let device = DeviceUpdate {
+        identifier: dev.clone(),
+        telemetron_id: None,
+        device_type: Some(Change { before: Some("a".into()), after: Some("b".into()) }),
+        properties: Some(Change {
+            before: props(&[("fw", "1"), ("gone", "x")]),
+            after: props(&[("fw", "2"), ("new", "y")]),
+        }),
+    };
+    let moved = Assignment { device: dev.clone(), customer: Email::parse("b@x.io").unwrap() };
+    let old = Assignment { device: dev.clone(), customer: email.clone() };
+    let ops = vec![
+        Operation::UpdateCustomer((&update).into()),
+        Operation::UpdateDevice((&device).into()),
+        Operation::Unassign(old.clone()),
+        Operation::Assign(moved.clone()),
+    ];
+    let undo = inverse(&ops);
+    let Operation::UpdateCustomer(c) = &undo.operations[0] else { panic!("{:?}", undo.operations) };
+    assert_eq!(c.after, update.before);
+    let Operation::UpdateDevice(d) = &undo.operations[1] else { panic!() };
+    assert_eq!(d.device_type.as_ref().unwrap().after.as_deref(), Some("a"));
+    assert_eq!(d.properties_after.as_ref(), Some(&props(&[("fw", "1"), ("gone", "x")])));
+    // A transfer goes back the documented way: unassign the new owner, then assign the old.
+    assert_eq!(undo.operations[2..], [Operation::Unassign(moved), Operation::Assign(old)]);
+    assert!(undo.not_undoable.is_empty());
+}
+
+#[test]
+fn creations_are_not_undoable() {
+    let ops = vec![Operation::CreateCustomer(CustomerCreate {
+        email: Email::parse("a@x.io").unwrap(),
+        record: CustomerRecord::default(),
+    })];
+    let undo = inverse(&ops);
+    assert!(undo.operations.is_empty());
+    assert_eq!(undo.not_undoable[0].op, "create_customer");
+}

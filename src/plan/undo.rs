@@ -1,0 +1,191 @@
+//! Undo beside the plan it inverts: the undo plan from the operations' before-images, and that
+//! plan checked against the snapshot as it is now.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::diff::{Change, PropertyDelta};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties};
+
+/// An operation `undo` cannot reverse: ext-v1 has no delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotUndoable {
+    pub op: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// The undo plan of a run: the operations that put back what it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoPlan {
+    pub operations: Vec<Operation>,
+    pub not_undoable: Vec<NotUndoable>,
+}
+
+/// The inverse of a plan's operations, from the before-images they carry: previous field
+/// values, previous type and properties, previous owners. Each inverse is harmless where the
+/// original did not happen (it restores what is already there), so the whole plan can be undone
+/// whichever of its operations succeeded. Creations cannot be undone.
+pub fn inverse(ops: &[Operation]) -> UndoPlan {
+    let mut undo = UndoPlan::default();
+    let mut unassign = Vec::new();
+    let mut assign = Vec::new();
+    for op in ops {
+        match op {
+            Operation::CreateCustomer(c) => undo.not_undoable.push(NotUndoable {
+                op: "create_customer".into(),
+                key: c.email.to_string(),
+                reason: "ext-v1 has no way to delete a customer".into(),
+            }),
+            Operation::CreateDevice(c) => undo.not_undoable.push(NotUndoable {
+                op: "create_device".into(),
+                key: c.identifier.to_string(),
+                reason: "ext-v1 has no way to delete a device".into(),
+            }),
+            Operation::UpdateCustomer(u) => {
+                let field = |name: &str, now: Option<&str>| -> Option<String> {
+                    match u.changes.get(name) {
+                        Some(c) => c.before.clone(),
+                        None => now.map(Into::into),
+                    }
+                };
+                let before = CustomerRecord::new(
+                    field("name", u.after.name()).as_deref(),
+                    field("phone", u.after.phone()).as_deref(),
+                    field("address", u.after.address()).as_deref(),
+                    u.after.source_id(),
+                );
+                let changes = u
+                    .changes
+                    .iter()
+                    .map(|(k, c)| (k.clone(), Change { before: c.after.clone(), after: c.before.clone() }))
+                    .collect();
+                undo.operations.push(Operation::UpdateCustomer(CustomerUpdateDoc {
+                    email: u.email.clone(),
+                    telemetron_id: u.telemetron_id.clone(),
+                    changes,
+                    after: before,
+                }));
+            }
+            Operation::UpdateDevice(u) => {
+                let mut device_type = None;
+                if let Some(c) = &u.device_type {
+                    match &c.before {
+                        Some(_) => device_type = Some(Change { before: c.after.clone(), after: c.before.clone() }),
+                        None => undo.not_undoable.push(NotUndoable {
+                            op: "update_device".into(),
+                            key: u.identifier.to_string(),
+                            reason: "the device had no type before, and ext-v1 cannot clear one".into(),
+                        }),
+                    }
+                }
+                let (properties, properties_after) = match (&u.properties, &u.properties_after) {
+                    (Some(delta), Some(after)) => {
+                        let before = Properties::from_map(&delta.taken_back(after));
+                        (Some(PropertyDelta::between(after, &before)), Some(before))
+                    }
+                    _ => (None, None),
+                };
+                if device_type.is_some() || properties.is_some() {
+                    undo.operations.push(Operation::UpdateDevice(DeviceUpdateDoc {
+                        identifier: u.identifier.clone(),
+                        telemetron_id: u.telemetron_id.clone(),
+                        device_type,
+                        properties,
+                        properties_after,
+                    }));
+                }
+            }
+            // Removals are undone by assigning again, after the additions are undone, so that a
+            // transfer goes back the documented way too: unassign the new owner, then assign the old.
+            Operation::Unassign(a) => assign.push(Operation::Assign(a.clone())),
+            Operation::Assign(a) => unassign.push(Operation::Unassign(a.clone())),
+        }
+    }
+    undo.operations.extend(unassign);
+    undo.operations.extend(assign);
+    undo
+}
+
+/// An undo plan checked against the snapshot as it is now: what may still be put back, and
+/// what changed since the run (by a later run or an event), which is left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndoNow {
+    pub operations: Vec<Operation>,
+    pub conflicts: Vec<NotUndoable>,
+}
+
+/// Keeps the inverse operations whose entity is still as the run left it. An inverse field
+/// update's `changes[k].before` is what the run set; an inverse unassign is a pair the run
+/// added and an inverse assign one it removed, so a device is put back only while its owners
+/// still hold every pair the run added and none it removed (a transfer since then is left as
+/// it is, whole). Pure: the present is the snapshot, read by the caller.
+pub fn undo_against(undo: &UndoPlan, snap: &crate::model::SnapshotData) -> UndoNow {
+    let mut added: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
+    let mut removed: BTreeMap<&DeviceIdent, Vec<&Email>> = BTreeMap::new();
+    for op in &undo.operations {
+        match op {
+            Operation::Unassign(a) => added.entry(&a.device).or_default().push(&a.customer),
+            Operation::Assign(a) => removed.entry(&a.device).or_default().push(&a.customer),
+            _ => {}
+        }
+    }
+    let untouched = |d: &DeviceIdent| {
+        let owners = snap.owners_of(d);
+        added.get(d).is_none_or(|l| l.iter().all(|c| owners.contains(c)))
+            && removed.get(d).is_none_or(|l| l.iter().all(|c| !owners.contains(c)))
+    };
+    let conflict = |op: &str, key: String, reason: String| NotUndoable { op: op.into(), key, reason };
+    let mut now = UndoNow::default();
+    for op in &undo.operations {
+        let skip = match op {
+            Operation::UpdateCustomer(u) => {
+                let present = snap.customers.get(&u.email).map(|c| &c.record);
+                let field = |r: &CustomerRecord, k: &str| match k {
+                    "name" => r.name().map(str::to_string),
+                    "phone" => r.phone().map(str::to_string),
+                    _ => r.address().map(str::to_string),
+                };
+                let same = present.is_some_and(|r| u.changes.iter().all(|(k, c)| field(r, k) == c.before));
+                (!same).then(|| {
+                    conflict("update_customer", u.email.to_string(), "its fields changed since the run".into())
+                })
+            }
+            Operation::UpdateDevice(u) => {
+                let present = snap.devices.get(&u.identifier).map(|d| &d.record);
+                let type_same =
+                    u.device_type.as_ref().is_none_or(|c| present.is_some_and(|r| r.device_type == c.before));
+                let props_same = match (&u.properties, &u.properties_after) {
+                    (Some(delta), Some(before)) => {
+                        // What the run left: the inverse's target with its delta taken back.
+                        present.is_some_and(|r| r.properties.to_map() == delta.taken_back(before))
+                    }
+                    _ => true,
+                };
+                (!(type_same && props_same)).then(|| {
+                    conflict(
+                        "update_device",
+                        u.identifier.to_string(),
+                        "its type or properties changed since the run".into(),
+                    )
+                })
+            }
+            Operation::Assign(a) | Operation::Unassign(a) => (!untouched(&a.device)).then(|| {
+                let kind = if matches!(op, Operation::Assign(_)) { "assign" } else { "unassign" };
+                conflict(
+                    kind,
+                    format!("{} -> {}", a.device, a.customer),
+                    "the device's owners changed since the run".into(),
+                )
+            }),
+            Operation::CreateCustomer(_) | Operation::CreateDevice(_) => None,
+        };
+        match skip {
+            Some(c) => now.conflicts.push(c),
+            None => now.operations.push(op.clone()),
+        }
+    }
+    now
+}
