@@ -3,9 +3,10 @@
 //!
 //! The stages, each in its own module: [`load`] reads and validates the exports, [`snapshot`]
 //! keeps what Telemetron has been told, [`diff`] compares the two, [`plan`] groups the difference
-//! into API calls, [`report`] renders it. [`client`] talks to ext-v1 (wire types in [`api`]), and
-//! [`emulator`] serves a local copy of it. [`cmd`] wires them to the command line in [`cli`].
-//! See ARCHITECTURE.md for the map and the invariants.
+//! into API calls, [`execute`] sends them. The values that flow between stages are in [`model`].
+//! [`client`] talks to ext-v1 (wire types in [`api`]), and [`emulator`] serves a local copy of
+//! it. [`cli`] holds the arguments, settings, exit codes and output; [`cmd`] wires the stages to
+//! it, one file per command. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod api;
 pub mod cli;
@@ -19,9 +20,7 @@ pub mod execute;
 pub mod load;
 pub mod model;
 pub mod plan;
-pub mod report;
 pub mod snapshot;
 pub mod time;
-pub mod verify;
 
 pub use error::Error;

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod settings;
 
 pub use args::*;

@@ -1,6 +1,7 @@
-//! Everything written to stderr: log lines (text or JSON), the final error, and the
-//! `run_finished` event. Results go to stdout (the commands write them); progress bars are in
-//! [`super::progress`]. With `--log-format json` every stderr line is one JSON object.
+//! The one output path: results to stdout ([`stdout_write`], which the commands render into),
+//! and to stderr the log lines (text or JSON), the final error and the `run_finished` event;
+//! progress bars are in [`super::progress`]. With `--log-format json` every stderr line is one
+//! JSON object.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -223,5 +224,17 @@ impl Visit for Fields {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.put(field, value.into());
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+pub fn stdout_write(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match f(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Io { what: "write to", path: "stdout".into(), source: e })
+        }
+        _ => Ok(()),
     }
 }

@@ -3,16 +3,15 @@
 //! Commands turn parsed arguments into settings, call the library stages, and write results to
 //! stdout. The shared front half — read exports and snapshot, resolve, diff — is [`prepare`].
 
-use std::io::Write;
 
 use crate::cli::exit::{Ended, How};
+use crate::cli::report;
 use crate::cli::settings::{CommandFlags, InputSettings, Settings};
 use crate::cli::{Cli, Command};
 use crate::diff::{self, Diff};
 use crate::error::Error;
 use crate::load;
 use crate::model::{Export, SnapshotData};
-use crate::report;
 use crate::snapshot;
 
 mod adhoc;
@@ -267,17 +266,7 @@ fn refuse_all_rejected(export: &Export) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub(crate) fn stdout_write(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    match f(&mut out).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::Io { what: "write to", path: "stdout".into(), source: e })
-        }
-        _ => Ok(()),
-    }
-}
+pub(crate) use crate::cli::output::stdout_write;
 
 /// Ends the life of the big in-memory values of a command that is about to exit. Freeing
 /// millions of small allocations one by one takes about a second per million entities; the

@@ -1,11 +1,11 @@
 //! `plan`: the dry-run report. Reads, never writes the snapshot, never calls the API.
 
 use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::report;
 use crate::cli::settings::{InputSettings, Settings};
 use crate::cli::{PlanArgs, ReportFormat};
 use crate::error::Error;
 use crate::plan::SavedPlan;
-use crate::report;
 
 pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
     let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?;

@@ -13,11 +13,11 @@ use crate::cli::exit::{Ended, Figures, How};
 use crate::cli::settings::Settings;
 use crate::cli::{ReportFormat, VerifyArgs};
 use crate::client::{ApiError, Rejection};
+use crate::diff::drift::{self, CustomerDrift};
 use crate::error::Error;
 use crate::execute::{Caller, Progress};
 use crate::model::{DeviceIdent, Email, TelemetronId};
 use crate::snapshot::{self, Lock, Store};
-use crate::verify::{self, CustomerDrift};
 
 /// A customer read back: `None` when the run stopped before reading it; `Ok(None)` for a 404.
 type ReadBack = Option<Result<Option<api::Customer>, ApiError>>;
@@ -39,7 +39,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
         snap.customers.keys().collect()
     } else if let Some(n) = args.sample {
         let mut all: Vec<&Email> = snap.customers.keys().collect();
-        all.sort_by_key(|e| (verify::sample_key(args.seed, e), e.as_str()));
+        all.sort_by_key(|e| (drift::sample_key(args.seed, e), e.as_str()));
         all.truncate(n);
         all
     } else {
@@ -94,7 +94,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
             Some(Ok(remote)) => {
                 let stored = &snap.customers[email];
                 let devices = devices_of.get(email).map_or(&[][..], Vec::as_slice);
-                if let Some(d) = verify::compare(email, &stored.record, devices, remote.as_ref()) {
+                if let Some(d) = drift::compare(email, &stored.record, devices, remote.as_ref()) {
                     drifts.push(d);
                 }
                 read.push((email, remote));
@@ -114,7 +114,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
             match remote {
                 None => w.remove_customer(email)?,
                 Some(r) => {
-                    let record = verify::remote_record(r, &stored.record);
+                    let record = drift::remote_record(r, &stored.record);
                     w.put_customer(email, Some(&TelemetronId::new(&r.id)), &record)?;
                     let ours = devices_of.get(email).map_or(&[][..], Vec::as_slice);
                     for d in ours {

@@ -122,7 +122,7 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
 
 /// The snapshot's version and how many assignments it holds, without loading it. A missing
 /// file is version 0 with none.
-pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::plan::guard::Totals), Error> {
+pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::model::Totals), Error> {
     if !path.exists() {
         return Ok(Default::default());
     }
@@ -136,7 +136,7 @@ pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::plan::
         let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(err)?;
         Ok(n as u64)
     };
-    let totals = crate::plan::guard::Totals {
+    let totals = crate::model::Totals {
         customers: count("customers")?,
         devices: count("devices")?,
         assignments: count("assignments")?,

@@ -9,6 +9,8 @@
 //! - assignments are removed only where a given ownership file no longer lists them, and not at
 //!   all while the ownership file has a rejected row that names neither device nor customer.
 
+pub mod drift;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
