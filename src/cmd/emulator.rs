@@ -1,6 +1,5 @@
 //! `emulator`: run the local ext-v1 emulator until Ctrl-C or SIGTERM.
 
-use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::EmulatorArgs;
@@ -45,13 +44,10 @@ pub fn run(args: &EmulatorArgs) -> Result<crate::cli::exit::Ended, Error> {
             .map_err(|e| Error::Setup(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
         let orgs = config.api_keys.len();
-        {
-            let mut out = std::io::stdout().lock();
-            let _ =
-                writeln!(out, "emulator listening on http://{addr}{} ({orgs} organization(s))", emulator::API_PREFIX);
-            let _ = writeln!(out, "admin: http://{addr}/_emulator/state  http://{addr}/_emulator/requests");
-            let _ = out.flush();
-        }
+        super::stdout_write(|out| {
+            writeln!(out, "emulator listening on http://{addr}{} ({orgs} organization(s))", emulator::API_PREFIX)?;
+            writeln!(out, "admin: http://{addr}/_emulator/state  http://{addr}/_emulator/requests")
+        })?;
         tracing::info!(%addr, ?config, "emulator started");
         emulator::serve(listener, Emulator::new(config), super::shutdown_signal())
             .await

@@ -6,7 +6,7 @@
 //! a stream takes it for each event and lets it go, waiting while another run holds it, so a
 //! nightly `apply` and a stream that never ends can take turns.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::{Value, json};
@@ -115,7 +115,6 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
 
     let mut failed = 0usize;
     let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
     for (i, line) in stdin.lock().lines().enumerate() {
         let n = i + 1;
         let line = line.map_err(|source| Error::Io { what: "read", path: "stdin".into(), source })?;
@@ -134,8 +133,9 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
         if result["ok"] != true {
             failed += 1;
         }
-        let _ = writeln!(out, "{result}");
-        let _ = out.flush();
+        // One line per event, flushed at once: a registration system reads the answers as
+        // they come. A closed stdout does not stop the stream.
+        let _ = super::stdout_write(|out| writeln!(out, "{result}"));
         if let Some(why) = caller.stopped() {
             let figures = Figures { failed_operations: failed as u64, ..Figures::default() };
             return Ok(Ended::with(How::Stopped(why.to_string()), figures));

@@ -3,7 +3,6 @@
 //! Commands turn parsed arguments into settings, call the library stages, and write results to
 //! stdout. The shared front half — read exports and snapshot, resolve, diff — is [`prepare`].
 
-
 use crate::cli::exit::{Ended, How};
 use crate::cli::report;
 use crate::cli::settings::{CommandFlags, InputSettings, Settings};

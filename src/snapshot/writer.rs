@@ -159,7 +159,6 @@ impl Writer<'_> {
         self.exec("DELETE FROM intents WHERE id = ?1", [id])
     }
 
-    /// Commits everything written, bumping the generation.
     /// Records one of Telemetron's confirmations: the one mapping from what Telemetron
     /// answered to what the snapshot says.
     pub fn record(&mut self, c: &Confirmed) -> Result<(), Error> {
@@ -179,6 +178,7 @@ impl Writer<'_> {
         }
     }
 
+    /// Commits everything written, bumping the generation.
     pub fn commit(self) -> Result<(), Error> {
         let path = self.path.clone();
         let err = |e| Error::snapshot(&path, e);
