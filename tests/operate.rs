@@ -236,3 +236,21 @@ fn a_file_missing_from_the_input_folder_is_a_warning_of_the_plan() {
     let warnings = plan.stdout.lines().find(|l| l.trim_start().starts_with("warnings")).unwrap();
     assert!(warnings.trim_end().ends_with(" 2"), "{warnings}");
 }
+
+/// What routes telemetry lands first: an assignment is sent before a customer's new details.
+#[test]
+fn assignments_go_before_customer_details() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.write("in/customers.csv", "email,name\nann@x.io,Ann\nbob@x.io,Bob\n");
+    w.write("in/devices.csv", "identifier,type\nD1,sensor\nD2,sensor\n");
+    w.write("in/ownership.csv", "device_identifier,customer_email\nD1,ann@x.io\n");
+    w.run_api(&emu, &["apply", "--input-dir", "in", "--state", "s.db", "--rate", "500"]).expect(0);
+    let before = emu.emulator.requests().len();
+    w.write("in/customers.csv", "email,name\nann@x.io,Ann Lee\nbob@x.io,Bob\n");
+    w.write("in/ownership.csv", "device_identifier,customer_email\nD1,ann@x.io\nD2,bob@x.io\n");
+    w.run_api(&emu, &["apply", "--input-dir", "in", "--state", "s.db", "--rate", "500"]).expect(0);
+    let paths: Vec<String> = emu.emulator.requests()[before..].iter().map(|r| r.path.clone()).collect();
+    let assign = paths.iter().position(|p| p.contains("assign")).expect("an assign call");
+    let update = paths.iter().position(|p| p.contains("createOrUpdateCustomer")).expect("an update");
+    assert!(assign < update, "{paths:?}");
+}
