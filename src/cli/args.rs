@@ -125,22 +125,29 @@ pub struct ApiArgs {
     pub timeout: Option<f64>,
 }
 
+/// A customer's details, as `customer upsert` and `event customer` take them.
+#[derive(Debug, Args, Clone)]
+pub struct CustomerFields {
+    /// The customer's email (their key in Telemetron)
+    #[arg(long)]
+    pub email: String,
+    /// The customer's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The customer's phone number (an empty value clears it)
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// The customer's address (an empty value clears it)
+    #[arg(long)]
+    pub address: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
     /// Create a customer; if the email exists (409), update that customer instead
     Upsert {
-        /// The customer's email (their key in Telemetron)
-        #[arg(long)]
-        email: String,
-        /// The customer's name
-        #[arg(long)]
-        name: Option<String>,
-        /// The customer's phone number (an empty value clears it)
-        #[arg(long)]
-        phone: Option<String>,
-        /// The customer's address (an empty value clears it)
-        #[arg(long)]
-        address: Option<String>,
+        #[command(flatten)]
+        fields: CustomerFields,
         /// Update the customer with this Telemetron id (skips the create attempt)
         #[arg(long, value_name = "TELEMETRON_ID")]
         id: Option<String>,
@@ -490,18 +497,8 @@ pub enum EventCommand {
     },
     /// A customer signed up or changed their details: create or update them
     Customer {
-        /// The customer's email (their key in Telemetron)
-        #[arg(long)]
-        email: String,
-        /// The customer's name
-        #[arg(long)]
-        name: Option<String>,
-        /// The customer's phone number (an empty value clears it)
-        #[arg(long)]
-        phone: Option<String>,
-        /// The customer's address (an empty value clears it)
-        #[arg(long)]
-        address: Option<String>,
+        #[command(flatten)]
+        fields: CustomerFields,
     },
 }
 

@@ -38,7 +38,7 @@ fn properties(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Va
 pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
     let rt = runtime()?;
     match cmd {
-        CustomerCommand::Upsert { email, name, phone, address, id } => {
+        CustomerCommand::Upsert { fields: crate::cli::CustomerFields { email, name, phone, address }, id } => {
             let client = client(s)?;
             let mut req = api::CustomerUpsert {
                 email: email.clone(),
