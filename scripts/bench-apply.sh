@@ -8,14 +8,18 @@
 # Prints apply's summary, wall time and peak RSS, then the log statistics: achieved rate, the
 # busiest one-second window (sliding and whole-second), statuses.
 set -euo pipefail
+# SHAPE=realistic (the default) or simple (the earlier shape); SHUFFLE=--shuffle-ownership.
+SHAPE=${SHAPE:-realistic}
+SHUFFLE=${SHUFFLE:-}
+SUFFIX=${SHUFFLE:+-shuffled}
 cd "$(dirname "$0")/.."
 devices=${1:-6000}
 rate=${2:-200}
 concurrency=${3:-16}
 cargo build --release --quiet --bin telemetron-sync --example gen_exports --example request_log_stats
 bin=target/release/telemetron-sync
-dir=bench-data/apply-$devices
-[ -f "$dir/day1/ownership.csv" ] || target/release/examples/gen_exports --devices "$devices" --churn 0.01 --seed 1 --out "$dir" 2>/dev/null
+dir=bench-data/apply-$SHAPE$SUFFIX-$devices
+[ -f "$dir/day1/ownership.csv" ] || target/release/examples/gen_exports --devices "$devices" --churn 0.01 --seed 1 --shape "$SHAPE" $SHUFFLE --out "$dir" 2>/dev/null
 rm -f "$dir/state.db" "$dir/state.db-wal" "$dir/state.db-shm"
 
 out=$(mktemp)

@@ -8,15 +8,19 @@
 # Needs bench-data/N from scripts/bench.sh (exports and the baseline snapshot); makes them if
 # missing. Prints the median wall time and peak RSS of each side and the ratio.
 set -euo pipefail
+# SHAPE=realistic (the default) or simple (the earlier shape); SHUFFLE=--shuffle-ownership.
+SHAPE=${SHAPE:-realistic}
+SHUFFLE=${SHUFFLE:-}
+SUFFIX=${SHUFFLE:+-shuffled}
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 n=${1:-1000000}
-dir=bench-data/$n
+dir=bench-data/$SHAPE$SUFFIX-$n
 cargo build --release --quiet --bin telemetron-sync --example gen_exports
 cargo build --release --quiet --manifest-path bench/csvdiff/Cargo.toml
 differ=bench/csvdiff/target/release/csvdiff-bench
 bin=target/release/telemetron-sync
-[ -f "$dir/day2/ownership.csv" ] || target/release/examples/gen_exports --devices "$n" --churn 0.01 --seed 1 --out "$dir" 2>/dev/null
+[ -f "$dir/day2/ownership.csv" ] || target/release/examples/gen_exports --devices "$n" --churn 0.01 --seed 1 --shape "$SHAPE" $SHUFFLE --out "$dir" 2>/dev/null
 [ -f "$dir/state.db" ] || $bin -q baseline --input-dir "$dir/day1" --state "$dir/state.db" >/dev/null
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ours=(); theirs=(); ours_rss=0; theirs_rss=0

@@ -8,6 +8,10 @@
 # exist, times one `baseline` into a fresh snapshot and RUNS `plan --format json` runs, and
 # prints one Markdown table row per size: median wall time and peak RSS (GNU time's %M).
 set -euo pipefail
+# SHAPE=realistic (the default) or simple (the earlier shape); SHUFFLE=--shuffle-ownership.
+SHAPE=${SHAPE:-realistic}
+SHUFFLE=${SHUFFLE:-}
+SUFFIX=${SHUFFLE:+-shuffled}
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 [ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
@@ -17,8 +21,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 echo "| devices | baseline day 1: wall, peak RSS | plan day 2 (median of $RUNS): wall | plan peak RSS (max) | api_calls |"
 echo "|---|---|---|---|---|"
 for n in "${@:-1000000}"; do
-  dir=bench-data/$n
-  [ -f "$dir/day2/ownership.csv" ] || target/release/examples/gen_exports --devices "$n" --churn 0.01 --seed 1 --out "$dir" 2>/dev/null
+  dir=bench-data/$SHAPE$SUFFIX-$n
+  [ -f "$dir/day2/ownership.csv" ] || target/release/examples/gen_exports --devices "$n" --churn 0.01 --seed 1 --shape "$SHAPE" $SHUFFLE --out "$dir" 2>/dev/null
   state=$dir/state.db
   rm -f "$state" "$state-wal" "$state-shm"
   /usr/bin/time -f "%e %M" -o "$dir/baseline.time" $bin -q baseline --input-dir "$dir/day1" --state "$state" >/dev/null
