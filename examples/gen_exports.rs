@@ -483,7 +483,7 @@ mod realistic {
             0 => format!("SN-{}", base32(m, 13)),
             1 => {
                 // 48 bits from an affine bijection of i: unique MACs.
-                let v = (i.wrapping_mul(0x5DEE_CE66_D) ^ 0xA5A5_A5A5_A5A5) & 0xFFFF_FFFF_FFFF;
+                let v = (i.wrapping_mul(0x0005_DEEC_E66D) ^ 0xA5A5_A5A5_A5A5) & 0xFFFF_FFFF_FFFF;
                 let b = v.to_be_bytes();
                 format!("{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}", b[2], b[3], b[4], b[5], b[6], b[7])
             }
@@ -593,7 +593,7 @@ mod realistic {
                 identifier(seed, i),
                 TYPES[((h >> 40) % 6) as usize],
                 (h >> 24) % 3,
-                if (h >> 36) % 3 == 0 {
+                if (h >> 36).is_multiple_of(3) {
                     String::new()
                 } else {
                     format!("20{:02}-{:02}-{:02}", 18 + (h >> 44) % 8, (h >> 48) % 12 + 1, (h >> 52) % 28 + 1)
