@@ -50,12 +50,23 @@ pub struct ApiSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
-    pub rate: Option<f64>,
+    /// A number of requests per second, or "auto".
+    pub rate: Option<RateValue>,
+    /// With `rate = "auto"`, the rate never to go above.
+    pub max_rate: Option<f64>,
     pub concurrency: Option<u16>,
     pub max_retries: Option<u32>,
     pub backoff_ms: Option<u64>,
     /// As `--max-duration`: "90m", "2h", "45s".
     pub max_duration: Option<String>,
+}
+
+/// `run.rate` in the config: a number, or `"auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    Number(f64),
+    Text(String),
 }
 
 /// `[guard]`: the safety guard's limits, as `--max-unassign` / `--max-changes` take them.

@@ -254,3 +254,30 @@ fn assignments_go_before_customer_details() {
     let update = paths.iter().position(|p| p.contains("createOrUpdateCustomer")).expect("an update");
     assert!(assign < update, "{paths:?}");
 }
+
+/// `--rate auto` against a limit the client is not told: the run converges, says where it
+/// settled, and keeps it for the next run. (How close it gets, and how fast, is measured by
+/// scripts/bench-rate-auto.sh, not here.)
+#[test]
+fn rate_auto_settles_under_a_hidden_limit_and_keeps_it() {
+    let (w, emu) = (Workdir::new(), Emu::with(|c| c.rate_limit = Some(200)));
+    big_org(&w, "in");
+    let args = ["apply", "--input-dir", "in", "--state", "state.db", "--rate", "auto", "--concurrency", "16"];
+    let run = w.run_api(&emu, &[&args[..], &["--backoff-ms", "50"]].concat()).expect(0);
+    let settled: f64 = run
+        .stdout
+        .split("rate auto: settled at ")
+        .nth(1)
+        .and_then(|t| t.split('/').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(settled > 10.0 && settled <= 210.0, "it rose from its start and stayed near the limit: {settled}");
+    assert_eq!(remote(&emu), recorded(&w.join("state.db")));
+    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let kept: String = conn.query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept.parse::<f64>().unwrap(), settled);
+    // The next run starts near it (and says so).
+    w.write("in/customers.csv", w.read("in/customers.csv") + "late.one@example-1.com,Late\n");
+    let next = w.run_api(&emu, &[&args[..], &["-v"]].concat()).expect(0);
+    assert!(next.stderr.contains("rate auto: starting near the rate the last run settled at"), "{}", next.stderr);
+}

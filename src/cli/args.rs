@@ -267,7 +267,7 @@ pub struct EmulatorArgs {
     /// Fraction of requests answered 500, half of them after the write was applied
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub fail_rate: f64,
-    /// API requests allowed per second; the rest get 429 with Retry-After
+    /// API requests allowed in any one second (sliding window); the rest get 429 with Retry-After
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
     /// Seed for jitter and injected failures
@@ -350,9 +350,13 @@ pub struct PlanArgs {
 /// How fast and how hard to call Telemetron: `apply`, `verify`, `undo --apply`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ExecArgs {
-    /// Requests per second, never exceeded in any one-second window [default: 10]
+    /// Requests per second, never exceeded in any one-second window; or auto, to find
+    /// Telemetron's limit (from a low start, up to --max-rate) [default: 10]
+    #[arg(long, value_name = "N|auto", value_parser = parse_rate)]
+    pub rate: Option<RateFlag>,
+    /// With --rate auto, the rate never to go above [default: 1000]
     #[arg(long, value_name = "N")]
-    pub rate: Option<f64>,
+    pub max_rate: Option<f64>,
     /// Requests in flight at most [default: 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: Option<u16>,
@@ -363,6 +367,20 @@ pub struct ExecArgs {
     /// [default: 250]
     #[arg(long, value_name = "MS")]
     pub backoff_ms: Option<u64>,
+}
+
+/// `--rate`: a number of requests per second, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateFlag {
+    Fixed(f64),
+    Auto,
+}
+
+fn parse_rate(s: &str) -> Result<RateFlag, String> {
+    match s.trim() {
+        "auto" => Ok(RateFlag::Auto),
+        t => t.parse().map(RateFlag::Fixed).map_err(|_| "give requests per second (10) or auto".to_string()),
+    }
 }
 
 /// A cron window: `apply` and `undo --apply`.

@@ -20,6 +20,9 @@ pub const DEFAULT_STATE: &str = "telemetron-state.db";
 pub const DEFAULT_NAMES: [&str; 3] = ["customers.csv", "devices.csv", "ownership.csv"];
 /// Requests per second when neither `--rate` nor the config sets one.
 pub const DEFAULT_RATE: f64 = 10.0;
+/// `--rate auto`: where a first run starts, and the ceiling unless `--max-rate` sets one.
+pub const AUTO_START: f64 = 10.0;
+pub const DEFAULT_MAX_RATE: f64 = 1000.0;
 pub const DEFAULT_CONCURRENCY: u16 = 4;
 pub const DEFAULT_MAX_RETRIES: u32 = 5;
 pub const DEFAULT_BACKOFF_MS: u64 = 250;
@@ -38,7 +41,11 @@ pub struct Settings {
     base_url: String,
     key_file: Option<PathBuf>,
     pub timeout: Duration,
+    /// The fixed rate, or with `rate_auto` the rate a first run starts at.
     pub rate: f64,
+    /// `--rate auto`: find the API's limit, up to `max_rate`.
+    pub rate_auto: bool,
+    pub max_rate: f64,
     pub concurrency: u16,
     pub max_retries: u32,
     pub backoff: Duration,
@@ -106,8 +113,28 @@ impl Settings {
         let exec = flags.exec.cloned().unwrap_or_default();
         let run = &config.run;
 
-        let rate = flags.rate.or(exec.rate);
-        let rate = check_rate(rate.or(run.rate).unwrap_or(DEFAULT_RATE), rate.is_some(), &config_error)?;
+        use super::args::RateFlag;
+        let flag_rate = flags.rate.map(RateFlag::Fixed).or(exec.rate);
+        let cfg_rate = match &run.rate {
+            None => None,
+            Some(crate::config::RateValue::Number(n)) => Some(RateFlag::Fixed(*n)),
+            Some(crate::config::RateValue::Text(t)) if t == "auto" => Some(RateFlag::Auto),
+            Some(crate::config::RateValue::Text(t)) => {
+                return Err(config_error(format!("run.rate must be a number or \"auto\", not {t:?}")));
+            }
+        };
+        let (rate, rate_auto) = match flag_rate.or(cfg_rate).unwrap_or(RateFlag::Fixed(DEFAULT_RATE)) {
+            RateFlag::Fixed(r) => (check_rate(r, flag_rate.is_some(), &config_error)?, false),
+            RateFlag::Auto => (AUTO_START, true),
+        };
+        let max_rate = exec.max_rate.or(run.max_rate).unwrap_or(DEFAULT_MAX_RATE);
+        if !(max_rate.is_finite() && (crate::execute::MIN_RATE..=crate::execute::MAX_RATE).contains(&max_rate)) {
+            return Err(Error::Usage(format!(
+                "--max-rate (or run.max_rate) must be a number of requests per second from {} to {}, not {max_rate}",
+                crate::execute::MIN_RATE,
+                crate::execute::MAX_RATE
+            )));
+        }
         let timeout = match global.api.timeout.or(config.api.timeout) {
             None => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
             Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Duration::from_secs_f64(t),
@@ -142,6 +169,8 @@ impl Settings {
             key_file: global.api.api_key_file.clone().or_else(|| in_config(&config.api.api_key_file)),
             timeout,
             rate,
+            rate_auto,
+            max_rate,
             concurrency,
             max_retries: exec.max_retries.or(run.max_retries).unwrap_or(DEFAULT_MAX_RETRIES),
             backoff: Duration::from_millis(exec.backoff_ms.or(run.backoff_ms).unwrap_or(DEFAULT_BACKOFF_MS)),
@@ -177,6 +206,7 @@ impl Settings {
     pub fn options(&self, batching: Batching) -> crate::execute::Options {
         crate::execute::Options {
             rate: self.rate,
+            auto_max: self.rate_auto.then_some(self.max_rate),
             concurrency: self.concurrency as usize,
             max_retries: self.max_retries,
             backoff_base: self.backoff,

@@ -33,9 +33,14 @@ fn argument_vectors() {
     .unwrap();
     let bad_rate = dir.path().join("bad-rate.toml");
     std::fs::write(&bad_rate, "[run]\nrate = 0.0\n").unwrap();
+    let auto = dir.path().join("auto.toml");
+    std::fs::write(&auto, "[run]\nrate = \"auto\"\nmax_rate = 300.0\n").unwrap();
+    let bad_auto = dir.path().join("bad-auto.toml");
+    std::fs::write(&bad_auto, "[run]\nrate = \"fast\"\n").unwrap();
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[run]\nrat = 5.0\n").unwrap();
     let (config, bad_rate, typo) = (config.to_str().unwrap(), bad_rate.to_str().unwrap(), typo.to_str().unwrap());
+    let (auto, bad_auto) = (auto.to_str().unwrap(), bad_auto.to_str().unwrap());
     let table: Vec<(Vec<&str>, Want)> = vec![
         // Defaults.
         (
@@ -97,6 +102,11 @@ fn argument_vectors() {
             vec!["apply", "--config", config, "--state", "mine.db", "--rate", "3"],
             Ok(|s| s.state.to_str() == Some("mine.db") && s.rate == 3.0),
         ),
+        // --rate auto: find the limit, from a low start, up to --max-rate.
+        (vec!["apply", "--rate", "auto"], Ok(|s| s.rate_auto && s.max_rate == 1000.0 && s.rate == 10.0)),
+        (vec!["verify", "--all", "--rate", "auto", "--max-rate", "50"], Ok(|s| s.rate_auto && s.max_rate == 50.0)),
+        (vec!["apply", "--rate", "20"], Ok(|s| !s.rate_auto && s.options(Default::default()).auto_max.is_none())),
+        (vec!["apply", "--rate", "auto", "--max-rate", "0"], Err("--max-rate (or run.max_rate) must be")),
         // A window only where a run sends calls.
         (vec!["plan", "--config", config], Ok(|s| s.max_duration.is_none())),
         // Invalid.
@@ -104,7 +114,7 @@ fn argument_vectors() {
         (vec!["frobnicate"], Err("unrecognized subcommand")),
         (vec!["plan", "--format", "xml"], Err("invalid value 'xml'")),
         (vec!["apply", "--rate", "0"], Err("--rate must be a number of requests per second")),
-        (vec!["apply", "--rate", "fast"], Err("invalid value 'fast'")),
+        (vec!["apply", "--rate", "fast"], Err("give requests per second (10) or auto")),
         (vec!["apply", "--max-duration", "90"], Err("90m, 2h")),
         (vec!["apply", "--max-duration", "0s"], Err("more than zero")),
         (vec!["plan", "--max-unassign", "lots"], Err("--max-unassign \"lots\"")),
@@ -117,6 +127,9 @@ fn argument_vectors() {
         (vec!["apply", "--concurrency", "0"], Err("0 is not in 1..=1024")),
         (vec!["apply", "--config", bad_rate], Err("run.rate must be")),
         (vec!["plan", "--config", typo], Err("unknown field `rat`")),
+        (vec!["apply", "--config", auto], Ok(|s| s.rate_auto && s.max_rate == 300.0)),
+        (vec!["apply", "--config", auto, "--rate", "5"], Ok(|s| !s.rate_auto && s.rate == 5.0)),
+        (vec!["apply", "--config", bad_auto], Err("run.rate must be a number or \"auto\"")),
         (vec!["plan", "--config", "no/such.toml"], Err("cannot read the config file")),
     ];
     for (argv, want) in table {

@@ -139,6 +139,14 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let planned = calls.len() as u64;
     let mut store = Store::open(spec.state)?;
     let run_id = spec.run_id;
+    // `--rate auto` starts a little under where the last run settled.
+    let mut opts = spec.opts.clone();
+    if opts.auto_max.is_some()
+        && let Some(settled) = store.auto_rate()?
+    {
+        opts.rate = (settled * 0.9).clamp(execute::MIN_RATE, opts.auto_max.unwrap_or(settled));
+        tracing::info!(start = opts.rate, "rate auto: starting near the rate the last run settled at");
+    }
     if let Some(target) = spec.undoes {
         store.set_undoes(run_id, target)?;
     }
@@ -182,7 +190,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         let confirm = |c: Confirmed| {
             journal.send(Record::Confirmed(c));
         };
-        let run = execute::execute(&spec.client, calls, &spec.opts, &confirm, &journal, progress.as_ref(), &stop);
+        let run = execute::execute(&spec.client, calls, &opts, &confirm, &journal, progress.as_ref(), &stop);
         let outcome = tokio::select! {
             outcome = run => outcome,
             () = now.notified() => Outcome {
@@ -396,6 +404,10 @@ fn finish(
         map.insert("rejected_rows".into(), rejected.into());
         map.insert("calls_left".into(), left.into());
     }
+    // A run that made enough calls to learn the limit keeps what it found for the next one.
+    if let (Some(rate), true) = (outcome.settled_rate, outcome.calls >= 50 && ending.recorder.is_none()) {
+        store.set_auto_rate(rate)?;
+    }
     match store.finish_run(run_id, outcome_word, &summary) {
         Ok(()) => {}
         // The store that failed may fail again; a fresh connection gets one more try. Failing
@@ -425,14 +437,17 @@ fn finish(
     super::stdout_write(|out| {
         writeln!(
             out,
-            "{} (run {run_id}): {} calls, {} retries, {:.1} s; {:.1} calls/s on average, at most {} in any one second (limit {}/s)",
+            "{} (run {run_id}): {} calls, {} retries, {:.1} s; {:.1} calls/s on average, at most {} in any one second ({})",
             spec.kind,
             outcome.calls,
             outcome.retries,
             outcome.elapsed_seconds,
             outcome.calls_per_second,
             outcome.busiest_second,
-            spec.opts.rate
+            match (outcome.settled_rate, spec.opts.auto_max) {
+                (Some(r), Some(max)) => format!("rate auto: settled at {r}/s, at most {max}/s"),
+                _ => format!("limit {}/s", spec.opts.rate),
+            }
         )?;
         for kind in execute::KINDS {
             if let Some(c) = outcome.operations.get(kind) {

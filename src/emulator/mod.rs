@@ -40,8 +40,8 @@
 //! - `createTicket` with both `customerId` and `customerEmail` uses `customerId`. A missing
 //!   description is made from the messages; a missing category is stored as `null`.
 //! - 500s from `--fail-rate`: half are returned before the request is applied, half after.
-//! - `--rate-limit N` allows N API requests in each whole second since start; the rest get 429 with
-//!   `Retry-After: 1`. Admin routes are neither limited, failed, delayed nor logged.
+//! - `--rate-limit N` allows N API requests in any one second (a sliding window, as many real
+//!   gateways count); the rest get 429 with `Retry-After: 1` and do not count. Admin routes are neither limited, failed, delayed nor logged.
 //! - A documented request field of the wrong JSON type is a 400 `Invalid field F: expected T`
 //!   (`null` counts as absent). `getCustomer`'s id is percent-decoded. A body over 8 MiB
 //!   ([`MAX_BODY`]) is a 413 with the usual `{"error": …}` shape.
@@ -95,7 +95,7 @@ pub struct Config {
     pub jitter: Duration,
     /// Fraction of API requests answered 500 (0..=1).
     pub fail_rate: f64,
-    /// API requests allowed per whole second; `None` is unlimited.
+    /// API requests allowed in any one second (sliding); `None` is unlimited.
     pub rate_limit: Option<u32>,
     pub seed: u64,
     pub properties_on_update: PropertiesOnUpdate,
@@ -141,7 +141,8 @@ struct Inner {
     orgs: Mutex<Vec<OrgState>>,
     log: Mutex<Vec<LoggedRequest>>,
     counter: AtomicU64,
-    window: Mutex<(u64, u32)>,
+    /// When the requests of the last second were admitted (for the rate limit).
+    window: Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
 
 impl Emulator {
@@ -154,7 +155,7 @@ impl Emulator {
                 orgs: Mutex::new(orgs),
                 log: Mutex::new(Vec::new()),
                 counter: AtomicU64::new(0),
-                window: Mutex::new((0, 0)),
+                window: Mutex::new(std::collections::VecDeque::new()),
             }),
         }
     }
@@ -182,13 +183,16 @@ impl Emulator {
     /// Counts a request against the rate limit; false when over it.
     fn admit(&self) -> bool {
         let Some(limit) = self.inner.config.rate_limit else { return true };
-        let second = self.inner.started.elapsed().as_secs();
+        let now = std::time::Instant::now();
         let mut w = self.inner.window.lock().unwrap_or_else(|p| p.into_inner());
-        if w.0 != second {
-            *w = (second, 0);
+        while w.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            w.pop_front();
         }
-        w.1 += 1;
-        w.1 <= limit
+        if w.len() >= limit as usize {
+            return false;
+        }
+        w.push_back(now);
+        true
     }
 }
 

@@ -11,6 +11,7 @@ use crate::api;
 use crate::client::{ApiError, Client, Rejection};
 use crate::model::TelemetronId;
 
+use super::adaptive::Adaptive;
 use super::{CustomerWork, Options, lock};
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -25,7 +26,7 @@ pub const MAX_RATE: f64 = 10_000.0;
 /// `apply` (through [`execute`]) and by `verify`.
 pub struct Caller<'a> {
     opts: &'a Options,
-    limiter: Limiter,
+    pace: Pace,
     stop: &'a AtomicBool,
     fatal: Mutex<Option<String>>,
     calls: AtomicU64,
@@ -39,6 +40,12 @@ pub struct Caller<'a> {
     window: Mutex<(std::collections::VecDeque<Instant>, u64)>,
 }
 
+/// How sends are spaced: a fixed rate, or `--rate auto`.
+enum Pace {
+    Fixed(Limiter),
+    Auto(Adaptive),
+}
+
 /// How long calls may go unanswered, with nothing ever answering, before the run stops as
 /// misconfigured (a wrong host or port, a firewall) instead of retrying for minutes.
 pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
@@ -49,7 +56,10 @@ impl<'a> Caller<'a> {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Caller {
             opts,
-            limiter: limiter(opts.rate),
+            pace: match opts.auto_max {
+                None => Pace::Fixed(limiter(opts.rate)),
+                Some(max) => Pace::Auto(Adaptive::new(opts.rate, max)),
+            },
             stop,
             fatal: Mutex::new(None),
             calls: AtomicU64::new(0),
@@ -58,6 +68,14 @@ impl<'a> Caller<'a> {
             answered: AtomicBool::new(false),
             unanswered_since: Mutex::new(None),
             window: Mutex::new((std::collections::VecDeque::new(), 0)),
+        }
+    }
+
+    /// With `--rate auto`, the rate the run settled at.
+    pub fn settled_rate(&self) -> Option<f64> {
+        match &self.pace {
+            Pace::Auto(a) => Some(a.settled()),
+            Pace::Fixed(_) => None,
         }
     }
 
@@ -202,12 +220,24 @@ impl<'a> Caller<'a> {
             if self.stopping() {
                 return None;
             }
-            self.limiter.until_ready().await;
+            match &self.pace {
+                Pace::Fixed(l) => l.until_ready().await,
+                Pace::Auto(a) => a.until_ready().await,
+            }
             if self.stopping() {
                 return None;
             }
             self.count_send();
-            let result = match f().await {
+            let sent = Instant::now();
+            let result = f().await;
+            if let Pace::Auto(a) = &self.pace {
+                match &result {
+                    Err(e) if e.is_unanswered() => {}
+                    Err(ApiError::RateLimited { .. }) => a.answered(sent.elapsed(), true),
+                    _ => a.answered(sent.elapsed(), false),
+                }
+            }
+            let result = match result {
                 Err(e) if e.is_unanswered() => Err(self.unreachable(e)),
                 other => {
                     self.answered.store(true, Ordering::Relaxed);

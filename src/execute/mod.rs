@@ -29,6 +29,7 @@ use crate::client::{ApiError, Client};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
 use crate::plan::{Batching, Calls};
 
+mod adaptive;
 mod assign;
 mod caller;
 mod entities;
@@ -38,8 +39,11 @@ pub use caller::{Caller, MAX_RATE, MIN_RATE, UNREACHABLE_FOR};
 /// How the executor talks to the API.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Requests per second, never exceeded in any one-second window.
+    /// Requests per second, never exceeded in any one-second window (with `auto_max`, the
+    /// rate to start at).
     pub rate: f64,
+    /// `--rate auto`: find the API's limit, never going above this.
+    pub auto_max: Option<f64>,
     /// Requests in flight at most.
     pub concurrency: usize,
     /// Retries of one call after a retryable failure.
@@ -54,6 +58,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             rate: 10.0,
+            auto_max: None,
             concurrency: 4,
             max_retries: 5,
             backoff_base: Duration::from_millis(250),
@@ -138,6 +143,9 @@ pub struct Outcome {
     pub calls_per_second: f64,
     /// The most calls sent in any one-second window.
     pub busiest_second: u64,
+    /// `--rate auto`: the rate the run settled at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_rate: Option<f64>,
     /// Set when the run stopped early: the key was refused, or a signal asked it to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -243,6 +251,7 @@ pub async fn execute(
         elapsed_seconds: elapsed,
         calls_per_second: if elapsed > 0.0 { calls as f64 / elapsed } else { 0.0 },
         busiest_second: ex.caller.busiest_second(),
+        settled_rate: ex.caller.settled_rate(),
         stopped,
         failures: std::mem::take(&mut *lock(&ex.failures)),
     }

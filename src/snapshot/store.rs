@@ -178,4 +178,23 @@ impl Store {
             .map_err(|e| Error::snapshot(&self.path, e))?;
         Ok(())
     }
+
+    /// Keeps the rate `--rate auto` settled at, for the next run to start near it. Not a write
+    /// of what Telemetron holds: the generation stays.
+    pub fn set_auto_rate(&mut self, rate: f64) -> Result<(), Error> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('auto_rate', ?1)", [rate.to_string()])
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(())
+    }
+
+    /// The rate an earlier `--rate auto` run settled at.
+    pub fn auto_rate(&self) -> Result<Option<f64>, Error> {
+        let v: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::snapshot(&self.path, e))?;
+        Ok(v.and_then(|v| v.parse().ok()).filter(|r: &f64| r.is_finite() && *r > 0.0))
+    }
 }
