@@ -47,6 +47,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
         ..Figures::default()
     };
     super::release(p);
+    super::release(doc);
     Ok(Ended::with(if args.detailed_exitcode && changes { How::Changes } else { How::Done }, figures))
 }
 
