@@ -305,8 +305,10 @@ fn plan_assignments(
     for (d, group) in device_groups.iter().enumerate() {
         appearances[d] += group.len().div_ceil(batch);
     }
-    let folded_device = |d: u32| appearances[d as usize] == 1 && new_devices.contains_key(devices[d as usize]);
-    let device_type = |d: u32| new_devices[devices[d as usize]].device_type.clone();
+    // Each device's create, looked up once by index (the keys are long, and asked for often).
+    let new_of: Vec<Option<&DeviceCreate>> = devices.iter().map(|d| new_devices.get(d).copied()).collect();
+    let folded_device = |d: u32| appearances[d as usize] == 1 && new_of[d as usize].is_some();
+    let device_type = |d: u32| new_of[d as usize].map(|c| c.device_type.clone()).unwrap_or_default();
 
     // Customer calls: the devices this call creates grouped by type (one type per call); then
     // chunks. Devices this run creates in phase 2 ride along with the first group (they exist
@@ -324,7 +326,7 @@ fn plan_assignments(
         for &d in group {
             if folded_device(d) {
                 by_type.entry(device_type(d)).or_default().push(d);
-            } else if new_devices.contains_key(devices[d as usize]) {
+            } else if new_of[d as usize].is_some() {
                 fresh.push(d);
             } else {
                 existing.push(d);
@@ -359,9 +361,11 @@ fn plan_assignments(
             }
         }
     }
+    let new_customer_of: Vec<Option<&CustomerRecord>> =
+        customers.iter().map(|e| new_customers.get(e).copied()).collect();
     let folded_customer = |c: u32| {
-        let email = customers[c as usize];
-        customer_appearances[c as usize] == 1 && new_customers.get(email).is_some_and(|r| email_only(email, r))
+        customer_appearances[c as usize] == 1
+            && new_customer_of[c as usize].is_some_and(|r| email_only(customers[c as usize], r))
     };
 
     // Creates that no assign call makes.
@@ -395,7 +399,7 @@ fn plan_assignments(
                     .create
                     .as_ref()
                     .map(|(t, list)| (t.clone(), list.iter().map(|d| devices[*d as usize].clone()).collect())),
-                create_customer: folded_customer(c).then(|| new_customers[email].clone()),
+                create_customer: folded_customer(c).then(|| new_customer_of[c as usize].cloned()).flatten(),
             });
         }
     }
@@ -412,7 +416,7 @@ fn plan_assignments(
                 create_customers: chunk
                     .iter()
                     .filter(|c| folded_customer(**c))
-                    .map(|c| (customers[*c as usize].clone(), new_customers[customers[*c as usize]].clone()))
+                    .filter_map(|c| Some((customers[*c as usize].clone(), new_customer_of[*c as usize]?.clone())))
                     .collect(),
             });
         }
