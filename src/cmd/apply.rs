@@ -62,8 +62,8 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
             }
             Some((operations, rejected)) => (operations, rejected, 0),
             None => {
-                let p = super::prepare(&settings)?;
-                let doc = plan::build(&p.diff, &p.export, settings.batching);
+                let mut p = super::prepare(&settings)?;
+                let doc = plan::build(std::mem::take(&mut p.diff), &p.export, settings.batching);
                 let (rejected, warnings) = (p.export.rejects.len(), p.export.warnings.len());
                 super::release(p);
                 (doc.operations, rejected, warnings)

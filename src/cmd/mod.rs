@@ -106,16 +106,16 @@ pub(crate) struct Prepared {
 /// The plan `plan` would print for these settings, with the guard's verdict: the whole front
 /// (read, resolve, diff, plan) as one library call, for tests that plan many inputs.
 pub fn plan_for(settings: &InputSettings, limits: &crate::plan::guard::Limits) -> Result<crate::plan::Plan, Error> {
-    Ok(plan_doc(&prepare(settings)?, settings, limits))
+    Ok(plan_doc(&mut prepare(settings)?, settings, limits))
 }
 
-/// The plan document of a prepared front, with the guard's verdict on it.
+/// The plan document of a prepared front (whose diff it takes), with the guard's verdict on it.
 pub(crate) fn plan_doc(
-    p: &Prepared,
+    p: &mut Prepared,
     settings: &InputSettings,
     limits: &crate::plan::guard::Limits,
 ) -> crate::plan::Plan {
-    let mut doc = crate::plan::build(&p.diff, &p.export, settings.batching);
+    let mut doc = crate::plan::build(std::mem::take(&mut p.diff), &p.export, settings.batching);
     doc.guard = Some(crate::plan::guard::check(&doc.operations, p.snap.totals(), limits));
     doc
 }

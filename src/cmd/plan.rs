@@ -9,9 +9,10 @@ use crate::plan::SavedPlan;
 
 pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
     let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?;
-    let p = super::prepare(&settings)?;
+    let mut p = super::prepare(&settings)?;
+    let changes = !p.diff.is_empty();
     let t = std::time::Instant::now();
-    let doc = super::plan_doc(&p, &settings, &s.guard);
+    let doc = super::plan_doc(&mut p, &settings, &s.guard);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
         let inputs = saved_inputs(&p.export.inputs, path);
@@ -40,7 +41,6 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
         }
     })?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan written");
-    let changes = !p.diff.is_empty();
     let figures = Figures {
         rejected_rows: p.export.rejects.len() as u64,
         warnings: p.export.warnings.len() as u64,

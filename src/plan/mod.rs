@@ -169,41 +169,60 @@ pub struct SavedPlan<'a> {
 pub const FORMAT: &str = "telemetron-sync-plan/1";
 
 /// Builds the plan document.
-pub fn build(diff: &Diff, export: &Export, batching: Batching) -> Plan {
-    let mut operations = Vec::new();
-    operations.extend(diff.customers_to_create.iter().cloned().map(Operation::CreateCustomer));
-    operations.extend(diff.customers_to_update.iter().map(|u| Operation::UpdateCustomer(u.into())));
-    operations.extend(diff.devices_to_create.iter().cloned().map(Operation::CreateDevice));
-    operations.extend(diff.devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
-    operations.extend(diff.assignments_to_remove.iter().cloned().map(Operation::Unassign));
-    operations.extend(diff.assignments_to_add.iter().cloned().map(Operation::Assign));
-    let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);
+pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
+    // The diff is taken, not borrowed: its entries move into the operations instead of being
+    // copied (a migration has millions).
+    let Diff {
+        customers_to_create,
+        customers_to_update,
+        devices_to_create,
+        devices_to_update,
+        assignments_to_remove,
+        assignments_to_add,
+        moves,
+        customers_not_in_export,
+        devices_not_in_export,
+        removals_withheld,
+    } = diff;
     let summary = Summary {
-        customers_to_create: diff.customers_to_create.len(),
-        customers_to_update: diff.customers_to_update.len(),
-        devices_to_create: diff.devices_to_create.len(),
-        devices_to_update: diff.devices_to_update.len(),
-        assignments_to_add: diff.assignments_to_add.len(),
-        assignments_to_remove: diff.assignments_to_remove.len(),
-        api_calls: calls.len(),
-        api_calls_lower_bound: lower_bound,
+        customers_to_create: customers_to_create.len(),
+        customers_to_update: customers_to_update.len(),
+        devices_to_create: devices_to_create.len(),
+        devices_to_update: devices_to_update.len(),
+        assignments_to_add: assignments_to_add.len(),
+        assignments_to_remove: assignments_to_remove.len(),
+        api_calls: 0,
+        api_calls_lower_bound: 0,
         rejected_rows: export.rejects.len(),
-        devices_moved: diff.moves.len(),
-        customers_not_in_export: diff.customers_not_in_export.len(),
-        devices_not_in_export: diff.devices_not_in_export.len(),
-        assignment_removals_withheld: diff.removals_withheld.as_ref().map_or(0, |w| w.count),
+        devices_moved: moves.len(),
+        customers_not_in_export: customers_not_in_export.len(),
+        devices_not_in_export: devices_not_in_export.len(),
+        assignment_removals_withheld: removals_withheld.as_ref().map_or(0, |w| w.count),
         warnings: export.warnings.len(),
     };
+    let mut operations = Vec::with_capacity(
+        customers_to_create.len()
+            + customers_to_update.len()
+            + devices_to_create.len()
+            + devices_to_update.len()
+            + assignments_to_remove.len()
+            + assignments_to_add.len(),
+    );
+    operations.extend(customers_to_create.into_iter().map(Operation::CreateCustomer));
+    operations.extend(customers_to_update.iter().map(|u| Operation::UpdateCustomer(u.into())));
+    operations.extend(devices_to_create.into_iter().map(Operation::CreateDevice));
+    operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
+    operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
+    operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
+    let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);
+    let summary = Summary { api_calls: calls.len(), api_calls_lower_bound: lower_bound, ..summary };
     Plan {
         format: FORMAT,
         summary,
         operations,
-        moves: diff.moves.clone(),
-        not_in_export: NotInExport {
-            customers: diff.customers_not_in_export.clone(),
-            devices: diff.devices_not_in_export.clone(),
-        },
-        removals_withheld: diff.removals_withheld.clone(),
+        moves,
+        not_in_export: NotInExport { customers: customers_not_in_export, devices: devices_not_in_export },
+        removals_withheld,
         rejected: export.rejects.clone(),
         warnings: export.warnings.clone(),
         guard: None,
