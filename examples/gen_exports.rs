@@ -125,6 +125,23 @@ impl World {
             0
         }
     }
+    /// Device `i`'s owner on its day: a new device goes half to new customers, half to existing
+    /// ones; a transferred one (fate 2) to another customer.
+    fn day_owner(&self, i: u64, is_new: bool, fate: u8) -> u64 {
+        let seed = self.a.seed;
+        if is_new {
+            let k = mix(seed, S_NEW_OWNER, i);
+            if k.is_multiple_of(2) && self.new_customers() > 0 {
+                self.customers + (k >> 1) % self.new_customers()
+            } else {
+                (k >> 1) % self.customers
+            }
+        } else if fate == 2 {
+            (self.owner(i) + 1 + mix(seed, S_NEW_OWNER, i) % (self.customers - 1).max(1)) % self.customers
+        } else {
+            self.owner(i)
+        }
+    }
     fn new_devices(&self) -> u64 {
         (self.a.devices as f64 * self.a.churn / 4.0).round() as u64
     }
@@ -177,19 +194,7 @@ fn write_day(w: &World, dir: &Path, day2: bool) -> std::io::Result<()> {
         if fate == 3 {
             continue;
         }
-        let owner = if is_new {
-            // Half the new devices go to new customers, half to existing ones.
-            let k = mix(seed, S_NEW_OWNER, i);
-            if k.is_multiple_of(2) && w.new_customers() > 0 {
-                w.customers + (k >> 1) % w.new_customers()
-            } else {
-                (k >> 1) % w.customers
-            }
-        } else if fate == 2 {
-            (w.owner(i) + 1 + mix(seed, S_NEW_OWNER, i) % (w.customers - 1).max(1)) % w.customers
-        } else {
-            w.owner(i)
-        };
+        let owner = w.day_owner(i, is_new, fate);
         writeln!(o, "SN{i:09},user{owner}@example.com")?;
         if let Some(second) = w.second_owner(i).filter(|s| *s != owner && !is_new) {
             writeln!(o, "SN{i:09},user{second}@example.com")?;
@@ -614,18 +619,7 @@ mod realistic {
             if fate == 3 {
                 continue;
             }
-            let owner = if is_new {
-                let k = mix(seed, S_NEW_OWNER, i);
-                if k.is_multiple_of(2) && w.new_customers() > 0 {
-                    w.customers + (k >> 1) % w.new_customers()
-                } else {
-                    (k >> 1) % w.customers
-                }
-            } else if fate == 2 {
-                (w.owner(i) + 1 + mix(seed, S_NEW_OWNER, i) % (w.customers - 1).max(1)) % w.customers
-            } else {
-                w.owner(i)
-            };
+            let owner = w.day_owner(i, is_new, fate);
             let ident = identifier(seed, i);
             writeln!(o, "{ident},{}", email(seed, owner))?;
             if let Some(second) = w.second_owner(i).filter(|s| *s != owner && !is_new) {
