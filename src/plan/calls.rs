@@ -425,9 +425,14 @@ fn plan_assignments(
 
 /// A lower bound on the calls any grouping of these operations needs: every changed or
 /// non-foldable customer and type change is a call of its own, removals go per customer, new
-/// devices that no assignment names need `POST /device`, new pairs need at least a minimum
-/// vertex cover of calls, and properties at least one call per 1,000 devices.
+/// devices that no assignment names need `POST /device`, properties at least one call per
+/// 1,000 devices, and the new pairs at least the larger of
+/// - a minimum vertex cover of their graph (a call covers one customer's or one device's pairs);
+/// - the (customer, type) pairs of new devices that customer alone owns: such a device is
+///   created by a call to that customer carrying its type (one type per call) or by a call of
+///   its own, so each such pair needs a call, and none of those calls serves another pair.
 fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usize {
+    let assignments = graph.cover_size.max(private_creates(p, graph));
     let batch = batching.batch_size.max(1);
     let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
     let lonely_devices = p.device_creates.iter().filter(|c| !graph.device_ix.contains_key(&c.identifier)).count();
@@ -437,7 +442,29 @@ fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usiz
             .iter()
             .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
             .count();
-    customers + p.type_changes.len() + lonely_devices + unassign + graph.cover_size + props.div_ceil(METADATA_CAP)
+    customers + p.type_changes.len() + lonely_devices + unassign + assignments + props.div_ceil(METADATA_CAP)
+}
+
+/// The distinct (customer, device type) pairs among new devices that one new pair names.
+fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> usize {
+    let new_type: FxHashMap<&DeviceIdent, &Arc<str>> =
+        p.device_creates.iter().map(|c| (&c.identifier, &c.device_type)).collect();
+    if new_type.is_empty() {
+        return 0;
+    }
+    let mut degree = vec![0u32; graph.devices.len()];
+    for &(_, d) in &graph.edges {
+        degree[d as usize] += 1;
+    }
+    let mut private: rustc_hash::FxHashSet<(u32, &str)> = rustc_hash::FxHashSet::default();
+    for &(c, d) in &graph.edges {
+        if degree[d as usize] == 1
+            && let Some(t) = new_type.get(graph.devices[d as usize])
+        {
+            private.insert((c, &***t));
+        }
+    }
+    private.len()
 }
 
 fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<DeviceIdent>> {

@@ -52,3 +52,32 @@ fn creations_are_not_undoable() {
     assert!(undo.operations.is_empty());
     assert_eq!(undo.not_undoable[0].op, "create_customer");
 }
+
+/// One assign call auto-creates devices of one type: a new customer's own new devices of two
+/// types need two calls, whatever the cover says (one customer covers every pair), and the
+/// bound counts them.
+#[test]
+fn the_lower_bound_counts_one_call_per_type_of_a_customers_own_new_devices() {
+    let email = Email::parse("ann@x.io").unwrap();
+    let named = CustomerRecord::new(Some("Ann"), None, None, None);
+    let device = |id: &str, t: &str| DeviceCreate {
+        identifier: DeviceIdent::parse(id).unwrap(),
+        device_type: t.into(),
+        properties: Properties::empty(),
+    };
+    let assign = |id: &str| Assignment { device: DeviceIdent::parse(id).unwrap(), customer: email.clone() };
+    let ops = vec![
+        Operation::CreateCustomer(CustomerCreate { email: email.clone(), record: named }),
+        Operation::CreateDevice(device("T1", "thermostat")),
+        Operation::CreateDevice(device("T2", "thermostat")),
+        Operation::CreateDevice(device("L1", "smart-lock")),
+        Operation::Assign(assign("T1")),
+        Operation::Assign(assign("T2")),
+        Operation::Assign(assign("L1")),
+    ];
+    let (calls, bound) = calls_and_lower_bound(&ops, Batching::default());
+    // The named create, then one assign call per type (the cover alone would say one).
+    assert_eq!(bound, 3);
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls.assign.len(), 2);
+}
