@@ -124,17 +124,13 @@ impl Settings {
             }
         };
         let (rate, rate_auto) = match flag_rate.or(cfg_rate).unwrap_or(RateFlag::Fixed(DEFAULT_RATE)) {
-            RateFlag::Fixed(r) => (check_rate(r, flag_rate.is_some(), &config_error)?, false),
+            RateFlag::Fixed(r) => (check_rate(r, "rate", flag_rate.is_some(), &config_error)?, false),
             RateFlag::Auto => (AUTO_START, true),
         };
-        let max_rate = exec.max_rate.or(run.max_rate).unwrap_or(DEFAULT_MAX_RATE);
-        if !(max_rate.is_finite() && (crate::execute::MIN_RATE..=crate::execute::MAX_RATE).contains(&max_rate)) {
-            return Err(Error::Usage(format!(
-                "--max-rate (or run.max_rate) must be a number of requests per second from {} to {}, not {max_rate}",
-                crate::execute::MIN_RATE,
-                crate::execute::MAX_RATE
-            )));
-        }
+        let max_rate = match exec.max_rate.or(run.max_rate) {
+            None => DEFAULT_MAX_RATE,
+            Some(m) => check_rate(m, "max_rate", exec.max_rate.is_some(), &config_error)?,
+        };
         let timeout = match global.api.timeout.or(config.api.timeout) {
             None => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
             Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Duration::from_secs_f64(t),
@@ -228,14 +224,18 @@ impl Settings {
     }
 }
 
-/// Checks a request rate; `from_flag` says whether the flag or the config gave it.
-fn check_rate(rate: f64, from_flag: bool, config_error: &dyn Fn(String) -> Error) -> Result<f64, Error> {
+/// Checks a request rate given by `--{name}` (`from_flag`) or the config's `run.{name}`.
+fn check_rate(rate: f64, name: &str, from_flag: bool, config_error: &dyn Fn(String) -> Error) -> Result<f64, Error> {
     use crate::execute::{MAX_RATE, MIN_RATE};
     if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
         return Ok(rate);
     }
     let what = format!("must be a number of requests per second from {MIN_RATE} to {MAX_RATE}, not {rate}");
-    Err(if from_flag { Error::Usage(format!("--rate {what}")) } else { config_error(format!("run.rate {what}")) })
+    Err(if from_flag {
+        Error::Usage(format!("--{} {what}", name.replace('_', "-")))
+    } else {
+        config_error(format!("run.{name} {what}"))
+    })
 }
 
 /// The guard's limits: each flag beats the config's `[guard]`.

@@ -37,10 +37,12 @@ fn argument_vectors() {
     std::fs::write(&auto, "[run]\nrate = \"auto\"\nmax_rate = 300.0\n").unwrap();
     let bad_auto = dir.path().join("bad-auto.toml");
     std::fs::write(&bad_auto, "[run]\nrate = \"fast\"\n").unwrap();
+    let bad_max = dir.path().join("bad-max.toml");
+    std::fs::write(&bad_max, "[run]\nrate = \"auto\"\nmax_rate = 0.0\n").unwrap();
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[run]\nrat = 5.0\n").unwrap();
     let (config, bad_rate, typo) = (config.to_str().unwrap(), bad_rate.to_str().unwrap(), typo.to_str().unwrap());
-    let (auto, bad_auto) = (auto.to_str().unwrap(), bad_auto.to_str().unwrap());
+    let (auto, bad_auto, bad_max) = (auto.to_str().unwrap(), bad_auto.to_str().unwrap(), bad_max.to_str().unwrap());
     let table: Vec<(Vec<&str>, Want)> = vec![
         // Defaults.
         (
@@ -106,7 +108,7 @@ fn argument_vectors() {
         (vec!["apply", "--rate", "auto"], Ok(|s| s.rate_auto && s.max_rate == 1000.0 && s.rate == 10.0)),
         (vec!["verify", "--all", "--rate", "auto", "--max-rate", "50"], Ok(|s| s.rate_auto && s.max_rate == 50.0)),
         (vec!["apply", "--rate", "20"], Ok(|s| !s.rate_auto && s.options(Default::default()).auto_max.is_none())),
-        (vec!["apply", "--rate", "auto", "--max-rate", "0"], Err("--max-rate (or run.max_rate) must be")),
+        (vec!["apply", "--rate", "auto", "--max-rate", "0"], Err("--max-rate must be a number of requests per second")),
         // A window only where a run sends calls.
         (vec!["plan", "--config", config], Ok(|s| s.max_duration.is_none())),
         // Invalid.
@@ -129,6 +131,7 @@ fn argument_vectors() {
         (vec!["plan", "--config", typo], Err("unknown field `rat`")),
         (vec!["apply", "--config", auto], Ok(|s| s.rate_auto && s.max_rate == 300.0)),
         (vec!["apply", "--config", auto, "--rate", "5"], Ok(|s| !s.rate_auto && s.rate == 5.0)),
+        (vec!["apply", "--config", bad_max], Err("run.max_rate must be a number of requests per second")),
         (vec!["apply", "--config", bad_auto], Err("run.rate must be a number or \"auto\"")),
         (vec!["plan", "--config", "no/such.toml"], Err("cannot read the config file")),
     ];
