@@ -31,8 +31,8 @@ fn main() -> ExitCode {
     let chatty = matches!(cli.command, Command::Apply(_) | Command::Verify(_) | Command::Undo(_));
     output::init(&cli.global, chatty);
     let started = metrics::now();
-    let result = telemetron_sync::cmd::run(&cli);
-    if let Some(path) = telemetron_sync::cmd::metrics_file(&cli) {
+    let (result, metrics_file) = telemetron_sync::cmd::run(&cli);
+    if let Some(path) = metrics_file {
         metrics::write(&path, cli.command.name(), started, &result);
     }
     let code = output::finished(cli.command.name(), &result);

@@ -25,34 +25,33 @@ mod snapshot_cmd;
 mod undo;
 mod verify;
 
-/// Runs one command with its settings, resolved once for all commands.
-pub fn run(cli: &Cli) -> Result<Ended, Error> {
-    let s = Settings::resolve(&cli.global, CommandFlags::of(&cli.command))?;
-    match &cli.command {
-        Command::Apply(args) => apply::run(args, &s),
-        Command::Verify(args) => verify::run(args, &s),
-        Command::Event(args) => event::run(args, &s),
-        Command::Undo(args) => undo::run(args, &s),
-        Command::Plan(args) => plan::run(args, &s),
-        Command::Baseline(args) => baseline::run(args, &s),
-        Command::History(args) => history::run(args, &s),
-        Command::Snapshot(cmd) => snapshot_cmd::run(cmd, &s),
-        Command::Customer(cmd) => adhoc::customer(cmd, &s),
-        Command::Device(cmd) => adhoc::device(cmd, &s),
-        Command::Assign(args) => adhoc::assign(args, &s),
-        Command::Unassign(args) => adhoc::unassign(args, &s),
-        Command::Ticket(cmd) => adhoc::ticket(cmd, &s),
-        Command::Emulator(args) => emulator::run(args),
+/// Runs one command with its settings, resolved once for all commands; also says where the
+/// run's metrics go (the config's `metrics_file` when the settings resolved, else the flag, so
+/// that a broken config still shows as a failed run).
+pub fn run(cli: &Cli) -> (Result<Ended, Error>, Option<std::path::PathBuf>) {
+    match Settings::resolve(&cli.global, CommandFlags::of(&cli.command)) {
+        Ok(s) => (run_with(cli, &s), s.metrics_file.clone()),
+        Err(e) => (Err(e), cli.global.metrics_file.clone()),
     }
 }
 
-/// Where the run's metrics go: the flag, or the config's `metrics_file` (also when the rest of
-/// the settings did not resolve, so that a broken config still shows as a failed run).
-pub fn metrics_file(cli: &Cli) -> Option<std::path::PathBuf> {
-    cli.global
-        .metrics_file
-        .clone()
-        .or_else(|| Settings::resolve(&cli.global, CommandFlags::of(&cli.command)).ok().and_then(|s| s.metrics_file))
+fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
+    match &cli.command {
+        Command::Apply(args) => apply::run(args, s),
+        Command::Verify(args) => verify::run(args, s),
+        Command::Event(args) => event::run(args, s),
+        Command::Undo(args) => undo::run(args, s),
+        Command::Plan(args) => plan::run(args, s),
+        Command::Baseline(args) => baseline::run(args, s),
+        Command::History(args) => history::run(args, s),
+        Command::Snapshot(cmd) => snapshot_cmd::run(cmd, s),
+        Command::Customer(cmd) => adhoc::customer(cmd, s),
+        Command::Device(cmd) => adhoc::device(cmd, s),
+        Command::Assign(args) => adhoc::assign(args, s),
+        Command::Unassign(args) => adhoc::unassign(args, s),
+        Command::Ticket(cmd) => adhoc::ticket(cmd, s),
+        Command::Emulator(args) => emulator::run(args),
+    }
 }
 
 /// The snapshot path of a command that only reads an existing snapshot (`verify`, `history`,
