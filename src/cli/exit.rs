@@ -108,15 +108,22 @@ pub fn final_error(result: &Result<Ended, Error>) -> Option<String> {
 /// The word for a result in `run_finished`, the metrics file and `history`.
 pub fn outcome_word(result: &Result<Ended, Error>) -> &'static str {
     match result {
-        Ok(ended) => match ended.how {
+        Ok(ended) => ended.how.word(),
+        Err(Error::InUse { .. }) => "in_use",
+        Err(_) => "failed",
+    }
+}
+
+impl How {
+    /// The word for this ending, as `history` and the metrics give it.
+    pub fn word(&self) -> &'static str {
+        match self {
             How::Done => "ok",
             How::Changes => "changes",
             How::Partial => "partial",
             How::OutOfTime(_) => "out_of_time",
             How::Refused(_) => "refused",
             How::Stopped(_) => "stopped",
-        },
-        Err(Error::InUse { .. }) => "in_use",
-        Err(_) => "failed",
+        }
     }
 }

@@ -75,33 +75,24 @@ pub fn json_requested(argv: &[std::ffi::OsString]) -> bool {
 pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     let code = exit::code(result);
     let error = exit::final_error(result);
-    let ended = result.as_ref().ok();
-    let mut err = std::io::stderr().lock();
     if !is_json() {
         if let Some(e) = &error {
-            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(std::io::stderr().lock(), "error: {e}");
         }
         return code;
     }
     if let Some(e) = &error {
-        let mut line = base_object("ERROR");
-        line.insert("message".into(), e.clone().into());
-        line.insert("exit_code".into(), code.into());
-        let _ = writeln!(err, "{}", Value::Object(line));
+        error_line(e, code);
     }
     if QUIET.load(Ordering::Relaxed) {
         return code;
     }
-    let mut line = base_object("INFO");
-    line.insert("message".into(), "run_finished".into());
-    line.insert("event".into(), "run_finished".into());
+    let mut line = run_finished(exit::outcome_word(result), code);
     line.insert("command".into(), command.into());
-    line.insert("outcome".into(), exit::outcome_word(result).into());
-    line.insert("exit_code".into(), code.into());
     if let Some(e) = error {
         line.insert("error".into(), e.into());
     }
-    let figures = ended.map(|e| e.figures.clone()).unwrap_or_default();
+    let figures = result.as_ref().map(|e| e.figures.clone()).unwrap_or_default();
     if let Ok(Value::Object(f)) = serde_json::to_value(&figures) {
         for (k, v) in f {
             line.entry(k).or_insert(v);
@@ -109,23 +100,32 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     }
     let elapsed = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
     line.insert("elapsed_seconds".into(), ((elapsed * 1000.0).round() / 1000.0).into());
-    let _ = writeln!(err, "{}", Value::Object(line));
+    let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(line));
     code
 }
 
 /// A usage error before the command line parsed, as a JSON line and `run_finished`.
 pub fn usage_error_json(message: &str) {
-    let mut err = std::io::stderr().lock();
+    error_line(message.trim_end(), exit::USAGE);
+    let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(run_finished("usage", exit::USAGE)));
+}
+
+/// The final error as a JSON line.
+fn error_line(message: &str, code: i32) {
     let mut line = base_object("ERROR");
-    line.insert("message".into(), message.trim_end().into());
-    line.insert("exit_code".into(), exit::USAGE.into());
-    let _ = writeln!(err, "{}", Value::Object(line));
+    line.insert("message".into(), message.into());
+    line.insert("exit_code".into(), code.into());
+    let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(line));
+}
+
+/// The `run_finished` event's common fields.
+fn run_finished(outcome: &str, code: i32) -> Map<String, Value> {
     let mut line = base_object("INFO");
     line.insert("message".into(), "run_finished".into());
     line.insert("event".into(), "run_finished".into());
-    line.insert("outcome".into(), "usage".into());
-    line.insert("exit_code".into(), exit::USAGE.into());
-    let _ = writeln!(err, "{}", Value::Object(line));
+    line.insert("outcome".into(), outcome.into());
+    line.insert("exit_code".into(), code.into());
+    line
 }
 
 fn base_object(level: &str) -> Map<String, Value> {

@@ -390,13 +390,8 @@ fn finish(
             None => "finished: Telemetron has everything the exports say".to_string(),
         },
     };
-    let outcome_word = match &how {
-        _ if ending.recorder.is_some() => "failed",
-        How::Done => "ok",
-        How::Partial => "partial",
-        How::OutOfTime(_) => "out_of_time",
-        _ => "stopped",
-    };
+    // A run whose snapshot could not be written is recorded as failed, not merely stopped.
+    let outcome_word = if ending.recorder.is_some() { "failed" } else { how.word() };
     let mut summary = serde_json::to_value(outcome).expect("an outcome serializes");
     if let Some(map) = summary.as_object_mut() {
         map.remove("failures");
