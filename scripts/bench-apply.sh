@@ -22,13 +22,8 @@ dir=bench-data/apply-$SHAPE$SUFFIX-$devices
 [ -f "$dir/day1/ownership.csv" ] || target/release/examples/gen_exports --devices "$devices" --churn 0.01 --seed 1 --shape "$SHAPE" $SHUFFLE --out "$dir" 2>/dev/null
 rm -f "$dir/state.db" "$dir/state.db-wal" "$dir/state.db-shm"
 
-out=$(mktemp)
-$bin emulator --listen 127.0.0.1:0 --api-key bench-key --latency-ms 50 >"$out" 2>/dev/null &
-emu=$!
-trap 'kill $emu 2>/dev/null || true; rm -f "$out"' EXIT
-for _ in $(seq 50); do grep -q listening "$out" && break; sleep 0.1; done
-base=$(grep -o 'http://[^ ]*' "$out" | head -1)
-admin=${base%/api/ext-v1}
+. scripts/lib/emulator.sh
+start_emulator --latency-ms 50
 
 TELEMETRON_BASE_URL=$base TELEMETRON_API_KEY=bench-key /usr/bin/time -f "apply wall %e s, peak RSS %M KB, CPU user %U s sys %S s" \
   $bin -q apply --input-dir "$dir/day1" --state "$dir/state.db" --rate "$rate" --concurrency "$concurrency"
