@@ -5,11 +5,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The text of a key (email, device identifier, Telemetron id). Keys up to 24 bytes — most of
-/// them — live inline, without an allocation of their own: millions fewer allocations at a
-/// migration, and a map lookup compares the key without following a pointer. Hashes, compares
-/// and orders exactly as `str`.
-type SmallStr = compact_str::CompactString;
+/// The text of a key (email, device identifier, Telemetron id). Keys up to 23 bytes live
+/// inline, without an allocation of their own, and a map lookup compares them without following
+/// a pointer; a longer one (most real emails, UUID-like identifiers) is one shared allocation,
+/// so that a clone — the diff, the operations and the calls each hold the keys they name, a
+/// migration millions of them — is a count increment, not a copy. Hashes, compares and orders
+/// exactly as `str`.
+type SmallStr = smol_str::SmolStr;
 
 /// A customer's email, trimmed and lower-cased: the customer's key in Telemetron.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,7 +156,7 @@ impl TryFrom<String> for Email {
 
 impl From<Email> for String {
     fn from(e: Email) -> String {
-        e.0.into_string()
+        e.0.into()
     }
 }
 
@@ -211,7 +213,7 @@ impl TryFrom<String> for DeviceIdent {
 
 impl From<DeviceIdent> for String {
     fn from(d: DeviceIdent) -> String {
-        d.0.into_string()
+        d.0.into()
     }
 }
 
