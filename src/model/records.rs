@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 ///
 /// Packed in one string, the four values separated by U+001F (the ASCII unit separator, which
 /// the loader refuses inside a cell): a customer costs one allocation and 16 bytes, not four
-/// and 64 — it matters with millions of them held twice (export and snapshot).
+/// and 64 — it matters with millions of them held twice (export and snapshot). Shared, not
+/// copied, by a clone: a migration's diff, operations and calls all name the export's records.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CustomerRecord(Box<str>);
+pub struct CustomerRecord(Arc<str>);
 
 /// The separator inside a packed [`CustomerRecord`].
 pub const UNIT_SEPARATOR: char = '\u{1f}';
@@ -123,9 +124,10 @@ pub struct DeviceRecord {
 /// A device's properties (Telemetron's `deviceMetadata`): string values by key.
 ///
 /// Held in one canonical encoding — a JSON object with keys sorted, no whitespace — so that two
-/// property sets are equal exactly when their encodings are, and a device costs one allocation.
+/// property sets are equal exactly when their encodings are, and a device costs one allocation,
+/// shared by every clone (the creates and bulk-metadata calls of a migration hold them all).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Properties(Box<str>);
+pub struct Properties(Arc<str>);
 
 impl Properties {
     pub fn empty() -> Properties {
