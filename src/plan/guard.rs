@@ -188,13 +188,13 @@ mod tests {
     #[test]
     fn setting_an_unknown_type_is_not_a_type_change() {
         let update = |before: Option<&str>| {
-            Operation::UpdateDevice(crate::plan::DeviceUpdateDoc {
+            Operation::UpdateDevice(Box::new(crate::plan::DeviceUpdateDoc {
                 identifier: DeviceIdent::parse("D1").unwrap(),
                 telemetron_id: None,
                 device_type: Some(crate::diff::Change { before: before.map(Into::into), after: Some("b".into()) }),
                 properties: None,
                 properties_after: None,
-            })
+            }))
         };
         let totals = Totals { customers: 1, devices: 1, assignments: 0 };
         let limits = Limits { max_changes: Some(Limit::Count(0)), ..Limits::default() };

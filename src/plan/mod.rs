@@ -52,9 +52,11 @@ use crate::model::{Export, InputInfo, Reject, SnapshotVersion, Warning};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     CreateCustomer(CustomerCreate),
-    UpdateCustomer(CustomerUpdateDoc),
+    // The updates are boxed: they are three times the size of the other operations, and a
+    // migration holds millions of those.
+    UpdateCustomer(Box<CustomerUpdateDoc>),
     CreateDevice(DeviceCreate),
-    UpdateDevice(DeviceUpdateDoc),
+    UpdateDevice(Box<DeviceUpdateDoc>),
     Unassign(Assignment),
     Assign(Assignment),
 }
@@ -209,9 +211,9 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
             + assignments_to_add.len(),
     );
     operations.extend(customers_to_create.into_iter().map(Operation::CreateCustomer));
-    operations.extend(customers_to_update.iter().map(|u| Operation::UpdateCustomer(u.into())));
+    operations.extend(customers_to_update.iter().map(|u| Operation::UpdateCustomer(Box::new(u.into()))));
     operations.extend(devices_to_create.into_iter().map(Operation::CreateDevice));
-    operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(u.into())));
+    operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(Box::new(u.into()))));
     operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
     operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
     let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);

@@ -62,12 +62,12 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
                     .iter()
                     .map(|(k, c)| (k.clone(), Change { before: c.after.clone(), after: c.before.clone() }))
                     .collect();
-                undo.operations.push(Operation::UpdateCustomer(CustomerUpdateDoc {
+                undo.operations.push(Operation::UpdateCustomer(Box::new(CustomerUpdateDoc {
                     email: u.email.clone(),
                     telemetron_id: u.telemetron_id.clone(),
                     changes,
                     after: before,
-                }));
+                })));
             }
             Operation::UpdateDevice(u) => {
                 let mut device_type = None;
@@ -89,13 +89,13 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
                     _ => (None, None),
                 };
                 if device_type.is_some() || properties.is_some() {
-                    undo.operations.push(Operation::UpdateDevice(DeviceUpdateDoc {
+                    undo.operations.push(Operation::UpdateDevice(Box::new(DeviceUpdateDoc {
                         identifier: u.identifier.clone(),
                         telemetron_id: u.telemetron_id.clone(),
                         device_type,
                         properties,
                         properties_after,
-                    }));
+                    })));
                 }
             }
             // Removals are undone by assigning again, after the additions are undone, so that a
