@@ -89,6 +89,47 @@ pub struct Calls {
     pub properties: Vec<ApiCall>,
 }
 
+/// The six phases of a plan's calls, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Customers,
+    Devices,
+    Unassign,
+    Assign,
+    CustomerUpdates,
+    Properties,
+}
+
+/// Where the planner puts each call it makes: [`Calls`] keeps them, [`CallCount`] only counts
+/// them (`plan` needs the number, not the calls: a migration's are a million values).
+trait Sink {
+    fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall);
+}
+
+impl Sink for Calls {
+    fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall) {
+        let list = match phase {
+            Phase::Customers => &mut self.customers,
+            Phase::Devices => &mut self.devices,
+            Phase::Unassign => &mut self.unassign,
+            Phase::Assign => &mut self.assign,
+            Phase::CustomerUpdates => &mut self.customer_updates,
+            Phase::Properties => &mut self.properties,
+        };
+        list.push(call());
+    }
+}
+
+/// Counts the calls without making them.
+#[derive(Debug, Default)]
+struct CallCount(usize);
+
+impl Sink for CallCount {
+    fn push(&mut self, _: Phase, _: impl FnOnce() -> ApiCall) {
+        self.0 += 1;
+    }
+}
+
 impl Calls {
     pub fn len(&self) -> usize {
         self.customers.len()
@@ -155,15 +196,19 @@ fn email_only(email: &Email, record: &CustomerRecord) -> bool {
 pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
     let p = parts(ops);
     let graph = batching.optimize.then(|| PairGraph::new(&p.assign));
-    build_calls(&p, batching, graph.as_ref())
+    let mut calls = Calls::default();
+    build_calls(&p, batching, graph.as_ref(), &mut calls);
+    calls
 }
 
-/// The calls and their lower bound together, from one pass over the operations and one cover.
-pub fn calls_and_lower_bound(ops: &[Operation], batching: Batching) -> (Calls, usize) {
+/// How many calls [`calls`] makes, and their lower bound, from one pass over the operations and
+/// one cover, without making the calls.
+pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usize, usize) {
     let p = parts(ops);
     let graph = PairGraph::new(&p.assign);
-    let calls = build_calls(&p, batching, batching.optimize.then_some(&graph));
-    (calls, lower_bound(&p, batching, &graph))
+    let mut count = CallCount::default();
+    build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+    (count.0, lower_bound(&p, batching, &graph))
 }
 
 /// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover.
@@ -207,18 +252,17 @@ impl<'a> PairGraph<'a> {
 }
 
 /// `graph` is `Some` exactly when `batching.optimize` is set.
-fn build_calls(p: &Parts<'_>, batching: Batching, graph: Option<&PairGraph<'_>>) -> Calls {
+fn build_calls<'a>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'a>>, calls: &mut impl Sink) {
     let batch = batching.batch_size.max(1);
-    let mut calls = Calls::default();
     for (email, id, record) in &p.customer_updates {
-        calls.customer_updates.push(ApiCall::UpdateCustomer {
+        calls.push(Phase::CustomerUpdates, || ApiCall::UpdateCustomer {
             email: (*email).clone(),
             telemetron_id: id.cloned(),
             record: (*record).clone(),
         });
     }
     for (ident, t) in &p.type_changes {
-        calls.devices.push(ApiCall::UpsertDevice {
+        calls.push(Phase::Devices, || ApiCall::UpsertDevice {
             identifier: (*ident).clone(),
             device_type: (*t).clone(),
             properties: None,
@@ -227,39 +271,43 @@ fn build_calls(p: &Parts<'_>, batching: Batching, graph: Option<&PairGraph<'_>>)
     }
     for (customer, devices) in by_customer(&p.unassign) {
         for chunk in devices.chunks(batch) {
-            calls
-                .unassign
-                .push(ApiCall::UnassignDevicesFromOwner { customer: customer.clone(), devices: chunk.to_vec() });
+            calls.push(Phase::Unassign, || ApiCall::UnassignDevicesFromOwner {
+                customer: customer.clone(),
+                devices: chunk.iter().map(|d| (*d).clone()).collect(),
+            });
         }
     }
-    let mut metadata: Vec<(DeviceIdent, Properties)> =
-        p.property_changes.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect();
+    let mut metadata: Vec<(&DeviceIdent, &Properties)> = p.property_changes.clone();
 
     if let Some(graph) = graph {
-        plan_assignments(p, graph, batch, &mut calls, &mut metadata);
+        plan_assignments(p, graph, batch, calls, &mut metadata);
     } else {
         for (email, record) in &p.customer_creates {
-            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+            calls.push(Phase::Customers, || ApiCall::CreateCustomer {
+                email: (*email).clone(),
+                record: (*record).clone(),
+            });
         }
         for c in &p.device_creates {
-            calls.devices.push(create_device_call(c));
+            calls.push(Phase::Devices, || create_device_call(c));
         }
         for (customer, devices) in by_customer(&p.assign) {
             for chunk in devices.chunks(batch) {
-                calls.assign.push(ApiCall::AssignDevicesToOwner {
+                calls.push(Phase::Assign, || ApiCall::AssignDevicesToOwner {
                     customer: customer.clone(),
-                    devices: chunk.to_vec(),
+                    devices: chunk.iter().map(|d| (*d).clone()).collect(),
                     create: None,
                     create_customer: None,
                 });
             }
         }
     }
-    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    metadata.sort_by(|a, b| a.0.cmp(b.0));
     for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
-        calls.properties.push(ApiCall::BulkMetadata { devices: chunk.to_vec() });
+        calls.push(Phase::Properties, || ApiCall::BulkMetadata {
+            devices: chunk.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect(),
+        });
     }
-    calls
 }
 
 fn create_device_call(c: &DeviceCreate) -> ApiCall {
@@ -274,12 +322,12 @@ fn create_device_call(c: &DeviceCreate) -> ApiCall {
 /// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
 /// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
 /// properties of folded devices to `metadata`.
-fn plan_assignments(
-    p: &Parts<'_>,
-    graph: &PairGraph<'_>,
+fn plan_assignments<'a>(
+    p: &Parts<'a>,
+    graph: &PairGraph<'a>,
     batch: usize,
-    calls: &mut Calls,
-    metadata: &mut Vec<(DeviceIdent, Properties)>,
+    calls: &mut impl Sink,
+    metadata: &mut Vec<(&'a DeviceIdent, &'a Properties)>,
 ) {
     let PairGraph { customers, devices, customer_ix, device_ix, edges, cover_customers: cover_c, .. } = graph;
     // Each pair goes to its customer's call when the customer is in the cover, else its device's.
@@ -372,17 +420,20 @@ fn plan_assignments(
     for (email, record) in &p.customer_creates {
         let folded = customer_ix.get(email).is_some_and(|c| folded_customer(*c));
         if !folded {
-            calls.customers.push(ApiCall::CreateCustomer { email: (*email).clone(), record: (*record).clone() });
+            calls.push(Phase::Customers, || ApiCall::CreateCustomer {
+                email: (*email).clone(),
+                record: (*record).clone(),
+            });
         }
     }
     for c in &p.device_creates {
         match device_ix.get(&c.identifier) {
             Some(&d) if folded_device(d) => {
                 if !c.properties.is_empty() {
-                    metadata.push((c.identifier.clone(), c.properties.clone()));
+                    metadata.push((&c.identifier, &c.properties));
                 }
             }
-            _ => calls.devices.push(create_device_call(c)),
+            _ => calls.push(Phase::Devices, || create_device_call(c)),
         }
     }
 
@@ -392,7 +443,7 @@ fn plan_assignments(
     for c in order {
         let email = customers[c as usize];
         for call in &customer_calls[c as usize] {
-            calls.assign.push(ApiCall::AssignDevicesToOwner {
+            calls.push(Phase::Assign, || ApiCall::AssignDevicesToOwner {
                 customer: email.clone(),
                 devices: call.devices.iter().map(|d| devices[*d as usize].clone()).collect(),
                 create: call
@@ -409,7 +460,7 @@ fn plan_assignments(
         let mut group = device_groups[d as usize].clone();
         group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
         for chunk in group.chunks(batch) {
-            calls.assign.push(ApiCall::AssignDeviceToOwners {
+            calls.push(Phase::Assign, || ApiCall::AssignDeviceToOwners {
                 device: devices[d as usize].clone(),
                 customers: chunk.iter().map(|c| customers[*c as usize].clone()).collect(),
                 create: folded_device(d).then(|| device_type(d)),
@@ -467,10 +518,10 @@ fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> usize {
     private.len()
 }
 
-fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<DeviceIdent>> {
-    let mut map: BTreeMap<&Email, Vec<DeviceIdent>> = BTreeMap::new();
+fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<&'a DeviceIdent>> {
+    let mut map: BTreeMap<&Email, Vec<&DeviceIdent>> = BTreeMap::new();
     for a in list {
-        map.entry(&a.customer).or_default().push(a.device.clone());
+        map.entry(&a.customer).or_default().push(&a.device);
     }
     map
 }

@@ -216,8 +216,8 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
     operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(Box::new(u.into()))));
     operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
     operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
-    let (calls, lower_bound) = calls_and_lower_bound(&operations, batching);
-    let summary = Summary { api_calls: calls.len(), api_calls_lower_bound: lower_bound, ..summary };
+    let (api_calls, lower_bound) = call_count_and_lower_bound(&operations, batching);
+    let summary = Summary { api_calls, api_calls_lower_bound: lower_bound, ..summary };
     Plan {
         format: FORMAT,
         summary,

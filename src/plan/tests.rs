@@ -26,8 +26,8 @@ fn the_inverse_puts_back_the_before_images() {
     let moved = Assignment { device: dev.clone(), customer: Email::parse("b@x.io").unwrap() };
     let old = Assignment { device: dev.clone(), customer: email.clone() };
     let ops = vec![
-        Operation::UpdateCustomer((&update).into()),
-        Operation::UpdateDevice((&device).into()),
+        Operation::UpdateCustomer(Box::new((&update).into())),
+        Operation::UpdateDevice(Box::new((&device).into())),
         Operation::Unassign(old.clone()),
         Operation::Assign(moved.clone()),
     ];
@@ -75,9 +75,11 @@ fn the_lower_bound_counts_one_call_per_type_of_a_customers_own_new_devices() {
         Operation::Assign(assign("T2")),
         Operation::Assign(assign("L1")),
     ];
-    let (calls, bound) = calls_and_lower_bound(&ops, Batching::default());
+    let (count, bound) = call_count_and_lower_bound(&ops, Batching::default());
+    let calls = calls(&ops, Batching::default());
     // The named create, then one assign call per type (the cover alone would say one).
     assert_eq!(bound, 3);
     assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(count, 3, "the count plan reports is the calls apply makes");
     assert_eq!(calls.assign.len(), 2);
 }
