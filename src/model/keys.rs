@@ -14,9 +14,16 @@ use serde::{Deserialize, Serialize};
 type SmallStr = smol_str::SmolStr;
 
 /// A customer's email, trimmed and lower-cased: the customer's key in Telemetron.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(SmallStr);
+
+/// Written as its text, without the clone and the `String` that `serde(into)` would make.
+impl Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
 
 impl Email {
     /// Trims, lower-cases and checks the shape `local@domain.tld`.
@@ -173,9 +180,16 @@ impl fmt::Debug for Email {
 }
 
 /// A device identifier (serial number, MAC, ...): trimmed, case kept, never empty.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct DeviceIdent(SmallStr);
+
+/// Written as its text, without the clone and the `String` that `serde(into)` would make.
+impl Serialize for DeviceIdent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
 
 impl DeviceIdent {
     pub fn parse(raw: &str) -> Result<DeviceIdent, String> {

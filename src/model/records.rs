@@ -191,9 +191,67 @@ impl fmt::Debug for Properties {
     }
 }
 
+/// Written as the JSON object it holds, read pair by pair from the canonical encoding (keys
+/// already sorted, strings borrowed unless escaped) rather than through a `BTreeMap` of copies.
 impl Serialize for Properties {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_map().serialize(s)
+        use serde::ser::SerializeMap;
+        // The encoding is always a valid JSON object of strings (see `to_map`).
+        let pairs: Pairs<'_> = serde_json::from_str(&self.0).unwrap_or_default();
+        let mut map = s.serialize_map(Some(pairs.0.len()))?;
+        for (k, v) in &pairs.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// A JSON object of strings, in the order written.
+#[derive(Default)]
+struct Pairs<'a>(Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>);
+
+impl<'de> Deserialize<'de> for Pairs<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Pairs<'de>, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some((k, v)) = m.next_entry::<CowStr<'de>, CowStr<'de>>()? {
+                    out.push((k.0, v.0));
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// A string borrowed from the input where it holds no escape.
+struct CowStr<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
     }
 }
 
