@@ -126,29 +126,7 @@ const STDERR_REJECTS: usize = 100;
 /// rows, and diffs. With `--strict`, any bad row is an error here, before anything is written.
 pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let started = std::time::Instant::now();
-    // Two threads: the customers and devices files on this one, the snapshot on the other, and
-    // the ownership file on whichever is free first.
-    let ownership_taken = std::sync::atomic::AtomicBool::new(false);
-    let ownership = || {
-        let taken = ownership_taken.swap(true, std::sync::atomic::Ordering::Relaxed);
-        (!taken).then(|| load::read_part(&settings.sources, load::Part::Ownership))
-    };
-    let (customers, devices, ownership, (snap, ownership_too)) = std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            let t = std::time::Instant::now();
-            let snap = snapshot::read(&settings.state);
-            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot read");
-            (snap, ownership())
-        });
-        let customers = load::read_part(&settings.sources, load::Part::Customers);
-        let devices = match &customers {
-            Ok(_) => load::read_part(&settings.sources, load::Part::Devices),
-            Err(_) => Ok(Export::default()),
-        };
-        let own = ownership();
-        (customers, devices, own, other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    });
-    let ownership = ownership.or(ownership_too).unwrap_or_else(|| Ok(Export::default()));
+    let (customers, devices, ownership, snap) = read_all(settings);
     let mut export = customers?;
     export.join(devices?);
     export.join(ownership?);
@@ -217,6 +195,52 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     diff.set_assignments(diff::assignments(&export, &snap));
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "diff computed");
     Ok(Prepared { export, snap, diff })
+}
+
+/// The four reads, on two threads that each take the next one not yet taken, the longest first
+/// (devices, snapshot, customers, ownership): whichever order the sizes fall in — a migration's
+/// empty snapshot, a day 2's full one — neither thread waits long for the other.
+fn read_all(
+    settings: &InputSettings,
+) -> (Result<Export, Error>, Result<Export, Error>, Result<Export, Error>, Result<SnapshotData, Error>) {
+    enum Read {
+        Part(Result<Export, Error>),
+        Snapshot(Result<SnapshotData, Error>),
+    }
+    const ORDER: [Option<load::Part>; 4] =
+        [Some(load::Part::Devices), None, Some(load::Part::Customers), Some(load::Part::Ownership)];
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(task) = ORDER.get(i) else { return done };
+            let read = match task {
+                Some(part) => Read::Part(load::read_part(&settings.sources, *part)),
+                None => {
+                    let t = std::time::Instant::now();
+                    let snap = snapshot::read(&settings.state);
+                    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot read");
+                    Read::Snapshot(snap)
+                }
+            };
+            done.push((i, read));
+        }
+    };
+    let mut done = std::thread::scope(|s| {
+        let other = s.spawn(worker);
+        let mut done = worker();
+        done.extend(other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        done
+    });
+    done.sort_by_key(|(i, _)| *i);
+    let Ok(
+        [(_, Read::Part(devices)), (_, Read::Snapshot(snap)), (_, Read::Part(customers)), (_, Read::Part(ownership))],
+    ) = <[_; 4]>::try_from(done)
+    else {
+        unreachable!("each read of ORDER comes back once, at its place")
+    };
+    (customers, devices, ownership, snap)
 }
 
 /// A file with a header and no rows, where the snapshot holds entities of its kind, is an
