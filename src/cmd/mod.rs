@@ -126,7 +126,7 @@ const STDERR_REJECTS: usize = 100;
 /// rows, and diffs. With `--strict`, any bad row is an error here, before anything is written.
 pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let started = std::time::Instant::now();
-    let (customers, devices, ownership, snap) = read_all(settings);
+    let Reads { customers, devices, ownership, snap } = read_all(settings);
     let mut export = customers?;
     export.join(devices?);
     export.join(ownership?);
@@ -200,9 +200,9 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
 /// The four reads, on two threads that each take the next one not yet taken, the longest first
 /// (devices, snapshot, customers, ownership): whichever order the sizes fall in — a migration's
 /// empty snapshot, a day 2's full one — neither thread waits long for the other.
-fn read_all(
-    settings: &InputSettings,
-) -> (Result<Export, Error>, Result<Export, Error>, Result<Export, Error>, Result<SnapshotData, Error>) {
+fn read_all(settings: &InputSettings) -> Reads {
+    // Four values, once: their size does not matter.
+    #[allow(clippy::large_enum_variant)]
     enum Read {
         Part(Result<Export, Error>),
         Snapshot(Result<SnapshotData, Error>),
@@ -240,7 +240,15 @@ fn read_all(
     else {
         unreachable!("each read of ORDER comes back once, at its place")
     };
-    (customers, devices, ownership, snap)
+    Reads { customers, devices, ownership, snap }
+}
+
+/// What [`read_all`] read, each with its own outcome.
+struct Reads {
+    customers: Result<Export, Error>,
+    devices: Result<Export, Error>,
+    ownership: Result<Export, Error>,
+    snap: Result<SnapshotData, Error>,
 }
 
 /// A file with a header and no rows, where the snapshot holds entities of its kind, is an
