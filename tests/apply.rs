@@ -684,6 +684,38 @@ fn a_skipped_device_is_reported_as_a_failure() {
 }
 
 #[test]
+fn a_saved_plan_is_compressed_a_plain_one_still_applies_and_a_cut_one_sends_nothing() {
+    let (w, emu) = (sample(), Emu::start());
+    w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--out", "p.json"]).expect(0);
+    let saved = std::fs::read(w.join("p.json")).unwrap();
+    assert_eq!(&saved[..2], &[0x1f, 0x8b], "gzip-compressed");
+    let plain = serde_json::to_vec_pretty(&w.read_plan("p.json")).unwrap();
+    assert!(saved.len() * 4 < plain.len(), "{} bytes compressed, {} plain", saved.len(), plain.len());
+    // Cut anywhere, the plan is refused before anything is sent.
+    for cut in [10, saved.len() / 3, saved.len() - 9] {
+        w.write("cut.json", &saved[..cut]);
+        let mut args = vec!["apply", "--plan", "cut.json"];
+        args.extend(FAST);
+        let run = w.run_api(&emu, &args).expect(1);
+        assert!(run.stderr.contains("cut.json"), "{}", run.stderr);
+        assert!(run.stderr.contains("Make the plan again"), "{}", run.stderr);
+        assert_eq!(customers(&emu), 0, "nothing sent after a cut at {cut}");
+    }
+    // A plan saved as plain JSON (earlier versions) applies as well.
+    w.write("plain.json", plain);
+    let mut args = vec!["apply", "--plan", "plain.json"];
+    args.extend(FAST);
+    w.run_api(&emu, &args).expect(0);
+    assert!(customers(&emu) > 0);
+    assert_converged(&w, &emu, "sample-data/day1");
+}
+
+fn customers(emu: &Emu) -> usize {
+    // No organisation yet, or one without customers: none.
+    emu.org()["customers"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
 fn a_saved_plan_is_applied_exactly_and_refused_when_stale() {
     let (w, emu) = (sample(), Emu::start());
     w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--out", "p.json", "--format", "json"]).expect(0);

@@ -115,7 +115,7 @@ fn baseline_of_day2_then_plan_is_empty_but_for_the_held_row() {
 fn out_saves_the_plan_with_input_hashes_and_snapshot_version() {
     let w = day1_recorded();
     let run = w.run(&args(&["plan", "--format", "json", "--out", "plan.json"], &DAY2)).expect(0);
-    let saved: serde_json::Value = serde_json::from_str(&w.read("plan.json")).unwrap();
+    let saved = w.read_plan("plan.json");
     assert_eq!(saved["summary"], run.json()["summary"]);
     assert_eq!(saved["operations"], run.json()["operations"]);
     let inputs = saved["inputs"].as_array().unwrap();

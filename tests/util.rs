@@ -55,6 +55,12 @@ impl Workdir {
         std::fs::read_to_string(self.join(rel)).unwrap()
     }
 
+    /// A plan saved by `plan --out` (gzip-compressed JSON), as JSON.
+    pub fn read_plan(&self, rel: &str) -> serde_json::Value {
+        let file = std::fs::File::open(self.join(rel)).unwrap();
+        serde_json::from_reader(flate2::read::GzDecoder::new(file)).expect("a saved plan is gzip-compressed JSON")
+    }
+
     /// Copies a folder of the repository (e.g. `fixtures/cases/x`) into `rel`.
     pub fn copy_dir(&self, from: &Path, rel: &str) {
         copy_dir(from, &self.join(rel));

@@ -337,7 +337,7 @@ pub struct PlanArgs {
     /// List every change in the text report, not only the first few of each kind
     #[arg(long)]
     pub full: bool,
-    /// Also save the plan, with the input hashes and snapshot version, to this JSON file
+    /// Also save the plan, with the input hashes and snapshot version, to this file (gzip-compressed JSON)
     #[arg(long, value_name = "PLAN.json")]
     pub out: Option<PathBuf>,
     /// Exit 2 when there are changes, 0 when there are none

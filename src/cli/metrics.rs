@@ -8,7 +8,6 @@
 //! carried over from the previous file when this run did not succeed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use super::exit::{Ended, How};
@@ -91,16 +90,7 @@ fn try_write(path: &Path, command: &str, started: f64, result: &Result<Ended, Er
             text.push_str(&format!("{PREFIX}{family}{{{labels}}} {value}\n"));
         }
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "metrics".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    super::files::replace(path, |out| out.write_all(text.as_bytes()))
 }
 
 /// The samples of a file this module wrote (other lines are dropped).

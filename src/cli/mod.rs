@@ -1,6 +1,6 @@
 //! The command line: argument structs ([`args`]), settings resolution ([`settings`]), exit codes
 //! ([`exit`]), and everything written besides results: stderr ([`output`], [`progress`]) and
-//! the metrics file ([`metrics`]).
+//! the metrics file ([`metrics`]), and files written whole ([`files`]).
 //!
 //! Nothing here calls Telemetron or touches the snapshot: `cmd` does, with what this module
 //! resolved. Nothing below `cmd` sees clap.
@@ -8,6 +8,7 @@
 pub mod args;
 pub mod env;
 pub mod exit;
+pub mod files;
 pub mod metrics;
 pub mod output;
 pub mod progress;

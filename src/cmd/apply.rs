@@ -477,14 +477,31 @@ fn finish(
     Ok(Ended::with(how, figures))
 }
 
+/// Reads a saved plan as it streams from the file: gzip-compressed JSON as `plan --out` writes
+/// it, or the plain JSON of earlier versions.
+fn read_saved(path: &Path) -> Result<SavedPlanDoc, Error> {
+    use std::io::{BufRead, BufReader};
+    let io = |source| Error::Io { what: "read the plan", path: path.to_owned(), source };
+    let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
+    let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    let parsed = if gzip {
+        serde_json::from_reader(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(file)))
+    } else {
+        serde_json::from_reader(file)
+    };
+    parsed.map_err(|e| Error::BadFile {
+        path: path.to_owned(),
+        message: if e.is_io() {
+            format!("cannot be read to the end ({e}); a file cut short or damaged. Make the plan again")
+        } else {
+            format!("not a plan saved by `plan --out` ({e})")
+        },
+    })
+}
+
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
 fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
-    let text =
-        std::fs::read(path).map_err(|source| Error::Io { what: "read the plan", path: path.to_owned(), source })?;
-    let doc: SavedPlanDoc = serde_json::from_slice(&text).map_err(|e| Error::BadFile {
-        path: path.to_owned(),
-        message: format!("not a plan saved by `plan --out` ({e})"),
-    })?;
+    let doc = read_saved(path)?;
     if doc.format != plan::FORMAT {
         return Err(Error::BadFile {
             path: path.to_owned(),
