@@ -209,15 +209,33 @@ pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
     d.devices_not_in_export.sort();
     d
 }
-/// Walks the snapshot in key order and finds each entry in the export's hash maps; the export
+/// Finds a snapshot entry in one of the export's maps: at the position the snapshot read saw it
+/// (`at`, see [`SnapshotData::customers_at`]) when its key is still there, else by searching.
+fn find<'a, K: Eq + std::hash::Hash, V>(
+    map: &'a crate::model::KeyMap<K, V>,
+    at: &[u32],
+    position: usize,
+    key: &K,
+) -> Option<(usize, &'a K, &'a V)> {
+    match at.get(position) {
+        Some(&crate::model::NOT_IN_EXPORT) => None,
+        Some(&i) => match map.get_index(i as usize) {
+            Some((k, v)) if k == key => Some((i as usize, k, v)),
+            _ => map.get_full(key),
+        },
+        None => map.get_full(key),
+    }
+}
+
+/// Walks the snapshot in key order and finds each entry in the export's maps; the export
 /// entries no snapshot entry found are the new ones.
 fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = Diff::default();
 
     if let Some(customers) = &export.customers {
         let mut found = vec![false; customers.entries.len()];
-        for (email, stored) in &snap.customers {
-            match customers.entries.get_full(email) {
+        for (position, (email, stored)) in snap.customers.iter().enumerate() {
+            match find(&customers.entries, &snap.customers_at, position, email) {
                 Some((i, _, entry)) => {
                     found[i] = true;
                     if customers.present.changes_api_fields(&entry.record, &stored.record) {
@@ -240,8 +258,8 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
 
     if let Some(devices) = &export.devices {
         let mut found = vec![false; devices.entries.len()];
-        for (ident, stored) in &snap.devices {
-            let Some((i, _, entry)) = devices.entries.get_full(ident) else {
+        for (position, (ident, stored)) in snap.devices.iter().enumerate() {
+            let Some((i, _, entry)) = find(&devices.entries, &snap.devices_at, position, ident) else {
                 if !devices.held.contains(ident) {
                     d.devices_not_in_export.push(ident.clone());
                 }
@@ -433,6 +451,34 @@ mod tests {
             o.owners.insert(dev(d), owners(list));
         }
         o
+    }
+
+    /// The positions a shared read noted are hints: a stale or wrong one (the loader's
+    /// resolution moved an entry) gives the diff a search gives.
+    #[test]
+    fn a_stale_position_of_a_snapshot_entry_is_searched_again() {
+        let mut devices = Devices::default();
+        for (d, r) in
+            [("D2", device("t", &[("fw", "2")])), ("N", device("t", &[])), ("D1", device("t", &[("fw", "1")]))]
+        {
+            devices.entries.insert(dev(d), DeviceEntry { line: 2, record: r });
+        }
+        let export = Export {
+            customers: Some(customers(&[("b@x.io", customer("B", Some("2"))), ("a@x.io", customer("A", Some("1")))])),
+            devices: Some(devices),
+            ..Default::default()
+        };
+        let searched = entities(&export, &snapshot());
+        assert_eq!(searched.devices_to_update.len(), 1, "{searched:?}");
+        assert_eq!(searched.customers_to_update.len(), 1, "{searched:?}");
+        // Right, swapped, out of range: the same diff.
+        for (customers_at, devices_at) in
+            [(vec![1, 0], vec![2, 0]), (vec![0, 1], vec![0, 2]), (vec![9, 9], vec![7, u32::MAX - 1])]
+        {
+            let mut snap = snapshot();
+            (snap.customers_at, snap.devices_at) = (customers_at.clone(), devices_at.clone());
+            assert_eq!(entities(&export, &snap), searched, "at {customers_at:?} {devices_at:?}");
+        }
     }
 
     #[test]

@@ -154,6 +154,14 @@ fn check_email(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Lets maps keyed by email be searched with a `&str` (the hash is the same: `SmallStr` hashes
+/// as `str`).
+impl std::borrow::Borrow<str> for Email {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 impl TryFrom<String> for Email {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {

@@ -39,9 +39,10 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     /// Restores the order after appends: sorts if one came out of order, keeping the last of
-    /// equal keys.
-    pub fn finish(&mut self) {
-        if std::mem::take(&mut self.unsorted) {
+    /// equal keys. Says whether it had to (positions taken while appending are then stale).
+    pub fn finish(&mut self) -> bool {
+        let reorder = std::mem::take(&mut self.unsorted);
+        if reorder {
             self.entries.sort_by(|a, b| a.0.cmp(&b.0));
             let mut out: Vec<(K, V)> = Vec::with_capacity(self.entries.len());
             for e in self.entries.drain(..) {
@@ -53,6 +54,7 @@ impl<K: Ord, V> SortedMap<K, V> {
             self.entries = out;
         }
         self.entries.shrink_to_fit();
+        reorder
     }
 
     /// Inserts or replaces one entry, keeping the order: O(n), for single changes.

@@ -40,6 +40,13 @@ impl CustomerRecord {
         CustomerRecord(s.into())
     }
 
+    /// Whether this record holds exactly these fields (as [`CustomerRecord::new`] would pack
+    /// them), without packing them.
+    pub fn is(&self, fields: [Option<&str>; 4]) -> bool {
+        let mut mine = self.0.split(UNIT_SEPARATOR);
+        fields.iter().all(|f| mine.next() == Some(f.unwrap_or(""))) && mine.next().is_none()
+    }
+
     fn field(&self, i: usize) -> Option<&str> {
         self.0.split(UNIT_SEPARATOR).nth(i).filter(|v| !v.is_empty())
     }

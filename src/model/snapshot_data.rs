@@ -7,13 +7,13 @@ use serde::Serialize;
 
 use super::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SortedMap, TelemetronId};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCustomer {
     pub telemetron_id: Option<TelemetronId>,
     pub record: CustomerRecord,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDevice {
     pub telemetron_id: Option<TelemetronId>,
     pub record: DeviceRecord,
@@ -53,7 +53,17 @@ pub struct SnapshotData {
     pub customers: SortedMap<Email, StoredCustomer>,
     pub devices: SortedMap<DeviceIdent, StoredDevice>,
     pub version: SnapshotVersion,
+    /// Where a read that shared with the export found each entry there: per entry, in key
+    /// order, its index in the export's map or [`NOT_IN_EXPORT`]; empty when the read did not
+    /// look. The differ checks the key at the index before it trusts one (the loader's
+    /// resolution may move entries), so that it need not search the export again.
+    pub customers_at: Vec<u32>,
+    pub devices_at: Vec<u32>,
 }
+
+/// In [`SnapshotData::customers_at`] and `devices_at`: the export had no such entry when the
+/// snapshot was read (and entries are only ever removed from it after).
+pub const NOT_IN_EXPORT: u32 = u32::MAX;
 
 impl SnapshotData {
     pub fn customers_by_source_id(&self) -> FxHashMap<&str, &Email> {

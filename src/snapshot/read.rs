@@ -1,6 +1,7 @@
-//! Reading without writing: the whole snapshot into memory, or its version and size.
+//! Reading without writing: the whole snapshot into memory (sharing what equals the export), or
+//! its version and size.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -9,20 +10,47 @@ use rustc_hash::FxHashMap;
 use super::schema::{SCHEMA_VERSION, open_read_only, read_version};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SnapshotData, SnapshotVersion, SortedMap,
-    StoredCustomer, StoredDevice, TelemetronId,
+    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, NOT_IN_EXPORT, Owners, Properties,
+    SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
 };
 
 /// Reads the snapshot without writing anything. A missing file is an empty snapshot.
 pub fn read(path: &Path) -> Result<SnapshotData, Error> {
+    match open(path)? {
+        Some(reading) => reading.all(Share::default()),
+        None => Ok(SnapshotData::default()),
+    }
+}
+
+/// What a read may share with the export: a key or record equal to the export's is taken as the
+/// export's own value (one allocation, counted twice) instead of a copy. On a day 2 nearly every
+/// row of the snapshot equals its export row, so the snapshot costs little more than its
+/// entries, and the differ finds equal records equal by pointer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Share<'a> {
+    pub customers: Option<&'a Customers>,
+    pub devices: Option<&'a Devices>,
+}
+
+/// A snapshot opened for reading, in one read transaction: whatever is read through it is one
+/// state of the file.
+pub struct Reading {
+    conn: Connection,
+    path: PathBuf,
+    version: SnapshotVersion,
+}
+
+/// Opens the snapshot for reading; `None` when there is none yet (no file, or one killed
+/// before its schema committed).
+pub fn open(path: &Path) -> Result<Option<Reading>, Error> {
     if !path.exists() {
-        return Ok(SnapshotData::default());
+        return Ok(None);
     }
     let (conn, version) = open_read_only(path)?;
     if version == 0 {
         // Created, but killed before its schema committed: nothing is in it yet.
         tracing::warn!(snapshot = %path.display(), "the snapshot has no schema yet (a first run was stopped early); read as empty");
-        return Ok(SnapshotData::default());
+        return Ok(None);
     }
     if version < SCHEMA_VERSION {
         // The data tables have not changed since version 1; the next writing command migrates.
@@ -32,24 +60,80 @@ pub fn read(path: &Path) -> Result<SnapshotData, Error> {
             "the snapshot's schema is older than this build's {SCHEMA_VERSION}; the next writing command migrates it"
         );
     }
-    load(&conn, path)
+    Reading::begin(conn, path).map(Some)
+}
+
+impl Reading {
+    fn begin(conn: Connection, path: &Path) -> Result<Reading, Error> {
+        let err = |e: rusqlite::Error| Error::snapshot(path, e);
+        conn.execute_batch("BEGIN").map_err(err)?;
+        let version = read_version(&conn).map_err(err)?;
+        Ok(Reading { conn, path: path.to_owned(), version })
+    }
+
+    /// A second reader of the same file, for another thread. A writer may commit between the
+    /// two: compare their versions.
+    pub fn another(&self) -> Result<Reading, Error> {
+        let (conn, _) = open_read_only(&self.path)?;
+        Reading::begin(conn, &self.path)
+    }
+
+    /// The version of the state this reader sees.
+    pub fn version(&self) -> &SnapshotVersion {
+        &self.version
+    }
+
+    /// Everything, on this thread.
+    pub fn all(&self, share: Share<'_>) -> Result<SnapshotData, Error> {
+        let (customers, customers_at) = self.customers(share.customers)?;
+        let (devices, devices_at) = self.devices(share.devices)?;
+        Ok(SnapshotData { customers, devices, version: self.version.clone(), customers_at, devices_at })
+    }
+
+    /// The customers, and where `share` has each (see [`SnapshotData::customers_at`]).
+    pub fn customers(&self, share: Option<&Customers>) -> Result<(SortedMap<Email, StoredCustomer>, Vec<u32>), Error> {
+        customers(&self.conn, &self.path, share)
+    }
+
+    /// The devices with their owners, and where `share` has each.
+    pub fn devices(&self, share: Option<&Devices>) -> Result<(SortedMap<DeviceIdent, StoredDevice>, Vec<u32>), Error> {
+        devices(&self.conn, &self.path, share)
+    }
 }
 
 pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error> {
-    let err = |e: rusqlite::Error| Error::snapshot(path, e);
-    let count = |table: &str| -> Result<usize, Error> {
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
-            .map(|n| n as usize)
-            .map_err(err)
-    };
-    let mut data = SnapshotData {
-        version: read_version(conn).map_err(err)?,
-        customers: SortedMap::with_capacity(count("customers")?),
-        devices: SortedMap::with_capacity(count("devices")?),
-    };
+    Ok(SnapshotData {
+        version: read_version(conn).map_err(|e| Error::snapshot(path, e))?,
+        customers: customers(conn, path, None)?.0,
+        devices: devices(conn, path, None)?.0,
+        ..SnapshotData::default()
+    })
+}
 
-    // Every table is read in primary-key order (SQLite's BINARY collation is the byte order of
-    // `str`), so the maps are built by appending.
+/// Where an entry was found in the export's map. An index past `u32` becomes one the differ's
+/// key check refuses, so that it searches.
+fn at(found: Option<usize>) -> u32 {
+    found.map_or(NOT_IN_EXPORT, |i| u32::try_from(i).unwrap_or(NOT_IN_EXPORT - 1))
+}
+
+fn count(conn: &Connection, path: &Path, table: &str) -> Result<usize, Error> {
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+        .map(|n| n as usize)
+        .map_err(|e| Error::snapshot(path, e))
+}
+
+// Every table is read in primary-key order (SQLite's BINARY collation is the byte order of
+// `str`), so the maps are built by appending.
+
+fn customers(
+    conn: &Connection,
+    path: &Path,
+    share: Option<&Customers>,
+) -> Result<(SortedMap<Email, StoredCustomer>, Vec<u32>), Error> {
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let n = count(conn, path, "customers")?;
+    let mut out = SortedMap::with_capacity(n);
+    let mut positions = Vec::with_capacity(if share.is_some() { n } else { 0 });
     let mut stmt = conn
         .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers ORDER BY email")
         .map_err(err)?;
@@ -58,15 +142,34 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
         let text = |i: usize| -> Result<Option<&str>, Error> {
             row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
         };
-        let email = Email::from_trusted(text(0)?.unwrap_or_default());
-        let customer = StoredCustomer {
-            telemetron_id: text(1)?.map(TelemetronId::new),
-            record: CustomerRecord::new(text(2)?, text(3)?, text(4)?, text(5)?),
+        let email = text(0)?.unwrap_or_default();
+        let fields = [text(2)?, text(3)?, text(4)?, text(5)?];
+        let found = share.and_then(|c| c.entries.get_full(email));
+        let (email, record) = match found {
+            Some((_, key, entry)) if entry.record.is(fields) => (key.clone(), entry.record.clone()),
+            Some((_, key, _)) => (key.clone(), CustomerRecord::new(fields[0], fields[1], fields[2], fields[3])),
+            None => (Email::from_trusted(email), CustomerRecord::new(fields[0], fields[1], fields[2], fields[3])),
         };
-        data.customers.push(email, customer);
+        if share.is_some() {
+            positions.push(at(found.map(|(i, _, _)| i)));
+        }
+        out.push(email, StoredCustomer { telemetron_id: text(1)?.map(TelemetronId::new), record });
     }
-    data.customers.finish();
+    if out.finish() {
+        positions.clear();
+    }
+    Ok((out, positions))
+}
 
+fn devices(
+    conn: &Connection,
+    path: &Path,
+    share: Option<&Devices>,
+) -> Result<(SortedMap<DeviceIdent, StoredDevice>, Vec<u32>), Error> {
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let n = count(conn, path, "devices")?;
+    let mut out = SortedMap::with_capacity(n);
+    let mut positions = Vec::with_capacity(if share.is_some() { n } else { 0 });
     let mut types: FxHashMap<String, Arc<str>> = FxHashMap::default();
     let mut stmt = conn
         .prepare("SELECT identifier, telemetron_id, type, properties FROM devices ORDER BY identifier")
@@ -76,16 +179,31 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
         let s = |i: usize| -> Result<Option<&str>, Error> {
             row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
         };
-        let device_type = s(2)?.map(|t| match types.get(t) {
-            Some(a) => a.clone(),
-            None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
-        });
+        let (ident, t, props) = (s(0)?.unwrap_or_default(), s(2)?, s(3)?.unwrap_or("{}"));
+        let found = share.and_then(|d| d.entries.get_full(ident));
+        if share.is_some() {
+            positions.push(at(found.map(|(i, _, _)| i)));
+        }
+        let export = found.map(|(_, _, e)| &e.record);
+        let device_type = match (t, export.and_then(|r| r.device_type.as_ref())) {
+            (Some(t), Some(theirs)) if **theirs == *t => Some(theirs.clone()),
+            (Some(t), _) => Some(match types.get(t) {
+                Some(a) => a.clone(),
+                None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
+            }),
+            (None, _) => None,
+        };
+        let properties = match export {
+            Some(r) if r.properties.as_json() == props => r.properties.clone(),
+            _ => Properties::from_canonical(props),
+        };
         let device = StoredDevice {
             telemetron_id: s(1)?.map(TelemetronId::new),
-            record: DeviceRecord { device_type, properties: Properties::from_canonical(s(3)?.unwrap_or("{}")) },
+            record: DeviceRecord { device_type, properties },
             owners: Owners::new(),
         };
-        data.devices.push(DeviceIdent::from_trusted(s(0)?.unwrap_or_default()), device);
+        let ident = found.map_or_else(|| DeviceIdent::from_trusted(ident), |(_, k, _)| k.clone());
+        out.push(ident, device);
     }
 
     // Assignments in device order too, so a cursor walking the devices finds each one's device
@@ -99,12 +217,12 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
         let text =
             |i: usize| -> Result<&str, Error> { row.get_ref(i).map_err(err)?.as_str().map_err(|e| err(e.into())) };
         let (device, customer) = (text(0)?, Email::from_trusted(text(1)?));
-        let devices = data.devices.as_slice();
+        let devices = out.as_slice();
         while cursor < devices.len() && devices[cursor].0.as_str() < device {
             cursor += 1;
         }
         if devices.get(cursor).is_some_and(|(d, _)| d.as_str() == device) {
-            data.devices.value_at_mut(cursor).owners.push(customer);
+            out.value_at_mut(cursor).owners.push(customer);
         } else if let Some((_, orphan)) = orphans.last_mut().filter(|(d, _)| d.as_str() == device) {
             orphan.owners.push(customer);
         } else {
@@ -114,10 +232,17 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
         }
     }
     for (ident, orphan) in orphans {
-        data.devices.push(ident, orphan);
+        out.push(ident, orphan);
+        if share.is_some() {
+            // Not looked up. Orphans sort after the devices or `finish` reorders, dropping
+            // the positions.
+            positions.push(NOT_IN_EXPORT);
+        }
     }
-    data.devices.finish();
-    Ok(data)
+    if out.finish() {
+        positions.clear();
+    }
+    Ok((out, positions))
 }
 
 /// The snapshot's version and how many assignments it holds, without loading it. A missing

@@ -129,3 +129,93 @@ fn every_path_to_one_snapshot_takes_the_same_lock() {
     }
     assert_eq!(held.path(), dir.path().canonicalize().unwrap().join("state.db.lock"));
 }
+
+/// A read beside the export holds exactly what a plain read holds — whatever it shares — and
+/// says where the export has each entry.
+#[test]
+fn a_read_sharing_with_the_export_is_the_plain_read() {
+    use crate::model::{CustomerEntry, Customers, DeviceEntry, Devices, NOT_IN_EXPORT};
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let email = |s: &str| Email::parse(s).unwrap();
+    let dev = |s: &str| DeviceIdent::parse(s).unwrap();
+    let props = |v: &str| Properties::from_map(&[("fw".to_string(), v.to_string())].into());
+    let device = |t: &str, v: &str| DeviceRecord { device_type: Some(t.into()), properties: props(v) };
+    let long = "a-customer-with-a-long-address@example.org";
+    let mut w = store.writer().unwrap();
+    for (e, name) in [("a@b.co", "A"), (long, "Long"), ("gone@b.co", "Gone")] {
+        w.put_customer(&email(e), None, &rec(name)).unwrap();
+    }
+    for (d, t, v) in [("D1", "t", "1"), ("UUID-0f8e4c2a-6b1d-4e5f-9a7b-3c2d1e0f9a8b", "t", "2"), ("D3", "u", "3")] {
+        w.put_device(&dev(d), None, &device(t, v)).unwrap();
+    }
+    w.assign(&dev("D1"), &email(long)).unwrap();
+    w.assign(&dev("ORPHAN"), &email("a@b.co")).unwrap();
+    w.commit().unwrap();
+    drop(store);
+
+    // The export, in no key order: one customer equal, one changed, one new; devices likewise,
+    // and one whose type changed.
+    let mut customers = Customers::default();
+    for (line, (e, name)) in [("new@b.co", "New"), (long, "Long"), ("a@b.co", "A, changed")].into_iter().enumerate() {
+        customers.entries.insert(email(e), CustomerEntry { line: line as u64 + 2, record: rec(name) });
+    }
+    let mut devices = Devices::default();
+    let uuid = "UUID-0f8e4c2a-6b1d-4e5f-9a7b-3c2d1e0f9a8b";
+    for (line, (d, t, v)) in
+        [("N1", "t", "9"), ("D3", "t", "3"), (uuid, "t", "2"), ("D1", "t", "1, changed")].into_iter().enumerate()
+    {
+        devices.entries.insert(dev(d), DeviceEntry { line: line as u64 + 2, record: device(t, v) });
+    }
+    let share = Share { customers: Some(&customers), devices: Some(&devices) };
+    let shared = open(&path).unwrap().unwrap().all(share).unwrap();
+    let plain = read(&path).unwrap();
+    assert_eq!(shared.customers, plain.customers);
+    assert_eq!(shared.devices, plain.devices);
+    assert_eq!(shared.version, plain.version);
+    assert!(plain.customers_at.is_empty() && plain.devices_at.is_empty(), "a plain read does not look");
+
+    // Where the export has each entry, in the snapshot's key order.
+    assert_eq!(
+        shared.customers.keys().map(Email::as_str).collect::<Vec<_>>(),
+        ["a-customer-with-a-long-address@example.org", "a@b.co", "gone@b.co"]
+    );
+    assert_eq!(shared.customers_at, [1, 2, NOT_IN_EXPORT]);
+    // D1, D3, ORPHAN, the UUID: the orphan sorts in between, and `finish` drops the positions
+    // it would have shifted.
+    assert!(shared.devices_at.is_empty(), "{:?}", shared.devices_at);
+
+    // What is equal is the export's own allocation; what differs is the snapshot's.
+    let (stored, export) = (&shared.devices[&dev(uuid)].record, &devices.entries[&dev(uuid)].record);
+    assert!(std::ptr::eq(stored.properties.as_json(), export.properties.as_json()), "equal properties are shared");
+    let (stored, export) = (&shared.devices[&dev("D1")].record, &devices.entries[&dev("D1")].record);
+    assert!(!std::ptr::eq(stored.properties.as_json(), export.properties.as_json()));
+    assert_eq!(stored.properties, props("1"), "the snapshot's own value, not the export's");
+    let d3 = &shared.devices[&dev("D3")].record;
+    assert_eq!(d3.device_type.as_deref(), Some("u"), "a changed type stays the snapshot's");
+}
+
+/// Without an orphan out of order, the devices' positions are kept.
+#[test]
+fn a_read_sharing_with_the_export_keeps_the_devices_positions() {
+    use crate::model::{DeviceEntry, Devices, NOT_IN_EXPORT};
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let dev = |s: &str| DeviceIdent::parse(s).unwrap();
+    let typed = DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() };
+    let mut w = store.writer().unwrap();
+    for d in ["A", "B", "C"] {
+        w.put_device(&dev(d), None, &typed).unwrap();
+    }
+    w.commit().unwrap();
+    drop(store);
+    let mut devices = Devices::default();
+    for d in ["C", "X", "A"] {
+        devices.entries.insert(dev(d), DeviceEntry { line: 2, record: typed.clone() });
+    }
+    let shared = open(&path).unwrap().unwrap().all(Share { customers: None, devices: Some(&devices) }).unwrap();
+    assert_eq!(shared.devices_at, [2, NOT_IN_EXPORT, 0]);
+    assert!(shared.customers_at.is_empty());
+}
