@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{CustomerRef, Customers, Export, Ownership, OwnershipRow, Reject, SnapshotData, Warning};
-use crate::model::{DeviceIdent, Email, Owners, SortedMap};
+use crate::model::{DeviceIdent, Email, Owners, SortedMap, sort_by_str_key};
 
 #[derive(Debug)]
 pub(super) enum SourceId<'a> {
@@ -230,7 +230,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             group.sort_unstable_by(by_owner);
         }
     } else {
-        rows.sort_unstable_by(|a, b| a.device.cmp(&b.device).then_with(|| by_owner(a, b)));
+        sort_by_str_key(&mut rows, |r| r.device.as_str(), by_owner);
     }
     let mut repeats = Vec::new();
     let mut owners = SortedMap::with_capacity(rows.len());

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::diff::{Assignment, Change, DeviceCreate};
-use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId, sort_by_str_key};
 
 /// The API's cap on entries in one bulk-metadata request.
 pub const METADATA_CAP: usize = 1000;
@@ -438,9 +438,11 @@ fn plan_assignments<'a>(
     }
 
     // The assign calls, customers' then devices', each in key order.
-    let mut order: Vec<u32> = (0..customers.len() as u32).collect();
-    order.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
-    for c in order {
+    let tie = |_: &(&str, u32), _: &(&str, u32)| std::cmp::Ordering::Equal;
+    let mut order: Vec<(&str, u32)> =
+        (0..customers.len() as u32).map(|c| (customers[c as usize].as_str(), c)).collect();
+    sort_by_str_key(&mut order, |(key, _)| key, tie);
+    for (_, c) in order {
         let email = customers[c as usize];
         for call in &customer_calls[c as usize] {
             calls.push(Phase::Assign, || ApiCall::AssignDevicesToOwner {
@@ -454,9 +456,12 @@ fn plan_assignments<'a>(
             });
         }
     }
-    let mut order: Vec<u32> = (0..devices.len() as u32).filter(|d| !device_groups[*d as usize].is_empty()).collect();
-    order.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
-    for d in order {
+    let mut order: Vec<(&str, u32)> = (0..devices.len() as u32)
+        .filter(|d| !device_groups[*d as usize].is_empty())
+        .map(|d| (devices[d as usize].as_str(), d))
+        .collect();
+    sort_by_str_key(&mut order, |(key, _)| key, tie);
+    for (_, d) in order {
         let mut group = device_groups[d as usize].clone();
         group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
         for chunk in group.chunks(batch) {
