@@ -65,7 +65,9 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
                 let mut p = super::prepare(&settings)?;
                 let doc = plan::build(std::mem::take(&mut p.diff), &p.export, settings.batching);
                 let (rejected, warnings) = (p.export.rejects.len(), p.export.warnings.len());
-                super::release(p);
+                // Freed, not left to the exit as `plan` does: the calls and the undo plan are
+                // made next, and reuse its memory.
+                drop(p);
                 (doc.operations, rejected, warnings)
             }
         };
@@ -135,8 +137,6 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         tracing::warn!("over the safety guard's limits, going ahead because of --force: {}", verdict.explain());
     }
 
-    let calls = plan::calls(&operations, spec.batching);
-    let planned = calls.len() as u64;
     let mut store = Store::open(spec.state)?;
     let run_id = spec.run_id;
     // `--rate auto` starts a little under where the last run settled.
@@ -150,10 +150,14 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     if let Some(target) = spec.undoes {
         store.set_undoes(run_id, target)?;
     }
+    // The undo plan is stored before the calls are made, so that the two are never in memory
+    // together (a migration's are each the size of the plan).
     if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
-        let inverse = serde_json::to_value(plan::inverse(&operations)).expect("an undo plan serializes");
+        let inverse = serde_json::to_string(&plan::inverse(&operations)).expect("an undo plan serializes");
         store.put_undo(run_id, &inverse, keep)?;
     }
+    let calls = plan::calls(&operations, spec.batching);
+    let planned = calls.len() as u64;
     drop(operations);
     if calls.is_empty() {
         let outcome = Outcome::default();

@@ -9,12 +9,13 @@ use super::*;
 use crate::diff::{Change, PropertyDelta};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties};
 
-/// An operation `undo` cannot reverse: ext-v1 has no delete.
+/// An operation `undo` cannot reverse: ext-v1 has no delete. (A migration has one per create:
+/// the operation's name and the usual reasons are shared, not a copy each.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotUndoable {
-    pub op: String,
+    pub op: std::borrow::Cow<'static, str>,
     pub key: String,
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 /// The undo plan of a run: the operations that put back what it changed.
@@ -137,7 +138,8 @@ pub fn undo_against(undo: &UndoPlan, snap: &crate::model::SnapshotData) -> UndoN
         added.get(d).is_none_or(|l| l.iter().all(|c| owners.contains(c)))
             && removed.get(d).is_none_or(|l| l.iter().all(|c| !owners.contains(c)))
     };
-    let conflict = |op: &str, key: String, reason: String| NotUndoable { op: op.into(), key, reason };
+    let conflict =
+        |op: &str, key: String, reason: String| NotUndoable { op: op.to_owned().into(), key, reason: reason.into() };
     let mut now = UndoNow::default();
     for op in &undo.operations {
         let skip = match op {

@@ -147,10 +147,11 @@ impl Store {
 
     /// Stores the undo plan of a run (compact JSON), and drops all but the newest `keep`
     /// (killed runs' plans included: they are stored before the first call).
-    pub fn put_undo(&mut self, run_id: i64, plan: &serde_json::Value, keep: u32) -> Result<(), Error> {
+    /// Stores the undo plan (its JSON) of run `run_id`, keeping the last `keep` runs'.
+    pub fn put_undo(&mut self, run_id: i64, plan: &str, keep: u32) -> Result<(), Error> {
         let err = |e| Error::snapshot(&self.path, e);
         self.conn
-            .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, plan.to_string()])
+            .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, plan])
             .map_err(err)?;
         self.conn
             .execute(
