@@ -153,8 +153,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     // The undo plan is stored before the calls are made, so that the two are never in memory
     // together (a migration's are each the size of the plan).
     if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
-        let inverse = serde_json::to_string(&plan::inverse(&operations)).expect("an undo plan serializes");
-        store.put_undo(run_id, &inverse, keep)?;
+        store.put_undo(run_id, &plan::inverse(&operations), keep)?;
     }
     let calls = plan::calls(&operations, spec.batching);
     let planned = calls.len() as u64;

@@ -50,15 +50,27 @@ pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json:
             .map_err(|e| Error::snapshot(path, e))?
             .map(|kind| (kind, serde_json::Value::Null)));
     }
-    let row: Option<(String, Option<String>)> = conn
+    let row: Option<(String, serde_json::Value)> = conn
         .query_row(
             "SELECT runs.kind, undo.plan FROM runs LEFT JOIN undo ON undo.run_id = runs.id WHERE runs.id = ?1",
             [run_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, stored_plan(r.get_ref(1)?))),
         )
         .optional()
         .map_err(|e| Error::snapshot(path, e))?;
-    Ok(row.map(|(kind, plan)| (kind, plan.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default())))
+    Ok(row)
+}
+
+/// An undo plan as stored: gzip-compressed JSON, or the plain JSON text of earlier versions;
+/// `Null` when there is none (or it cannot be read).
+fn stored_plan(value: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
+    use rusqlite::types::ValueRef;
+    let parsed = match value {
+        ValueRef::Text(t) => serde_json::from_slice(t).ok(),
+        ValueRef::Blob(b) => serde_json::from_reader(flate2::read::GzDecoder::new(b)).ok(),
+        _ => None,
+    };
+    parsed.unwrap_or_default()
 }
 
 /// Runs recorded in the snapshot, newest first. A missing file has none.

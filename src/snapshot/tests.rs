@@ -219,3 +219,25 @@ fn a_read_sharing_with_the_export_keeps_the_devices_positions() {
     assert_eq!(shared.devices_at, [2, NOT_IN_EXPORT, 0]);
     assert!(shared.customers_at.is_empty());
 }
+
+/// Undo plans are stored compressed; one stored as plain JSON text by an earlier version reads
+/// the same.
+#[test]
+fn undo_plans_read_back_compressed_or_as_earlier_plain_text() {
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let plan = serde_json::json!({"operations": [{"op": "unassign", "device": "D1", "customer": "a@b.co"}], "not_undoable": []});
+    let (new, old) = (store.begin_run("apply").unwrap(), store.begin_run("apply").unwrap());
+    store.put_undo(new, &plan, 30).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = ?1", [new], |r| r.get(0)).unwrap();
+    assert_eq!(&stored[..2], &[0x1f, 0x8b], "gzip-compressed");
+    conn.execute("INSERT INTO undo (run_id, plan) VALUES (?1, ?2)", rusqlite::params![old, plan.to_string()]).unwrap();
+    drop(conn);
+    for run in [new, old] {
+        let (kind, read) = undo_plan(&path, run).unwrap().unwrap();
+        assert_eq!((kind.as_str(), &read), ("apply", &plan), "run {run}");
+    }
+}
