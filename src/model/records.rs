@@ -40,6 +40,11 @@ impl CustomerRecord {
         CustomerRecord(s.into())
     }
 
+    /// Whether the two are one shared value (then they are equal without reading either).
+    pub fn is_shared_with(&self, other: &CustomerRecord) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Whether this record holds exactly these fields (as [`CustomerRecord::new`] would pack
     /// them), without packing them.
     pub fn is(&self, fields: [Option<&str>; 4]) -> bool {
