@@ -245,7 +245,27 @@ fn read_all(settings: &InputSettings) -> Reads {
         let ownership = load::read_part(&settings.sources, load::Part::Ownership);
         ((customers, snap, ownership), other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    let snap = match (snap_customers, snap_devices) {
+    let share = snapshot::Share {
+        customers: customers.as_ref().ok().and_then(|e| e.customers.as_ref()),
+        devices: devices.as_ref().ok().and_then(|e| e.devices.as_ref()),
+    };
+    let snap = join_halves(state, share, snap_customers, snap_devices);
+    let customers = customers_file.into_inner().unwrap_or_else(|| Ok(Export::default()));
+    Reads { customers, devices, ownership, snap }
+}
+
+/// One half of the snapshot as one reader read it, with the version that reader saw.
+type Half<K, V> = Result<(crate::model::SnapshotVersion, (crate::model::SortedMap<K, V>, Vec<u32>)), Error>;
+
+/// The snapshot from its two halves — when both readers saw one state of the file; otherwise a
+/// writer committed between them (an `apply` beside a `plan`), and it is read again on one.
+fn join_halves(
+    state: &std::path::Path,
+    share: snapshot::Share<'_>,
+    customers: Result<Option<Half<crate::model::Email, crate::model::StoredCustomer>>, Error>,
+    devices: Option<Half<crate::model::DeviceIdent, crate::model::StoredDevice>>,
+) -> Result<SnapshotData, Error> {
+    match (customers, devices) {
         (Err(e), _) => Err(e),
         (Ok(None), _) => Ok(SnapshotData::default()),
         (Ok(Some(Ok((version, (customers, customers_at))))), Some(Ok((theirs, (devices, devices_at)))))
@@ -254,18 +274,11 @@ fn read_all(settings: &InputSettings) -> Reads {
             Ok(SnapshotData { customers, devices, version, customers_at, devices_at })
         }
         (Ok(Some(Err(e))), _) | (_, Some(Err(e))) => Err(e),
-        // A writer committed between the two readers (an `apply` beside a `plan`): read the
-        // whole snapshot again on one.
         (Ok(Some(Ok(_))), _) => {
-            let share = snapshot::Share {
-                customers: customers.as_ref().ok().and_then(|e| e.customers.as_ref()),
-                devices: devices.as_ref().ok().and_then(|e| e.devices.as_ref()),
-            };
+            tracing::debug!("the snapshot changed between its two readers; read again on one");
             snapshot::open(state).and_then(|r| r.map_or_else(|| Ok(SnapshotData::default()), |r| r.all(share)))
         }
-    };
-    let customers = customers_file.into_inner().unwrap_or_else(|| Ok(Export::default()));
-    Reads { customers, devices, ownership, snap }
+    }
 }
 
 /// What [`read_all`] read, each with its own outcome.
@@ -428,4 +441,55 @@ pub(crate) fn key_values(pairs: &[String]) -> Result<std::collections::BTreeMap<
         map.insert(k.trim().to_string(), v.to_string());
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties};
+
+    /// The two readers of `read_all` each see one state; when a write commits between their
+    /// openings, the halves are of two states and must not be joined.
+    #[test]
+    fn halves_read_around_a_commit_are_read_again_as_one_state() {
+        let dir =
+            std::env::temp_dir().join(format!("tsync-halves-{}-{}", std::process::id(), snapshot::new_snapshot_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let (email, dev) = (|s: &str| Email::parse(s).unwrap(), |s: &str| DeviceIdent::parse(s).unwrap());
+        let typed = DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() };
+        let mut store = snapshot::Store::open(&path).unwrap();
+        let mut w = store.writer().unwrap();
+        w.put_customer(&email("a@b.co"), None, &CustomerRecord::default()).unwrap();
+        w.put_device(&dev("D1"), None, &typed).unwrap();
+        w.commit().unwrap();
+
+        let first = snapshot::open(&path).unwrap().unwrap();
+        // Another command writes between the two openings.
+        let mut w = store.writer().unwrap();
+        w.put_customer(&email("b@b.co"), None, &CustomerRecord::default()).unwrap();
+        w.put_device(&dev("D2"), None, &typed).unwrap();
+        w.commit().unwrap();
+        let second = first.another().unwrap();
+        assert_ne!(first.version(), second.version(), "the second reader sees the later state");
+
+        let customers = first.customers(None).map(|c| (first.version().clone(), c));
+        let devices = second.devices(None).map(|d| (second.version().clone(), d));
+        let of_first_state = customers.as_ref().map(|(_, (c, _))| c.len()).unwrap();
+        assert_eq!(of_first_state, 1, "the first reader still sees the state it began in");
+        let joined = join_halves(&path, snapshot::Share::default(), Ok(Some(customers)), Some(devices)).unwrap();
+        let now = snapshot::read(&path).unwrap();
+        assert_eq!(joined.version, now.version);
+        assert_eq!(joined.customers, now.customers, "not the first reader's customers");
+        assert_eq!(joined.devices, now.devices);
+        assert_eq!(joined.customers.len(), 2);
+
+        // Readers of one state: their halves, as read.
+        let (one, two) = (snapshot::open(&path).unwrap().unwrap(), snapshot::open(&path).unwrap().unwrap());
+        let customers = one.customers(None).map(|c| (one.version().clone(), c));
+        let devices = two.devices(None).map(|d| (two.version().clone(), d));
+        let joined = join_halves(&path, snapshot::Share::default(), Ok(Some(customers)), Some(devices)).unwrap();
+        assert_eq!((joined.customers, joined.devices), (now.customers, now.devices));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
