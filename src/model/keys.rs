@@ -52,6 +52,11 @@ impl Email {
         self.0.as_str()
     }
 
+    /// The text as a value of its own that shares this key's allocation.
+    pub fn shared_text(&self) -> smol_str::SmolStr {
+        self.0.clone()
+    }
+
     /// The local part, which Telemetron uses as the name of a customer created without one.
     pub fn local_part(&self) -> &str {
         self.0.split('@').next().unwrap_or("")
@@ -215,6 +220,11 @@ impl DeviceIdent {
 
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// The text as a value of its own that shares this key's allocation.
+    pub fn shared_text(&self) -> smol_str::SmolStr {
+        self.0.clone()
     }
 }
 

@@ -10,11 +10,11 @@ use crate::diff::{Change, PropertyDelta};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties};
 
 /// An operation `undo` cannot reverse: ext-v1 has no delete. (A migration has one per create:
-/// the operation's name and the usual reasons are shared, not a copy each.)
+/// the operation's name, the usual reasons and the key are shared, not a copy each.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotUndoable {
     pub op: std::borrow::Cow<'static, str>,
-    pub key: String,
+    pub key: smol_str::SmolStr,
     pub reason: std::borrow::Cow<'static, str>,
 }
 
@@ -37,12 +37,12 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
         match op {
             Operation::CreateCustomer(c) => undo.not_undoable.push(NotUndoable {
                 op: "create_customer".into(),
-                key: c.email.to_string(),
+                key: c.email.shared_text(),
                 reason: "ext-v1 has no way to delete a customer".into(),
             }),
             Operation::CreateDevice(c) => undo.not_undoable.push(NotUndoable {
                 op: "create_device".into(),
-                key: c.identifier.to_string(),
+                key: c.identifier.shared_text(),
                 reason: "ext-v1 has no way to delete a device".into(),
             }),
             Operation::UpdateCustomer(u) => {
@@ -77,7 +77,7 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
                         Some(_) => device_type = Some(Change { before: c.after.clone(), after: c.before.clone() }),
                         None => undo.not_undoable.push(NotUndoable {
                             op: "update_device".into(),
-                            key: u.identifier.to_string(),
+                            key: u.identifier.shared_text(),
                             reason: "the device had no type before, and ext-v1 cannot clear one".into(),
                         }),
                     }
@@ -138,8 +138,11 @@ pub fn undo_against(undo: &UndoPlan, snap: &crate::model::SnapshotData) -> UndoN
         added.get(d).is_none_or(|l| l.iter().all(|c| owners.contains(c)))
             && removed.get(d).is_none_or(|l| l.iter().all(|c| !owners.contains(c)))
     };
-    let conflict =
-        |op: &str, key: String, reason: String| NotUndoable { op: op.to_owned().into(), key, reason: reason.into() };
+    let conflict = |op: &str, key: String, reason: String| NotUndoable {
+        op: op.to_owned().into(),
+        key: key.into(),
+        reason: reason.into(),
+    };
     let mut now = UndoNow::default();
     for op in &undo.operations {
         let skip = match op {
