@@ -206,7 +206,6 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
 fn read_all(settings: &InputSettings) -> Reads {
     use std::sync::mpsc;
     let state = &settings.state;
-    let customers_file: std::sync::OnceLock<Result<Export, Error>> = std::sync::OnceLock::new();
     // What the devices thread needs from this one: a reader of its own, of the same state.
     let (hand_over, handed) = mpsc::sync_channel::<Option<snapshot::Reading>>(1);
     let ((customers, snap_customers, ownership), (devices, snap_devices)) = std::thread::scope(|s| {
@@ -220,7 +219,7 @@ fn read_all(settings: &InputSettings) -> Reads {
             tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot's devices read");
             (devices, snap)
         });
-        let customers = customers_file.get_or_init(|| load::read_part(&settings.sources, load::Part::Customers));
+        let customers = load::read_part(&settings.sources, load::Part::Customers);
         let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
         let t = std::time::Instant::now();
         let snap = snapshot::open(state).and_then(|reading| {
@@ -250,7 +249,6 @@ fn read_all(settings: &InputSettings) -> Reads {
         devices: devices.as_ref().ok().and_then(|e| e.devices.as_ref()),
     };
     let snap = join_halves(state, share, snap_customers, snap_devices);
-    let customers = customers_file.into_inner().unwrap_or_else(|| Ok(Export::default()));
     Reads { customers, devices, ownership, snap }
 }
 
