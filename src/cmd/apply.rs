@@ -494,7 +494,7 @@ fn read_saved(path: &Path) -> Result<SavedPlanDoc, Error> {
     };
     parsed.map_err(|e| Error::BadFile {
         path: path.to_owned(),
-        message: if e.is_io() {
+        message: if e.is_io() || e.is_eof() {
             format!("cannot be read to the end ({e}); a file cut short or damaged. Make the plan again")
         } else {
             format!("not a plan saved by `plan --out` ({e})")

@@ -52,7 +52,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
 
 /// Writes a saved plan: compact JSON, gzip-compressed as it is written (like Terraform's plan
 /// file, it is an artefact for `apply --plan`; `zcat PLAN | jq .` shows it). A migration's
-/// operations repeat every export row with its field names; compressed, the plan is a third of
+/// operations repeat every export row with its field names; compressed, the plan is under half
 /// the size of its inputs instead of three times it, and is never held in memory whole.
 fn write_saved(path: &std::path::Path, saved: &SavedPlan<'_>) -> std::io::Result<()> {
     crate::cli::files::replace(path, |out| {
