@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
-use crate::model::{Export, RowRef, SnapshotData, StoredDevice, sort_by_str_key};
+use crate::model::{Export, RowRef, SnapshotData, StoredDevice, sort_by_unique_str_key};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreate {
@@ -201,16 +201,12 @@ impl Diff {
 /// `load::resolve_devices`, not the ownership half of the resolution.
 pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = diff_entities(export, snap);
-    // Keys are unique in each list: nothing to break a tie with.
-    fn tie<T>(_: &T, _: &T) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-    sort_by_str_key(&mut d.customers_to_create, |c| c.email.as_str(), tie);
-    sort_by_str_key(&mut d.customers_to_update, |c| c.email.as_str(), tie);
-    sort_by_str_key(&mut d.devices_to_create, |c| c.identifier.as_str(), tie);
-    sort_by_str_key(&mut d.devices_to_update, |c| c.identifier.as_str(), tie);
-    sort_by_str_key(&mut d.customers_not_in_export, Email::as_str, tie);
-    sort_by_str_key(&mut d.devices_not_in_export, DeviceIdent::as_str, tie);
+    sort_by_unique_str_key(&mut d.customers_to_create, |c| c.email.as_str());
+    sort_by_unique_str_key(&mut d.customers_to_update, |c| c.email.as_str());
+    sort_by_unique_str_key(&mut d.devices_to_create, |c| c.identifier.as_str());
+    sort_by_unique_str_key(&mut d.devices_to_update, |c| c.identifier.as_str());
+    sort_by_unique_str_key(&mut d.customers_not_in_export, Email::as_str);
+    sort_by_unique_str_key(&mut d.devices_not_in_export, DeviceIdent::as_str);
     d
 }
 /// Finds a snapshot entry in one of the export's maps: at the position the snapshot read saw it

@@ -184,6 +184,11 @@ pub fn sort_by_str_key<T>(items: &mut [T], key: impl Fn(&T) -> &str, then: impl 
     }
 }
 
+/// [`sort_by_str_key`] for keys that are unique, where nothing breaks a tie.
+pub fn sort_by_unique_str_key<T>(items: &mut [T], key: impl Fn(&T) -> &str) {
+    sort_by_str_key(items, key, |_, _| std::cmp::Ordering::Equal);
+}
+
 #[cfg(test)]
 mod sort_tests {
     use super::sort_by_str_key;

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::diff::{Assignment, Change, DeviceCreate};
-use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId, sort_by_str_key};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId, sort_by_unique_str_key};
 
 /// The API's cap on entries in one bulk-metadata request.
 pub const METADATA_CAP: usize = 1000;
@@ -438,10 +438,9 @@ fn plan_assignments<'a>(
     }
 
     // The assign calls, customers' then devices', each in key order.
-    let tie = |_: &(&str, u32), _: &(&str, u32)| std::cmp::Ordering::Equal;
     let mut order: Vec<(&str, u32)> =
         (0..customers.len() as u32).map(|c| (customers[c as usize].as_str(), c)).collect();
-    sort_by_str_key(&mut order, |(key, _)| key, tie);
+    sort_by_unique_str_key(&mut order, |(key, _)| key);
     for (_, c) in order {
         let email = customers[c as usize];
         for call in &customer_calls[c as usize] {
@@ -460,7 +459,7 @@ fn plan_assignments<'a>(
         .filter(|d| !device_groups[*d as usize].is_empty())
         .map(|d| (devices[d as usize].as_str(), d))
         .collect();
-    sort_by_str_key(&mut order, |(key, _)| key, tie);
+    sort_by_unique_str_key(&mut order, |(key, _)| key);
     for (_, d) in order {
         let mut group = device_groups[d as usize].clone();
         group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
