@@ -145,11 +145,11 @@ fn customers(
         let email = text(0)?.unwrap_or_default();
         let fields = [text(2)?, text(3)?, text(4)?, text(5)?];
         let found = share.and_then(|c| c.entries.get_full(email));
-        let (email, record) = match found {
-            Some((_, key, entry)) if entry.record.is(fields) => (key.clone(), entry.record.clone()),
-            Some((_, key, _)) => (key.clone(), CustomerRecord::new(fields[0], fields[1], fields[2], fields[3])),
-            None => (Email::from_trusted(email), CustomerRecord::new(fields[0], fields[1], fields[2], fields[3])),
+        let record = match found {
+            Some((_, _, entry)) if entry.record.is(fields) => entry.record.clone(),
+            _ => CustomerRecord::new(fields[0], fields[1], fields[2], fields[3]),
         };
+        let email = found.map_or_else(|| Email::from_trusted(email), |(_, key, _)| key.clone());
         if share.is_some() {
             positions.push(at(found.map(|(i, _, _)| i)));
         }

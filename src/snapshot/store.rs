@@ -153,10 +153,11 @@ impl Store {
     /// also reads the plain JSON of earlier versions.
     pub fn put_undo(&mut self, run_id: i64, plan: &impl serde::Serialize, keep: u32) -> Result<(), Error> {
         let err = |e| Error::snapshot(&self.path, e);
+        let unwritable =
+            |e: &dyn std::fmt::Display| Error::snapshot(&self.path, format!("cannot write the undo plan: {e}"));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        serde_json::to_writer(std::io::BufWriter::with_capacity(1 << 16, &mut gz), plan)
-            .map_err(|e| Error::snapshot(&self.path, format!("cannot write the undo plan: {e}")))?;
-        let blob = gz.finish().map_err(|e| Error::snapshot(&self.path, format!("cannot write the undo plan: {e}")))?;
+        serde_json::to_writer(std::io::BufWriter::with_capacity(1 << 16, &mut gz), plan).map_err(|e| unwritable(&e))?;
+        let blob = gz.finish().map_err(|e| unwritable(&e))?;
         self.conn
             .execute("INSERT OR REPLACE INTO undo (run_id, plan) VALUES (?1, ?2)", params![run_id, blob])
             .map_err(err)?;
