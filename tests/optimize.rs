@@ -64,10 +64,12 @@ fn shared_devices_email_only_customers_and_mixed_types() {
         .run(&["plan", "--config", "cfg.toml", "--input-dir", "day1", "--state", "none.db", "--format", "json"])
         .expect(0);
     let s = plan.json()["summary"].clone();
-    // The lower bound: named's create, SOLO's POST (no owner), a cover of three (e1, D-SH, N-1)
-    // and one bulk-metadata = 6. The plan: e1's devices are of two types, so two calls, and e1,
-    // in two calls, is created on its own rather than raced by both = 8.
-    assert_eq!((s["api_calls_lower_bound"].as_u64(), s["api_calls"].as_u64()), (Some(6), Some(8)), "{s}");
+    // The lower bound: named's create, SOLO's POST (no owner), D-SH (a shared new device: a call
+    // of its own), the (customer, type) pairs (e1, thermo), (e1, lock), (named, thermo), and one
+    // bulk-metadata = 7. Seven calls can do it: POST L-1, then one call to e1 creating the
+    // thermostats with L-1 riding along (e1 auto-created by it). The plan: e1's devices are of two
+    // types, so two calls, and e1, in two calls, is created on its own rather than raced = 8.
+    assert_eq!((s["api_calls_lower_bound"].as_u64(), s["api_calls"].as_u64()), (Some(7), Some(8)), "{s}");
     let plain = w
         .run(&[
             "plan",
@@ -89,4 +91,30 @@ fn shared_devices_email_only_customers_and_mixed_types() {
     assert!(paths.iter().any(|p| p.ends_with("assignDeviceToOwners")), "the shared device went by device: {paths:?}");
     let posts = paths.iter().filter(|p| p.ends_with("/device")).count();
     assert_eq!(posts, 1, "only SOLO, which no one owns, needs POST /device: {paths:?}");
+}
+
+/// A new device shared by customers who have calls anyway is created first by `POST /device`
+/// (with its properties) and rides in their calls; Telemetron ends as the plain plan leaves it.
+#[test]
+fn a_shared_new_device_rides_in_its_owners_calls() {
+    let w = Workdir::new();
+    w.write("cfg.toml", "");
+    w.write("day1/customers.csv", "email,name\nann@x.io,Ann Example\nbob@x.io,\n");
+    w.write("day1/devices.csv", "identifier,type,fw\nA-1,thermo,1\nB-1,thermo,2\nS-1,hub,3\n");
+    w.write(
+        "day1/ownership.csv",
+        "device_identifier,customer_email\nA-1,ann@x.io\nB-1,bob@x.io\nS-1,ann@x.io\nS-1,bob@x.io\n",
+    );
+    let plan = w
+        .run(&["plan", "--config", "cfg.toml", "--input-dir", "day1", "--state", "none.db", "--format", "json"])
+        .expect(0);
+    let s = plan.json()["summary"].clone();
+    // Ann's create, POST S-1, one call per owner, bulk-metadata for A-1 and B-1.
+    assert_eq!((s["api_calls_lower_bound"].as_u64(), s["api_calls"].as_u64()), (Some(5), Some(5)), "{s}");
+    assert_same(&w, "cfg.toml", &["day1"]);
+    let (opt, calls) = run(&w, "cfg.toml", &["day1"], &[], "again.db");
+    assert_eq!(calls, 5);
+    let paths: Vec<String> = opt.emulator.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths.iter().filter(|p| p.ends_with("/device")).count(), 1, "{paths:?}");
+    assert_eq!(paths.iter().filter(|p| p.ends_with("assignDevicesToOwner")).count(), 2, "{paths:?}");
 }

@@ -195,7 +195,7 @@ fn email_only(email: &Email, record: &CustomerRecord) -> bool {
 /// The calls for a plan's operations, by phase.
 pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
     let p = parts(ops);
-    let graph = batching.optimize.then(|| PairGraph::new(&p.assign));
+    let graph = batching.optimize.then(|| PairGraph::new(&p.assign, &p.device_creates));
     let mut calls = Calls::default();
     build_calls(&p, batching, graph.as_ref(), &mut calls);
     calls
@@ -205,31 +205,50 @@ pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
 /// one cover, without making the calls.
 pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usize, usize) {
     let p = parts(ops);
-    let graph = PairGraph::new(&p.assign);
+    let graph = PairGraph::new(&p.assign, &p.device_creates);
     let mut count = CallCount::default();
     build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
     (count.0, lower_bound(&p, batching, &graph))
 }
 
-/// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover.
+/// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover
+/// of the pairs that are not a shared new device's.
+///
+/// A new device with several new owners costs a call of its own whatever the cover says: it is
+/// created by the one call that holds it or by a `POST /device` before the calls that do. So
+/// its pairs are left out of the cover, and it goes in one device call holding them all — or,
+/// when every owner has a call anyway, is created by `POST /device` (properties and all) and
+/// rides in those.
 struct PairGraph<'a> {
     customers: Vec<&'a Email>,
     devices: Vec<&'a DeviceIdent>,
     customer_ix: FxHashMap<&'a Email, u32>,
     device_ix: FxHashMap<&'a DeviceIdent, u32>,
     edges: Vec<(u32, u32)>,
+    /// Per device: how many new pairs name it.
+    degree: Vec<u32>,
+    /// Per device: whether this run creates it.
+    new: Vec<bool>,
+    /// Per device: a new device with two or more new pairs.
+    shared_new: Vec<bool>,
+    /// Per device: a shared new device whose pairs all go in its device call.
+    by_device: Vec<bool>,
     cover_customers: Vec<bool>,
     cover_size: usize,
 }
 
 impl<'a> PairGraph<'a> {
-    fn new(assign: &[&'a Assignment]) -> PairGraph<'a> {
+    fn new(assign: &[&'a Assignment], device_creates: &[&'a DeviceCreate]) -> PairGraph<'a> {
         let mut g = PairGraph {
             customers: Vec::new(),
             devices: Vec::new(),
             customer_ix: FxHashMap::default(),
             device_ix: FxHashMap::default(),
             edges: Vec::with_capacity(assign.len()),
+            degree: Vec::new(),
+            new: Vec::new(),
+            shared_new: Vec::new(),
+            by_device: Vec::new(),
             cover_customers: Vec::new(),
             cover_size: 0,
         };
@@ -244,8 +263,36 @@ impl<'a> PairGraph<'a> {
             });
             g.edges.push((c, d));
         }
-        let (cover_c, cover_d) = crate::plan::cover::min_vertex_cover(g.customers.len(), g.devices.len(), &g.edges);
+        g.degree = vec![0; g.devices.len()];
+        for &(_, d) in &g.edges {
+            g.degree[d as usize] += 1;
+        }
+        g.new = vec![false; g.devices.len()];
+        for c in device_creates {
+            if let Some(&d) = g.device_ix.get(&c.identifier) {
+                g.new[d as usize] = true;
+            }
+        }
+        g.shared_new = g.new.iter().zip(&g.degree).map(|(new, degree)| *new && *degree >= 2).collect();
+        let rest: Vec<(u32, u32)>;
+        let covered = if g.shared_new.contains(&true) {
+            rest = g.edges.iter().copied().filter(|&(_, d)| !g.shared_new[d as usize]).collect();
+            &rest
+        } else {
+            &g.edges
+        };
+        let (cover_c, cover_d) = crate::plan::cover::min_vertex_cover(g.customers.len(), g.devices.len(), covered);
         g.cover_size = cover_c.iter().chain(&cover_d).filter(|x| **x).count();
+        // A shared new device whose owners all have calls anyway rides in those (created
+        // before them by a `POST /device`, which carries its properties too); any other goes
+        // in a device call of its own.
+        let mut owners_with_calls = vec![0u32; g.devices.len()];
+        for &(c, d) in &g.edges {
+            if g.shared_new[d as usize] && cover_c[c as usize] {
+                owners_with_calls[d as usize] += 1;
+            }
+        }
+        g.by_device = (0..g.devices.len()).map(|d| g.shared_new[d] && owners_with_calls[d] < g.degree[d]).collect();
         g.cover_customers = cover_c;
         g
     }
@@ -329,12 +376,14 @@ fn plan_assignments<'a>(
     calls: &mut impl Sink,
     metadata: &mut Vec<(&'a DeviceIdent, &'a Properties)>,
 ) {
-    let PairGraph { customers, devices, customer_ix, device_ix, edges, cover_customers: cover_c, .. } = graph;
-    // Each pair goes to its customer's call when the customer is in the cover, else its device's.
+    let PairGraph { customers, devices, customer_ix, device_ix, edges, by_device, cover_customers: cover_c, .. } =
+        graph;
+    // Each pair goes to its customer's call when the customer is in the cover, else its
+    // device's; a shared new device's pairs go to its device's unless all its owners have calls.
     let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
     let mut device_groups: Vec<Vec<u32>> = vec![Vec::new(); devices.len()];
     for &(c, d) in edges {
-        if cover_c[c as usize] {
+        if cover_c[c as usize] && !by_device[d as usize] {
             customer_groups[c as usize].push(d);
         } else {
             device_groups[d as usize].push(c);
@@ -478,48 +527,112 @@ fn plan_assignments<'a>(
     }
 }
 
-/// A lower bound on the calls any grouping of these operations needs: every changed or
-/// non-foldable customer and type change is a call of its own, removals go per customer, new
-/// devices that no assignment names need `POST /device`, properties at least one call per
-/// 1,000 devices, and the new pairs at least the larger of
-/// - a minimum vertex cover of their graph (a call covers one customer's or one device's pairs);
-/// - the (customer, type) pairs of new devices that customer alone owns: such a device is
-///   created by a call to that customer carrying its type (one type per call) or by a call of
-///   its own, so each such pair needs a call, and none of those calls serves another pair.
+/// A lower bound on the calls any grouping of these operations needs, under the constraints
+/// the API and the planner have: a call auto-creates devices of one type; an auto-creating call
+/// holds only devices this run creates (an existing one Telemetron lost would be made anew with
+/// a guessed type); an entity a call creates is named by no other call of its phase, since they
+/// run at once; properties of an existing device change only by bulk-metadata (whether
+/// `POST /device` merges or replaces them is undocumented). Each term counts calls no other
+/// term counts:
+/// - a call per named customer create, customer update, type change, and new device no
+///   assignment names (`POST /device`); removals per customer in `--batch-size` chunks;
+/// - one call per shared new device (two or more new owners): a `POST /device`, or the one call
+///   that holds all its pairs and so serves no other device;
+/// - for the other new pairs, the larger of
+///   - a minimum vertex cover of their graph (a call covers one customer's or one device's
+///     pairs), and
+///   - the (customer, type) pairs of new devices that customer alone owns (each needs an
+///     auto-creating call to that customer with that type, a call of one of its devices, or a
+///     `POST /device` of one, none shared with another such pair) plus a minimum vertex cover of
+///     the pairs of existing devices (which only calls that create nothing can hold);
+/// - bulk-metadata at 1,000 devices a call for the changed properties of existing devices and
+///   the properties of new devices, less those a `POST /device` counted above could carry at no
+///   extra call (its pairs riding in calls counted above): a shared new device whose owners all
+///   have other new pairs, and the single device of a (customer, type) pair when that customer
+///   has another such pair or existing devices to take.
 fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usize {
-    let assignments = graph.cover_size.max(private_creates(p, graph));
+    let private = private_creates(p, graph);
+    let shared_new = graph.shared_new.iter().filter(|s| **s).count();
+    let existing_cover = if private.pairs == 0 {
+        0
+    } else {
+        let existing: Vec<(u32, u32)> = graph.edges.iter().copied().filter(|&(_, d)| !graph.new[d as usize]).collect();
+        let (c, d) = crate::plan::cover::min_vertex_cover(graph.customers.len(), graph.devices.len(), &existing);
+        c.iter().chain(&d).filter(|x| **x).count()
+    };
+    let assignments = shared_new + graph.cover_size.max(private.pairs + existing_cover);
     let batch = batching.batch_size.max(1);
     let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
     let lonely_devices = p.device_creates.iter().filter(|c| !graph.device_ix.contains_key(&c.identifier)).count();
     let unassign: usize = by_customer(&p.unassign).values().map(|d| d.len().div_ceil(batch)).sum();
-    let props = p.property_changes.len()
-        + p.device_creates
-            .iter()
-            .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
-            .count();
+    let new_with_properties = p
+        .device_creates
+        .iter()
+        .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
+        .count();
+    let props = p.property_changes.len() + new_with_properties.saturating_sub(private.could_carry_properties);
     customers + p.type_changes.len() + lonely_devices + unassign + assignments + props.div_ceil(METADATA_CAP)
 }
 
-/// The distinct (customer, device type) pairs among new devices that one new pair names.
-fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> usize {
-    let new_type: FxHashMap<&DeviceIdent, &Arc<str>> =
-        p.device_creates.iter().map(|c| (&c.identifier, &c.device_type)).collect();
-    if new_type.is_empty() {
-        return 0;
-    }
-    let mut degree = vec![0u32; graph.devices.len()];
-    for &(_, d) in &graph.edges {
-        degree[d as usize] += 1;
-    }
-    let mut private: rustc_hash::FxHashSet<(u32, &str)> = rustc_hash::FxHashSet::default();
+/// What the new devices ask of the calls, for the lower bound.
+struct PrivateCreates {
+    /// The distinct (customer, device type) pairs among the new devices one new pair names.
+    pairs: usize,
+    /// The new devices with properties whose `POST /device` could be a call the bound counts
+    /// already and whose pairs could ride in counted calls.
+    could_carry_properties: usize,
+}
+
+fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> PrivateCreates {
+    let mut private: FxHashMap<(u32, &str), (u32, u32)> = FxHashMap::default();
+    let new_of: FxHashMap<&DeviceIdent, &DeviceCreate> = p.device_creates.iter().map(|c| (&c.identifier, *c)).collect();
+    let mut could_carry_properties = 0;
     for &(c, d) in &graph.edges {
-        if degree[d as usize] == 1
-            && let Some(t) = new_type.get(graph.devices[d as usize])
-        {
-            private.insert((c, &***t));
+        let Some(create) = new_of.get(graph.devices[d as usize]) else { continue };
+        if graph.degree[d as usize] == 1 {
+            let (devices, with_properties) = private.entry((c, &*create.device_type)).or_default();
+            *devices += 1;
+            *with_properties += u32::from(!create.properties.is_empty());
         }
     }
-    private.len()
+    // A shared new device's `POST /device` carries its properties at no extra call only if its
+    // pairs ride in calls counted already: its owners' own, so each owner must have other pairs.
+    let mut has_other_pairs = vec![false; graph.customers.len()];
+    let mut owners_without = vec![0u32; graph.devices.len()];
+    for &(c, d) in &graph.edges {
+        if !graph.shared_new[d as usize] {
+            has_other_pairs[c as usize] = true;
+        }
+    }
+    for &(c, d) in &graph.edges {
+        if graph.shared_new[d as usize] && !has_other_pairs[c as usize] {
+            owners_without[d as usize] += 1;
+        }
+    }
+    for (d, ident) in graph.devices.iter().enumerate() {
+        if graph.shared_new[d] && owners_without[d] == 0 && new_of.get(ident).is_some_and(|c| !c.properties.is_empty())
+        {
+            could_carry_properties += 1;
+        }
+    }
+    // The single device of a (customer, type) pair: its `POST /device` is that pair's call, and
+    // the pair rides in another of the customer's: at most all but one of its pairs' calls, or
+    // all when it also has existing devices to take (a call that creates nothing can hold them).
+    let mut units = vec![0usize; graph.customers.len()];
+    let mut singles = vec![0usize; graph.customers.len()];
+    for (&(c, _), &(devices, with_properties)) in &private {
+        units[c as usize] += 1;
+        singles[c as usize] += usize::from(devices == 1 && with_properties == 1);
+    }
+    let mut takes_existing = vec![false; graph.customers.len()];
+    for &(c, d) in &graph.edges {
+        takes_existing[c as usize] |= !graph.new[d as usize];
+    }
+    for c in 0..graph.customers.len() {
+        let others = (units[c] + usize::from(takes_existing[c])).saturating_sub(1);
+        could_carry_properties += singles[c].min(others);
+    }
+    PrivateCreates { pairs: private.len(), could_carry_properties }
 }
 
 fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<&'a DeviceIdent>> {

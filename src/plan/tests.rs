@@ -83,3 +83,180 @@ fn the_lower_bound_counts_one_call_per_type_of_a_customers_own_new_devices() {
     assert_eq!(count, 3, "the count plan reports is the calls apply makes");
     assert_eq!(calls.assign.len(), 2);
 }
+
+/// A new device two customers share: alone it goes in one device call that creates it; when
+/// both owners have calls anyway it is created by `POST /device` with its properties and rides
+/// in theirs, and the bound counts that grouping (three calls, no bulk-metadata).
+#[test]
+fn a_shared_new_device_costs_one_call_and_rides_with_owners_that_have_calls() {
+    let c1 = Email::parse("c1@x.io").unwrap();
+    let c2 = Email::parse("c2@x.io").unwrap();
+    let create = |id: &str, properties: Properties| {
+        Operation::CreateDevice(DeviceCreate {
+            identifier: DeviceIdent::parse(id).unwrap(),
+            device_type: "t".into(),
+            properties,
+        })
+    };
+    let assign = |id: &str, c: &Email| {
+        Operation::Assign(Assignment { device: DeviceIdent::parse(id).unwrap(), customer: c.clone() })
+    };
+    let alone = vec![create("S", props(&[("fw", "1")])), assign("S", &c1), assign("S", &c2)];
+    let made = calls(&alone, Batching::default());
+    assert_eq!((made.assign.len(), made.devices.len(), made.properties.len()), (1, 0, 1), "{made:?}");
+    assert_eq!(call_count_and_lower_bound(&alone, Batching::default()), (2, 2));
+
+    let mut with_owners = alone.clone();
+    with_owners.extend([
+        create("P1", Properties::empty()),
+        create("P2", Properties::empty()),
+        assign("P1", &c1),
+        assign("P2", &c2),
+    ]);
+    let made = calls(&with_owners, Batching::default());
+    assert_eq!((made.assign.len(), made.devices.len(), made.properties.len()), (2, 1, 0), "{made:?}");
+    assert!(
+        matches!(&made.devices[0], ApiCall::UpsertDevice { properties: Some(p), create: true, .. } if !p.is_empty())
+    );
+    assert_eq!(call_count_and_lower_bound(&with_owners, Batching::default()), (3, 3));
+}
+
+/// xorshift64*: seeded, the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Small random plans, the shapes that make the planner's choices (shared new devices,
+/// email-only customers of several types, transfers to new customers, existing devices beside
+/// new ones, tiny batches): the bound never exceeds the calls made, `plan`'s count is `apply`'s
+/// calls, every new pair is in exactly one assign call, and every new entity is created by
+/// exactly one call (a phase's calls run at once, so two creating calls would race).
+#[test]
+fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
+    use crate::plan::calls::ApiCall;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rng = Rng(0x5eed_cafe);
+    for round in 0..3000 {
+        let customers: Vec<Email> =
+            (0..1 + rng.below(5)).map(|i| Email::parse(&format!("c{i}@x.io")).unwrap()).collect();
+        let devices: Vec<DeviceIdent> =
+            (0..1 + rng.below(8)).map(|i| DeviceIdent::parse(&format!("D{i}")).unwrap()).collect();
+        let mut ops = Vec::new();
+        let mut new_customers = BTreeSet::new();
+        for (i, email) in customers.iter().enumerate() {
+            match rng.below(3) {
+                0 => {}
+                1 => ops.push(Operation::CreateCustomer(CustomerCreate {
+                    email: email.clone(),
+                    record: CustomerRecord::default(),
+                })),
+                _ => ops.push(Operation::CreateCustomer(CustomerCreate {
+                    email: email.clone(),
+                    record: CustomerRecord::new(Some(&format!("Person {i}")), None, None, None),
+                })),
+            }
+            if rng.below(3) != 0 {
+                new_customers.insert(email.clone());
+            }
+        }
+        ops.retain(|op| !matches!(op, Operation::CreateCustomer(c) if !new_customers.contains(&c.email)));
+        let mut new_devices = BTreeSet::new();
+        for (i, ident) in devices.iter().enumerate() {
+            if rng.below(2) == 0 {
+                new_devices.insert(ident.clone());
+                let properties = if rng.below(2) == 0 { Properties::empty() } else { props(&[("fw", &i.to_string())]) };
+                let device_type: Arc<str> = if rng.below(2) == 0 { "a".into() } else { "b".into() };
+                ops.push(Operation::CreateDevice(DeviceCreate { identifier: ident.clone(), device_type, properties }));
+            } else if rng.below(3) == 0 {
+                ops.push(Operation::UpdateDevice(Box::new(DeviceUpdateDoc {
+                    identifier: ident.clone(),
+                    telemetron_id: None,
+                    device_type: (rng.below(2) == 0)
+                        .then(|| Change { before: Some("a".into()), after: Some("b".into()) }),
+                    properties: None,
+                    properties_after: Some(props(&[("fw", "9")])),
+                })));
+            }
+        }
+        let mut pairs = BTreeSet::new();
+        for _ in 0..rng.below(12) {
+            let c = customers[rng.below(customers.len() as u64) as usize].clone();
+            let d = devices[rng.below(devices.len() as u64) as usize].clone();
+            pairs.insert((c, d));
+        }
+        for (customer, device) in &pairs {
+            if !new_customers.contains(customer) && !new_devices.contains(device) && rng.below(4) == 0 {
+                ops.push(Operation::Unassign(Assignment { device: device.clone(), customer: customer.clone() }));
+            } else {
+                ops.push(Operation::Assign(Assignment { device: device.clone(), customer: customer.clone() }));
+            }
+        }
+        let batching = Batching { batch_size: 1 + rng.below(3) as usize, ..Batching::default() };
+        let (count, bound) = call_count_and_lower_bound(&ops, batching);
+        let made = calls(&ops, batching);
+        let context = format!("round {round}: {ops:?}\n{made:?}");
+        assert_eq!(count, made.len(), "{context}");
+        assert!(bound <= count, "bound {bound} above {count} calls, {context}");
+
+        let mut held: BTreeMap<(Email, DeviceIdent), usize> = BTreeMap::new();
+        let mut device_creates: BTreeMap<DeviceIdent, usize> = BTreeMap::new();
+        let mut customer_creates: BTreeMap<Email, usize> = BTreeMap::new();
+        let all = made.customers.iter().chain(&made.devices).chain(&made.assign);
+        for call in all {
+            match call {
+                ApiCall::CreateCustomer { email, .. } => *customer_creates.entry(email.clone()).or_default() += 1,
+                ApiCall::UpsertDevice { identifier, create: true, .. } => {
+                    *device_creates.entry(identifier.clone()).or_default() += 1
+                }
+                ApiCall::AssignDevicesToOwner { customer, devices, create, create_customer } => {
+                    for d in devices {
+                        *held.entry((customer.clone(), d.clone())).or_default() += 1;
+                    }
+                    for d in create.iter().flat_map(|(_, list)| list) {
+                        assert!(new_devices.contains(d), "{d} existed: {context}");
+                        *device_creates.entry(d.clone()).or_default() += 1;
+                    }
+                    if create_customer.is_some() {
+                        *customer_creates.entry(customer.clone()).or_default() += 1;
+                    }
+                }
+                ApiCall::AssignDeviceToOwners { device, customers, create, create_customers } => {
+                    for c in customers {
+                        *held.entry((c.clone(), device.clone())).or_default() += 1;
+                    }
+                    if create.is_some() {
+                        *device_creates.entry(device.clone()).or_default() += 1;
+                    }
+                    for (c, _) in create_customers {
+                        *customer_creates.entry(c.clone()).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let assigned: BTreeMap<(Email, DeviceIdent), usize> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::Assign(a) => Some(((a.customer.clone(), a.device.clone()), 1)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(held, assigned, "{context}");
+        assert_eq!(device_creates, new_devices.iter().map(|d| (d.clone(), 1)).collect(), "{context}");
+        let created: BTreeMap<Email, usize> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::CreateCustomer(c) => Some((c.email.clone(), 1)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(customer_creates, created, "{context}");
+    }
+}
