@@ -22,6 +22,8 @@ pub struct ConfigFile {
     pub state: Option<PathBuf>,
     /// Where to write the run's figures in the Prometheus text format.
     pub metrics_file: Option<PathBuf>,
+    /// `false`: log lines name customers by token, not by their personal data (`--log-pii`).
+    pub log_pii: Option<bool>,
     #[serde(default)]
     pub api: ApiSection,
     #[serde(default)]

@@ -19,7 +19,9 @@ pub mod error;
 pub mod execute;
 pub mod load;
 pub mod model;
+pub mod pii;
 pub mod plan;
+pub mod private;
 pub mod snapshot;
 pub mod time;
 

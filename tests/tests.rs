@@ -13,6 +13,7 @@ mod event;
 mod inputs;
 mod operate;
 mod optimize;
+mod private;
 mod redirect;
 mod sample;
 mod undo;

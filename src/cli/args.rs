@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// node_exporter's textfile collector)
     #[arg(long, value_name = "FILE", global = true)]
     pub metrics_file: Option<PathBuf>,
+    /// Whether log lines on stderr may name customers by email, name, phone and address; with
+    /// false they carry a short stable token instead (stdout is unchanged) [config: log_pii]
+    #[arg(long, value_name = "BOOL", global = true, action = clap::ArgAction::Set)]
+    pub log_pii: Option<bool>,
     #[command(flatten)]
     pub api: ApiArgs,
 }

@@ -90,7 +90,7 @@ fn try_write(path: &Path, command: &str, started: f64, result: &Result<Ended, Er
             text.push_str(&format!("{PREFIX}{family}{{{labels}}} {value}\n"));
         }
     }
-    super::files::replace(path, |out| out.write_all(text.as_bytes()))
+    super::files::replace(path, super::files::Access::Shared, |out| out.write_all(text.as_bytes()))
 }
 
 /// The samples of a file this module wrote (other lines are dropped).

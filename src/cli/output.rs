@@ -49,6 +49,7 @@ pub fn init(args: &GlobalArgs, chatty: bool) {
     let _ = STARTED.set(std::time::Instant::now());
     JSON.store(args.log_format == LogFormat::Json, Ordering::Relaxed);
     QUIET.store(args.quiet, Ordering::Relaxed);
+    crate::pii::set_allowed(args.log_pii.unwrap_or(true));
     let level = match (args.quiet, args.verbose) {
         (true, _) => "error",
         (false, 0) if chatty => "info",
@@ -77,7 +78,7 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     let error = exit::final_error(result);
     if !is_json() {
         if let Some(e) = &error {
-            let _ = writeln!(std::io::stderr().lock(), "error: {e}");
+            let _ = writeln!(std::io::stderr().lock(), "error: {}", crate::pii::scrub(e));
         }
         return code;
     }
@@ -90,7 +91,7 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     let mut line = run_finished(exit::outcome_word(result), code);
     line.insert("command".into(), command.into());
     if let Some(e) = error {
-        line.insert("error".into(), e.into());
+        line.insert("error".into(), crate::pii::scrub(&e).into());
     }
     let figures = result.as_ref().map(|e| e.figures.clone()).unwrap_or_default();
     if let Ok(Value::Object(f)) = serde_json::to_value(&figures) {
@@ -113,7 +114,7 @@ pub fn usage_error_json(message: &str) {
 /// The final error as a JSON line.
 fn error_line(message: &str, code: i32) {
     let mut line = base_object("ERROR");
-    line.insert("message".into(), message.into());
+    line.insert("message".into(), crate::pii::scrub(message).into());
     line.insert("exit_code".into(), code.into());
     let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(line));
 }
@@ -194,7 +195,12 @@ struct Fields {
 }
 
 impl Fields {
+    /// Every string that reaches a log line passes [`crate::pii::scrub`] here.
     fn put(&mut self, field: &Field, v: Value) {
+        let v = match v {
+            Value::String(s) if !crate::pii::allowed() => Value::String(crate::pii::scrub(&s).into_owned()),
+            v => v,
+        };
         if field.name() == "message" {
             self.message = Some(match v {
                 Value::String(s) => s,

@@ -24,6 +24,16 @@ pub fn reject_line(r: &Reject) -> String {
     }
 }
 
+/// [`reject_line`] for a log line: with `--log-pii=false`, the values its reason quotes are
+/// tokens (the rejects file and the plan keep them).
+pub fn reject_line_for_log(r: &Reject) -> String {
+    let reason = crate::pii::scrub_quoted(&r.reason);
+    match &r.column {
+        Some(c) => format!("{}:{}: column {c:?}: {reason}", r.file, r.line),
+        None => format!("{}:{}: {reason}", r.file, r.line),
+    }
+}
+
 /// A warning as `file:line: message` (`file: message` when it is about the whole file).
 pub fn warning_line(w: &Warning) -> String {
     match w.line {
@@ -34,9 +44,8 @@ pub fn warning_line(w: &Warning) -> String {
 
 /// Writes the rejected rows as CSV: file, line, column, reason, record.
 pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {
-    let io_err = |e: io::Error| Error::Io { what: "write the rejects file", path: path.to_owned(), source: e };
-    let mut w = csv::Writer::from_path(path).map_err(|e| io_err(e.into()))?;
-    let write = |w: &mut csv::Writer<std::fs::File>| -> csv::Result<()> {
+    let write = |out: &mut dyn Write| -> csv::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
         w.write_record(["file", "line", "column", "reason", "record"])?;
         for r in rejects {
             w.write_record([&*r.file, &r.line.to_string(), r.column.as_deref().unwrap_or(""), &r.reason, &r.record])?;
@@ -44,7 +53,8 @@ pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {
         w.flush()?;
         Ok(())
     };
-    write(&mut w).map_err(|e| io_err(e.into()))
+    super::files::replace(path, super::files::Access::Private, |out| write(out).map_err(io::Error::from))
+        .map_err(|source| Error::Io { what: "write the rejects file", path: path.to_owned(), source })
 }
 
 /// The human-readable plan.

@@ -108,6 +108,8 @@ impl Settings {
             Some(path) => (ConfigFile::read(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
             None => (ConfigFile::default(), PathBuf::new()),
         };
+        // Before anything else can log: the flag wins, else the config says.
+        crate::pii::set_allowed(global.log_pii.or(config.log_pii).unwrap_or(true));
         let in_config = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         let config_error = |message: String| Error::Config { path: global.config.clone().unwrap_or_default(), message };
         let exec = flags.exec.cloned().unwrap_or_default();
@@ -184,7 +186,15 @@ impl Settings {
         use crate::client::{ApiKey, check_base_url};
         let base_url = check_base_url(&self.base_url).map_err(Error::Usage)?;
         let key = match &self.key_file {
-            Some(path) => ApiKey::from_file(path).map_err(Error::Setup)?,
+            Some(path) => {
+                let key = ApiKey::from_file(path).map_err(Error::Setup)?;
+                crate::private::warn_if_open(
+                    path,
+                    "the Telemetron API key",
+                    &format!("chmod 600 {}", crate::private::shell_quote(&path.display().to_string())),
+                );
+                key
+            }
             None => match std::env::var(env::API_KEY) {
                 Ok(v) => ApiKey::new(&v).map_err(|e| Error::Setup(format!("{}: {e}", env::API_KEY)))?,
                 Err(_) => {

@@ -153,7 +153,7 @@ fn metadata_from_csv(path: &std::path::Path, s: &Settings) -> Result<(Vec<api::B
     let settings = crate::cli::settings::InputSettings::resolve(s, &args, None, true)?;
     let mut export = crate::load::read(&settings.sources)?;
     for r in &export.rejects {
-        tracing::warn!("rejected {}", crate::cli::report::reject_line(r));
+        tracing::warn!("rejected {}", crate::cli::report::reject_line_for_log(r));
     }
     let devices = export.devices.take().map(|d| d.entries).unwrap_or_default();
     let mut sorted: Vec<_> = devices.into_iter().collect();

@@ -429,8 +429,11 @@ fn finish(
             "calls_left": left,
             "summary": outcome,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&report).expect("a report serializes"))
-            .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?;
+        crate::cli::files::replace(path, crate::cli::files::Access::Private, |out| {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            out.write_all(b"\n")
+        })
+        .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?;
     }
     super::stdout_write(|out| {
         writeln!(

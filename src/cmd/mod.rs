@@ -165,9 +165,9 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
             file = &*r.file,
             line = r.line,
             column = r.column.as_deref(),
-            reason = r.reason.as_str(),
+            reason = &*crate::pii::scrub_quoted(&r.reason),
             "rejected {}",
-            report::reject_line(r)
+            report::reject_line_for_log(r)
         );
     }
     if export.rejects.len() > STDERR_REJECTS {
@@ -318,7 +318,7 @@ fn refuse_all_rejected(export: &Export) -> Result<(), Error> {
         let mut lines: Vec<u64> = export.rejects.iter().filter(|r| *r.file == *input.path).map(|r| r.line).collect();
         lines.dedup();
         if lines.len() as u64 >= input.rows {
-            let first = export.rejects.iter().find(|r| *r.file == *input.path).map(report::reject_line);
+            let first = export.rejects.iter().find(|r| *r.file == *input.path).map(report::reject_line_for_log);
             return Err(Error::BadFile {
                 path: input.path.clone().into(),
                 message: format!(

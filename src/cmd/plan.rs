@@ -55,7 +55,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
 /// operations repeat every export row with its field names; compressed, the plan is under half
 /// the size of its inputs instead of three times it, and is never held in memory whole.
 fn write_saved(path: &std::path::Path, saved: &SavedPlan<'_>) -> std::io::Result<()> {
-    crate::cli::files::replace(path, |out| {
+    crate::cli::files::replace(path, crate::cli::files::Access::Private, |out| {
         // serde_json writes a few bytes at a time; the compressor wants them in blocks.
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         let mut block = std::io::BufWriter::with_capacity(1 << 16, gz);

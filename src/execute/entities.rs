@@ -66,6 +66,16 @@ impl Exec<'_> {
         lock(&self.failures).push(Failure { kind, key, error });
     }
 
+    /// [`fail`](Self::fail) for a customer's own call: an error that echoes the record's name,
+    /// phone or address logs them as tokens with `--log-pii=false` (the failure kept for the
+    /// report keeps them).
+    fn fail_customer(&self, kind: &'static str, email: &Email, record: &CustomerRecord, error: String) {
+        lock(&self.counts).entry(kind).or_default().failed += 1;
+        let fields = [("name", record.name()), ("phone", record.phone()), ("address", record.address())];
+        tracing::warn!(kind, key = %email, "failed: {}", crate::pii::scrub_values(&error, &fields));
+        lock(&self.failures).push(Failure { kind, key: email.to_string(), error });
+    }
+
     pub(super) async fn customer(&self, w: CustomerWork) {
         let kind = if w.create { "customers_created" } else { "customers_updated" };
         let result = self.caller.upsert_customer(self.client, &w).await;
@@ -78,7 +88,7 @@ impl Exec<'_> {
             }
             Some(Err(e)) => {
                 lock(&self.failed_customers).insert(w.email.clone());
-                self.fail(kind, w.email.to_string(), e.to_string());
+                self.fail_customer(kind, &w.email, &w.record, e.to_string());
             }
         }
     }
@@ -156,9 +166,10 @@ impl Exec<'_> {
                         (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
                         self.done("customers_created", 1);
                     }
-                    Some(Err(e)) => self.fail(
+                    Some(Err(e)) => self.fail_customer(
                         "customers_created",
-                        email.to_string(),
+                        email,
+                        &w.record,
                         format!("it existed already, and updating it to the export's fields failed: {e}"),
                     ),
                 }

@@ -28,7 +28,7 @@ impl Lock {
     pub fn try_acquire(state: &Path) -> Result<Result<Lock, String>, Error> {
         use std::io::{Read, Seek, Write};
         let path = PathBuf::from(format!("{}.lock", canonical(state).display()));
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::private::options()
             .read(true)
             .write(true)
             .create(true)

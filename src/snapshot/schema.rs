@@ -58,6 +58,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens an existing snapshot read-only; returns the connection and its schema version.
 pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
+    crate::private::warn_if_snapshot_open(path);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
     let version = schema_version(&conn, path)?;

@@ -52,6 +52,17 @@ impl Store {
     /// Opens (creating and migrating) without saying so; returns the schema migrated from, for
     /// the caller to log once it can say which run did it.
     pub fn open_migrating(path: &Path, id: Option<&str>) -> Result<(Store, Option<i64>), Error> {
+        if !path.exists() {
+            // Made here, not by SQLite, so that it is private from its first byte (SQLite
+            // gives the -wal and -shm files the same mode). Empty is a valid database.
+            match crate::private::create_new(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::snapshot(path, format!("cannot create: {e}"))),
+            }
+        } else {
+            crate::private::warn_if_snapshot_open(path);
+        }
         let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
