@@ -15,6 +15,7 @@ mod operate;
 mod optimize;
 mod private;
 mod redirect;
+mod review;
 mod sample;
 mod undo;
 mod verify;

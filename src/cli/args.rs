@@ -335,18 +335,30 @@ pub struct PlanArgs {
     pub inputs: InputArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
-    /// Report format on stdout
-    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    pub format: ReportFormat,
+    /// Report format: text for a terminal, json for machines, markdown for a change ticket or
+    /// a pull-request comment
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Write the report to this file (private: it names customers) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out_report: Option<PathBuf>,
     /// List every change in the text report, not only the first few of each kind
     #[arg(long)]
     pub full: bool,
+    /// The most characters of a markdown report; longer sections are cut, with a count of what
+    /// was left out [default: 60000, for a GitHub comment's 65,536]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2000..))]
+    pub max_report_size: Option<u64>,
     /// Also save the plan, with the input hashes and snapshot version, to this file (gzip-compressed JSON)
     #[arg(long, value_name = "PLAN.json")]
     pub out: Option<PathBuf>,
     /// Exit 2 when there are changes, 0 when there are none
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The rate apply will run at, for the duration estimate: requests per second, or auto
+    /// (the rate the last auto run settled at) [default: the config's run.rate, else 10]
+    #[arg(long, value_name = "N|auto", value_parser = parse_rate)]
+    pub rate: Option<RateFlag>,
     #[command(flatten)]
     pub guard: GuardArgs,
 }
@@ -585,6 +597,14 @@ impl EmptyKind {
 pub enum ReportFormat {
     Text,
     Json,
+}
+
+/// `plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Args)]

@@ -82,22 +82,11 @@ pub fn write_plan_text(
     }
     let sum = &plan.summary;
     let _ = writeln!(s, "\nSummary");
-    let rows: [(&str, usize); 12] = [
-        ("customers to create", sum.customers_to_create),
-        ("customers to update", sum.customers_to_update),
-        ("devices to create", sum.devices_to_create),
-        ("devices to update", sum.devices_to_update),
-        ("assignments to add", sum.assignments_to_add),
-        ("assignments to remove", sum.assignments_to_remove),
-        ("devices moved", sum.devices_moved),
-        ("customers not in the export", sum.customers_not_in_export),
-        ("devices not in the export", sum.devices_not_in_export),
-        ("rejected rows", sum.rejected_rows),
-        ("warnings", sum.warnings),
-        ("API calls", sum.api_calls),
-    ];
-    for (label, n) in rows {
+    for (label, n) in summary_rows(sum).into_iter().chain([("API calls", sum.api_calls)]) {
         let _ = writeln!(s, "  {label:<30} {n:>9}");
+    }
+    for (label, value) in estimate_lines(plan) {
+        let _ = writeln!(s, "  {label:<30} {value}");
     }
 
     let limit = if full { usize::MAX } else { EXAMPLES };
@@ -114,6 +103,77 @@ pub fn write_plan_text(
         }
     };
 
+    for sec in change_sections(plan) {
+        section(&mut s, &sec.title, sec.lines);
+    }
+    if let Some(w) = &plan.removals_withheld {
+        let rows: Vec<String> = w.rows.iter().map(|r| format!("{}:{}", r.file, r.line)).collect();
+        let _ = writeln!(
+            s,
+            "\nAssignment removals withheld: {} removal(s) not planned, because rejected row(s) at {} cannot be attributed to a device or customer (a broken row, a stray quote, or a file that may be cut short) and may be the row that keeps an assignment. Fix those rows and plan again",
+            w.count,
+            rows.join(", ")
+        );
+    }
+    section(
+        &mut s,
+        "Rejected rows (left out of this plan; their entities are left unchanged)",
+        plan.rejected.iter().map(reject_line).collect(),
+    );
+    section(&mut s, "Warnings", plan.warnings.iter().map(warning_line).collect());
+    if let Some(v) = plan.guard.as_ref().filter(|v| v.refused || v.forced) {
+        let then = if v.forced {
+            "would go ahead because of --force"
+        } else {
+            "would refuse this plan (exit 4) and send nothing"
+        };
+        let _ = writeln!(
+            s,
+            "\nSafety guard: apply {then}: {}. Check the exports; if the changes are right, apply with --force or raise --max-unassign / --max-changes",
+            v.explain()
+        );
+    }
+    if plan.operations.is_empty() {
+        if plan.rejected.is_empty() {
+            let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
+        } else {
+            let _ = writeln!(
+                s,
+                "\nNothing to change from the rows that were read; {} rejected row(s) were left out: fix them in the export (listed above) for Telemetron to be in step.",
+                plan.rejected.len()
+            );
+        }
+    }
+    out.write_all(s.as_bytes())
+}
+
+/// The summary's counts of changes, as the reports label them (the calls apart).
+pub fn summary_rows(sum: &crate::plan::Summary) -> [(&'static str, usize); 11] {
+    [
+        ("customers to create", sum.customers_to_create),
+        ("customers to update", sum.customers_to_update),
+        ("devices to create", sum.devices_to_create),
+        ("devices to update", sum.devices_to_update),
+        ("assignments to add", sum.assignments_to_add),
+        ("assignments to remove", sum.assignments_to_remove),
+        ("devices moved", sum.devices_moved),
+        ("customers not in the export", sum.customers_not_in_export),
+        ("devices not in the export", sum.devices_not_in_export),
+        ("rejected rows", sum.rejected_rows),
+        ("warnings", sum.warnings),
+    ]
+}
+
+/// One kind of change, as the reports list it: one line per change, before -> after.
+pub struct Section {
+    /// The summary key it counts under (`customers_to_create`, `devices_moved`, ...).
+    pub id: &'static str,
+    pub title: String,
+    pub lines: Vec<String>,
+}
+
+/// Every kind of change of a plan, in the reports' order (empty ones included).
+pub fn change_sections(plan: &Plan) -> Vec<Section> {
     let mut creates_c = Vec::new();
     let mut updates_c = Vec::new();
     let mut creates_d = Vec::new();
@@ -161,64 +221,45 @@ pub fn write_plan_text(
             Operation::Assign(a) => adds.push(format!("+ {} to {}", a.device, a.customer)),
         }
     }
-    section(&mut s, "Customers to create", creates_c);
-    section(&mut s, "Customers to update", updates_c);
-    section(&mut s, "Devices to create", creates_d);
-    section(&mut s, "Devices to update", updates_d);
     let moves = plan.moves.iter().map(|m| format!("{}: {} -> {}", m.device, join(&m.from), join(&m.to))).collect();
-    section(&mut s, "Devices moved (unassign the old owner, then assign the new)", moves);
-    section(&mut s, "Assignments to remove", removes);
-    section(&mut s, "Assignments to add", adds);
     let nie = &plan.not_in_export;
-    section(
-        &mut s,
-        "Customers no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
-        nie.customers.iter().map(|e| e.to_string()).collect(),
-    );
-    section(
-        &mut s,
-        "Devices no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
-        nie.devices.iter().map(|d| d.to_string()).collect(),
-    );
-    if let Some(w) = &plan.removals_withheld {
-        let rows: Vec<String> = w.rows.iter().map(|r| format!("{}:{}", r.file, r.line)).collect();
-        let _ = writeln!(
-            s,
-            "\nAssignment removals withheld: {} removal(s) not planned, because rejected row(s) at {} cannot be attributed to a device or customer (a broken row, a stray quote, or a file that may be cut short) and may be the row that keeps an assignment. Fix those rows and plan again",
-            w.count,
-            rows.join(", ")
-        );
+    let sec = |id, title: &str, lines| Section { id, title: title.to_string(), lines };
+    vec![
+        sec("customers_to_create", "Customers to create", creates_c),
+        sec("customers_to_update", "Customers to update", updates_c),
+        sec("devices_to_create", "Devices to create", creates_d),
+        sec("devices_to_update", "Devices to update", updates_d),
+        sec("devices_moved", "Devices moved (unassign the old owner, then assign the new)", moves),
+        sec("assignments_to_remove", "Assignments to remove", removes),
+        sec("assignments_to_add", "Assignments to add", adds),
+        sec(
+            "customers_not_in_export",
+            "Customers no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
+            nie.customers.iter().map(|e| e.to_string()).collect(),
+        ),
+        sec(
+            "devices_not_in_export",
+            "Devices no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
+            nie.devices.iter().map(|d| d.to_string()).collect(),
+        ),
+    ]
+}
+
+/// The duration estimate in words, as (label, value): at the rate it assumes, and at the rate
+/// `--rate auto` settled at last when that is another.
+pub fn estimate_lines(plan: &Plan) -> Vec<(&'static str, String)> {
+    let Some(e) = &plan.estimate else { return Vec::new() };
+    let basis = match e.basis {
+        "auto_settled" => "--rate auto, where the last run settled",
+        "auto_start" => "--rate auto from its start: no run has settled yet",
+        _ => "the configured rate",
+    };
+    let human = crate::plan::human_duration;
+    let mut lines = vec![("estimated duration", format!("{} at {}/s ({basis})", human(e.seconds), e.rate))];
+    if let (Some(rate), Some(seconds)) = (e.settled_rate, e.seconds_at_settled_rate) {
+        lines.push(("  at --rate auto's last rate", format!("{} at {rate:.0}/s", human(seconds))));
     }
-    section(
-        &mut s,
-        "Rejected rows (left out of this plan; their entities are left unchanged)",
-        plan.rejected.iter().map(reject_line).collect(),
-    );
-    section(&mut s, "Warnings", plan.warnings.iter().map(warning_line).collect());
-    if let Some(v) = plan.guard.as_ref().filter(|v| v.refused || v.forced) {
-        let then = if v.forced {
-            "would go ahead because of --force"
-        } else {
-            "would refuse this plan (exit 4) and send nothing"
-        };
-        let _ = writeln!(
-            s,
-            "\nSafety guard: apply {then}: {}. Check the exports; if the changes are right, apply with --force or raise --max-unassign / --max-changes",
-            v.explain()
-        );
-    }
-    if plan.operations.is_empty() {
-        if plan.rejected.is_empty() {
-            let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
-        } else {
-            let _ = writeln!(
-                s,
-                "\nNothing to change from the rows that were read; {} rejected row(s) were left out: fix them in the export (listed above) for Telemetron to be in step.",
-                plan.rejected.len()
-            );
-        }
-    }
-    out.write_all(s.as_bytes())
+    lines
 }
 
 fn opt<T: AsRef<str>>(v: &Option<T>) -> String {

@@ -60,7 +60,7 @@ pub struct Settings {
 pub struct CommandFlags<'a> {
     pub state: Option<&'a PathBuf>,
     pub exec: Option<&'a ExecArgs>,
-    pub rate: Option<f64>,
+    pub rate: Option<super::args::RateFlag>,
     pub window: Option<&'a WindowArgs>,
     pub guard: Option<&'a GuardArgs>,
 }
@@ -71,7 +71,9 @@ impl<'a> CommandFlags<'a> {
         use super::args::SnapshotCommand;
         let none = CommandFlags::default();
         match command {
-            Command::Plan(a) => CommandFlags { state: a.inputs.state.state.as_ref(), guard: Some(&a.guard), ..none },
+            Command::Plan(a) => {
+                CommandFlags { state: a.inputs.state.state.as_ref(), guard: Some(&a.guard), rate: a.rate, ..none }
+            }
             Command::Baseline(a) => CommandFlags { state: a.inputs.state.state.as_ref(), ..none },
             Command::Apply(a) => CommandFlags {
                 state: a.inputs.state.state.as_ref(),
@@ -82,7 +84,7 @@ impl<'a> CommandFlags<'a> {
             },
             Command::Verify(a) => CommandFlags { state: a.state.state.as_ref(), exec: Some(&a.exec), ..none },
             Command::Event(EventArgs { state, rate, .. }) => {
-                CommandFlags { state: state.as_ref(), rate: *rate, ..none }
+                CommandFlags { state: state.as_ref(), rate: rate.map(super::args::RateFlag::Fixed), ..none }
             }
             Command::Undo(a) => CommandFlags {
                 state: a.state.state.as_ref(),
@@ -116,7 +118,7 @@ impl Settings {
         let run = &config.run;
 
         use super::args::RateFlag;
-        let flag_rate = flags.rate.map(RateFlag::Fixed).or(exec.rate);
+        let flag_rate = flags.rate.or(exec.rate);
         let cfg_rate = match &run.rate {
             None => None,
             Some(crate::config::RateValue::Number(n)) => Some(RateFlag::Fixed(*n)),

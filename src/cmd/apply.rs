@@ -158,6 +158,19 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let calls = plan::calls(&operations, spec.batching);
     let planned = calls.len() as u64;
     drop(operations);
+    if planned > 0 {
+        let seconds = plan::seconds_at(calls.len(), opts.rate);
+        let pace = if opts.auto_max.is_some() { "--rate auto, starting at" } else { "at" };
+        tracing::info!(
+            calls = planned,
+            rate = opts.rate,
+            estimated_seconds = seconds,
+            "{} (run {run_id}): {planned} calls, {pace} {}/s: about {}",
+            spec.kind,
+            opts.rate,
+            plan::human_duration(seconds)
+        );
+    }
     if calls.is_empty() {
         let outcome = Outcome::default();
         return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });

@@ -1,9 +1,10 @@
 //! `plan`: the dry-run report. Reads, never writes the snapshot, never calls the API.
 
 use crate::cli::exit::{Ended, Figures, How};
+use crate::cli::markdown;
 use crate::cli::report;
 use crate::cli::settings::{InputSettings, Settings};
-use crate::cli::{PlanArgs, ReportFormat};
+use crate::cli::{PlanArgs, PlanFormat};
 use crate::error::Error;
 use crate::plan::SavedPlan;
 
@@ -12,7 +13,13 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
     let mut p = super::prepare(&settings)?;
     let changes = !p.diff.is_empty();
     let t = std::time::Instant::now();
-    let doc = super::plan_doc(&mut p, &settings, &s.guard);
+    let mut doc = super::plan_doc(&mut p, &settings, &s.guard);
+    let settled = crate::snapshot::settled_rate(&settings.state)?;
+    match (s.rate_auto, settled) {
+        (true, Some(r)) => doc.set_estimate(r, "auto_settled", None),
+        (true, None) => doc.set_estimate(s.rate, "auto_start", None),
+        (false, settled) => doc.set_estimate(s.rate, "fixed", settled),
+    }
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
     if let Some(path) = &args.out {
         let inputs = saved_inputs(&p.export.inputs, path);
@@ -30,15 +37,24 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
             source,
         })?;
     }
-    super::stdout_write(|out| match args.format {
-        ReportFormat::Json => {
+    let write = |out: &mut dyn std::io::Write| match args.format {
+        PlanFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)
         }
-        ReportFormat::Text => {
+        PlanFormat::Text => {
             report::write_plan_text(out, &doc, &p.export.inputs, &settings.state, &p.snap.version, args.full)
         }
-    })?;
+        PlanFormat::Markdown => {
+            let limit = args.max_report_size.map_or(markdown::LIMIT, |n| n as usize);
+            out.write_all(markdown::render(&doc, &p.export.inputs, &settings.state, &p.snap.version, limit).as_bytes())
+        }
+    };
+    match &args.out_report {
+        Some(path) => crate::cli::files::replace(path, crate::cli::files::Access::Private, write)
+            .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?,
+        None => super::stdout_write(write)?,
+    }
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan written");
     let figures = Figures {
         rejected_rows: p.export.rejects.len() as u64,

@@ -133,6 +133,51 @@ pub struct Summary {
     pub devices_not_in_export: usize,
     pub assignment_removals_withheld: usize,
     pub warnings: usize,
+    /// How long `apply` takes to send `api_calls` at the rate in `estimate` (latency aside: the
+    /// rate limiter, not the answers, sets the pace), in whole seconds.
+    #[serde(default)]
+    pub estimated_seconds: u64,
+}
+
+/// The rate the duration estimate assumes, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Requests per second.
+    pub rate: f64,
+    /// `fixed` (`--rate`, `run.rate` or the default), `auto_settled` (`--rate auto`: where
+    /// the last run settled) or `auto_start` (`--rate auto`, no run has settled yet).
+    pub basis: &'static str,
+    pub seconds: u64,
+    /// The rate an earlier `--rate auto` run settled at, when the snapshot has one and the
+    /// estimate is not already at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_at_settled_rate: Option<u64>,
+}
+
+/// Seconds to send `calls` at `rate` requests per second, rounded up.
+pub fn seconds_at(calls: usize, rate: f64) -> u64 {
+    if calls == 0 || !(rate.is_finite() && rate > 0.0) {
+        return 0;
+    }
+    (calls as f64 / rate).ceil() as u64
+}
+
+/// A duration as people say it: `45 s`, `12 min`, `2 h 05 min`, `3 d 04 h`.
+pub fn human_duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 90 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s.div_ceil(60)),
+        s if s < 86_400 => {
+            let m = s.div_ceil(60);
+            format!("{} h {:02} min", m / 60, m % 60)
+        }
+        s => {
+            let h = s.div_ceil(3600);
+            format!("{} d {:02} h", h / 24, h % 24)
+        }
+    }
 }
 
 /// Entities the export no longer lists; they stay in Telemetron.
@@ -157,6 +202,27 @@ pub struct Plan {
     /// What the safety guard says of this plan (set by the command, which knows the limits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::plan::guard::Verdict>,
+    /// The duration estimate's rate (set by the command, which knows the rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+impl Plan {
+    /// Sets the duration estimate: at `rate`, and also at `settled` (where an earlier `--rate
+    /// auto` run settled) when that differs.
+    pub fn set_estimate(&mut self, rate: f64, basis: &'static str, settled: Option<f64>) {
+        let calls = self.summary.api_calls;
+        let seconds = seconds_at(calls, rate);
+        let settled = settled.filter(|r| basis != "auto_settled" && (*r - rate).abs() > f64::EPSILON);
+        self.summary.estimated_seconds = seconds;
+        self.estimate = Some(Estimate {
+            rate,
+            basis,
+            seconds,
+            settled_rate: settled,
+            seconds_at_settled_rate: settled.map(|r| seconds_at(calls, r)),
+        });
+    }
 }
 
 /// What `plan --out` adds, so that a later `apply --plan` can refuse a stale plan.
@@ -201,6 +267,7 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
         devices_not_in_export: devices_not_in_export.len(),
         assignment_removals_withheld: removals_withheld.as_ref().map_or(0, |w| w.count),
         warnings: export.warnings.len(),
+        estimated_seconds: 0,
     };
     let mut operations = Vec::with_capacity(
         customers_to_create.len()
@@ -228,6 +295,7 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
         rejected: export.rejects.clone(),
         warnings: export.warnings.clone(),
         guard: None,
+        estimate: None,
     }
 }
 

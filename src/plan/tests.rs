@@ -260,3 +260,12 @@ fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
         assert_eq!(customer_creates, created, "{context}");
     }
 }
+
+#[test]
+fn durations_read_as_people_say_them() {
+    assert_eq!((seconds_at(0, 10.0), seconds_at(143, 10.0), seconds_at(1, 0.0)), (0, 15, 0));
+    assert_eq!(human_duration(45), "45 s");
+    assert_eq!(human_duration(600), "10 min");
+    assert_eq!(human_duration(7_500), "2 h 05 min");
+    assert_eq!(human_duration(155_600), "1 d 20 h");
+}

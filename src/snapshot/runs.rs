@@ -19,6 +19,23 @@ pub struct RunRecord {
     pub summary: Option<serde_json::Value>,
 }
 
+/// The rate an earlier `--rate auto` run settled at, read without writing (`None` without a
+/// snapshot).
+pub fn settled_rate(path: &Path) -> Result<Option<f64>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (conn, version) = open_read_only(path)?;
+    if version == 0 {
+        return Ok(None);
+    }
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| Error::snapshot(path, e))?;
+    Ok(v.and_then(|v| v.parse().ok()).filter(|r: &f64| r.is_finite() && *r > 0.0))
+}
+
 /// The run that undid run `target` (finished `ok` or `partial`), if one did.
 pub fn undone_by(path: &Path, target: i64) -> Result<Option<i64>, Error> {
     if !path.exists() {
