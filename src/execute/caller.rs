@@ -139,7 +139,8 @@ impl<'a> Caller<'a> {
                 if since.elapsed() < UNREACHABLE_FOR {
                     return e;
                 }
-                format!("nothing has answered for {} s ({e})", since.elapsed().as_secs())
+                // The threshold, not the moment this call noticed it: the same words every time.
+                format!("nothing has answered for {} s ({e})", UNREACHABLE_FOR.as_secs())
             }
         };
         ApiError::Misconfigured { endpoint, why, base: None }
