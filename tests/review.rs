@@ -180,3 +180,158 @@ fn with_rate_auto_the_estimate_uses_the_rate_the_last_run_settled_at() {
     let md = plan(&w, &["--format", "markdown", "--rate", "5"]);
     assert!(md.contains("at --rate auto's last rate"), "{md}");
 }
+
+/// A headless Chromium to open HTML reports with: `TELEMETRON_TEST_BROWSER`, else the Debian
+/// packages' names on PATH. Without one a local run skips (saying so); under `CI=true` it fails.
+fn browser() -> Option<std::path::PathBuf> {
+    if let Some(b) = std::env::var_os("TELEMETRON_TEST_BROWSER") {
+        return Some(b.into());
+    }
+    let found = ["chromium-headless-shell", "chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no headless Chromium on PATH: .ci/run installs chromium-headless-shell (Debian); CI needs it"
+        );
+        // Straight to stderr, past the test harness's capture, so that a passing run still says it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: no headless Chromium to open the HTML report (apt-get install chromium-headless-shell)\n",
+        );
+    }
+    found
+}
+
+/// The page's DOM once its script has run, as the browser serializes it.
+fn dom(browser: &Path, file: &Path, hash: &str) -> String {
+    let url = format!("file://{}{hash}", file.display());
+    let out = std::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom", &url])
+        .output()
+        .expect("run the browser");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("data-ready-ms="),
+        "the page's script ran to its end: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// The rows the page drew in `kind`'s table.
+fn drawn<'a>(dom: &'a str, kind: &str) -> Vec<&'a str> {
+    let Some(start) = dom.find(&format!("data-kind=\"{kind}\"")) else { return Vec::new() };
+    let section = &dom[start..start + dom[start..].find("</section>").unwrap()];
+    let body = &section[section.find("<tbody>").unwrap() + 7..section.find("</tbody>").unwrap()];
+    body.split("<tr>").skip(1).collect()
+}
+
+fn shown<'a>(dom: &'a str, kind: &str) -> &'a str {
+    let start = dom.find(&format!("data-kind=\"{kind}\"")).unwrap_or_else(|| panic!("no {kind} section"));
+    let at = start + dom[start..].find("class=\"shown\">").unwrap() + 14;
+    &dom[at..at + dom[at..].find('<').unwrap()]
+}
+
+#[test]
+fn the_html_report_opens_in_a_real_browser_shows_the_counts_and_filters_by_email() {
+    let Some(browser) = browser() else { return };
+    let w = day1_recorded();
+    let mut args = vec!["plan"];
+    args.extend(DAY2);
+    args.extend(["--format", "html", "--out-report", "report.html"]);
+    w.run(&args).expect(0);
+    let html = w.read("report.html");
+    for forbidden in ["http://", "https://", "<link", " src=", "@import", "url("] {
+        assert!(!html.contains(forbidden), "self-contained: {forbidden:?} in the page");
+    }
+    let file = w.join("report.html");
+    let all = dom(&browser, &file, "");
+    let json: serde_json::Value = serde_json::from_str(&plan(&w, &["--format", "json"])).unwrap();
+    let s = &json["summary"];
+    for (kind, key) in [
+        ("customers_to_create", "customers_to_create"),
+        ("customers_to_update", "customers_to_update"),
+        ("devices_to_create", "devices_to_create"),
+        ("devices_to_update", "devices_to_update"),
+        ("devices_moved", "devices_moved"),
+        ("assignments_to_remove", "assignments_to_remove"),
+        ("assignments_to_add", "assignments_to_add"),
+        ("rejected_rows", "rejected_rows"),
+    ] {
+        let n = s[key].as_u64().unwrap() as usize;
+        assert_eq!(shown(&all, kind), n.to_string(), "{kind}");
+        assert_eq!(drawn(&all, kind).len(), n, "{kind}: every row drawn (under a page)");
+        assert!(
+            all.contains(&format!("data-bar=\"{kind}\">{n}<")) || !all.contains(&format!("data-bar=\"{kind}\"")),
+            "{kind} bar"
+        );
+    }
+    assert!(all.contains(&format!("data-count=\"api_calls\">{}<", s["api_calls"])), "API calls shown");
+
+    // The search box, as a reviewer uses it (the page reads its query from the address too).
+    let email = "donna.gonzalez@mail.example.com";
+    let found = dom(&browser, &file, &format!("#q={email}"));
+    assert!(found.contains("matching rows"), "{found}");
+    assert_eq!(shown(&found, "assignments_to_add"), "1 of 7");
+    assert_eq!(shown(&found, "devices_moved"), "1 of 2");
+    for kind in ["assignments_to_add", "devices_moved"] {
+        assert!(drawn(&found, kind).iter().all(|r| r.contains(email)), "{kind} filtered: {:?}", drawn(&found, kind));
+    }
+    assert!(drawn(&found, "customers_to_create").is_empty());
+    let serial = dom(&browser, &file, "#q=lk-2024185");
+    assert_eq!(shown(&serial, "assignments_to_remove"), "1 of 5", "case-insensitive, by identifier");
+
+    // A screenshot, kept as the test's artefact.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("plan-report-sample-day2.png");
+    let status = std::process::Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}#q=LK-2024", file.display()))
+        .output()
+        .unwrap();
+    assert!(status.status.success() && std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "{shot:?}");
+}
+
+#[test]
+fn hostile_values_stay_text_in_the_html_report() {
+    let Some(browser) = browser() else { return };
+    let w = Workdir::new();
+    w.write("cfg.toml", "");
+    let name = "</script><script>document.title='pwned'</script> \u{202e}evil";
+    w.write("in/customers.csv", format!("email,name\n\"a@x.io\",\"{}\"\n", name.replace('"', "\"\"")));
+    w.write(
+        "in/devices.csv",
+        "identifier,type,note\nD-1,\"<img src=x onerror=document.title='pwned'>\",\"'\"\"><b id=injected>\"\n",
+    );
+    w.write("in/ownership.csv", "device_identifier,customer_email\nD-1,a@x.io\n");
+    w.run(&[
+        "plan",
+        "--config",
+        "cfg.toml",
+        "--input-dir",
+        "in",
+        "--state",
+        "none.db",
+        "--format",
+        "html",
+        "--out-report",
+        "r.html",
+    ])
+    .expect(0);
+    let page = dom(&browser, &w.join("r.html"), "");
+    assert!(page.contains("<title>telemetron-sync plan</title>"), "no script of the export ran");
+    assert_eq!(page.matches("<img").count(), 0, "no element came from a value");
+    assert!(!page.contains("id=\"injected\"") && page.contains("&lt;b id=injected&gt;"), "{page}");
+    let rows = drawn(&page, "customers_to_create");
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].contains("&lt;/script&gt;&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "shown as text: {}",
+        rows[0]
+    );
+    assert!(drawn(&page, "devices_to_create")[0].contains("&lt;img src=x"), "{page}");
+}

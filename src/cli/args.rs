@@ -336,7 +336,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub planning: PlanningArgs,
     /// Report format: text for a terminal, json for machines, markdown for a change ticket or
-    /// a pull-request comment
+    /// a pull-request comment, html for a page to search (with --out-report FILE)
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Write the report to this file (private: it names customers) instead of stdout
@@ -605,6 +605,8 @@ pub enum PlanFormat {
     Text,
     Json,
     Markdown,
+    /// One self-contained page (chart, searchable tables); best with --out-report FILE
+    Html,
 }
 
 #[derive(Debug, Args)]

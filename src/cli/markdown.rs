@@ -190,16 +190,14 @@ fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
             '|' => out.push_str("\\|"),
             '\n' | '\r' => out.push(' '),
             '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '~' | '!' => {
                 out.push('\\');
                 out.push(c);
             }
-            c => out.push(c),
+            '"' | '\'' => out.push(c),
+            c => super::html::push_escaped(&mut out, c),
         }
     }
     out

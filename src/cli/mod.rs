@@ -9,6 +9,7 @@ pub mod args;
 pub mod env;
 pub mod exit;
 pub mod files;
+pub mod html;
 pub mod markdown;
 pub mod metrics;
 pub mod output;

@@ -191,32 +191,11 @@ pub fn change_sections(plan: &Plan) -> Vec<Section> {
                 }
                 creates_c.push(l);
             }
-            Operation::UpdateCustomer(u) => {
-                let parts: Vec<String> =
-                    u.changes.iter().map(|(k, c)| format!("{k}: {} -> {}", opt(&c.before), opt(&c.after))).collect();
-                updates_c.push(format!("~ {}  {}", u.email, parts.join("; ")));
-            }
+            Operation::UpdateCustomer(u) => updates_c.push(format!("~ {}  {}", u.email, customer_change(u))),
             Operation::CreateDevice(c) => {
                 creates_d.push(format!("+ {} ({}){}", c.identifier, c.device_type, props_inline(&c.properties)));
             }
-            Operation::UpdateDevice(u) => {
-                let mut parts = Vec::new();
-                if let Some(Change { before, after }) = &u.device_type {
-                    parts.push(format!("type: {} -> {}", opt(before), opt(after)));
-                }
-                if let Some(p) = &u.properties {
-                    for (k, c) in &p.changed {
-                        parts.push(format!("{k}: {:?} -> {:?}", c.before, c.after));
-                    }
-                    for (k, v) in &p.added {
-                        parts.push(format!("+{k}={v:?}"));
-                    }
-                    for (k, v) in &p.removed {
-                        parts.push(format!("-{k} (was {v:?})"));
-                    }
-                }
-                updates_d.push(format!("~ {}  {}", u.identifier, parts.join("; ")));
-            }
+            Operation::UpdateDevice(u) => updates_d.push(format!("~ {}  {}", u.identifier, device_change(u))),
             Operation::Unassign(a) => removes.push(format!("- {} from {}", a.device, a.customer)),
             Operation::Assign(a) => adds.push(format!("+ {} to {}", a.device, a.customer)),
         }
@@ -243,6 +222,33 @@ pub fn change_sections(plan: &Plan) -> Vec<Section> {
             nie.devices.iter().map(|d| d.to_string()).collect(),
         ),
     ]
+}
+
+/// What changes of a customer, before -> after, field by field.
+pub fn customer_change(u: &crate::plan::CustomerUpdateDoc) -> String {
+    let parts: Vec<String> =
+        u.changes.iter().map(|(k, c)| format!("{k}: {} -> {}", opt(&c.before), opt(&c.after))).collect();
+    parts.join("; ")
+}
+
+/// What changes of a device: its type, and each property key changed, added or removed.
+pub fn device_change(u: &crate::plan::DeviceUpdateDoc) -> String {
+    let mut parts = Vec::new();
+    if let Some(Change { before, after }) = &u.device_type {
+        parts.push(format!("type: {} -> {}", opt(before), opt(after)));
+    }
+    if let Some(p) = &u.properties {
+        for (k, c) in &p.changed {
+            parts.push(format!("{k}: {:?} -> {:?}", c.before, c.after));
+        }
+        for (k, v) in &p.added {
+            parts.push(format!("+{k}={v:?}"));
+        }
+        for (k, v) in &p.removed {
+            parts.push(format!("-{k} (was {v:?})"));
+        }
+    }
+    parts.join("; ")
 }
 
 /// The duration estimate in words, as (label, value): at the rate it assumes, and at the rate
@@ -273,7 +279,7 @@ fn join<T: std::fmt::Display>(list: &[T]) -> String {
     list.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn props_inline(p: &Properties) -> String {
+pub fn props_inline(p: &Properties) -> String {
     let mut s = String::new();
     for (k, v) in p.to_map() {
         let _ = write!(s, "  {k}={v:?}");

@@ -1,10 +1,10 @@
 //! `plan`: the dry-run report. Reads, never writes the snapshot, never calls the API.
 
 use crate::cli::exit::{Ended, Figures, How};
-use crate::cli::markdown;
 use crate::cli::report;
 use crate::cli::settings::{InputSettings, Settings};
 use crate::cli::{PlanArgs, PlanFormat};
+use crate::cli::{html, markdown};
 use crate::error::Error;
 use crate::plan::SavedPlan;
 
@@ -45,6 +45,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
         PlanFormat::Text => {
             report::write_plan_text(out, &doc, &p.export.inputs, &settings.state, &p.snap.version, args.full)
         }
+        PlanFormat::Html => html::write(out, &doc, &p.export.inputs, &settings.state, &p.snap.version),
         PlanFormat::Markdown => {
             let limit = args.max_report_size.map_or(markdown::LIMIT, |n| n as usize);
             out.write_all(markdown::render(&doc, &p.export.inputs, &settings.state, &p.snap.version, limit).as_bytes())
