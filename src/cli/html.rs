@@ -432,10 +432,17 @@ function search() {
 }
 let timer = 0;
 input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 150); });
-if (location.hash.startsWith("#q=")) input.value = decodeURIComponent(location.hash.slice(3));
-search();
-// How long the page took to be ready, for the benchmark and the tests.
-document.documentElement.dataset.readyMs = Math.round(performance.now());
+function ready() { document.documentElement.dataset.readyMs = Math.round(performance.now()); }
+if (location.hash.startsWith("#q=")) {
+  // As if typed into the box: the same event, the same handler.
+  input.value = decodeURIComponent(location.hash.slice(3));
+  input.addEventListener("input", () => setTimeout(ready, 200), {once: true});
+  input.dispatchEvent(new Event("input"));
+} else {
+  search();
+  // How long the page took to be ready, for the benchmark and the tests.
+  ready();
+}
 "##;
 
 #[cfg(test)]
