@@ -63,11 +63,14 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
             Some((operations, rejected)) => (operations, rejected, 0),
             None => {
                 let mut p = super::prepare(&settings)?;
-                let doc = plan::build(std::mem::take(&mut p.diff), &p.export, settings.batching);
+                let t = Instant::now();
+                let doc = plan::build_uncounted(std::mem::take(&mut p.diff), &p.export);
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
                 let (rejected, warnings) = (p.export.rejects.len(), p.export.warnings.len());
                 // Freed, not left to the exit as `plan` does: the calls and the undo plan are
                 // made next, and reuse its memory.
                 drop(p);
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "front freed");
                 (doc.operations, rejected, warnings)
             }
         };
@@ -152,12 +155,15 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     }
     // The undo plan is stored before the calls are made, so that the two are never in memory
     // together (a migration's are each the size of the plan).
+    let t = Instant::now();
     if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
         store.put_undo(run_id, &plan::inverse(&operations), keep)?;
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "undo plan stored");
     }
     let calls = plan::calls(&operations, spec.batching);
     let planned = calls.len() as u64;
     drop(operations);
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "calls made");
     if planned > 0 {
         let seconds = plan::seconds_at(calls.len(), opts.rate);
         let pace = if opts.auto_max.is_some() { "--rate auto, starting at" } else { "at" };
@@ -165,8 +171,9 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
             calls = planned,
             rate = opts.rate,
             estimated_seconds = seconds,
-            "{} (run {run_id}): {planned} calls, {pace} {}/s: about {}",
+            "{} (run {run_id}): {} calls, {pace} {}/s: about {}",
             spec.kind,
+            crate::cli::markdown::thousands(calls.len()),
             opts.rate,
             plan::human_duration(seconds)
         );

@@ -236,8 +236,18 @@ pub struct SavedPlan<'a> {
 
 pub const FORMAT: &str = "telemetron-sync-plan/1";
 
-/// Builds the plan document.
+/// Builds the plan document, with the calls it needs and their lower bound counted.
 pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
+    let mut plan = build_uncounted(diff, export);
+    let (api_calls, lower_bound) = call_count_and_lower_bound(&plan.operations, batching);
+    plan.summary.api_calls = api_calls;
+    plan.summary.api_calls_lower_bound = lower_bound;
+    plan
+}
+
+/// [`build`] without counting the calls (`summary.api_calls` and the bound are 0): for `apply`,
+/// which makes the calls themselves next, and would otherwise group a migration twice.
+pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
     // The diff is taken, not borrowed: its entries move into the operations instead of being
     // copied (a migration has millions).
     let Diff {
@@ -283,8 +293,6 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
     operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(Box::new(u.into()))));
     operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
     operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
-    let (api_calls, lower_bound) = call_count_and_lower_bound(&operations, batching);
-    let summary = Summary { api_calls, api_calls_lower_bound: lower_bound, ..summary };
     Plan {
         format: FORMAT,
         summary,
