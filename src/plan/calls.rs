@@ -227,8 +227,9 @@ struct PairGraph<'a> {
     edges: Vec<(u32, u32)>,
     /// Per device: how many new pairs name it.
     degree: Vec<u32>,
-    /// Per device: whether this run creates it.
-    new: Vec<bool>,
+    /// Per device: its create, when this run creates it (looked up once by index: the keys are
+    /// long, and asked for often).
+    new: Vec<Option<&'a DeviceCreate>>,
     /// Per device: a new device with two or more new pairs.
     shared_new: Vec<bool>,
     /// Per device: a shared new device whose pairs all go in its device call.
@@ -267,13 +268,13 @@ impl<'a> PairGraph<'a> {
         for &(_, d) in &g.edges {
             g.degree[d as usize] += 1;
         }
-        g.new = vec![false; g.devices.len()];
+        g.new = vec![None; g.devices.len()];
         for c in device_creates {
             if let Some(&d) = g.device_ix.get(&c.identifier) {
-                g.new[d as usize] = true;
+                g.new[d as usize] = Some(*c);
             }
         }
-        g.shared_new = g.new.iter().zip(&g.degree).map(|(new, degree)| *new && *degree >= 2).collect();
+        g.shared_new = g.new.iter().zip(&g.degree).map(|(new, degree)| new.is_some() && *degree >= 2).collect();
         let rest: Vec<(u32, u32)>;
         let covered = if g.shared_new.contains(&true) {
             rest = g.edges.iter().copied().filter(|&(_, d)| !g.shared_new[d as usize]).collect();
@@ -391,8 +392,6 @@ fn plan_assignments<'a>(
     }
 
     // A new device is created by an assign call when exactly one call holds it.
-    let new_devices: FxHashMap<&DeviceIdent, &DeviceCreate> =
-        p.device_creates.iter().map(|c| (&c.identifier, *c)).collect();
     let mut appearances = vec![0usize; devices.len()];
     for group in &customer_groups {
         for &d in group {
@@ -402,8 +401,7 @@ fn plan_assignments<'a>(
     for (d, group) in device_groups.iter().enumerate() {
         appearances[d] += group.len().div_ceil(batch);
     }
-    // Each device's create, looked up once by index (the keys are long, and asked for often).
-    let new_of: Vec<Option<&DeviceCreate>> = devices.iter().map(|d| new_devices.get(d).copied()).collect();
+    let new_of = &graph.new;
     let folded_device = |d: u32| appearances[d as usize] == 1 && new_of[d as usize].is_some();
     let device_type = |d: u32| new_of[d as usize].map(|c| c.device_type.clone()).unwrap_or_default();
 
@@ -551,12 +549,13 @@ fn plan_assignments<'a>(
 ///   have other new pairs, and the single device of a (customer, type) pair when that customer
 ///   has another such pair or existing devices to take.
 fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usize {
-    let private = private_creates(p, graph);
+    let private = private_creates(graph);
     let shared_new = graph.shared_new.iter().filter(|s| **s).count();
     let existing_cover = if private.pairs == 0 {
         0
     } else {
-        let existing: Vec<(u32, u32)> = graph.edges.iter().copied().filter(|&(_, d)| !graph.new[d as usize]).collect();
+        let existing: Vec<(u32, u32)> =
+            graph.edges.iter().copied().filter(|&(_, d)| graph.new[d as usize].is_none()).collect();
         let (c, d) = crate::plan::cover::min_vertex_cover(graph.customers.len(), graph.devices.len(), &existing);
         c.iter().chain(&d).filter(|x| **x).count()
     };
@@ -583,12 +582,11 @@ struct PrivateCreates {
     could_carry_properties: usize,
 }
 
-fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> PrivateCreates {
+fn private_creates(graph: &PairGraph<'_>) -> PrivateCreates {
     let mut private: FxHashMap<(u32, &str), (u32, u32)> = FxHashMap::default();
-    let new_of: FxHashMap<&DeviceIdent, &DeviceCreate> = p.device_creates.iter().map(|c| (&c.identifier, *c)).collect();
     let mut could_carry_properties = 0;
     for &(c, d) in &graph.edges {
-        let Some(create) = new_of.get(graph.devices[d as usize]) else { continue };
+        let Some(create) = graph.new[d as usize] else { continue };
         if graph.degree[d as usize] == 1 {
             let (devices, with_properties) = private.entry((c, &*create.device_type)).or_default();
             *devices += 1;
@@ -609,9 +607,8 @@ fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> PrivateCreates {
             owners_without[d as usize] += 1;
         }
     }
-    for (d, ident) in graph.devices.iter().enumerate() {
-        if graph.shared_new[d] && owners_without[d] == 0 && new_of.get(ident).is_some_and(|c| !c.properties.is_empty())
-        {
+    for (d, create) in graph.new.iter().enumerate() {
+        if graph.shared_new[d] && owners_without[d] == 0 && create.is_some_and(|c| !c.properties.is_empty()) {
             could_carry_properties += 1;
         }
     }
@@ -626,7 +623,7 @@ fn private_creates(p: &Parts<'_>, graph: &PairGraph<'_>) -> PrivateCreates {
     }
     let mut takes_existing = vec![false; graph.customers.len()];
     for &(c, d) in &graph.edges {
-        takes_existing[c as usize] |= !graph.new[d as usize];
+        takes_existing[c as usize] |= graph.new[d as usize].is_none();
     }
     for c in 0..graph.customers.len() {
         let others = (units[c] + usize::from(takes_existing[c])).saturating_sub(1);
