@@ -29,6 +29,11 @@ pub fn settled_rate(path: &Path) -> Result<Option<f64>, Error> {
     if version == 0 {
         return Ok(None);
     }
+    auto_rate_in(&conn, path)
+}
+
+/// The stored `--rate auto` rate of the snapshot `conn` has open (at `path`, for errors).
+pub(super) fn auto_rate_in(conn: &rusqlite::Connection, path: &Path) -> Result<Option<f64>, Error> {
     let v: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0))
         .optional()

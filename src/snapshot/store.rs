@@ -210,11 +210,6 @@ impl Store {
 
     /// The rate an earlier `--rate auto` run settled at.
     pub fn auto_rate(&self) -> Result<Option<f64>, Error> {
-        let v: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| Error::snapshot(&self.path, e))?;
-        Ok(v.and_then(|v| v.parse().ok()).filter(|r: &f64| r.is_finite() && *r > 0.0))
+        super::runs::auto_rate_in(&self.conn, &self.path)
     }
 }
