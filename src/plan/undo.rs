@@ -30,84 +30,133 @@ pub struct UndoPlan {
 /// original did not happen (it restores what is already there), so the whole plan can be undone
 /// whichever of its operations succeeded. Creations cannot be undone.
 pub fn inverse(ops: &[Operation]) -> UndoPlan {
-    let mut undo = UndoPlan::default();
-    let mut unassign = Vec::new();
-    let mut assign = Vec::new();
-    for op in ops {
-        match op {
-            Operation::CreateCustomer(c) => undo.not_undoable.push(NotUndoable {
+    let view = Inverse(ops);
+    UndoPlan { operations: view.operations().collect(), not_undoable: view.not_undoable().collect() }
+}
+
+/// [`inverse`] without building it: serializes as the [`UndoPlan`] it stands for, making one
+/// inverse at a time (a migration's undo plan is as long as the migration).
+#[derive(Debug, Clone, Copy)]
+pub struct Inverse<'a>(pub &'a [Operation]);
+
+impl<'a> Inverse<'a> {
+    /// The inverse operations, in the order they are to run: field updates; then removals of
+    /// what the run added; then what it removed, assigned again — after the additions are
+    /// undone, so that a transfer goes back the documented way too (unassign the new owner,
+    /// then assign the old).
+    pub fn operations(self) -> impl Iterator<Item = Operation> + 'a {
+        let ops = self.0;
+        let updates = ops.iter().filter_map(inverse_update);
+        let unassign = ops.iter().filter_map(|op| match op {
+            Operation::Assign(a) => Some(Operation::Unassign(a.clone())),
+            _ => None,
+        });
+        let assign = ops.iter().filter_map(|op| match op {
+            Operation::Unassign(a) => Some(Operation::Assign(a.clone())),
+            _ => None,
+        });
+        updates.chain(unassign).chain(assign)
+    }
+
+    /// What cannot be undone, in the operations' order.
+    pub fn not_undoable(self) -> impl Iterator<Item = NotUndoable> + 'a {
+        self.0.iter().filter_map(|op| match op {
+            Operation::CreateCustomer(c) => Some(NotUndoable {
                 op: "create_customer".into(),
                 key: c.email.shared_text(),
                 reason: "ext-v1 has no way to delete a customer".into(),
             }),
-            Operation::CreateDevice(c) => undo.not_undoable.push(NotUndoable {
+            Operation::CreateDevice(c) => Some(NotUndoable {
                 op: "create_device".into(),
                 key: c.identifier.shared_text(),
                 reason: "ext-v1 has no way to delete a device".into(),
             }),
-            Operation::UpdateCustomer(u) => {
-                let field = |name: &str, now: Option<&str>| -> Option<String> {
-                    match u.changes.get(name) {
-                        Some(c) => c.before.clone(),
-                        None => now.map(Into::into),
-                    }
-                };
-                let before = CustomerRecord::new(
-                    field("name", u.after.name()).as_deref(),
-                    field("phone", u.after.phone()).as_deref(),
-                    field("address", u.after.address()).as_deref(),
-                    u.after.source_id(),
-                );
-                let changes = u
-                    .changes
-                    .iter()
-                    .map(|(k, c)| (k.clone(), Change { before: c.after.clone(), after: c.before.clone() }))
-                    .collect();
-                undo.operations.push(Operation::UpdateCustomer(Box::new(CustomerUpdateDoc {
-                    email: u.email.clone(),
-                    telemetron_id: u.telemetron_id.clone(),
-                    changes,
-                    after: before,
-                })));
-            }
-            Operation::UpdateDevice(u) => {
-                let mut device_type = None;
-                if let Some(c) = &u.device_type {
-                    match &c.before {
-                        Some(_) => device_type = Some(Change { before: c.after.clone(), after: c.before.clone() }),
-                        None => undo.not_undoable.push(NotUndoable {
-                            op: "update_device".into(),
-                            key: u.identifier.shared_text(),
-                            reason: "the device had no type before, and ext-v1 cannot clear one".into(),
-                        }),
-                    }
-                }
-                let (properties, properties_after) = match (&u.properties, &u.properties_after) {
-                    (Some(delta), Some(after)) => {
-                        let before = Properties::from_map(&delta.taken_back(after));
-                        (Some(PropertyDelta::between(after, &before)), Some(before))
-                    }
-                    _ => (None, None),
-                };
-                if device_type.is_some() || properties.is_some() {
-                    undo.operations.push(Operation::UpdateDevice(Box::new(DeviceUpdateDoc {
-                        identifier: u.identifier.clone(),
-                        telemetron_id: u.telemetron_id.clone(),
-                        device_type,
-                        properties,
-                        properties_after,
-                    })));
-                }
-            }
-            // Removals are undone by assigning again, after the additions are undone, so that a
-            // transfer goes back the documented way too: unassign the new owner, then assign the old.
-            Operation::Unassign(a) => assign.push(Operation::Assign(a.clone())),
-            Operation::Assign(a) => unassign.push(Operation::Unassign(a.clone())),
-        }
+            Operation::UpdateDevice(u) => match &u.device_type {
+                Some(Change { before: None, .. }) => Some(NotUndoable {
+                    op: "update_device".into(),
+                    key: u.identifier.shared_text(),
+                    reason: "the device had no type before, and ext-v1 cannot clear one".into(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        })
     }
-    undo.operations.extend(unassign);
-    undo.operations.extend(assign);
-    undo
+}
+
+impl Serialize for Inverse<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// A sequence serialized from an iterator made when it is serialized.
+        struct Lazy<F>(F);
+        impl<F: Fn() -> I, I: Iterator<Item = T>, T: Serialize> Serialize for Lazy<F> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq((self.0)())
+            }
+        }
+        let view = *self;
+        let mut doc = serializer.serialize_struct("UndoPlan", 2)?;
+        doc.serialize_field("operations", &Lazy(|| view.operations()))?;
+        doc.serialize_field("not_undoable", &Lazy(|| view.not_undoable()))?;
+        doc.end()
+    }
+}
+
+/// The inverse of a field update (of a customer, or a device's type and properties), if it
+/// changes anything that can be put back.
+fn inverse_update(op: &Operation) -> Option<Operation> {
+    match op {
+        Operation::UpdateCustomer(u) => {
+            let field = |name: &str, now: Option<&str>| -> Option<String> {
+                match u.changes.get(name) {
+                    Some(c) => c.before.clone(),
+                    None => now.map(Into::into),
+                }
+            };
+            let before = CustomerRecord::new(
+                field("name", u.after.name()).as_deref(),
+                field("phone", u.after.phone()).as_deref(),
+                field("address", u.after.address()).as_deref(),
+                u.after.source_id(),
+            );
+            let changes = u
+                .changes
+                .iter()
+                .map(|(k, c)| (k.clone(), Change { before: c.after.clone(), after: c.before.clone() }))
+                .collect();
+            Some(Operation::UpdateCustomer(Box::new(CustomerUpdateDoc {
+                email: u.email.clone(),
+                telemetron_id: u.telemetron_id.clone(),
+                changes,
+                after: before,
+            })))
+        }
+        Operation::UpdateDevice(u) => {
+            // A type set where there was none cannot be put back (see `not_undoable`).
+            let device_type = u
+                .device_type
+                .as_ref()
+                .filter(|c| c.before.is_some())
+                .map(|c| Change { before: c.after.clone(), after: c.before.clone() });
+            let (properties, properties_after) = match (&u.properties, &u.properties_after) {
+                (Some(delta), Some(after)) => {
+                    let before = Properties::from_map(&delta.taken_back(after));
+                    (Some(PropertyDelta::between(after, &before)), Some(before))
+                }
+                _ => (None, None),
+            };
+            (device_type.is_some() || properties.is_some()).then(|| {
+                Operation::UpdateDevice(Box::new(DeviceUpdateDoc {
+                    identifier: u.identifier.clone(),
+                    telemetron_id: u.telemetron_id.clone(),
+                    device_type,
+                    properties,
+                    properties_after,
+                }))
+            })
+        }
+        _ => None,
+    }
 }
 
 /// An undo plan checked against the snapshot as it is now: what may still be put back, and
