@@ -118,3 +118,37 @@ fn a_shared_new_device_rides_in_its_owners_calls() {
     assert_eq!(paths.iter().filter(|p| p.ends_with("/device")).count(), 1, "{paths:?}");
     assert_eq!(paths.iter().filter(|p| p.ends_with("assignDevicesToOwner")).count(), 2, "{paths:?}");
 }
+
+/// `apply` sends the creates of named customers while it makes the rest of the calls (the
+/// grouping waits for nothing they need): what it announces, what it sends and what `plan`
+/// counted are one number, the named creates go first, and Telemetron ends as planned.
+#[test]
+fn apply_sends_the_calls_plan_counts_named_creates_first() {
+    let w = Workdir::new();
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    let config = "sample-data/config.toml";
+    let plan = w
+        .run(&["plan", "--config", config, "--input-dir", "sample-data/day1", "--state", "p.db", "--format", "json"])
+        .expect(0)
+        .json();
+    let planned = plan["summary"]["api_calls"].as_u64().unwrap() as usize;
+    let named = plan["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["op"] == "create_customer" && op["name"].is_string())
+        .count();
+    assert!(named > 0 && named < planned, "{named} named creates of {planned} calls");
+
+    let emu = Emu::start();
+    let args = ["apply", "--config", config, "--input-dir", "sample-data/day1", "--state", "s.db", "--rate", "1000"];
+    let run = w.run_api(&emu, &args).expect(0);
+    let sent = emu.emulator.requests();
+    assert_eq!(sent.len(), planned, "{}", run.stderr);
+    let announced = format!("apply (run 1): {planned} calls, at 1000/s");
+    assert!(run.stderr.contains(&announced), "{announced:?} in\n{}", run.stderr);
+    assert!(sent[..named].iter().all(|r| r.path.ends_with("/createOrUpdateCustomer")), "{:?}", &sent[..named]);
+    w.run_api(&emu, &args).expect(0);
+    assert_eq!(emu.emulator.requests().len(), planned, "a second run has nothing to send");
+    assert_eq!(remote(&emu), crate::apply::recorded(&w.join("s.db")));
+}

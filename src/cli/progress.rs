@@ -52,6 +52,12 @@ impl Progress for Bars {
         }
     }
 
+    fn more(&self, calls: u64) {
+        if let Some(bar) = &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.inc_length(calls);
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             bar.abandon();
@@ -106,6 +112,10 @@ impl Progress for Lines {
                 "progress"
             );
         }
+    }
+
+    fn more(&self, calls: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).total += calls;
     }
 
     fn finish(&self) {}

@@ -153,35 +153,68 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     if let Some(target) = spec.undoes {
         store.set_undoes(run_id, target)?;
     }
-    // The undo plan is stored before the calls are made, so that the two are never in memory
-    // together (a migration's are each the size of the plan).
+    // The calls are made on a thread of its own while the undo plan is stored — before any
+    // call is sent, serialized one inverse at a time from the operations, never built whole.
+    // Customers with details beyond an email need a create call whatever the grouping says:
+    // those go out first, and the rest follows when it is made (a migration's grouping takes
+    // as long as its reading).
     let t = Instant::now();
+    let early = plan::named_creates(&operations);
+    let (early_calls, apart) = (early.len() as u64, !early.is_empty());
+    let operations = Arc::new(operations);
+    let (made_tx, made_rx) = tokio::sync::oneshot::channel::<plan::Calls>();
+    let (count_tx, count_rx) = tokio::sync::oneshot::channel::<u64>();
+    let planner = {
+        let (operations, batching) = (operations.clone(), spec.batching);
+        std::thread::spawn(move || {
+            let calls = if apart {
+                plan::calls_but_named_creates(&operations, batching)
+            } else {
+                plan::calls(&operations, batching)
+            };
+            drop(operations);
+            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "calls made");
+            let made = calls.len() as u64;
+            // Unheard only when the run ended before the calls were made.
+            let _ = made_tx.send(calls);
+            let _ = count_tx.send(made);
+            made
+        })
+    };
     if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
-        store.put_undo(run_id, &plan::inverse(&operations), keep)?;
+        store.put_undo(run_id, &plan::Inverse(&operations), keep)?;
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "undo plan stored");
     }
-    let calls = plan::calls(&operations, spec.batching);
-    let planned = calls.len() as u64;
     drop(operations);
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "calls made");
-    if planned > 0 {
-        let seconds = plan::seconds_at(calls.len(), opts.rate);
-        let pace = if opts.auto_max.is_some() { "--rate auto, starting at" } else { "at" };
-        tracing::info!(
-            calls = planned,
-            rate = opts.rate,
-            estimated_seconds = seconds,
-            "{} (run {run_id}): {} calls, {pace} {}/s: about {}",
-            spec.kind,
-            crate::cli::markdown::thousands(calls.len()),
-            opts.rate,
-            plan::human_duration(seconds)
-        );
-    }
-    if calls.is_empty() {
-        let outcome = Outcome::default();
-        return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });
-    }
+    let announce = |planned: u64| {
+        if planned > 0 {
+            let seconds = plan::seconds_at(planned as usize, opts.rate);
+            let pace = if opts.auto_max.is_some() { "--rate auto, starting at" } else { "at" };
+            tracing::info!(
+                calls = planned,
+                rate = opts.rate,
+                estimated_seconds = seconds,
+                "{} (run {run_id}): {} calls, {pace} {}/s: about {}",
+                spec.kind,
+                crate::cli::markdown::thousands(planned as usize),
+                opts.rate,
+                plan::human_duration(seconds)
+            );
+        }
+    };
+    // Without early calls there is nothing to send before the calls are made: they are waited
+    // for here (and a run with none ends here).
+    let (mut planned, planner) = if apart {
+        (0, Some(planner))
+    } else {
+        let planned = planner.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        announce(planned);
+        if planned == 0 {
+            let outcome = Outcome::default();
+            return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });
+        }
+        (planned, None)
+    };
 
     // The recorder owns the store while the executor runs. If it cannot commit, it says why
     // and stops the executor: calls whose answers cannot be recorded must not go on.
@@ -196,7 +229,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let rt = super::runtime()?;
     let progress = crate::cli::progress::for_stderr(spec.quiet);
     let out_of_time = Arc::new(AtomicBool::new(false));
-    let outcome = rt.block_on(async {
+    let (outcome, counted) = rt.block_on(async {
         let now = Arc::new(tokio::sync::Notify::new());
         let signals = super::stop_on_signals(stop.clone(), now.clone());
         // The cron window: when it closes, the run stops as on a first signal — nothing new
@@ -213,26 +246,60 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         let confirm = |c: Confirmed| {
             journal.send(Record::Confirmed(c));
         };
-        let run = execute::execute(&spec.client, calls, &opts, &confirm, &journal, progress.as_ref(), &stop);
+        // The calls made on the planner's thread (it sends them once, and waits for nothing).
+        let rest = async {
+            // Empty only if the planner's thread panicked, which is raised once the run ends.
+            let calls = made_rx.await.unwrap_or_default();
+            if apart {
+                announce(early_calls + calls.len() as u64);
+            }
+            calls
+        };
+        let run = execute::execute(&spec.client, early, rest, &opts, &confirm, &journal, progress.as_ref(), &stop);
+        let mut abandoned = false;
         let outcome = tokio::select! {
             outcome = run => outcome,
-            () = now.notified() => Outcome {
-                stopped: Some(
-                    "interrupted twice: the calls in flight were abandoned; their outcome is unknown, and the next run reads them back before planning"
-                        .into(),
-                ),
-                ..Outcome::default()
-            },
+            () = now.notified() => {
+                abandoned = true;
+                Outcome {
+                    stopped: Some(
+                        "interrupted twice: the calls in flight were abandoned; their outcome is unknown, and the next run reads them back before planning"
+                            .into(),
+                    ),
+                    ..Outcome::default()
+                }
+            }
+        };
+        // The calls left are counted from the planner's count: a run stopped while the calls
+        // were still being made waits for it, unless a second signal says not to.
+        let counted = if !apart || abandoned {
+            None
+        } else {
+            if !planner.as_ref().is_some_and(|p| p.is_finished()) {
+                tracing::info!("stopped while the calls were being made: counting them, for the calls left");
+            }
+            tokio::select! {
+                made = count_rx => made.ok(),
+                () = now.notified() => None,
+            }
         };
         signals.abort();
         if let Some(w) = window {
             w.abort();
         }
-        outcome
+        (outcome, counted)
     });
     let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     let recorder_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
     let out_of_time = out_of_time.load(std::sync::atomic::Ordering::Relaxed);
+    if apart {
+        // Abandoned by a second signal before they were made, the calls known are the early ones.
+        planned = early_calls + counted.unwrap_or(0);
+        // A panic of the planner's thread is raised, not lost.
+        if let Some(Err(panic)) = planner.filter(|p| p.is_finished()).map(|p| p.join()) {
+            std::panic::resume_unwind(panic);
+        }
+    }
     finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: recorder_failure, out_of_time })
 }
 

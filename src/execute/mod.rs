@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::client::{ApiError, Client};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::plan::{Batching, Calls};
+use crate::plan::{ApiCall, Batching, Calls};
 
 mod adaptive;
 mod assign;
@@ -164,6 +164,8 @@ impl Outcome {
 /// Progress reporting, one phase at a time.
 pub trait Progress: Send + Sync {
     fn phase(&self, name: &'static str, calls: u64);
+    /// The phase under way has this many calls more than it was started with.
+    fn more(&self, _calls: u64) {}
     fn advance(&self, calls: u64);
     fn finish(&self);
 }
@@ -195,12 +197,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs the plan's calls, phase after phase. `confirm` is called once per acknowledged
-/// operation, from the executor's tasks. `stop` is checked before every call: once set, nothing
-/// new is sent and the calls in flight finish.
+/// Runs the plan's calls, phase after phase: `early` at once, as the start of the customers
+/// phase (customer creates only), and `rest` when it resolves — the planner may still be making
+/// them. `confirm` is called once per acknowledged operation, from the executor's tasks. `stop`
+/// is checked before every call: once set, nothing new is sent, the calls in flight finish, and
+/// `rest` is no longer waited for.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
-    calls: Calls,
+    early: Vec<ApiCall>,
+    rest: impl std::future::Future<Output = Calls>,
     opts: &Options,
     confirm: &(dyn Fn(Confirmed) + Sync),
     journal: &dyn Journal,
@@ -222,6 +228,23 @@ pub async fn execute(
         failed_unassign: Mutex::new(FxHashSet::default()),
     };
     let n = opts.concurrency.max(1);
+    // Early calls open the customers phase; the rest of it follows once the rest is made.
+    let opened = !early.is_empty();
+    let calls = if opened {
+        progress.phase("customers", early.len() as u64);
+        futures::stream::iter(early).for_each_concurrent(n, |call| ex.run(call)).await;
+        match ex.unless_stopping(rest).await {
+            Some(mut calls) => {
+                progress.more(calls.customers.len() as u64);
+                let customers = std::mem::take(&mut calls.customers);
+                futures::stream::iter(customers).for_each_concurrent(n, |call| ex.run(call)).await;
+                calls
+            }
+            None => Calls::default(),
+        }
+    } else {
+        rest.await
+    };
     let phases = [
         ("customers", calls.customers),
         ("devices", calls.devices),
@@ -235,6 +258,9 @@ pub async fn execute(
         // would show calls that never happen).
         if ex.caller.stopping() {
             break;
+        }
+        if opened && name == "customers" {
+            continue;
         }
         progress.phase(name, list.len() as u64);
         futures::stream::iter(list).for_each_concurrent(n, |call| ex.run(call)).await;
@@ -254,6 +280,23 @@ pub async fn execute(
         settled_rate: ex.caller.settled_rate(),
         stopped,
         failures: std::mem::take(&mut *lock(&ex.failures)),
+    }
+}
+
+impl Exec<'_> {
+    /// `work`'s output, or `None` once the run is stopping (looked at every 100 ms): a stop
+    /// does not wait for what it would no longer use.
+    async fn unless_stopping<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            if self.caller.stopping() {
+                return None;
+            }
+            tokio::select! {
+                out = &mut work => return Some(out),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
     }
 }
 

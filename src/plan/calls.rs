@@ -154,6 +154,15 @@ struct Parts<'a> {
     property_changes: Vec<(&'a DeviceIdent, &'a Properties)>,
     unassign: Vec<&'a Assignment>,
     assign: Vec<&'a Assignment>,
+    /// The named customer creates are sent apart ([`named_creates`]): no call is made for them.
+    named_left_out: bool,
+}
+
+impl Parts<'_> {
+    /// Whether a `CreateCustomer` call is made for this create.
+    fn sends_create(&self, email: &Email, record: &CustomerRecord) -> bool {
+        !self.named_left_out || email_only(email, record)
+    }
 }
 
 fn parts(ops: &[Operation]) -> Parts<'_> {
@@ -165,6 +174,7 @@ fn parts(ops: &[Operation]) -> Parts<'_> {
         property_changes: Vec::new(),
         unassign: Vec::new(),
         assign: Vec::new(),
+        named_left_out: false,
     };
     for op in ops {
         match op {
@@ -194,7 +204,41 @@ fn email_only(email: &Email, record: &CustomerRecord) -> bool {
 
 /// The calls for a plan's operations, by phase.
 pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
-    let p = parts(ops);
+    calls_of(ops, batching, Named::Include)
+}
+
+/// The creates of customers with details beyond an email, which no assign call can make
+/// (`autoCreateOwners` creates an email and nothing else): known without the grouping, so
+/// `apply` sends them while [`calls_but_named_creates`] makes the rest. In the operations' order.
+pub fn named_creates(ops: &[Operation]) -> Vec<ApiCall> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Operation::CreateCustomer(c) if !email_only(&c.email, &c.record) => {
+                Some(ApiCall::CreateCustomer { email: c.email.clone(), record: c.record.clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`calls`] less [`named_creates`]: the two together are the plan's calls, the named creates
+/// in the customers phase.
+pub fn calls_but_named_creates(ops: &[Operation], batching: Batching) -> Calls {
+    calls_of(ops, batching, Named::Leave)
+}
+
+/// Whether the calls made include the named customer creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Include,
+    Leave,
+}
+
+fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
+    let mut p = parts(ops);
+    // No named create is folded into an assign call (see `email_only`), so leaving them out
+    // changes nothing else.
+    p.named_left_out = named == Named::Leave;
     let graph = batching.optimize.then(|| PairGraph::new(&p.assign, &p.device_creates));
     let mut calls = Calls::default();
     build_calls(&p, batching, graph.as_ref(), &mut calls);
@@ -330,7 +374,7 @@ fn build_calls<'a>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'
     if let Some(graph) = graph {
         plan_assignments(p, graph, batch, calls, &mut metadata);
     } else {
-        for (email, record) in &p.customer_creates {
+        for (email, record) in p.customer_creates.iter().filter(|(e, r)| p.sends_create(e, r)) {
             calls.push(Phase::Customers, || ApiCall::CreateCustomer {
                 email: (*email).clone(),
                 record: (*record).clone(),
@@ -466,7 +510,7 @@ fn plan_assignments<'a>(
     // Creates that no assign call makes.
     for (email, record) in &p.customer_creates {
         let folded = customer_ix.get(email).is_some_and(|c| folded_customer(*c));
-        if !folded {
+        if !folded && p.sends_create(email, record) {
             calls.push(Phase::Customers, || ApiCall::CreateCustomer {
                 email: (*email).clone(),
                 record: (*record).clone(),

@@ -53,6 +53,49 @@ fn creations_are_not_undoable() {
     assert_eq!(undo.not_undoable[0].op, "create_customer");
 }
 
+/// What `apply` stores, serialized one inverse at a time, is the undo plan itself: the same
+/// JSON, read back as the same plan (a type set where there was none is listed, not inverted).
+#[test]
+fn the_undo_plan_stored_lazily_is_the_undo_plan() {
+    let email = Email::parse("a@x.io").unwrap();
+    let dev = DeviceIdent::parse("D1").unwrap();
+    let typed = DeviceUpdate {
+        identifier: dev.clone(),
+        telemetron_id: None,
+        device_type: Some(Change { before: None, after: Some("b".into()) }),
+        properties: Some(Change { before: props(&[("fw", "1")]), after: props(&[("fw", "2")]) }),
+    };
+    let retyped = DeviceUpdate {
+        identifier: DeviceIdent::parse("D2").unwrap(),
+        telemetron_id: None,
+        device_type: Some(Change { before: None, after: Some("c".into()) }),
+        properties: None,
+    };
+    let pair = |d: &DeviceIdent| Assignment { device: d.clone(), customer: email.clone() };
+    let ops = vec![
+        Operation::Assign(pair(&dev)),
+        Operation::CreateCustomer(CustomerCreate { email: email.clone(), record: CustomerRecord::default() }),
+        Operation::UpdateDevice(Box::new((&typed).into())),
+        Operation::Unassign(pair(&retyped.identifier)),
+        Operation::UpdateDevice(Box::new((&retyped).into())),
+        Operation::CreateDevice(DeviceCreate {
+            identifier: DeviceIdent::parse("D3").unwrap(),
+            device_type: "t".into(),
+            properties: Properties::empty(),
+        }),
+    ];
+    let built = inverse(&ops);
+    assert_eq!(
+        built.not_undoable.iter().map(|n| &*n.op).collect::<Vec<_>>(),
+        ["create_customer", "update_device", "update_device", "create_device"]
+    );
+    assert_eq!(built.operations.len(), 3, "the properties of D1, then the pair added, then the pair removed");
+    let lazy = serde_json::to_string(&Inverse(&ops)).unwrap();
+    assert_eq!(lazy, serde_json::to_string(&built).unwrap());
+    assert_eq!(serde_json::from_str::<UndoPlan>(&lazy).unwrap(), built);
+    assert_eq!(serde_json::to_string(&Inverse(&[])).unwrap(), r#"{"operations":[],"not_undoable":[]}"#);
+}
+
 /// One assign call auto-creates devices of one type: a new customer's own new devices of two
 /// types need two calls, whatever the cover says (one customer covers every pair), and the
 /// bound counts them.
@@ -204,6 +247,21 @@ fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
         let context = format!("round {round}: {ops:?}\n{made:?}");
         assert_eq!(count, made.len(), "{context}");
         assert!(bound <= count, "bound {bound} above {count} calls, {context}");
+        // What `apply` sends first and what it plans meanwhile are the plan's calls, with or
+        // without the grouping.
+        for batching in [batching, Batching { optimize: false, ..batching }] {
+            let whole = calls(&ops, batching);
+            let (named, mut rest) = (named_creates(&ops), calls_but_named_creates(&ops, batching));
+            let mut customers = named.clone();
+            customers.append(&mut rest.customers);
+            let key = |c: &ApiCall| format!("{c:?}");
+            customers.sort_by_key(key);
+            let mut expected = whole.customers.clone();
+            expected.sort_by_key(key);
+            assert_eq!(customers, expected, "{context}");
+            assert!(named.iter().all(|c| matches!(c, ApiCall::CreateCustomer { .. })), "{context}");
+            assert_eq!(Calls { customers: Vec::new(), ..whole }, rest, "{context}");
+        }
 
         let mut held: BTreeMap<(Email, DeviceIdent), usize> = BTreeMap::new();
         let mut device_creates: BTreeMap<DeviceIdent, usize> = BTreeMap::new();
