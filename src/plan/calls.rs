@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::*;
 use crate::diff::{Assignment, Change, DeviceCreate};
-use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId, sort_by_unique_str_key};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
 
 /// The API's cap on entries in one bulk-metadata request.
 pub const METADATA_CAP: usize = 1000;
@@ -103,10 +103,21 @@ enum Phase {
 /// Where the planner puts each call it makes: [`Calls`] keeps them, [`CallCount`] only counts
 /// them (`plan` needs the number, not the calls: a migration's are a million values).
 trait Sink {
+    /// Whether the order of the calls matters: a count is the same in any order, so the
+    /// sorts that make the calls deterministic are left out for it.
+    const ORDERED: bool;
     fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall);
 }
 
+/// Sorts by `key` when the sink keeps the calls (stable, as `sort_by` is).
+fn sort_for<S: Sink, T>(items: &mut [T], key: impl Fn(&T) -> &str) {
+    if S::ORDERED {
+        crate::model::sort_by_str_key(items, key, |_, _| std::cmp::Ordering::Equal);
+    }
+}
+
 impl Sink for Calls {
+    const ORDERED: bool = true;
     fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall) {
         let list = match phase {
             Phase::Customers => &mut self.customers,
@@ -125,6 +136,7 @@ impl Sink for Calls {
 struct CallCount(usize);
 
 impl Sink for CallCount {
+    const ORDERED: bool = false;
     fn push(&mut self, _: Phase, _: impl FnOnce() -> ApiCall) {
         self.0 += 1;
     }
@@ -239,7 +251,7 @@ fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
     // No named create is folded into an assign call (see `email_only`), so leaving them out
     // changes nothing else.
     p.named_left_out = named == Named::Leave;
-    let graph = batching.optimize.then(|| PairGraph::new(&p.assign, &p.device_creates));
+    let graph = batching.optimize.then(|| PairGraph::new(&p));
     let mut calls = Calls::default();
     build_calls(&p, batching, graph.as_ref(), &mut calls);
     calls
@@ -249,7 +261,7 @@ fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
 /// one cover, without making the calls.
 pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usize, usize) {
     let p = parts(ops);
-    let graph = PairGraph::new(&p.assign, &p.device_creates);
+    let graph = PairGraph::new(&p);
     let mut count = CallCount::default();
     build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
     (count.0, lower_bound(&p, batching, &graph))
@@ -266,14 +278,19 @@ pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usi
 struct PairGraph<'a> {
     customers: Vec<&'a Email>,
     devices: Vec<&'a DeviceIdent>,
-    customer_ix: FxHashMap<&'a Email, u32>,
-    device_ix: FxHashMap<&'a DeviceIdent, u32>,
+    /// Per customer create (as in `Parts::customer_creates`): its customer, if a new pair
+    /// names it. The keys are long: each is looked up once, here.
+    customer_create_at: Vec<Option<u32>>,
+    /// Per device create (as in `Parts::device_creates`): its device, if a new pair names it.
+    device_create_at: Vec<Option<u32>>,
     edges: Vec<(u32, u32)>,
     /// Per device: how many new pairs name it.
     degree: Vec<u32>,
     /// Per device: its create, when this run creates it (looked up once by index: the keys are
     /// long, and asked for often).
     new: Vec<Option<&'a DeviceCreate>>,
+    /// Per customer: its record, when this run creates it.
+    new_customer: Vec<Option<&'a CustomerRecord>>,
     /// Per device: a new device with two or more new pairs.
     shared_new: Vec<bool>,
     /// Per device: a shared new device whose pairs all go in its device call.
@@ -283,26 +300,30 @@ struct PairGraph<'a> {
 }
 
 impl<'a> PairGraph<'a> {
-    fn new(assign: &[&'a Assignment], device_creates: &[&'a DeviceCreate]) -> PairGraph<'a> {
+    fn new(p: &Parts<'a>) -> PairGraph<'a> {
+        let (assign, device_creates) = (&p.assign, &p.device_creates);
+        let mut customer_ix: FxHashMap<&'a Email, u32> = FxHashMap::default();
+        let mut device_ix: FxHashMap<&'a DeviceIdent, u32> = FxHashMap::default();
         let mut g = PairGraph {
             customers: Vec::new(),
             devices: Vec::new(),
-            customer_ix: FxHashMap::default(),
-            device_ix: FxHashMap::default(),
+            customer_create_at: Vec::new(),
+            device_create_at: Vec::new(),
             edges: Vec::with_capacity(assign.len()),
             degree: Vec::new(),
             new: Vec::new(),
+            new_customer: Vec::new(),
             shared_new: Vec::new(),
             by_device: Vec::new(),
             cover_customers: Vec::new(),
             cover_size: 0,
         };
         for a in assign {
-            let c = *g.customer_ix.entry(&a.customer).or_insert_with(|| {
+            let c = *customer_ix.entry(&a.customer).or_insert_with(|| {
                 g.customers.push(&a.customer);
                 (g.customers.len() - 1) as u32
             });
-            let d = *g.device_ix.entry(&a.device).or_insert_with(|| {
+            let d = *device_ix.entry(&a.device).or_insert_with(|| {
                 g.devices.push(&a.device);
                 (g.devices.len() - 1) as u32
             });
@@ -313,11 +334,20 @@ impl<'a> PairGraph<'a> {
             g.degree[d as usize] += 1;
         }
         g.new = vec![None; g.devices.len()];
-        for c in device_creates {
-            if let Some(&d) = g.device_ix.get(&c.identifier) {
-                g.new[d as usize] = Some(*c);
+        g.device_create_at = device_creates.iter().map(|c| device_ix.get(&c.identifier).copied()).collect();
+        for (c, d) in device_creates.iter().zip(&g.device_create_at) {
+            if let Some(d) = d {
+                g.new[*d as usize] = Some(*c);
             }
         }
+        g.new_customer = vec![None; g.customers.len()];
+        g.customer_create_at = p.customer_creates.iter().map(|(e, _)| customer_ix.get(e).copied()).collect();
+        for ((_, record), c) in p.customer_creates.iter().zip(&g.customer_create_at) {
+            if let Some(c) = c {
+                g.new_customer[*c as usize] = Some(*record);
+            }
+        }
+        drop((customer_ix, device_ix));
         g.shared_new = g.new.iter().zip(&g.degree).map(|(new, degree)| new.is_some() && *degree >= 2).collect();
         let rest: Vec<(u32, u32)>;
         let covered = if g.shared_new.contains(&true) {
@@ -344,7 +374,7 @@ impl<'a> PairGraph<'a> {
 }
 
 /// `graph` is `Some` exactly when `batching.optimize` is set.
-fn build_calls<'a>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'a>>, calls: &mut impl Sink) {
+fn build_calls<'a, S: Sink>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'a>>, calls: &mut S) {
     let batch = batching.batch_size.max(1);
     for (email, id, record) in &p.customer_updates {
         calls.push(Phase::CustomerUpdates, || ApiCall::UpdateCustomer {
@@ -394,7 +424,7 @@ fn build_calls<'a>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'
             }
         }
     }
-    metadata.sort_by(|a, b| a.0.cmp(b.0));
+    sort_for::<S, _>(&mut metadata, |(d, _)| d.as_str());
     for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
         calls.push(Phase::Properties, || ApiCall::BulkMetadata {
             devices: chunk.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect(),
@@ -414,15 +444,14 @@ fn create_device_call(c: &DeviceCreate) -> ApiCall {
 /// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
 /// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
 /// properties of folded devices to `metadata`.
-fn plan_assignments<'a>(
+fn plan_assignments<'a, S: Sink>(
     p: &Parts<'a>,
     graph: &PairGraph<'a>,
     batch: usize,
-    calls: &mut impl Sink,
+    calls: &mut S,
     metadata: &mut Vec<(&'a DeviceIdent, &'a Properties)>,
 ) {
-    let PairGraph { customers, devices, customer_ix, device_ix, edges, by_device, cover_customers: cover_c, .. } =
-        graph;
+    let PairGraph { customers, devices, edges, by_device, cover_customers: cover_c, .. } = graph;
     // Each pair goes to its customer's call when the customer is in the cover, else its
     // device's; a shared new device's pairs go to its device's unless all its owners have calls.
     let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
@@ -481,7 +510,9 @@ fn plan_assignments<'a>(
             sets.push((None, existing));
         }
         for (t, mut set) in sets {
-            set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+            if S::ORDERED {
+                set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+            }
             for chunk in set.chunks(batch) {
                 let create = t.clone().map(|t| (t, chunk.iter().copied().filter(|d| folded_device(*d)).collect()));
                 out.push(CustomerCall { devices: chunk.to_vec(), create });
@@ -491,7 +522,6 @@ fn plan_assignments<'a>(
     }
 
     // A new customer with only an email is created by an assign call when exactly one call holds it.
-    let new_customers: FxHashMap<&Email, &CustomerRecord> = p.customer_creates.iter().copied().collect();
     let mut customer_appearances: Vec<usize> = customer_calls.iter().map(Vec::len).collect();
     for group in &device_groups {
         for chunk in group.chunks(batch) {
@@ -500,16 +530,15 @@ fn plan_assignments<'a>(
             }
         }
     }
-    let new_customer_of: Vec<Option<&CustomerRecord>> =
-        customers.iter().map(|e| new_customers.get(e).copied()).collect();
+    let new_customer_of = &graph.new_customer;
     let folded_customer = |c: u32| {
         customer_appearances[c as usize] == 1
             && new_customer_of[c as usize].is_some_and(|r| email_only(customers[c as usize], r))
     };
 
     // Creates that no assign call makes.
-    for (email, record) in &p.customer_creates {
-        let folded = customer_ix.get(email).is_some_and(|c| folded_customer(*c));
+    for ((email, record), at) in p.customer_creates.iter().zip(&graph.customer_create_at) {
+        let folded = at.is_some_and(folded_customer);
         if !folded && p.sends_create(email, record) {
             calls.push(Phase::Customers, || ApiCall::CreateCustomer {
                 email: (*email).clone(),
@@ -517,9 +546,9 @@ fn plan_assignments<'a>(
             });
         }
     }
-    for c in &p.device_creates {
-        match device_ix.get(&c.identifier) {
-            Some(&d) if folded_device(d) => {
+    for (c, at) in p.device_creates.iter().zip(&graph.device_create_at) {
+        match *at {
+            Some(d) if folded_device(d) => {
                 if !c.properties.is_empty() {
                     metadata.push((&c.identifier, &c.properties));
                 }
@@ -531,7 +560,7 @@ fn plan_assignments<'a>(
     // The assign calls, customers' then devices', each in key order.
     let mut order: Vec<(&str, u32)> =
         (0..customers.len() as u32).map(|c| (customers[c as usize].as_str(), c)).collect();
-    sort_by_unique_str_key(&mut order, |(key, _)| key);
+    sort_for::<S, _>(&mut order, |(key, _)| key);
     for (_, c) in order {
         let email = customers[c as usize];
         for call in &customer_calls[c as usize] {
@@ -550,10 +579,12 @@ fn plan_assignments<'a>(
         .filter(|d| !device_groups[*d as usize].is_empty())
         .map(|d| (devices[d as usize].as_str(), d))
         .collect();
-    sort_by_unique_str_key(&mut order, |(key, _)| key);
+    sort_for::<S, _>(&mut order, |(key, _)| key);
     for (_, d) in order {
         let mut group = device_groups[d as usize].clone();
-        group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+        if S::ORDERED {
+            group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
+        }
         for chunk in group.chunks(batch) {
             calls.push(Phase::Assign, || ApiCall::AssignDeviceToOwners {
                 device: devices[d as usize].clone(),
@@ -606,12 +637,13 @@ fn lower_bound(p: &Parts<'_>, batching: Batching, graph: &PairGraph<'_>) -> usiz
     let assignments = shared_new + graph.cover_size.max(private.pairs + existing_cover);
     let batch = batching.batch_size.max(1);
     let customers = p.customer_updates.len() + p.customer_creates.iter().filter(|(e, r)| !email_only(e, r)).count();
-    let lonely_devices = p.device_creates.iter().filter(|c| !graph.device_ix.contains_key(&c.identifier)).count();
+    let lonely_devices = graph.device_create_at.iter().filter(|at| at.is_none()).count();
     let unassign: usize = by_customer(&p.unassign).values().map(|d| d.len().div_ceil(batch)).sum();
     let new_with_properties = p
         .device_creates
         .iter()
-        .filter(|c| graph.device_ix.contains_key(&c.identifier) && !c.properties.is_empty())
+        .zip(&graph.device_create_at)
+        .filter(|(c, at)| at.is_some() && !c.properties.is_empty())
         .count();
     let props = p.property_changes.len() + new_with_properties.saturating_sub(private.could_carry_properties);
     customers + p.type_changes.len() + lonely_devices + unassign + assignments + props.div_ceil(METADATA_CAP)
