@@ -10,6 +10,7 @@ pub mod env;
 pub mod exit;
 pub mod files;
 pub mod html;
+pub mod json;
 pub mod markdown;
 pub mod metrics;
 pub mod output;

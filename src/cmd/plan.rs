@@ -39,7 +39,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
     }
     let write = |out: &mut dyn std::io::Write| match args.format {
         PlanFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+            crate::cli::json::write_plan(out, &mut doc)?;
             writeln!(out)
         }
         PlanFormat::Text => {
