@@ -373,6 +373,40 @@ impl<'a> PairGraph<'a> {
     }
 }
 
+/// Lists of items by group, flat (a group is a range of one list), in the order they came.
+struct Groups {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Groups {
+    /// From (group, item) pairs, each group below `groups`.
+    fn new(groups: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Groups {
+        let mut start = vec![0u32; groups + 1];
+        for (g, _) in pairs.clone() {
+            start[g as usize + 1] += 1;
+        }
+        for g in 0..groups {
+            start[g + 1] += start[g];
+        }
+        let mut items = vec![0u32; start[groups] as usize];
+        let mut next = start.clone();
+        for (g, item) in pairs {
+            items[next[g as usize] as usize] = item;
+            next[g as usize] += 1;
+        }
+        Groups { start, items }
+    }
+
+    fn of(&self, g: u32) -> &[u32] {
+        &self.items[self.start[g as usize] as usize..self.start[g as usize + 1] as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u32]> {
+        self.start.windows(2).map(|w| &self.items[w[0] as usize..w[1] as usize])
+    }
+}
+
 /// `graph` is `Some` exactly when `batching.optimize` is set.
 fn build_calls<'a, S: Sink>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'a>>, calls: &mut S) {
     let batch = batching.batch_size.max(1);
@@ -454,25 +488,18 @@ fn plan_assignments<'a, S: Sink>(
     let PairGraph { customers, devices, edges, by_device, cover_customers: cover_c, .. } = graph;
     // Each pair goes to its customer's call when the customer is in the cover, else its
     // device's; a shared new device's pairs go to its device's unless all its owners have calls.
-    let mut customer_groups: Vec<Vec<u32>> = vec![Vec::new(); customers.len()];
-    let mut device_groups: Vec<Vec<u32>> = vec![Vec::new(); devices.len()];
-    for &(c, d) in edges {
-        if cover_c[c as usize] && !by_device[d as usize] {
-            customer_groups[c as usize].push(d);
-        } else {
-            device_groups[d as usize].push(c);
-        }
-    }
+    let to_customer = |c: u32, d: u32| cover_c[c as usize] && !by_device[d as usize];
+    let customer_groups = Groups::new(customers.len(), edges.iter().filter(|&&(c, d)| to_customer(c, d)).copied());
+    let device_groups =
+        Groups::new(devices.len(), edges.iter().filter(|&&(c, d)| !to_customer(c, d)).map(|&(c, d)| (d, c)));
 
     // A new device is created by an assign call when exactly one call holds it.
-    let mut appearances = vec![0usize; devices.len()];
-    for group in &customer_groups {
-        for &d in group {
-            appearances[d as usize] += 1;
-        }
+    let mut appearances = vec![0u32; devices.len()];
+    for &d in &customer_groups.items {
+        appearances[d as usize] += 1;
     }
     for (d, group) in device_groups.iter().enumerate() {
-        appearances[d] += group.len().div_ceil(batch);
+        appearances[d] += group.len().div_ceil(batch) as u32;
     }
     let new_of = &graph.new;
     let folded_device = |d: u32| appearances[d as usize] == 1 && new_of[d as usize].is_some();
@@ -483,47 +510,64 @@ fn plan_assignments<'a, S: Sink>(
     // by phase 4); devices that existed before go in calls of their own, since a call sent with
     // autoCreateDevices would create one Telemetron lost with this group's type instead of
     // reporting it as skipped.
+    // One flat list of calls (a customer's are a range of it), each a range of one flat list of
+    // devices: a migration has a million customers, and none needs an allocation of its own.
     struct CustomerCall {
-        devices: Vec<u32>,
-        create: Option<(Arc<str>, Vec<u32>)>,
+        devices: std::ops::Range<u32>,
+        /// The type of the devices it creates (those of its devices that are folded).
+        create: Option<Arc<str>>,
     }
-    let mut customer_calls: Vec<Vec<CustomerCall>> = Vec::with_capacity(customers.len());
-    for group in &customer_groups {
-        let mut by_type: BTreeMap<Arc<str>, Vec<u32>> = BTreeMap::new();
-        let (mut fresh, mut existing) = (Vec::new(), Vec::new());
+    let mut customer_calls: Vec<CustomerCall> = Vec::new();
+    let mut call_devices: Vec<u32> = Vec::with_capacity(customer_groups.items.len());
+    let mut calls_of_customer: Vec<u32> = Vec::with_capacity(customers.len() + 1);
+    calls_of_customer.push(0);
+    let (mut folded, mut fresh, mut existing) = (Vec::new(), Vec::new(), Vec::new());
+    for group in customer_groups.iter() {
+        folded.clear();
+        fresh.clear();
+        existing.clear();
         for &d in group {
             if folded_device(d) {
-                by_type.entry(device_type(d)).or_default().push(d);
+                folded.push(d);
             } else if new_of[d as usize].is_some() {
                 fresh.push(d);
             } else {
                 existing.push(d);
             }
         }
-        let mut out = Vec::new();
-        let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = by_type.into_iter().map(|(t, v)| (Some(t), v)).collect();
+        // One set per type, in type order, each in the order of the pairs (a stable sort).
+        let type_of = |d: &u32| new_of[*d as usize].map_or("", |c| &*c.device_type);
+        folded.sort_by(|a, b| type_of(a).cmp(type_of(b)));
+        let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = Vec::new();
+        for run in folded.chunk_by(|a, b| type_of(a) == type_of(b)) {
+            sets.push((Some(device_type(run[0])), run.to_vec()));
+        }
         match sets.first_mut() {
-            Some((_, first)) => first.extend(fresh),
-            None => existing.extend(fresh),
+            Some((_, first)) => first.extend_from_slice(&fresh),
+            None => existing.extend_from_slice(&fresh),
         }
         if !existing.is_empty() {
-            sets.push((None, existing));
+            sets.push((None, std::mem::take(&mut existing)));
         }
         for (t, mut set) in sets {
             if S::ORDERED {
                 set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
             }
             for chunk in set.chunks(batch) {
-                let create = t.clone().map(|t| (t, chunk.iter().copied().filter(|d| folded_device(*d)).collect()));
-                out.push(CustomerCall { devices: chunk.to_vec(), create });
+                let at = call_devices.len() as u32;
+                call_devices.extend_from_slice(chunk);
+                customer_calls.push(CustomerCall { devices: at..call_devices.len() as u32, create: t.clone() });
             }
         }
-        customer_calls.push(out);
+        calls_of_customer.push(customer_calls.len() as u32);
     }
+    drop(customer_groups);
+    let calls_of =
+        |c: u32| &customer_calls[calls_of_customer[c as usize] as usize..calls_of_customer[c as usize + 1] as usize];
 
     // A new customer with only an email is created by an assign call when exactly one call holds it.
-    let mut customer_appearances: Vec<usize> = customer_calls.iter().map(Vec::len).collect();
-    for group in &device_groups {
+    let mut customer_appearances: Vec<u32> = calls_of_customer.windows(2).map(|w| w[1] - w[0]).collect();
+    for group in device_groups.iter() {
         for chunk in group.chunks(batch) {
             for &c in chunk {
                 customer_appearances[c as usize] += 1;
@@ -563,25 +607,26 @@ fn plan_assignments<'a, S: Sink>(
     sort_for::<S, _>(&mut order, |(key, _)| key);
     for (_, c) in order {
         let email = customers[c as usize];
-        for call in &customer_calls[c as usize] {
+        for call in calls_of(c) {
+            let held = &call_devices[call.devices.start as usize..call.devices.end as usize];
             calls.push(Phase::Assign, || ApiCall::AssignDevicesToOwner {
                 customer: email.clone(),
-                devices: call.devices.iter().map(|d| devices[*d as usize].clone()).collect(),
-                create: call
-                    .create
-                    .as_ref()
-                    .map(|(t, list)| (t.clone(), list.iter().map(|d| devices[*d as usize].clone()).collect())),
+                devices: held.iter().map(|d| devices[*d as usize].clone()).collect(),
+                create: call.create.as_ref().map(|t| {
+                    let created = held.iter().filter(|d| folded_device(**d));
+                    (t.clone(), created.map(|d| devices[*d as usize].clone()).collect())
+                }),
                 create_customer: folded_customer(c).then(|| new_customer_of[c as usize].cloned()).flatten(),
             });
         }
     }
     let mut order: Vec<(&str, u32)> = (0..devices.len() as u32)
-        .filter(|d| !device_groups[*d as usize].is_empty())
+        .filter(|d| !device_groups.of(*d).is_empty())
         .map(|d| (devices[d as usize].as_str(), d))
         .collect();
     sort_for::<S, _>(&mut order, |(key, _)| key);
     for (_, d) in order {
-        let mut group = device_groups[d as usize].clone();
+        let mut group = device_groups.of(d).to_vec();
         if S::ORDERED {
             group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
         }
