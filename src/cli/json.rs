@@ -18,6 +18,10 @@ const EMPTY: &[u8] = b"\n  \"operations\": []";
 /// Writes `doc` pretty-printed, byte for byte as `serde_json::to_writer_pretty(out, doc)`.
 /// The operations are taken out while the rest is serialized, and put back.
 pub fn write_plan(out: &mut dyn Write, doc: &mut Plan) -> io::Result<()> {
+    // A day's plan is a few MB: threads would only cost their memory.
+    if doc.operations.len() < 16 * CHUNK {
+        return serde_json::to_writer_pretty(out, &*doc).map_err(io::Error::from);
+    }
     let operations = std::mem::take(&mut doc.operations);
     let head = serde_json::to_vec_pretty(&*doc).map_err(io::Error::from);
     doc.operations = operations;
@@ -80,14 +84,14 @@ fn write_operations(out: &mut dyn Write, operations: &[Operation]) -> io::Result
 fn chunk_json(chunk: &[Operation], first: bool) -> io::Result<Vec<u8>> {
     let mut json = Vec::with_capacity(chunk.len() * 320);
     serde_json::to_writer_pretty(&mut json, &[chunk])?;
-    // "[\n  [" ... "\n  ]\n]"
-    let body = json.get(5..json.len().saturating_sub(6)).unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 1);
+    // "[\n  [" ... "\n  ]\n]": the framing is cut off in place, the comma put where it was.
+    json.truncate(json.len().saturating_sub(6));
+    let from = if first { 5 } else { 4 };
     if !first {
-        out.push(b',');
+        json[4] = b',';
     }
-    out.extend_from_slice(body);
-    Ok(out)
+    json.drain(..from.min(json.len()));
+    Ok(json)
 }
 
 #[cfg(test)]
@@ -96,11 +100,11 @@ mod tests {
     use crate::diff::Assignment;
     use crate::model::{DeviceIdent, Email};
 
-    /// Byte for byte what serde_json writes, for no operations, one, a chunk's worth and
-    /// several chunks with a short last one.
+    /// Byte for byte what serde_json writes, for no operations, one, the least written on
+    /// threads, and many chunks with a short last one.
     #[test]
     fn writes_what_serde_json_writes() {
-        for n in [0, 1, CHUNK, 3 * CHUNK + 17] {
+        for n in [0, 1, 16 * CHUNK, 19 * CHUNK + 17] {
             let mut doc = crate::plan::build_uncounted(crate::diff::Diff::default(), &Default::default());
             doc.operations = (0..n)
                 .map(|i| {
