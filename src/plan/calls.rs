@@ -373,6 +373,19 @@ impl<'a> PairGraph<'a> {
     }
 }
 
+/// The indices `0..n`, in the order of their keys when the sink keeps the calls (a count
+/// needs no order, nor the keys' list).
+fn in_key_order<'k, S: Sink>(n: usize, key: impl Fn(usize) -> &'k str) -> impl Iterator<Item = u32> {
+    let order: Vec<u32> = if S::ORDERED {
+        let mut keyed: Vec<(&str, u32)> = (0..n).map(|i| (key(i), i as u32)).collect();
+        sort_for::<S, _>(&mut keyed, |(k, _)| k);
+        keyed.into_iter().map(|(_, i)| i).collect()
+    } else {
+        (0..n as u32).collect()
+    };
+    order.into_iter()
+}
+
 /// Lists of items by group, flat (a group is a range of one list), in the order they came.
 struct Groups {
     start: Vec<u32>,
@@ -602,10 +615,7 @@ fn plan_assignments<'a, S: Sink>(
     }
 
     // The assign calls, customers' then devices', each in key order.
-    let mut order: Vec<(&str, u32)> =
-        (0..customers.len() as u32).map(|c| (customers[c as usize].as_str(), c)).collect();
-    sort_for::<S, _>(&mut order, |(key, _)| key);
-    for (_, c) in order {
+    for c in in_key_order::<S>(customers.len(), |c| customers[c].as_str()) {
         let email = customers[c as usize];
         for call in calls_of(c) {
             let held = &call_devices[call.devices.start as usize..call.devices.end as usize];
@@ -620,12 +630,8 @@ fn plan_assignments<'a, S: Sink>(
             });
         }
     }
-    let mut order: Vec<(&str, u32)> = (0..devices.len() as u32)
-        .filter(|d| !device_groups.of(*d).is_empty())
-        .map(|d| (devices[d as usize].as_str(), d))
-        .collect();
-    sort_for::<S, _>(&mut order, |(key, _)| key);
-    for (_, d) in order {
+    let grouped: Vec<u32> = (0..devices.len() as u32).filter(|d| !device_groups.of(*d).is_empty()).collect();
+    for d in in_key_order::<S>(grouped.len(), |i| devices[grouped[i] as usize].as_str()).map(|i| grouped[i as usize]) {
         let mut group = device_groups.of(d).to_vec();
         if S::ORDERED {
             group.sort_by(|a, b| customers[*a as usize].cmp(customers[*b as usize]));
