@@ -743,3 +743,61 @@ fn a_saved_plan_is_applied_exactly_and_refused_when_stale() {
     let mixed = w.run_api(&emu, &["apply", "--plan", "p2.json", "--customers", "x.csv"]).expect(64);
     assert!(mixed.stderr.contains("cannot be used with"), "{}", mixed.stderr);
 }
+
+/// `apply` of a migration sends the named customers' creates while a thread still makes the rest
+/// of its calls. A stop in that window waits for their count: the calls left it reports are
+/// exact (sent + left = what `plan` counts), and the next run sends the rest and ends where
+/// Telemetron is.
+#[test]
+fn a_stop_while_the_calls_are_being_made_reports_the_calls_left_exactly() {
+    let w = Workdir::new();
+    let (customers, devices) = (4_000, 24_000);
+    let mut csv = String::from("email,name,phone,address\n");
+    for c in 0..customers {
+        csv.push_str(&format!("owner.{c}@example.com,Ówner {c},+1 555 {c:04},\"{c} Main St, Springfield\"\n"));
+    }
+    w.write("big/customers.csv", csv);
+    let (mut devs, mut owners) =
+        (String::from("identifier,type,firmware\n"), String::from("device_identifier,customer_email\n"));
+    for d in 0..devices {
+        devs.push_str(&format!("SN-{:08X},{},1.{}\n", d * 7919 % 1_000_003, ["meter", "hub"][d % 2], d % 9));
+        owners.push_str(&format!("SN-{:08X},owner.{}@example.com\n", d * 7919 % 1_000_003, d % customers));
+        if d % 5 == 0 {
+            owners.push_str(&format!(
+                "SN-{:08X},owner.{}@example.com\n",
+                d * 7919 % 1_000_003,
+                (d / 5 + 1) % customers
+            ));
+        }
+    }
+    w.write("big/devices.csv", devs).write("big/ownership.csv", owners);
+    let plan = w.run(&["plan", "--input-dir", "big", "--state", "p.db", "--format", "json"]).expect(0).json();
+    let planned = plan["summary"]["api_calls"].as_u64().unwrap();
+    assert!(planned > customers as u64, "{}", plan["summary"]);
+
+    let emu = Emu::start();
+    let args = ["apply", "--input-dir", "big", "--state", "s.db", "--rate", "2000", "--concurrency", "8"];
+    let child = spawn_api(&w, &emu, &args);
+    let start = Instant::now();
+    while emu.emulator.requests().is_empty() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let said = format!("{stdout}{stderr}");
+    let tail = said.split("stopped early: ").nth(1).unwrap_or_else(|| panic!("{said}"));
+    let words: Vec<&str> = tail.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "planned").unwrap_or_else(|| panic!("{tail}"));
+    let number = |s: &str| s.trim_end_matches(',').parse::<u64>().unwrap_or_else(|_| panic!("{s:?} in {tail}"));
+    let (sent, of, left) = (number(words[at - 3]), number(words[at - 1]), number(words[at + 4]));
+    assert_eq!(of, planned, "the calls planned are counted, not guessed: {tail}");
+    assert_eq!(sent + left, planned, "{tail}");
+    assert_eq!(sent as usize, emu.emulator.requests().len(), "{tail}");
+    assert!(left > 0, "stopped early: {tail}");
+
+    w.run_api(&emu, &args).expect(0);
+    assert_eq!(remote(&emu), recorded(&w.join("s.db")));
+    assert_eq!(emu.emulator.requests().len() as u64, planned, "the next run sent exactly the rest");
+}
