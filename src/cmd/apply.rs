@@ -275,7 +275,8 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         let counted = if !apart || abandoned {
             None
         } else {
-            if !planner.as_ref().is_some_and(|p| p.is_finished()) {
+            let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+            if stopping && !planner.as_ref().is_some_and(|p| p.is_finished()) {
                 tracing::info!("stopped while the calls were being made: counting them, for the calls left");
             }
             tokio::select! {
