@@ -548,29 +548,28 @@ fn plan_assignments<'a, S: Sink>(
                 existing.push(d);
             }
         }
-        // One set per type, in type order, each in the order of the pairs (a stable sort).
+        // One set per type, in type order, each in the order of the pairs (a stable sort); the
+        // fresh devices join the first, or the existing ones when none is folded. Each set is
+        // laid down in `call_devices` and cut into calls there, with no list of its own.
         let type_of = |d: &u32| new_of[*d as usize].map_or("", |c| &*c.device_type);
         folded.sort_by(|a, b| type_of(a).cmp(type_of(b)));
-        let mut sets: Vec<(Option<Arc<str>>, Vec<u32>)> = Vec::new();
-        for run in folded.chunk_by(|a, b| type_of(a) == type_of(b)) {
-            sets.push((Some(device_type(run[0])), run.to_vec()));
-        }
-        match sets.first_mut() {
-            Some((_, first)) => first.extend_from_slice(&fresh),
-            None => existing.extend_from_slice(&fresh),
-        }
-        if !existing.is_empty() {
-            sets.push((None, std::mem::take(&mut existing)));
-        }
-        for (t, mut set) in sets {
+        let mut set = |call_devices: &mut Vec<u32>, t: Option<Arc<str>>, parts: [&[u32]; 2]| {
+            let at = call_devices.len();
+            parts.iter().for_each(|part| call_devices.extend_from_slice(part));
             if S::ORDERED {
-                set.sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
+                call_devices[at..].sort_by(|a, b| devices[*a as usize].cmp(devices[*b as usize]));
             }
-            for chunk in set.chunks(batch) {
-                let at = call_devices.len() as u32;
-                call_devices.extend_from_slice(chunk);
-                customer_calls.push(CustomerCall { devices: at..call_devices.len() as u32, create: t.clone() });
+            for start in (at..call_devices.len()).step_by(batch) {
+                let end = (start + batch).min(call_devices.len());
+                customer_calls.push(CustomerCall { devices: start as u32..end as u32, create: t.clone() });
             }
+        };
+        let mut fresh_left: &[u32] = &fresh;
+        for run in folded.chunk_by(|a, b| type_of(a) == type_of(b)) {
+            set(&mut call_devices, Some(device_type(run[0])), [run, std::mem::take(&mut fresh_left)]);
+        }
+        if !existing.is_empty() || !fresh_left.is_empty() {
+            set(&mut call_devices, None, [&existing, fresh_left]);
         }
         calls_of_customer.push(customer_calls.len() as u32);
     }
