@@ -30,10 +30,8 @@ pub fn write_plan(out: &mut dyn Write, doc: &mut Plan) -> io::Result<()> {
         .ok_or_else(|| io::Error::other("the plan's JSON has no operations field"))?;
     let (before, after) = head.split_at(at + EMPTY.len() - 1);
     out.write_all(before)?;
-    if !doc.operations.is_empty() {
-        write_operations(out, &doc.operations)?;
-        out.write_all(b"\n  ")?;
-    }
+    write_operations(out, &doc.operations)?;
+    out.write_all(b"\n  ")?;
     out.write_all(after)
 }
 
