@@ -130,7 +130,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let mut export = customers?;
     export.join(devices?);
     export.join(ownership?);
-    let snap = snap?;
+    let mut snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
     // A file the input folder lacks is a warning of the plan: its kind is not reconciled.
     let missing = settings.missing.iter().map(|(kind, path)| crate::model::Warning {
@@ -146,7 +146,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     refuse_all_rejected(&export)?;
     // The entity diff needs only the device half of the resolution: the ownership half runs
     // beside it, then the assignment diff, which needs both.
-    load::resolve_devices(&mut export, &snap);
+    load::resolve_devices(&mut export, &mut snap);
     let ownership = export.ownership.take();
     let (mut diff, ownership) = std::thread::scope(|s| {
         let resolved = s.spawn(|| ownership.map(|own| load::resolve_ownership(own, &export, &snap)));
@@ -253,23 +253,26 @@ fn read_all(settings: &InputSettings) -> Reads {
 }
 
 /// One half of the snapshot as one reader read it, with the version that reader saw.
-type Half<K, V> = Result<(crate::model::SnapshotVersion, (crate::model::SortedMap<K, V>, Vec<u32>)), Error>;
+type Half<K, V, S> = Result<(crate::model::SnapshotVersion, (crate::model::SortedMap<K, V>, S)), Error>;
 
 /// The snapshot from its two halves — when both readers saw one state of the file; otherwise a
 /// writer committed between them (an `apply` beside a `plan`), and it is read again on one.
 fn join_halves(
     state: &std::path::Path,
     share: snapshot::Share<'_>,
-    customers: Result<Option<Half<crate::model::Email, crate::model::StoredCustomer>>, Error>,
-    devices: Option<Half<crate::model::DeviceIdent, crate::model::StoredDevice>>,
+    customers: Result<
+        Option<Half<crate::model::Email, crate::model::StoredCustomer, crate::model::SameCustomers>>,
+        Error,
+    >,
+    devices: Option<Half<crate::model::DeviceIdent, crate::model::StoredDevice, crate::model::SameDevices>>,
 ) -> Result<SnapshotData, Error> {
     match (customers, devices) {
         (Err(e), _) => Err(e),
         (Ok(None), _) => Ok(SnapshotData::default()),
-        (Ok(Some(Ok((version, (customers, customers_at))))), Some(Ok((theirs, (devices, devices_at)))))
+        (Ok(Some(Ok((version, (customers, same_customers))))), Some(Ok((theirs, (devices, same_devices)))))
             if theirs == version =>
         {
-            Ok(SnapshotData { customers, devices, version, customers_at, devices_at })
+            Ok(SnapshotData { customers, devices, version, same_customers, same_devices })
         }
         (Ok(Some(Err(e))), _) | (_, Some(Err(e))) => Err(e),
         (Ok(Some(Ok(_))), _) => {
@@ -292,10 +295,11 @@ struct Reads {
 /// export than an organisation that lost everything overnight.
 fn refuse_empty_files(export: &Export, snap: &SnapshotData, settings: &InputSettings) -> Result<(), Error> {
     for input in export.inputs.iter().filter(|i| i.rows == 0) {
+        let totals = snap.totals();
         let held = match input.kind.as_str() {
-            "customers" => (snap.customers.len(), "customers"),
-            "devices" => (snap.devices.len(), "devices"),
-            _ => (snap.assignment_count(), "assignments"),
+            "customers" => (totals.customers, "customers"),
+            "devices" => (totals.devices, "devices"),
+            _ => (totals.assignments, "assignments"),
         };
         if held.0 > 0 && !settings.allow_empty.contains(&input.kind.as_str()) {
             return Err(Error::BadFile {

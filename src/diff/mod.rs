@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
-use crate::model::{Export, RowRef, SnapshotData, StoredDevice, sort_by_unique_str_key};
+use crate::model::{Devices, Export, RowRef, SameDevices, SnapshotData, StoredDevice, sort_by_unique_str_key};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreate {
@@ -209,33 +209,15 @@ pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
     sort_by_unique_str_key(&mut d.devices_not_in_export, DeviceIdent::as_str);
     d
 }
-/// Finds a snapshot entry in one of the export's maps: at the position the snapshot read saw it
-/// (`at`, see [`SnapshotData::customers_at`]) when its key is still there, else by searching.
-fn find<'a, K: Eq + std::hash::Hash, V>(
-    map: &'a crate::model::KeyMap<K, V>,
-    at: &[u32],
-    position: usize,
-    key: &K,
-) -> Option<(usize, &'a K, &'a V)> {
-    match at.get(position) {
-        Some(&crate::model::NOT_IN_EXPORT) => None,
-        Some(&i) => match map.get_index(i as usize) {
-            Some((k, v)) if k == key => Some((i as usize, k, v)),
-            _ => map.get_full(key),
-        },
-        None => map.get_full(key),
-    }
-}
-
-/// Walks the snapshot in key order and finds each entry in the export's maps; the export
-/// entries no snapshot entry found are the new ones.
+/// Walks the snapshot's rows held in full and finds each in the export's maps; the export
+/// entries neither such a row found nor the read marked equal are the new ones.
 fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     let mut d = Diff::default();
 
     if let Some(customers) = &export.customers {
-        let mut found = vec![false; customers.entries.len()];
-        for (position, (email, stored)) in snap.customers.iter().enumerate() {
-            match find(&customers.entries, &snap.customers_at, position, email) {
+        let mut found = snap.same_customers.flags(customers.entries.len());
+        for (email, stored) in snap.customers.iter() {
+            match customers.entries.get_full(email) {
                 Some((i, _, entry)) => {
                     found[i] = true;
                     if customers.present.changes_api_fields(&entry.record, &stored.record) {
@@ -257,9 +239,9 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
     }
 
     if let Some(devices) = &export.devices {
-        let mut found = vec![false; devices.entries.len()];
-        for (position, (ident, stored)) in snap.devices.iter().enumerate() {
-            let Some((i, _, entry)) = find(&devices.entries, &snap.devices_at, position, ident) else {
+        let mut found = snap.same_devices.flags(devices.entries.len());
+        for (ident, stored) in snap.devices.iter() {
+            let Some((i, _, entry)) = devices.entries.get_full(ident) else {
                 if !devices.held.contains(ident) {
                     d.devices_not_in_export.push(ident.clone());
                 }
@@ -304,16 +286,31 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
 /// ownership file lists and devices only the snapshot has are compared on two threads.
 pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     let Some(own) = &export.ownership else { return AssignmentDiff::default() };
-    // Both sides are sorted by device: a merge walk, in two halves split at the same key, one
-    // per thread.
-    let (have, want) = (snap.devices.as_slice(), own.owners.as_slice());
-    let (have_first, have_second) = have.split_at(have.len() / 2);
-    let split = have_second.first().map_or(want.len(), |(key, _)| want.partition_point(|(d, _)| d < key));
-    let (want_first, want_second) = want.split_at(split);
+    // Three lists sorted by device — the snapshot's devices held in full, those it marked equal
+    // to the export's, the wanted owners — merged in two halves split at one key, one per thread.
+    let have = Have { held: snap.devices.as_slice(), same: &snap.same_devices, export: export.devices.as_ref() };
+    let want = own.owners.as_slice();
+    let same_n = have.same.len();
+    let middle = [
+        (have.held.len(), have.held.get(have.held.len() / 2).map(|(k, _)| k)),
+        (same_n, have.same_key(same_n / 2)),
+        (want.len(), want.get(want.len() / 2).map(|(k, _)| k)),
+    ];
+    let split = middle.iter().max_by_key(|(n, _)| *n).and_then(|(_, k)| *k);
+    let (held_at, same_at, want_at) = match split {
+        Some(key) => (
+            have.held.partition_point(|(d, _)| d < key),
+            have.same.order().partition_point(|&i| have.key_at(i).is_some_and(|d| d < key)),
+            want.partition_point(|(d, _)| d < key),
+        ),
+        None => (have.held.len(), same_n, want.len()),
+    };
+    let (want_first, want_second) = want.split_at(want_at);
+    let (held_first, held_second) = have.held.split_at(held_at);
     let (mut d, rest) = std::thread::scope(|s| {
-        let rest = s.spawn(|| AssignmentDiff::merge(export, have_second, want_second));
+        let rest = s.spawn(|| AssignmentDiff::merge(export, &have, held_second, same_at..same_n, want_second));
         (
-            AssignmentDiff::merge(export, have_first, want_first),
+            AssignmentDiff::merge(export, &have, held_first, 0..same_at, want_first),
             rest.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
@@ -332,33 +329,102 @@ pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     d
 }
 
+/// The snapshot's devices with their owners: those held in full, and those marked equal to the
+/// export's (their keys are the export's, at the index marked).
+struct Have<'a> {
+    held: &'a [(DeviceIdent, StoredDevice)],
+    same: &'a SameDevices,
+    export: Option<&'a Devices>,
+}
+
+impl<'a> Have<'a> {
+    /// The key of the export's device at `index`.
+    fn key_at(&self, index: u32) -> Option<&'a DeviceIdent> {
+        self.export?.entries.get_index(index as usize).map(|(k, _)| k)
+    }
+
+    /// The key of the device marked `position`th in key order.
+    fn same_key(&self, position: usize) -> Option<&'a DeviceIdent> {
+        self.key_at(*self.same.order().get(position)?)
+    }
+}
+
+/// One device's owners as the snapshot has them.
+enum HaveOwners<'a> {
+    Held(&'a [Email]),
+    /// The owners of the device marked at this position.
+    Same(&'a SameDevices, usize),
+}
+
+impl HaveOwners<'_> {
+    fn is(&self, want: &[Email]) -> bool {
+        match self {
+            HaveOwners::Held(have) => *have == want,
+            HaveOwners::Same(same, at) => {
+                let have = same.owners(*at);
+                have.len() == want.len() && have.zip(want).all(|(h, w)| h == w.as_str())
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Email> {
+        match self {
+            HaveOwners::Held(have) => have.to_vec(),
+            HaveOwners::Same(same, at) => same.owners(*at).map(Email::from_trusted).collect(),
+        }
+    }
+}
+
 impl AssignmentDiff {
-    /// Compares the owners the snapshot has with the wanted owners, both sorted by device.
-    fn merge(export: &Export, have: &[(DeviceIdent, StoredDevice)], want: &[(DeviceIdent, Owners)]) -> AssignmentDiff {
+    /// Compares the owners the snapshot has (`held`, and the devices marked at the positions
+    /// `same`) with the wanted owners, all sorted by device.
+    fn merge(
+        export: &Export,
+        have: &Have<'_>,
+        held: &[(DeviceIdent, StoredDevice)],
+        same: std::ops::Range<usize>,
+        want: &[(DeviceIdent, Owners)],
+    ) -> AssignmentDiff {
         use std::cmp::Ordering;
         let mut d = AssignmentDiff::default();
-        let (mut have, mut want) = (have.iter().peekable(), want.iter().peekable());
+        let (mut h, mut s, mut w) = (0usize, same.start, 0usize);
         loop {
-            let order = match (have.peek(), want.peek()) {
+            // The snapshot's next device: held in full or marked, whichever sorts first.
+            let same_key = if s < same.end { have.same_key(s) } else { None };
+            let next: Option<(&DeviceIdent, HaveOwners<'_>)> = match (held.get(h), same_key) {
+                (Some((k, stored)), Some(m)) if k < m => Some((k, HaveOwners::Held(&stored.owners))),
+                (Some((k, stored)), None) => Some((k, HaveOwners::Held(&stored.owners))),
+                (_, Some(m)) => Some((m, HaveOwners::Same(have.same, s))),
+                (None, None) => None,
+            };
+            let order = match (&next, want.get(w)) {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some((h, _)), Some((w, _))) => h.cmp(w),
+                (Some((k, _)), Some((wk, _))) => (*k).cmp(wk),
+            };
+            let advance = |h: &mut usize, s: &mut usize, owners: &HaveOwners<'_>| match owners {
+                HaveOwners::Held(_) => *h += 1,
+                HaveOwners::Same(..) => *s += 1,
             };
             match order {
                 Ordering::Less => {
-                    let (device, stored) = have.next().expect("peeked");
-                    if !stored.owners.is_empty() {
-                        d.visit(export, device, &[], &stored.owners);
+                    let (device, owners) = next.expect("a next device");
+                    advance(&mut h, &mut s, &owners);
+                    if !owners.is(&[]) {
+                        d.visit(export, device, &[], owners);
                     }
                 }
                 Ordering::Greater => {
-                    let (device, owners) = want.next().expect("peeked");
-                    d.visit(export, device, owners, &[]);
+                    let (device, owners) = &want[w];
+                    w += 1;
+                    d.visit(export, device, owners, HaveOwners::Held(&[]));
                 }
                 Ordering::Equal => {
-                    let ((device, stored), (_, owners)) = (have.next().expect("peeked"), want.next().expect("peeked"));
-                    d.visit(export, device, owners, &stored.owners);
+                    let (device, owners) = next.expect("a next device");
+                    advance(&mut h, &mut s, &owners);
+                    d.visit(export, device, &want[w].1, owners);
+                    w += 1;
                 }
             }
         }
@@ -366,11 +432,12 @@ impl AssignmentDiff {
     }
 
     /// Compares one device's wanted owners with the owners Telemetron has been told.
-    fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: &[Email]) {
+    fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: HaveOwners<'_>) {
         // Nearly every device: nothing to add or remove, whatever holds it.
-        if want == have {
+        if have.is(want) {
             return;
         }
+        let have = have.to_vec();
         let Some(own) = &export.ownership else { return };
         if export.is_held_device(device) || own.held_devices.contains(device) {
             return;
@@ -451,34 +518,6 @@ mod tests {
             o.owners.insert(dev(d), owners(list));
         }
         o
-    }
-
-    /// The positions a shared read noted are hints: a stale or wrong one (the loader's
-    /// resolution moved an entry) gives the diff a search gives.
-    #[test]
-    fn a_stale_position_of_a_snapshot_entry_is_searched_again() {
-        let mut devices = Devices::default();
-        for (d, r) in
-            [("D2", device("t", &[("fw", "2")])), ("N", device("t", &[])), ("D1", device("t", &[("fw", "1")]))]
-        {
-            devices.entries.insert(dev(d), DeviceEntry { line: 2, record: r });
-        }
-        let export = Export {
-            customers: Some(customers(&[("b@x.io", customer("B", Some("2"))), ("a@x.io", customer("A", Some("1")))])),
-            devices: Some(devices),
-            ..Default::default()
-        };
-        let searched = entities(&export, &snapshot());
-        assert_eq!(searched.devices_to_update.len(), 1, "{searched:?}");
-        assert_eq!(searched.customers_to_update.len(), 1, "{searched:?}");
-        // Right, swapped, out of range: the same diff.
-        for (customers_at, devices_at) in
-            [(vec![1, 0], vec![2, 0]), (vec![0, 1], vec![0, 2]), (vec![9, 9], vec![7, u32::MAX - 1])]
-        {
-            let mut snap = snapshot();
-            (snap.customers_at, snap.devices_at) = (customers_at.clone(), devices_at.clone());
-            assert_eq!(entities(&export, &snap), searched, "at {customers_at:?} {devices_at:?}");
-        }
     }
 
     #[test]

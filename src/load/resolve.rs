@@ -68,7 +68,7 @@ impl<'a, K: Ord + std::hash::Hash, V> SnapshotKeys<'a, K, V> {
 /// ownership row must name a known device and customer — and builds the desired owners.
 /// [`resolve_devices`] then [`resolve_ownership`]; `prepare` runs the second beside the entity
 /// diff, which needs only the first.
-pub fn resolve(export: &mut Export, snap: &SnapshotData) {
+pub fn resolve(export: &mut Export, snap: &mut SnapshotData) {
     resolve_devices(export, snap);
     if let Some(own) = export.ownership.take() {
         let resolved = resolve_ownership(own, export, snap);
@@ -77,8 +77,9 @@ pub fn resolve(export: &mut Export, snap: &SnapshotData) {
 }
 
 /// Rejects a new device whose type is empty (only the snapshot tells a new device from a known
-/// one): it is held, with its assignments.
-pub fn resolve_devices(export: &mut Export, snap: &SnapshotData) {
+/// one): it is held, with its assignments. The snapshot's marks follow the entry moved into
+/// its place.
+pub fn resolve_devices(export: &mut Export, snap: &mut SnapshotData) {
     let devices_file = export.inputs.iter().find(|i| i.kind == "devices").map(|i| Arc::<str>::from(i.path.as_str()));
     let (Some(devices), Some(file)) = (export.devices.as_mut(), devices_file) else { return };
     let untyped = std::mem::take(&mut devices.untyped_records);
@@ -86,11 +87,15 @@ pub fn resolve_devices(export: &mut Export, snap: &SnapshotData) {
     untyped.sort_by(|a, b| a.0.cmp(&b.0));
     let mut late = Vec::new();
     for (ident, record) in untyped {
-        if snap.devices.contains_key(&ident) || devices.held.contains(&ident) {
+        if snap.has_device(&ident, Some(&*devices)) || devices.held.contains(&ident) {
             continue;
         }
         let line = devices.entries.get(&ident).map_or(0, |e| e.line);
-        devices.entries.swap_remove(&ident);
+        if let Some((at, _, _)) = devices.entries.swap_remove_full(&ident) {
+            let entries = &devices.entries;
+            let key = |i: usize| entries.get_index(i).map_or("", |(k, _)| k.as_str());
+            snap.same_devices.moved(entries.len(), at, key);
+        }
         devices.held.insert(ident.clone());
         late.push(Reject {
             file: file.clone(),

@@ -30,7 +30,7 @@ impl Files {
 
     fn load(&self) -> Export {
         let mut e = read(&self.sources()).unwrap();
-        resolve(&mut e, &SnapshotData::default());
+        resolve(&mut e, &mut SnapshotData::default());
         e
     }
 }

@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Owners, Properties, SortedMap, TelemetronId};
+use super::{CustomerRecord, DeviceIdent, DeviceRecord, Devices, Email, Owners, Properties, SortedMap, TelemetronId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCustomer {
@@ -47,45 +47,219 @@ pub struct SnapshotVersion {
     pub schema: i64,
 }
 
-/// Everything in the snapshot, in memory, each map sorted by key.
+/// Everything in the snapshot, in memory, each map sorted by key — or, read beside the export
+/// (`cmd::prepare`), everything but the rows equal to the export's, which are only marked
+/// ([`SameCustomers`], [`SameDevices`]).
 #[derive(Debug, Default)]
 pub struct SnapshotData {
+    /// The customers, or those a shared read found not equal to the export's.
     pub customers: SortedMap<Email, StoredCustomer>,
+    /// The devices with their owners, or those a shared read found not equal to the export's.
     pub devices: SortedMap<DeviceIdent, StoredDevice>,
     pub version: SnapshotVersion,
-    /// Where a read that shared with the export found each entry there: per entry, in key
-    /// order, its index in the export's map or [`NOT_IN_EXPORT`]; empty when the read did not
-    /// look. The differ checks the key at the index before it trusts one (the loader's
-    /// resolution may move entries), so that it need not search the export again.
-    pub customers_at: Vec<u32>,
-    pub devices_at: Vec<u32>,
+    /// The customers a shared read found equal to the export's (empty after a plain read).
+    pub same_customers: SameCustomers,
+    /// The devices a shared read found equal to the export's, with their owners.
+    pub same_devices: SameDevices,
 }
 
-/// In [`SnapshotData::customers_at`] and `devices_at`: the export had no such entry when the
-/// snapshot was read (and entries are only ever removed from it after).
-pub const NOT_IN_EXPORT: u32 = u32::MAX;
-
 impl SnapshotData {
+    /// The source ids of the customers held in full. (A customer equal to the export's has the
+    /// export's id, which the customers file answers for first.)
     pub fn customers_by_source_id(&self) -> FxHashMap<&str, &Email> {
         self.customers.iter().filter_map(|(e, c)| Some((c.record.source_id()?, e))).collect()
     }
 
     pub fn assignment_count(&self) -> usize {
-        self.devices.values().map(|d| d.owners.len()).sum()
+        self.devices.values().map(|d| d.owners.len()).sum::<usize>() + self.same_devices.owner_count()
     }
 
     /// How many customers, devices and assignments the snapshot holds: the guard's bases.
     pub fn totals(&self) -> Totals {
         Totals {
-            customers: self.customers.len() as u64,
-            devices: self.devices.len() as u64,
+            customers: (self.customers.len() + self.same_customers.len()) as u64,
+            devices: (self.devices.len() + self.same_devices.len()) as u64,
             assignments: self.assignment_count() as u64,
         }
     }
 
-    /// The owners of `device` as the snapshot has them (none for an unknown device).
+    /// The owners of `device` as a plain read (`snapshot::read`) has them (none for an unknown
+    /// device).
     pub fn owners_of(&self, device: &DeviceIdent) -> &[Email] {
+        debug_assert!(self.same_devices.is_empty(), "owners_of on a read that shared with the export");
         self.devices.get(device).map_or(&[], |d| d.owners.as_slice())
+    }
+
+    /// Whether the snapshot has `device`, held in full or marked equal to its entry in
+    /// `export` (the devices file it was read beside).
+    pub fn has_device(&self, device: &DeviceIdent, export: Option<&Devices>) -> bool {
+        self.devices.contains_key(device)
+            || (!self.same_devices.is_empty()
+                && export.and_then(|d| d.entries.get_index_of(device)).is_some_and(|i| self.same_devices.contains(i)))
+    }
+}
+
+/// The customers a read beside the export found equal to it — the same email and the same
+/// record — marked by their index in the export's map instead of held: on a day 2 nearly all of
+/// them, and the differ has nothing to change on any. Their Telemetron ids are not kept:
+/// nothing a plan makes needs the id of an unchanged customer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SameCustomers {
+    /// By the export's index.
+    marked: Vec<bool>,
+    count: usize,
+}
+
+impl SameCustomers {
+    /// For an export of `n` customers, none marked yet.
+    pub(crate) fn new(n: usize) -> SameCustomers {
+        SameCustomers { marked: vec![false; n], count: 0 }
+    }
+
+    pub(crate) fn mark(&mut self, index: usize) {
+        if let Some(m) = self.marked.get_mut(index).filter(|m| !**m) {
+            *m = true;
+            self.count += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether the export's customer at `index` is one of them.
+    pub fn contains(&self, index: usize) -> bool {
+        self.marked.get(index).copied().unwrap_or(false)
+    }
+
+    /// One flag per export entry (`len` of them): set for the customers marked.
+    pub(crate) fn flags(&self, len: usize) -> Vec<bool> {
+        let mut f = self.marked.clone();
+        f.resize(len, false);
+        f
+    }
+}
+
+/// The devices a read beside the export found equal to it (identifier, type and properties),
+/// marked by their index in the export's map, in key order, with their owners: about 12 bytes
+/// and the owners' emails (in one string) per device, instead of an entry, a record and an
+/// allocation per owner. As with [`SameCustomers`], their Telemetron ids are not kept.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SameDevices {
+    /// By the export's index.
+    marked: Vec<bool>,
+    /// The export indices of the devices marked, in key order.
+    order: Vec<u32>,
+    /// Per device of `order`, where its owners start in `owner_ends`; one more at the end.
+    owner_start: Vec<u32>,
+    /// The owners' emails one after the other, and where each one ends in it.
+    owner_text: String,
+    owner_ends: Vec<u32>,
+}
+
+impl SameDevices {
+    /// For an export of `n` devices, none marked yet.
+    pub(crate) fn new(n: usize) -> SameDevices {
+        SameDevices { marked: vec![false; n], ..SameDevices::default() }
+    }
+
+    /// Marks the export's device at `index`, the next in key order; its owners follow (see
+    /// [`SameDevices::push_owner`]). `false` if it is no index of the export, or a count outgrew
+    /// `u32` (then read without sharing).
+    pub(crate) fn push(&mut self, index: usize) -> bool {
+        let Some(m) = self.marked.get_mut(index).filter(|m| !**m) else { return false };
+        let Ok(i) = u32::try_from(index) else { return false };
+        *m = true;
+        self.order.push(i);
+        true
+    }
+
+    /// Appends an owner of the device at `position` in key order; owners come in device order.
+    /// `false` if the text outgrew `u32`.
+    pub(crate) fn push_owner(&mut self, position: usize, email: &str) -> bool {
+        let Ok(at) = u32::try_from(self.owner_ends.len()) else { return false };
+        while self.owner_start.len() <= position {
+            self.owner_start.push(at);
+        }
+        self.owner_text.push_str(email);
+        let Ok(end) = u32::try_from(self.owner_text.len()) else { return false };
+        self.owner_ends.push(end);
+        true
+    }
+
+    /// Closes the owner lists once every owner is in. `false` if a count outgrew `u32`.
+    pub(crate) fn finish(&mut self) -> bool {
+        let Ok(at) = u32::try_from(self.owner_ends.len()) else { return false };
+        while self.owner_start.len() <= self.order.len() {
+            self.owner_start.push(at);
+        }
+        self.owner_text.shrink_to_fit();
+        self.owner_ends.shrink_to_fit();
+        self.owner_start.shrink_to_fit();
+        self.order.shrink_to_fit();
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn owner_count(&self) -> usize {
+        self.owner_ends.len()
+    }
+
+    /// Whether the export's device at `index` is one of them.
+    pub fn contains(&self, index: usize) -> bool {
+        self.marked.get(index).copied().unwrap_or(false)
+    }
+
+    /// One flag per export entry (`len` of them): set for the devices marked.
+    pub(crate) fn flags(&self, len: usize) -> Vec<bool> {
+        let mut f = self.marked.clone();
+        f.resize(len, false);
+        f
+    }
+
+    /// The export indices of the devices, in key order.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// The owners of the device at `position` in key order, sorted.
+    pub fn owners(&self, position: usize) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        let at = |k: usize| self.owner_start.get(k).map_or(self.owner_ends.len(), |&s| s as usize);
+        let (from, to) = (at(position), at(position + 1));
+        (from..to).map(move |j| {
+            let start = if j == 0 { 0 } else { self.owner_ends[j - 1] as usize };
+            &self.owner_text[start..self.owner_ends[j] as usize]
+        })
+    }
+
+    /// After the export's map moved its entry at `from` to `to` (`swap_remove` of the entry at
+    /// `to`, which is not one of them): follows it. `key(i)` is the key now at index `i`.
+    pub(crate) fn moved<'k>(&mut self, from: usize, to: usize, key: impl Fn(usize) -> &'k str) {
+        let was = self.contains(from);
+        if let Some(m) = self.marked.get_mut(to) {
+            *m = was;
+        }
+        self.marked.truncate(from.min(self.marked.len()));
+        if !was {
+            return;
+        }
+        let moved = key(to);
+        // The order is by key: find the entry by the key it has, now at `to`.
+        let k = |i: u32| if i as usize == from { moved } else { key(i as usize) };
+        if let Ok(p) = self.order.binary_search_by(|&i| k(i).cmp(moved)) {
+            self.order[p] = to as u32;
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use rustc_hash::FxHashMap;
 use super::schema::{SCHEMA_VERSION, open_read_only, read_version};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, NOT_IN_EXPORT, Owners, Properties,
-    SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
+    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, Owners, Properties, SameCustomers,
+    SameDevices, SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
 };
 
 /// Reads the snapshot without writing anything. A missing file is an empty snapshot.
@@ -22,10 +22,10 @@ pub fn read(path: &Path) -> Result<SnapshotData, Error> {
     }
 }
 
-/// What a read may share with the export: a key or record equal to the export's is taken as the
-/// export's own value (one allocation, counted twice) instead of a copy. On a day 2 nearly every
-/// row of the snapshot equals its export row, so the snapshot costs little more than its
-/// entries, and the differ finds equal records equal by pointer.
+/// What a read may share with the export: a row equal to the export's (key and record) is only
+/// marked, by its index there ([`SameCustomers`], [`SameDevices`]), and one that differs takes
+/// the export's key where it has it. On a day 2 nearly every row of the snapshot equals its
+/// export row, so the snapshot costs little more than the rows that differ and the owners.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Share<'a> {
     pub customers: Option<&'a Customers>,
@@ -85,18 +85,21 @@ impl Reading {
 
     /// Everything, on this thread.
     pub fn all(&self, share: Share<'_>) -> Result<SnapshotData, Error> {
-        let (customers, customers_at) = self.customers(share.customers)?;
-        let (devices, devices_at) = self.devices(share.devices)?;
-        Ok(SnapshotData { customers, devices, version: self.version.clone(), customers_at, devices_at })
+        let (customers, same_customers) = self.customers(share.customers)?;
+        let (devices, same_devices) = self.devices(share.devices)?;
+        Ok(SnapshotData { customers, devices, version: self.version.clone(), same_customers, same_devices })
     }
 
-    /// The customers, and where `share` has each (see [`SnapshotData::customers_at`]).
-    pub fn customers(&self, share: Option<&Customers>) -> Result<(SortedMap<Email, StoredCustomer>, Vec<u32>), Error> {
+    /// The customers; those equal to `share`'s only marked (see [`SameCustomers`]).
+    pub fn customers(
+        &self,
+        share: Option<&Customers>,
+    ) -> Result<(SortedMap<Email, StoredCustomer>, SameCustomers), Error> {
         customers(&self.conn, &self.path, share)
     }
 
-    /// The devices with their owners, and where `share` has each.
-    pub fn devices(&self, share: Option<&Devices>) -> Result<(SortedMap<DeviceIdent, StoredDevice>, Vec<u32>), Error> {
+    /// The devices with their owners; those equal to `share`'s only marked, with their owners.
+    pub fn devices(&self, share: Option<&Devices>) -> Result<DevicesRead, Error> {
         devices(&self.conn, &self.path, share)
     }
 }
@@ -110,12 +113,6 @@ pub(super) fn load(conn: &Connection, path: &Path) -> Result<SnapshotData, Error
     })
 }
 
-/// Where an entry was found in the export's map. An index past `u32` becomes one the differ's
-/// key check refuses, so that it searches.
-fn at(found: Option<usize>) -> u32 {
-    found.map_or(NOT_IN_EXPORT, |i| u32::try_from(i).unwrap_or(NOT_IN_EXPORT - 1))
-}
-
 fn count(conn: &Connection, path: &Path, table: &str) -> Result<usize, Error> {
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
         .map(|n| n as usize)
@@ -125,15 +122,17 @@ fn count(conn: &Connection, path: &Path, table: &str) -> Result<usize, Error> {
 // Every table is read in primary-key order (SQLite's BINARY collation is the byte order of
 // `str`), so the maps are built by appending.
 
+/// The customers; with `share`, those equal to the export's only marked.
 fn customers(
     conn: &Connection,
     path: &Path,
     share: Option<&Customers>,
-) -> Result<(SortedMap<Email, StoredCustomer>, Vec<u32>), Error> {
+) -> Result<(SortedMap<Email, StoredCustomer>, SameCustomers), Error> {
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let n = count(conn, path, "customers")?;
-    let mut out = SortedMap::with_capacity(n);
-    let mut positions = Vec::with_capacity(if share.is_some() { n } else { 0 });
+    let mut same = SameCustomers::new(share.map_or(0, |c| c.entries.len()));
+    // With a share, only the rows that differ are held: a few, as a rule.
+    let mut out = SortedMap::with_capacity(if share.is_some() { 0 } else { n });
     let mut stmt = conn
         .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers ORDER BY email")
         .map_err(err)?;
@@ -145,36 +144,46 @@ fn customers(
         let email = text(0)?.unwrap_or_default();
         let fields = [text(2)?, text(3)?, text(4)?, text(5)?];
         let found = share.and_then(|c| c.entries.get_full(email));
-        let record = match found {
-            Some((_, _, entry)) if entry.record.is(fields) => entry.record.clone(),
-            _ => CustomerRecord::new(fields[0], fields[1], fields[2], fields[3]),
-        };
-        let email = found.map_or_else(|| Email::from_trusted(email), |(_, key, _)| key.clone());
-        if share.is_some() {
-            positions.push(at(found.map(|(i, _, _)| i)));
+        if let Some((i, _, entry)) = found
+            && entry.record.is(fields)
+        {
+            same.mark(i);
+            continue;
         }
+        let record = CustomerRecord::new(fields[0], fields[1], fields[2], fields[3]);
+        let email = found.map_or_else(|| Email::from_trusted(email), |(_, key, _)| key.clone());
         out.push(email, StoredCustomer { telemetron_id: text(1)?.map(TelemetronId::new), record });
     }
-    if out.finish() {
-        positions.clear();
-    }
-    Ok((out, positions))
+    out.finish();
+    Ok((out, same))
 }
 
-fn devices(
-    conn: &Connection,
-    path: &Path,
-    share: Option<&Devices>,
-) -> Result<(SortedMap<DeviceIdent, StoredDevice>, Vec<u32>), Error> {
+/// The devices with their owners; with `share`, those equal to the export's only marked, with
+/// their owners. Falls back to a plain read in the cases a mark cannot be made (rows out of key
+/// order, counts past `u32`).
+fn devices(conn: &Connection, path: &Path, share: Option<&Devices>) -> Result<DevicesRead, Error> {
+    match devices_read(conn, path, share)? {
+        Some(read) => Ok(read),
+        None => devices_read(conn, path, None).map(|r| r.unwrap_or_default()),
+    }
+}
+
+/// The devices held in full, and those marked.
+pub type DevicesRead = (SortedMap<DeviceIdent, StoredDevice>, SameDevices);
+
+/// [`devices`]; `None` when `share` was given and could not be used.
+fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Result<Option<DevicesRead>, Error> {
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let n = count(conn, path, "devices")?;
-    let mut out = SortedMap::with_capacity(n);
-    let mut positions = Vec::with_capacity(if share.is_some() { n } else { 0 });
+    let mut out = SortedMap::with_capacity(if share.is_some() { 0 } else { n });
+    let mut same = SameDevices::new(share.map_or(0, |d| d.entries.len()));
     let mut types: FxHashMap<String, Arc<str>> = FxHashMap::default();
     let mut stmt = conn
         .prepare("SELECT identifier, telemetron_id, type, properties FROM devices ORDER BY identifier")
         .map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
+    // The devices marked must come in key order: the last identifier read, to check it.
+    let mut last = String::new();
     while let Some(row) = rows.next().map_err(err)? {
         let s = |i: usize| -> Result<Option<&str>, Error> {
             row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
@@ -182,9 +191,22 @@ fn devices(
         let (ident, t, props) = (s(0)?.unwrap_or_default(), s(2)?, s(3)?.unwrap_or("{}"));
         let found = share.and_then(|d| d.entries.get_full(ident));
         if share.is_some() {
-            positions.push(at(found.map(|(i, _, _)| i)));
+            if *ident <= *last {
+                return Ok(None);
+            }
+            last.clear();
+            last.push_str(ident);
         }
         let export = found.map(|(_, _, e)| &e.record);
+        if let Some((i, _, e)) = found
+            && e.record.device_type.as_deref() == t
+            && e.record.properties.as_json() == props
+        {
+            if !same.push(i) {
+                return Ok(None);
+            }
+            continue;
+        }
         let device_type = match (t, export.and_then(|r| r.device_type.as_ref())) {
             (Some(t), Some(theirs)) if **theirs == *t => Some(theirs.clone()),
             (Some(t), _) => Some(match types.get(t) {
@@ -206,43 +228,52 @@ fn devices(
         out.push(ident, device);
     }
 
-    // Assignments in device order too, so a cursor walking the devices finds each one's device
-    // without a search, and each device's owners arrive sorted. An assignment whose device has
-    // no row still names a device Telemetron has: it gets one, with no type or properties.
+    // Assignments in device order too, so that two cursors walking the devices held and the
+    // devices marked find each one's device without a search, and each device's owners arrive
+    // sorted. An assignment whose device has no row still names a device Telemetron has: it
+    // gets one, with no type or properties.
     let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
-    let mut cursor = 0usize;
+    let (mut cursor, mut same_cursor) = (0usize, 0usize);
+    // The identifier of the `k`th device marked (in key order).
+    let same_key = |same: &SameDevices, k: usize| -> Option<&str> {
+        let at = *same.order().get(k)? as usize;
+        share.and_then(|d| d.entries.get_index(at)).map(|(key, _)| key.as_str())
+    };
     let mut orphans: Vec<(DeviceIdent, StoredDevice)> = Vec::new();
     while let Some(row) = rows.next().map_err(err)? {
         let text =
             |i: usize| -> Result<&str, Error> { row.get_ref(i).map_err(err)?.as_str().map_err(|e| err(e.into())) };
-        let (device, customer) = (text(0)?, Email::from_trusted(text(1)?));
+        let (device, customer) = (text(0)?, text(1)?);
         let devices = out.as_slice();
         while cursor < devices.len() && devices[cursor].0.as_str() < device {
             cursor += 1;
         }
+        while same_key(&same, same_cursor).is_some_and(|k| k < device) {
+            same_cursor += 1;
+        }
         if devices.get(cursor).is_some_and(|(d, _)| d.as_str() == device) {
-            out.value_at_mut(cursor).owners.push(customer);
+            out.value_at_mut(cursor).owners.push(Email::from_trusted(customer));
+        } else if same_key(&same, same_cursor) == Some(device) {
+            if !same.push_owner(same_cursor, customer) {
+                return Ok(None);
+            }
         } else if let Some((_, orphan)) = orphans.last_mut().filter(|(d, _)| d.as_str() == device) {
-            orphan.owners.push(customer);
+            orphan.owners.push(Email::from_trusted(customer));
         } else {
             let mut orphan = StoredDevice::placeholder();
-            orphan.owners.push(customer);
+            orphan.owners.push(Email::from_trusted(customer));
             orphans.push((DeviceIdent::from_trusted(device), orphan));
         }
     }
     for (ident, orphan) in orphans {
         out.push(ident, orphan);
-        if share.is_some() {
-            // Not looked up. Orphans sort after the devices or `finish` reorders, dropping
-            // the positions.
-            positions.push(NOT_IN_EXPORT);
-        }
     }
-    if out.finish() {
-        positions.clear();
+    out.finish();
+    if !same.finish() {
+        return Ok(None);
     }
-    Ok((out, positions))
+    Ok(Some((out, same)))
 }
 
 /// The snapshot's version and how many assignments it holds, without loading it. A missing

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+use crate::model::{
+    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, Properties, SnapshotData, TelemetronId,
+};
 
 fn rec(name: &str) -> CustomerRecord {
     CustomerRecord::new(Some(name), None, None, None)
@@ -130,11 +132,31 @@ fn every_path_to_one_snapshot_takes_the_same_lock() {
     assert_eq!(held.path(), dir.path().canonicalize().unwrap().join("state.db.lock"));
 }
 
-/// A read beside the export holds exactly what a plain read holds — whatever it shares — and
-/// says where the export has each entry.
+/// The plain read a read beside the export stands for: its rows held in full, and the rows it
+/// marked equal, rebuilt from the export (Telemetron ids are not kept for those: `None`).
+fn expanded(shared: &SnapshotData, customers: &Customers, devices: &Devices) -> SnapshotData {
+    use crate::model::{Owners, StoredCustomer, StoredDevice};
+    let mut out = SnapshotData { version: shared.version.clone(), ..SnapshotData::default() };
+    out.customers = shared.customers.clone();
+    for (i, (email, entry)) in customers.entries.iter().enumerate() {
+        if shared.same_customers.contains(i) {
+            out.customers.insert(email.clone(), StoredCustomer { telemetron_id: None, record: entry.record.clone() });
+        }
+    }
+    out.devices = shared.devices.clone();
+    for (position, &i) in shared.same_devices.order().iter().enumerate() {
+        let (ident, entry) = devices.entries.get_index(i as usize).unwrap();
+        let owners: Owners = shared.same_devices.owners(position).map(Email::from_trusted).collect();
+        out.devices.insert(ident.clone(), StoredDevice { telemetron_id: None, record: entry.record.clone(), owners });
+    }
+    out
+}
+
+/// A read beside the export holds what differs from it, marks what equals it, and the two are
+/// exactly what a plain read holds.
 #[test]
 fn a_read_sharing_with_the_export_is_the_plain_read() {
-    use crate::model::{CustomerEntry, Customers, DeviceEntry, Devices, NOT_IN_EXPORT};
+    use crate::model::{CustomerEntry, DeviceEntry};
     let dir = tempdir();
     let path = dir.join("s.db");
     let mut store = Store::open(&path).unwrap();
@@ -143,15 +165,19 @@ fn a_read_sharing_with_the_export_is_the_plain_read() {
     let props = |v: &str| Properties::from_map(&[("fw".to_string(), v.to_string())].into());
     let device = |t: &str, v: &str| DeviceRecord { device_type: Some(t.into()), properties: props(v) };
     let long = "a-customer-with-a-long-address@example.org";
+    let uuid = "UUID-0f8e4c2a-6b1d-4e5f-9a7b-3c2d1e0f9a8b";
     let mut w = store.writer().unwrap();
     for (e, name) in [("a@b.co", "A"), (long, "Long"), ("gone@b.co", "Gone")] {
         w.put_customer(&email(e), None, &rec(name)).unwrap();
     }
-    for (d, t, v) in [("D1", "t", "1"), ("UUID-0f8e4c2a-6b1d-4e5f-9a7b-3c2d1e0f9a8b", "t", "2"), ("D3", "u", "3")] {
+    for (d, t, v) in [("D1", "t", "1"), (uuid, "t", "2"), ("D3", "u", "3"), ("D4", "t", "4")] {
         w.put_device(&dev(d), None, &device(t, v)).unwrap();
     }
     w.assign(&dev("D1"), &email(long)).unwrap();
+    w.assign(&dev(uuid), &email(long)).unwrap();
+    w.assign(&dev(uuid), &email("a@b.co")).unwrap();
     w.assign(&dev("ORPHAN"), &email("a@b.co")).unwrap();
+    w.assign(&dev("D4"), &email("a@b.co")).unwrap();
     w.commit().unwrap();
     drop(store);
 
@@ -162,62 +188,186 @@ fn a_read_sharing_with_the_export_is_the_plain_read() {
         customers.entries.insert(email(e), CustomerEntry { line: line as u64 + 2, record: rec(name) });
     }
     let mut devices = Devices::default();
-    let uuid = "UUID-0f8e4c2a-6b1d-4e5f-9a7b-3c2d1e0f9a8b";
     for (line, (d, t, v)) in
-        [("N1", "t", "9"), ("D3", "t", "3"), (uuid, "t", "2"), ("D1", "t", "1, changed")].into_iter().enumerate()
+        [("N1", "t", "9"), ("D3", "t", "3"), ("D4", "t", "4"), (uuid, "t", "2"), ("D1", "t", "1, changed")]
+            .into_iter()
+            .enumerate()
     {
         devices.entries.insert(dev(d), DeviceEntry { line: line as u64 + 2, record: device(t, v) });
     }
     let share = Share { customers: Some(&customers), devices: Some(&devices) };
     let shared = open(&path).unwrap().unwrap().all(share).unwrap();
     let plain = read(&path).unwrap();
-    assert_eq!(shared.customers, plain.customers);
-    assert_eq!(shared.devices, plain.devices);
+    assert!(plain.same_customers.is_empty() && plain.same_devices.is_empty(), "a plain read marks nothing");
+    assert_eq!(shared.totals(), plain.totals());
+    let whole = expanded(&shared, &customers, &devices);
+    assert_eq!(whole.customers, plain.customers);
+    assert_eq!(whole.devices, plain.devices);
     assert_eq!(shared.version, plain.version);
-    assert!(plain.customers_at.is_empty() && plain.devices_at.is_empty(), "a plain read does not look");
 
-    // Where the export has each entry, in the snapshot's key order.
-    assert_eq!(
-        shared.customers.keys().map(Email::as_str).collect::<Vec<_>>(),
-        ["a-customer-with-a-long-address@example.org", "a@b.co", "gone@b.co"]
-    );
-    assert_eq!(shared.customers_at, [1, 2, NOT_IN_EXPORT]);
-    // D1, D3, ORPHAN, the UUID: the orphan sorts in between, and `finish` drops the positions
-    // it would have shifted.
-    assert!(shared.devices_at.is_empty(), "{:?}", shared.devices_at);
-
-    // What is equal is the export's own allocation; what differs is the snapshot's.
-    let (stored, export) = (&shared.devices[&dev(uuid)].record, &devices.entries[&dev(uuid)].record);
-    assert!(std::ptr::eq(stored.properties.as_json(), export.properties.as_json()), "equal properties are shared");
-    let (stored, export) = (&shared.devices[&dev("D1")].record, &devices.entries[&dev("D1")].record);
-    assert!(!std::ptr::eq(stored.properties.as_json(), export.properties.as_json()));
-    assert_eq!(stored.properties, props("1"), "the snapshot's own value, not the export's");
-    let d3 = &shared.devices[&dev("D3")].record;
-    assert_eq!(d3.device_type.as_deref(), Some("u"), "a changed type stays the snapshot's");
+    // Held: what differs or the export lacks; marked: what is equal, with its owners.
+    let held: Vec<&str> = shared.customers.keys().map(Email::as_str).collect();
+    assert_eq!(held, ["a@b.co", "gone@b.co"]);
+    assert!(shared.same_customers.contains(1) && shared.same_customers.len() == 1);
+    let held: Vec<&str> = shared.devices.keys().map(DeviceIdent::as_str).collect();
+    assert_eq!(held, ["D1", "D3", "ORPHAN"]);
+    assert_eq!(shared.same_devices.order(), [2, 3], "D4 and the UUID, in key order");
+    assert_eq!(shared.same_devices.owners(0).collect::<Vec<_>>(), ["a@b.co"]);
+    assert_eq!(shared.same_devices.owners(1).collect::<Vec<_>>(), [long, "a@b.co"]);
+    // What differs keeps its own record.
+    assert_eq!(shared.devices[&dev("D1")].record.properties, props("1"), "the snapshot's own value");
+    assert_eq!(shared.devices[&dev("D3")].record.device_type.as_deref(), Some("u"), "a changed type stays");
 }
 
-/// Without an orphan out of order, the devices' positions are kept.
+/// The promise the marks must keep: whatever the snapshot and the export hold — equal rows,
+/// changed ones, rows only one side has, untyped devices the resolution removes (moving others
+/// in the export's map), orphan assignments, held entities, owners by source id — resolving and
+/// diffing against a read beside the export gives what it gives against a plain read.
 #[test]
-fn a_read_sharing_with_the_export_keeps_the_devices_positions() {
-    use crate::model::{DeviceEntry, Devices, NOT_IN_EXPORT};
-    let dir = tempdir();
-    let path = dir.join("s.db");
-    let mut store = Store::open(&path).unwrap();
-    let dev = |s: &str| DeviceIdent::parse(s).unwrap();
-    let typed = DeviceRecord { device_type: Some("t".into()), properties: Properties::empty() };
-    let mut w = store.writer().unwrap();
-    for d in ["A", "B", "C"] {
-        w.put_device(&dev(d), None, &typed).unwrap();
+fn the_diff_against_a_shared_read_is_the_diff_against_a_plain_read() {
+    use crate::model::{CustomerEntry, CustomerRef, DeviceEntry, Export, InputInfo, Ownership, OwnershipRow};
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let email = |i: u64| {
+        let s =
+            if i.is_multiple_of(3) { format!("a-rather-long-customer-{i}@example.org") } else { format!("c{i}@x.io") };
+        Email::parse(&s).unwrap()
+    };
+    let dev = |i: u64| {
+        let s = if i.is_multiple_of(4) { format!("UUID-0f8e4c2a-6b1d-4e5f-9a7b-{i:012}") } else { format!("D{i}") };
+        DeviceIdent::parse(&s).unwrap()
+    };
+    for round in 0..300 {
+        let (nc, nd) = (1 + next(12), 1 + next(16));
+        let mut draw = |n: u64| next(n);
+        let customer = |v: u64, w: u64| {
+            let name = ["A", "B", "Ç"][v as usize % 3];
+            let source = w.is_multiple_of(3).then(|| format!("s{}", w % 5));
+            CustomerRecord::new(Some(name), w.is_multiple_of(2).then_some("1"), None, source.as_deref())
+        };
+        let device = |v: u64| DeviceRecord {
+            device_type: [None, Some("t".into()), Some("u".into())][v as usize % 3].clone(),
+            properties: Properties::from_map(&[("fw".to_string(), (v % 2).to_string())].into()),
+        };
+        // The snapshot.
+        let dir = tempdir();
+        let path = dir.join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let mut w = store.writer().unwrap();
+        let mut snap_customers = Vec::new();
+        for c in 0..nc {
+            if draw(10) < 7 {
+                let (v, x) = (draw(3), draw(6));
+                let id = (draw(2) == 0).then(|| TelemetronId::new(&format!("cus_{c}")));
+                w.put_customer(&email(c), id.as_ref(), &customer(v, x)).unwrap();
+                snap_customers.push((c, v, x));
+            }
+        }
+        let mut snap_devices = Vec::new();
+        for d in 0..nd {
+            if draw(10) < 7 {
+                let v = draw(6);
+                w.put_device(&dev(d), None, &device(v)).unwrap();
+                snap_devices.push((d, v));
+            }
+        }
+        for _ in 0..draw(2 * nd) {
+            w.assign(&dev(draw(nd + 2)), &email(draw(nc + 2))).unwrap();
+        }
+        w.commit().unwrap();
+        drop(store);
+
+        // The export, built twice from the same draws.
+        let export_draws: Vec<u64> = (0..4 * (nc + nd) + 64).map(|_| next(1 << 20)).collect();
+        let build = || {
+            let mut r = export_draws.iter().copied();
+            let mut pick = |n: u64| r.next().unwrap_or(0) % n;
+            let mut customers = Customers { present: crate::model::PresentFields::ALL, ..Customers::default() };
+            let mut order: Vec<u64> = (0..nc).collect();
+            order.rotate_left(pick(nc) as usize);
+            for c in order {
+                if pick(10) < 8 {
+                    let same = snap_customers.iter().find(|s| s.0 == c).filter(|_| pick(10) < 7);
+                    let (v, x) = same.map_or_else(|| (pick(3), pick(6)), |s| (s.1, s.2));
+                    customers.entries.insert(email(c), CustomerEntry { line: c + 2, record: customer(v, x) });
+                    if pick(20) == 0 {
+                        customers.held.insert(email(c));
+                    }
+                }
+            }
+            let mut devices = Devices::default();
+            let mut order: Vec<u64> = (0..nd).collect();
+            order.rotate_left(pick(nd) as usize);
+            if pick(2) == 0 {
+                order.reverse();
+            }
+            for d in order {
+                if pick(10) < 8 {
+                    let same = snap_devices.iter().find(|s| s.0 == d).filter(|_| pick(10) < 7);
+                    let record = device(same.map_or_else(|| pick(6), |s| s.1));
+                    if record.device_type.is_none() {
+                        devices.untyped_records.insert(dev(d), format!("{},,", dev(d)));
+                    }
+                    devices.entries.insert(dev(d), DeviceEntry { line: d + 2, record });
+                    if pick(25) == 0 {
+                        devices.held.insert(dev(d));
+                    }
+                }
+            }
+            let mut own = Ownership::default();
+            for line in 0..pick(3 * nd) {
+                let customer = if pick(6) == 0 {
+                    CustomerRef::SourceId(format!("s{}", pick(5)).into())
+                } else {
+                    CustomerRef::Email(email(pick(nc + 1)))
+                };
+                own.rows.push(OwnershipRow { line: line + 2, device: dev(pick(nd + 1)), customer });
+            }
+            let info = |kind: &str| InputInfo {
+                kind: kind.into(),
+                path: format!("{kind}.csv"),
+                sha256: String::new(),
+                rows: 1,
+            };
+            Export {
+                customers: Some(customers),
+                devices: Some(devices),
+                ownership: Some(own),
+                inputs: vec![info("customers"), info("devices"), info("ownership")],
+                ..Export::default()
+            }
+        };
+        let (mut plain_export, mut shared_export) = (build(), build());
+        let mut plain = read(&path).unwrap();
+        let share = Share { customers: shared_export.customers.as_ref(), devices: shared_export.devices.as_ref() };
+        let mut shared = open(&path).unwrap().unwrap().all(share).unwrap();
+        assert_eq!(shared.totals(), plain.totals(), "round {round}");
+        crate::load::resolve(&mut plain_export, &mut plain);
+        crate::load::resolve(&mut shared_export, &mut shared);
+        assert_eq!(shared_export.rejects, plain_export.rejects, "round {round}");
+        let (want, got) = (crate::diff::diff(&plain_export, &plain), crate::diff::diff(&shared_export, &shared));
+        assert_eq!(got, want, "round {round}");
+        let (c, d) = (shared_export.customers.as_ref().unwrap(), shared_export.devices.as_ref().unwrap());
+        let whole = expanded(&shared, c, d);
+        let strip = |m: &crate::model::SortedMap<Email, crate::model::StoredCustomer>| -> Vec<(Email, CustomerRecord)> {
+            m.iter().map(|(e, c)| (e.clone(), c.record.clone())).collect()
+        };
+        assert_eq!(strip(&whole.customers), strip(&plain.customers), "round {round}");
+        let devices = |m: &crate::model::SortedMap<DeviceIdent, crate::model::StoredDevice>| {
+            m.iter().map(|(k, v)| (k.clone(), v.record.clone(), v.owners.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            devices(&whole.devices),
+            devices(&plain.devices),
+            "round {round}: the marks follow the resolution's moves"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    w.commit().unwrap();
-    drop(store);
-    let mut devices = Devices::default();
-    for d in ["C", "X", "A"] {
-        devices.entries.insert(dev(d), DeviceEntry { line: 2, record: typed.clone() });
-    }
-    let shared = open(&path).unwrap().unwrap().all(Share { customers: None, devices: Some(&devices) }).unwrap();
-    assert_eq!(shared.devices_at, [2, NOT_IN_EXPORT, 0]);
-    assert!(shared.customers_at.is_empty());
 }
 
 /// Undo plans are stored compressed; one stored as plain JSON text by an earlier version reads
