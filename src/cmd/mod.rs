@@ -119,6 +119,14 @@ pub(crate) fn plan_doc(
     doc
 }
 
+/// The process's resident memory in MiB where the system tells it (Linux), for the debug lines
+/// that profile the front.
+pub(crate) fn rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim();
+    kb.parse::<u64>().ok().map(|kb| kb / 1024)
+}
+
 /// How many bad rows go to stderr before the rest are only counted.
 const STDERR_REJECTS: usize = 100;
 
@@ -131,7 +139,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     export.join(devices?);
     export.join(ownership?);
     let mut snap = snap?;
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "inputs and snapshot read");
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "inputs and snapshot read");
     // A file the input folder lacks is a warning of the plan: its kind is not reconciled.
     let missing = settings.missing.iter().map(|(kind, path)| crate::model::Warning {
         file: path.display().to_string().into(),
@@ -151,13 +159,13 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let (mut diff, ownership) = std::thread::scope(|s| {
         let resolved = s.spawn(|| ownership.map(|own| load::resolve_ownership(own, &export, &snap)));
         let d = diff::entities(&export, &snap);
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "entities compared");
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "entities compared");
         (d, resolved.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     if let Some(resolved) = ownership {
         resolved.put_into(&mut export);
     }
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "ownership resolved");
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "ownership resolved");
 
     for r in export.rejects.iter().take(STDERR_REJECTS) {
         tracing::warn!(
@@ -193,7 +201,7 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
         return Err(Error::Strict { count: export.rejects.len() });
     }
     diff.set_assignments(diff::assignments(&export, &snap));
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "diff computed");
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
     Ok(Prepared { export, snap, diff })
 }
 
@@ -216,7 +224,11 @@ fn read_all(settings: &InputSettings) -> Reads {
             let t = std::time::Instant::now();
             let share = devices.as_ref().ok().and_then(|e| e.devices.as_ref());
             let snap = reading.map(|r| r.devices(share).map(|d| (r.version().clone(), d)));
-            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot's devices read");
+            tracing::debug!(
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                rss_mib = rss_mib(),
+                "snapshot's devices read"
+            );
             (devices, snap)
         });
         let customers = load::read_part(&settings.sources, load::Part::Customers);
@@ -240,8 +252,9 @@ fn read_all(settings: &InputSettings) -> Reads {
                 Err(e)
             }
         };
-        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "snapshot's customers read");
-        let ownership = load::read_part(&settings.sources, load::Part::Ownership);
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = rss_mib(), "snapshot's customers read");
+        let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
+        let ownership = load::read_ownership_beside(&settings.sources, share);
         ((customers, snap, ownership), other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     let share = snapshot::Share {

@@ -20,7 +20,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
         (true, None) => doc.set_estimate(s.rate, "auto_start", None),
         (false, settled) => doc.set_estimate(s.rate, "fixed", settled),
     }
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
     if let Some(path) = &args.out {
         let inputs = saved_inputs(&p.export.inputs, path);
         // A plan made while the snapshot is missing sets an identity aside for it: `apply
@@ -56,7 +56,7 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
             .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?,
         None => super::stdout_write(write)?,
     }
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan written");
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan written");
     let figures = Figures {
         rejected_rows: p.export.rejects.len() as u64,
         warnings: p.export.warnings.len() as u64,

@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CustomerRecord, DeviceIdent, Email, Owners, Properties, TelemetronId};
-use crate::model::{Devices, Export, RowRef, SameDevices, SnapshotData, StoredDevice, sort_by_unique_str_key};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::model::{
+    Devices, Export, OwnershipRow, RowRef, SameDevices, SnapshotData, StoredDevice, sort_by_unique_str_key,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerCreate {
@@ -294,14 +296,14 @@ pub fn assignments(export: &Export, snap: &SnapshotData) -> AssignmentDiff {
     let middle = [
         (have.held.len(), have.held.get(have.held.len() / 2).map(|(k, _)| k)),
         (same_n, have.same_key(same_n / 2)),
-        (want.len(), want.get(want.len() / 2).map(|(k, _)| k)),
+        (want.len(), want.get(want.len() / 2).map(|r| &r.device)),
     ];
     let split = middle.iter().max_by_key(|(n, _)| *n).and_then(|(_, k)| *k);
     let (held_at, same_at, want_at) = match split {
         Some(key) => (
             have.held.partition_point(|(d, _)| d < key),
             have.same.order().partition_point(|&i| have.key_at(i).is_some_and(|d| d < key)),
-            want.partition_point(|(d, _)| d < key),
+            want.partition_point(|r| r.device < *key),
         ),
         None => (have.held.len(), same_n, want.len()),
     };
@@ -357,12 +359,14 @@ enum HaveOwners<'a> {
 }
 
 impl HaveOwners<'_> {
-    fn is(&self, want: &[Email]) -> bool {
+    /// Whether these are the owners the rows `want` name.
+    fn is(&self, want: &[OwnershipRow]) -> bool {
+        let wanted = want.iter().map(|r| r.customer.as_str());
         match self {
-            HaveOwners::Held(have) => *have == want,
+            HaveOwners::Held(have) => have.len() == want.len() && have.iter().map(Email::as_str).eq(wanted),
             HaveOwners::Same(same, at) => {
                 let have = same.owners(*at);
-                have.len() == want.len() && have.zip(want).all(|(h, w)| h == w.as_str())
+                have.len() == want.len() && have.eq(wanted)
             }
         }
     }
@@ -375,6 +379,12 @@ impl HaveOwners<'_> {
     }
 }
 
+/// The rows of the first device of `rows` (which is not empty).
+fn device_rows(rows: &[OwnershipRow]) -> &[OwnershipRow] {
+    let n = rows.iter().take_while(|r| r.device == rows[0].device).count();
+    &rows[..n]
+}
+
 impl AssignmentDiff {
     /// Compares the owners the snapshot has (`held`, and the devices marked at the positions
     /// `same`) with the wanted owners, all sorted by device.
@@ -383,7 +393,7 @@ impl AssignmentDiff {
         have: &Have<'_>,
         held: &[(DeviceIdent, StoredDevice)],
         same: std::ops::Range<usize>,
-        want: &[(DeviceIdent, Owners)],
+        want: &[OwnershipRow],
     ) -> AssignmentDiff {
         use std::cmp::Ordering;
         let mut d = AssignmentDiff::default();
@@ -401,7 +411,7 @@ impl AssignmentDiff {
                 (None, None) => break,
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some((k, _)), Some((wk, _))) => (*k).cmp(wk),
+                (Some((k, _)), Some(r)) => (*k).cmp(&r.device),
             };
             let advance = |h: &mut usize, s: &mut usize, owners: &HaveOwners<'_>| match owners {
                 HaveOwners::Held(_) => *h += 1,
@@ -416,28 +426,31 @@ impl AssignmentDiff {
                     }
                 }
                 Ordering::Greater => {
-                    let (device, owners) = &want[w];
-                    w += 1;
-                    d.visit(export, device, owners, HaveOwners::Held(&[]));
+                    let rows = device_rows(&want[w..]);
+                    w += rows.len();
+                    d.visit(export, &rows[0].device, rows, HaveOwners::Held(&[]));
                 }
                 Ordering::Equal => {
                     let (device, owners) = next.expect("a next device");
                     advance(&mut h, &mut s, &owners);
-                    d.visit(export, device, &want[w].1, owners);
-                    w += 1;
+                    let rows = device_rows(&want[w..]);
+                    w += rows.len();
+                    d.visit(export, device, rows, owners);
                 }
             }
         }
         d
     }
 
-    /// Compares one device's wanted owners with the owners Telemetron has been told.
-    fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[Email], have: HaveOwners<'_>) {
+    /// Compares one device's wanted owners (its rows) with the owners Telemetron has been told.
+    fn visit(&mut self, export: &Export, device: &DeviceIdent, want: &[OwnershipRow], have: HaveOwners<'_>) {
         // Nearly every device: nothing to add or remove, whatever holds it.
         if have.is(want) {
             return;
         }
         let have = have.to_vec();
+        let want: Vec<Email> = want.iter().filter_map(|r| r.customer.email()).cloned().collect();
+        let want = want.as_slice();
         let Some(own) = &export.ownership else { return };
         if export.is_held_device(device) || own.held_devices.contains(device) {
             return;
@@ -470,7 +483,8 @@ impl AssignmentDiff {
 mod tests {
     use super::*;
     use crate::model::{
-        CustomerEntry, Customers, DeviceEntry, Devices, Ownership, PresentFields, StoredCustomer, StoredDevice,
+        CustomerEntry, CustomerRef, Customers, DeviceEntry, Devices, Ownership, PresentFields, StoredCustomer,
+        StoredDevice, Wanted,
     };
     use crate::model::{DeviceRecord, Owners};
 
@@ -512,12 +526,12 @@ mod tests {
         c
     }
 
+    /// The wanted owners, given sorted by device and owner.
     fn ownership(rows: &[(&str, &[&str])]) -> Ownership {
-        let mut o = Ownership::default();
-        for (d, list) in rows {
-            o.owners.insert(dev(d), owners(list));
-        }
-        o
+        let rows = rows.iter().flat_map(|(d, list)| {
+            list.iter().map(|e| OwnershipRow { line: 2, device: dev(d), customer: CustomerRef::Email(email(e)) })
+        });
+        Ownership { owners: Wanted::from_sorted(rows.collect()), ..Ownership::default() }
     }
 
     #[test]

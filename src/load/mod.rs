@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
-use crate::model::{Export, InputInfo, Reject};
+use crate::model::{Customers, Export, InputInfo, Reject};
 
 /// Where one export file is and how to read it.
 #[derive(Debug, Clone)]
@@ -54,7 +54,8 @@ pub struct Sources {
 pub fn read(sources: &Sources) -> Result<Export, Error> {
     let mut export = read_part(sources, Part::Customers)?;
     export.join(read_part(sources, Part::Devices)?);
-    export.join(read_part(sources, Part::Ownership)?);
+    let ownership = read_ownership_beside(sources, export.customers.as_ref())?;
+    export.join(ownership);
     Ok(export)
 }
 
@@ -69,6 +70,17 @@ pub enum Part {
 /// Reads one file (nothing if it is not given) into an export of its own, so that the files
 /// can be read on different threads; [`Export::join`] puts the parts together.
 pub fn read_part(sources: &Sources, part: Part) -> Result<Export, Error> {
+    read_part_beside(sources, part, None)
+}
+
+/// Reads the ownership file (nothing if it is not given) as [`read_part`] does, naming each
+/// customer the customers file has by that file's own key (one allocation for both) instead of
+/// a copy.
+pub fn read_ownership_beside(sources: &Sources, customers: Option<&Customers>) -> Result<Export, Error> {
+    read_part_beside(sources, Part::Ownership, customers)
+}
+
+fn read_part_beside(sources: &Sources, part: Part, customers: Option<&Customers>) -> Result<Export, Error> {
     let mut export = Export::default();
     let t = std::time::Instant::now();
     match part {
@@ -84,11 +96,11 @@ pub fn read_part(sources: &Sources, part: Part) -> Result<Export, Error> {
         }
         Part::Ownership => {
             if let Some(spec) = &sources.ownership {
-                export.ownership = Some(read_ownership(spec, &mut export)?);
+                export.ownership = Some(read_ownership(spec, &mut export, customers)?);
             }
         }
     }
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, file = ?part, "export read");
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = crate::cmd::rss_mib(), file = ?part, "export read");
     Ok(export)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{CustomerRef, Customers, Export, Ownership, OwnershipRow, Reject, SnapshotData, Warning};
-use crate::model::{DeviceIdent, Email, Owners, SortedMap, sort_by_str_key};
+use crate::model::{Email, SortedMap, Wanted, sort_by_str_key};
 
 #[derive(Debug)]
 pub(super) enum SourceId<'a> {
@@ -237,47 +237,37 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
     } else {
         sort_by_str_key(&mut rows, |r| r.device.as_str(), by_owner);
     }
+    // The rows that stay are the wanted owners, compacted in place.
     let mut repeats = Vec::new();
-    let mut owners = SortedMap::with_capacity(rows.len());
-    let mut current: Option<(DeviceIdent, Owners)> = None;
-    for OwnershipRow { line, device, customer } in rows {
-        let CustomerRef::Email(email) = customer else { continue };
+    let mut kept = 0usize;
+    for i in 0..rows.len() {
+        let OwnershipRow { line, device, customer } = &rows[i];
+        let Some(email) = customer.email() else { continue };
         // A device held by a rejected row keeps its assignments: drop what other rows said.
         // So does a device a row gives to a held customer.
-        if own.held_customers.contains(&email) {
-            own.held_devices.insert(device);
+        if own.held_customers.contains(email) {
+            own.held_devices.insert(device.clone());
             continue;
         }
-        if own.held_devices.contains(&device) {
+        if own.held_devices.contains(device) {
             continue;
         }
-        match &mut current {
-            Some((d, list)) if *d == device => {
-                if list.last() == Some(&email) {
-                    repeats.push(Warning {
-                        file: file.clone(),
-                        line,
-                        message: format!("device {device} is assigned to {email} again; the rows were merged"),
-                    });
-                    continue;
-                }
-                list.push(email);
-            }
-            _ => {
-                if let Some((d, list)) = current.replace((device, Owners::new())) {
-                    owners.push(d, list);
-                }
-                if let Some((_, list)) = &mut current {
-                    list.push(email);
-                }
-            }
+        if let Some(last) = kept.checked_sub(1).map(|k| &rows[k])
+            && last.device == *device
+            && last.customer.as_str() == email.as_str()
+        {
+            repeats.push(Warning {
+                file: file.clone(),
+                line: *line,
+                message: format!("device {device} is assigned to {email} again; the rows were merged"),
+            });
+            continue;
         }
+        rows.swap(kept, i);
+        kept += 1;
     }
-    if let Some((d, list)) = current {
-        owners.push(d, list);
-    }
-    owners.finish();
-    own.owners = owners;
+    rows.truncate(kept);
+    own.owners = Wanted::from_sorted(rows);
     repeats.sort_by_key(|w| w.line);
     warnings.extend(repeats);
     ResolvedOwnership { ownership: own, rejects: late, warnings }

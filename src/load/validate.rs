@@ -280,7 +280,13 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
     Ok(out)
 }
 
-pub(super) fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Export) -> Result<Ownership, Error> {
+/// With `customers`, an email that is one of its keys is that key (no copy, and no check: it
+/// was checked there).
+pub(super) fn read_ownership(
+    spec: &FileSpec<OwnershipColumns>,
+    export: &mut Export,
+    customers: Option<&Customers>,
+) -> Result<Ownership, Error> {
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
     let device_col = file.required(&cols.device_identifier, "ownership", "device_identifier")?;
@@ -323,10 +329,14 @@ pub(super) fn read_ownership(spec: &FileSpec<OwnershipColumns>, export: &mut Exp
         let device = DeviceIdent::parse(row.field(device_col));
         let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
         let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
+        let known = |e: &str| customers.and_then(|c| c.entries.get_key_value(e)).map(|(key, _)| key.clone());
         let customer = match (email_cell, id_cell) {
-            (Some(e), _) => Email::parse(e)
-                .map(CustomerRef::Email)
-                .map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
+            (Some(e), _) => match known(e) {
+                Some(key) => Ok(CustomerRef::Email(key)),
+                None => Email::parse(e)
+                    .map(CustomerRef::Email)
+                    .map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
+            },
             (None, Some(id)) => crate::model::check_key_chars(id, "customer_id")
                 .map(|()| CustomerRef::SourceId(id.into()))
                 .map_err(|why| (id_col, why)),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use super::{CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap, Owners, SortedMap};
+use super::{CustomerRecord, DeviceIdent, DeviceRecord, Email, KeyMap};
 
 /// A row left out of the plan, and why.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -111,6 +111,42 @@ pub struct Devices {
     pub(crate) untyped_records: FxHashMap<DeviceIdent, String>,
 }
 
+/// The assignments the ownership file wants: one row per device and customer, sorted by device
+/// then customer, each naming its customer by email — the resolved rows themselves (56 bytes
+/// each), not a map of devices to owner lists built beside them.
+#[derive(Debug, Default)]
+pub struct Wanted(Vec<OwnershipRow>);
+
+impl Wanted {
+    /// From rows sorted by device then customer, unique, each naming its customer by email.
+    pub(crate) fn from_sorted(rows: Vec<OwnershipRow>) -> Wanted {
+        debug_assert!(
+            rows.windows(2).all(|w| (&w[0].device, w[0].customer.as_str()) < (&w[1].device, w[1].customer.as_str()))
+        );
+        Wanted(rows)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[OwnershipRow] {
+        &self.0
+    }
+
+    /// How many assignments.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each device with its owners, in device order.
+    pub fn by_device(&self) -> impl Iterator<Item = (&DeviceIdent, Vec<&Email>)> {
+        self.0
+            .chunk_by(|a, b| a.device == b.device)
+            .map(|rows| (&rows[0].device, rows.iter().filter_map(|r| r.customer.email()).collect()))
+    }
+}
+
 /// How an ownership row names its customer.
 #[derive(Debug, Clone)]
 pub(crate) enum CustomerRef {
@@ -123,6 +159,13 @@ impl CustomerRef {
         match self {
             CustomerRef::Email(e) => e.as_str(),
             CustomerRef::SourceId(id) => id,
+        }
+    }
+
+    pub(crate) fn email(&self) -> Option<&Email> {
+        match self {
+            CustomerRef::Email(e) => Some(e),
+            CustomerRef::SourceId(_) => None,
         }
     }
 }
@@ -138,8 +181,8 @@ pub(crate) struct OwnershipRow {
 #[derive(Debug, Default)]
 pub struct Ownership {
     pub(crate) rows: Vec<OwnershipRow>,
-    /// Desired owners per device (sorted, unique), from rows that resolved, in device order.
-    pub owners: SortedMap<DeviceIdent, Owners>,
+    /// The desired owners, from rows that resolved: the rows themselves, kept in place.
+    pub owners: Wanted,
     /// Devices whose assignments stay as they are (an ownership row of theirs was rejected).
     pub held_devices: FxHashSet<DeviceIdent>,
     /// Customers whose assignments stay as they are.
