@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{CustomerRef, Customers, Export, Ownership, OwnershipRow, Reject, SnapshotData, Warning};
-use crate::model::{Email, SortedMap, Wanted, sort_by_str_key};
+use crate::model::{Email, SortedMap, Wanted};
 
 #[derive(Debug)]
 pub(super) enum SourceId<'a> {
@@ -235,7 +235,8 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             group.sort_unstable_by(by_owner);
         }
     } else {
-        sort_by_str_key(&mut rows, |r| r.device.as_str(), by_owner);
+        // In place: a buffer of sort keys beside the rows would be the front's peak.
+        rows.sort_unstable_by(|a, b| a.device.as_str().cmp(b.device.as_str()).then_with(|| by_owner(a, b)));
     }
     // The rows that stay are the wanted owners, compacted in place.
     let mut repeats = Vec::new();
