@@ -236,7 +236,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         }
     } else {
         // In place: a buffer of sort keys beside the rows would be the front's peak.
-        rows.sort_unstable_by(|a, b| a.device.as_str().cmp(b.device.as_str()).then_with(|| by_owner(a, b)));
+        rows.sort_unstable_by(|a, b| a.device.cmp(&b.device).then_with(|| by_owner(a, b)));
     }
     // The rows that stay are the wanted owners, compacted in place.
     let mut repeats = Vec::new();
