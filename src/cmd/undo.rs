@@ -150,7 +150,7 @@ fn describe(op: &plan::Operation) -> String {
                 parts.push(format!("type -> {}", t.after.as_deref().unwrap_or("")));
             }
             if let Some(p) = &u.properties_after {
-                parts.push(format!("properties -> {}", p.as_json()));
+                parts.push(format!("properties -> {}", p.json()));
             }
             format!("~ device {}  {}", u.identifier, parts.join("; "))
         }

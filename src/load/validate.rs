@@ -15,7 +15,7 @@ use crate::model::{
     CustomerEntry, CustomerRef, Customers, DeviceEntry, Devices, Export, Ownership, OwnershipRow, PresentFields,
     RowRef, Warning,
 };
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, push_json_str};
+use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, PropertyKeys, PropertyValues};
 
 pub(super) fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
     let mut fields = Vec::new();
@@ -181,15 +181,9 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
     }
     props.sort();
     let free_text: Vec<usize> = props.iter().map(|(_, i)| *i).collect();
-    let props: Vec<(String, usize)> = props
-        .into_iter()
-        .map(|(k, i)| {
-            let mut key = String::new();
-            push_json_str(&mut key, &k);
-            key.push(':');
-            (key, i)
-        })
-        .collect();
+    // Each row's properties are its values against these keys, held once for the file.
+    let keys = PropertyKeys::new(props.iter().map(|(k, _)| k.clone()).collect());
+    let mut values = PropertyValues::new(&keys);
 
     let mut types: FxHashMap<Box<str>, Arc<str>> = FxHashMap::default();
     let mut out = Devices::default();
@@ -199,7 +193,6 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
     let mut truncated = Vec::new();
     let name = file.name.clone();
     let delimiter = file.delimiter;
-    let mut buf = String::new();
     let multiline = Multiline::Only {
         free: &free_text,
         key: ident_col,
@@ -226,21 +219,11 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
                 })
             }
         };
-        buf.clear();
-        buf.push('{');
-        for (key, i) in &props {
-            let v = row.field(*i).trim();
-            if v.is_empty() {
-                continue;
-            }
-            if buf.len() > 1 {
-                buf.push(',');
-            }
-            buf.push_str(key);
-            push_json_str(&mut buf, v);
+        values.clear();
+        for &i in &free_text {
+            values.push(row.field(i).trim());
         }
-        buf.push('}');
-        let record = DeviceRecord { device_type, properties: Properties::from_canonical(&buf) };
+        let record = DeviceRecord { device_type, properties: values.properties() };
         let entry = out.entries.entry(ident);
         if let Entry::Occupied(prev) = &entry {
             let (ident, prev) = (prev.key(), prev.get());

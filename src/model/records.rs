@@ -1,5 +1,6 @@
 //! The records: a customer's packed fields, a device's type and canonical-JSON properties.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -135,15 +136,125 @@ pub struct DeviceRecord {
 
 /// A device's properties (Telemetron's `deviceMetadata`): string values by key.
 ///
-/// Held in one canonical encoding — a JSON object with keys sorted, no whitespace — so that two
-/// property sets are equal exactly when their encodings are, and a device costs one allocation,
-/// shared by every clone (the creates and bulk-metadata calls of a migration hold them all).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Properties(Arc<str>);
+/// Two properties are equal exactly when their canonical JSON encodings are (a JSON object
+/// with keys sorted, no whitespace, strings escaped as [`push_json_str`] does), whichever way
+/// each is held:
+/// - read from a devices file, as the row's values only, against the file's sorted property
+///   columns ([`PropertyKeys`]): every device repeats the same keys, and holding them once
+///   roughly halves what a million devices' properties cost;
+/// - otherwise (the snapshot, a saved plan, an event) as the canonical JSON itself.
+///
+/// Either way one allocation, shared by every clone (the creates and bulk-metadata calls of a
+/// migration hold them all).
+#[derive(Clone)]
+pub struct Properties {
+    /// With keys, `text` is the values in their order (see [`PropertyKeys`]); without, `text`
+    /// is the canonical JSON.
+    keys: Option<Arc<PropertyKeys>>,
+    text: Arc<str>,
+}
+
+/// The property columns of one devices file, sorted by key. A device's properties read from
+/// that file are its cells in this order, each JSON-escaped (without its quotes), joined by
+/// U+001F — which escaping never leaves raw in a value — with an empty cell for a property
+/// the device does not have (a cell left empty is no property).
+#[derive(Debug)]
+pub struct PropertyKeys {
+    /// What comes before each value in the JSON when it is the first: `{"name":"`.
+    first: Vec<Box<str>>,
+    /// What comes before each value after another: `","name":"`.
+    then: Vec<Box<str>>,
+    /// Each key as it is.
+    plain: Vec<Box<str>>,
+}
+
+/// The separator of the values of a [`Properties`] read against [`PropertyKeys`].
+const VALUE_SEPARATOR: u8 = 0x1f;
+
+impl PropertyKeys {
+    /// For the property columns `keys`, which must be sorted and unique.
+    pub fn new(keys: Vec<String>) -> Arc<PropertyKeys> {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "property keys sorted and unique");
+        let before = |lead: &str, k: &str| {
+            let mut j = String::with_capacity(k.len() + 5);
+            j.push_str(lead);
+            push_json_str(&mut j, k);
+            j.push_str(":\"");
+            j.into_boxed_str()
+        };
+        Arc::new(PropertyKeys {
+            first: keys.iter().map(|k| before("{", k)).collect(),
+            then: keys.iter().map(|k| before("\",", k)).collect(),
+            plain: keys.into_iter().map(String::into_boxed_str).collect(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.plain.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty()
+    }
+}
+
+/// Builds the [`Properties`] of a devices file's rows: each row's values pushed in key order.
+pub struct PropertyValues {
+    keys: Arc<PropertyKeys>,
+    text: String,
+    pushed: usize,
+}
+
+impl PropertyValues {
+    pub fn new(keys: &Arc<PropertyKeys>) -> PropertyValues {
+        PropertyValues { keys: keys.clone(), text: String::with_capacity(64), pushed: 0 }
+    }
+
+    /// Starts another row.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.pushed = 0;
+    }
+
+    /// The value of the next key; an empty one is no property.
+    pub fn push(&mut self, value: &str) {
+        if self.pushed > 0 {
+            self.text.push(VALUE_SEPARATOR as char);
+        }
+        push_json_escaped(&mut self.text, value);
+        self.pushed += 1;
+    }
+
+    /// The properties of the row, once each key has had its value.
+    pub fn properties(&self) -> Properties {
+        debug_assert_eq!(self.pushed, self.keys.len(), "one value per key");
+        Properties { keys: Some(self.keys.clone()), text: self.text.as_str().into() }
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        match (&self.keys, &other.keys) {
+            (None, None) => self.text == other.text,
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => self.text == other.text,
+            (None, Some(_)) => other.is_json(&self.text),
+            (Some(_), None) => self.is_json(&other.text),
+            (Some(_), Some(_)) => self.is_json(&other.json()),
+        }
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::hash::Hash for Properties {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.json().hash(h);
+    }
+}
 
 impl Properties {
     pub fn empty() -> Properties {
-        Properties("{}".into())
+        Properties { keys: None, text: "{}".into() }
     }
 
     pub fn from_map(map: &BTreeMap<String, String>) -> Properties {
@@ -158,37 +269,107 @@ impl Properties {
             push_json_str(&mut out, v);
         }
         out.push('}');
-        Properties(out.into())
+        Properties { keys: None, text: out.into() }
     }
 
     /// Reads an encoding this program wrote (the snapshot) or any JSON object of strings; the
     /// result is canonical either way.
     pub fn from_json(s: &str) -> Result<Properties, String> {
         if is_canonical_hint(s) {
-            return Ok(Properties(s.into()));
+            return Ok(Properties::from_canonical(s));
         }
         let map: BTreeMap<String, String> =
             serde_json::from_str(s).map_err(|e| format!("properties are not a JSON object of strings: {e}"))?;
         Ok(Properties::from_map(&map))
     }
 
-    /// For an encoding the caller built canonically (the loader writes keys in sorted order).
+    /// For an encoding the caller built canonically (the snapshot holds only such).
     pub(crate) fn from_canonical(s: &str) -> Properties {
-        Properties(s.into())
+        Properties { keys: None, text: s.into() }
     }
 
-    pub fn as_json(&self) -> &str {
-        &self.0
+    /// Calls `piece` with the canonical JSON, piece by piece, while it answers `true`; whether
+    /// every piece was taken. The values are split on their separator byte by byte: they are
+    /// short, and a `memchr` call per value cost more than the scan.
+    fn each_piece(&self, mut piece: impl FnMut(&[u8]) -> bool) -> bool {
+        let Some(keys) = &self.keys else { return piece(self.text.as_bytes()) };
+        let mut first = true;
+        let values = self.text.as_bytes().split(|&b| b == VALUE_SEPARATOR);
+        for ((opening, after), value) in keys.first.iter().zip(&keys.then).zip(values) {
+            if value.is_empty() {
+                continue;
+            }
+            let before = if first { opening } else { after };
+            if !piece(before.as_bytes()) || !piece(value) {
+                return false;
+            }
+            first = false;
+        }
+        piece(if first { b"{}" } else { b"\"}" })
+    }
+
+    /// Whether `json` is this value's canonical JSON, without building it.
+    pub fn is_json(&self, json: &str) -> bool {
+        let Some(keys) = &self.keys else { return *self.text == *json };
+        let (text, json) = (self.text.as_bytes(), json.as_bytes());
+        // One pass over the values, each compared where the JSON must have it.
+        let (mut at, mut start, mut first) = (0usize, 0usize, true);
+        for (opening, after) in keys.first.iter().zip(&keys.then) {
+            let rest = text.get(start..).unwrap_or_default();
+            let len = rest.iter().position(|&b| b == VALUE_SEPARATOR).unwrap_or(rest.len());
+            if len > 0 {
+                let before = if first { opening } else { after }.as_bytes();
+                let end = at + before.len() + len;
+                if json.len() < end || json[at..at + before.len()] != *before || json[end - len..end] != rest[..len] {
+                    return false;
+                }
+                at = end;
+                first = false;
+            }
+            start += len + 1;
+        }
+        json.get(at..) == Some(if first { b"{}" } else { b"\"}" })
+    }
+
+    /// The canonical JSON: borrowed where that is how it is held.
+    pub fn json(&self) -> Cow<'_, str> {
+        if self.keys.is_none() {
+            return Cow::Borrowed(&self.text);
+        }
+        let mut out = Vec::with_capacity(self.text.len() * 2 + 2);
+        self.each_piece(|p| {
+            out.extend_from_slice(p);
+            true
+        });
+        // Pieces of `str`s cut at an ASCII byte: always UTF-8.
+        Cow::Owned(String::from_utf8(out).unwrap_or_default())
     }
 
     pub fn is_empty(&self) -> bool {
-        &*self.0 == "{}"
+        match &self.keys {
+            None => &*self.text == "{}",
+            Some(_) => self.text.bytes().all(|b| b == VALUE_SEPARATOR),
+        }
+    }
+
+    /// Each key with its value, in key order (borrowed where they hold no escape).
+    fn pairs(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        match &self.keys {
+            // The encoding is always a valid JSON object of strings: it is only built by
+            // `from_map`, or read from the snapshot, which holds only what this type wrote.
+            None => serde_json::from_str::<Pairs<'_>>(&self.text).unwrap_or_default().0,
+            Some(keys) => keys
+                .plain
+                .iter()
+                .zip(self.text.split(VALUE_SEPARATOR as char))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (Cow::Borrowed(&**k), unescape_json(v)))
+                .collect(),
+        }
     }
 
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        // The encoding is always a valid JSON object of strings: it is only built by `from_map`
-        // and the canonical writer in the loader.
-        serde_json::from_str(&self.0).unwrap_or_default()
+        self.pairs().into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
     }
 }
 
@@ -199,19 +380,18 @@ fn is_canonical_hint(s: &str) -> bool {
 
 impl fmt::Debug for Properties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.json())
     }
 }
 
-/// Written as the JSON object it holds, read pair by pair from the canonical encoding (keys
-/// already sorted, strings borrowed unless escaped) rather than through a `BTreeMap` of copies.
+/// Written as the JSON object it is, pair by pair in key order (strings borrowed unless
+/// escaped) rather than through a `BTreeMap` of copies.
 impl Serialize for Properties {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        // The encoding is always a valid JSON object of strings (see `to_map`).
-        let pairs: Pairs<'_> = serde_json::from_str(&self.0).unwrap_or_default();
-        let mut map = s.serialize_map(Some(pairs.0.len()))?;
-        for (k, v) in &pairs.0 {
+        let pairs = self.pairs();
+        let mut map = s.serialize_map(Some(pairs.len()))?;
+        for (k, v) in &pairs {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -277,6 +457,17 @@ impl<'de> Deserialize<'de> for Properties {
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped as inside a JSON string literal: no control character stays raw.
+fn push_json_escaped(out: &mut String, s: &str) {
+    // Most values need no escape: copied whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -290,5 +481,13 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
+}
+
+/// The text [`push_json_escaped`] escaped (borrowed when it holds no escape).
+fn unescape_json(s: &str) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    let literal = format!("\"{s}\"");
+    Cow::Owned(serde_json::from_str::<String>(&literal).unwrap_or_default())
 }

@@ -68,7 +68,7 @@ fn properties_are_canonical() {
     m.insert("a".to_string(), "1".to_string());
     m.insert("b".to_string(), "2".to_string());
     assert_eq!(a, Properties::from_map(&m));
-    assert_eq!(a.as_json(), r#"{"a":"1","b":"2"}"#);
+    assert_eq!(a.json(), r#"{"a":"1","b":"2"}"#);
     assert_eq!(a.to_map(), m);
 }
 
@@ -77,5 +77,80 @@ fn properties_escape_like_serde_json() {
     let mut m = BTreeMap::new();
     m.insert("k\"ey".to_string(), "line\nbreak\u{1}é".to_string());
     let p = Properties::from_map(&m);
-    assert_eq!(p.as_json(), serde_json::to_string(&m).unwrap());
+    assert_eq!(p.json(), serde_json::to_string(&m).unwrap());
+}
+
+/// The promise of the two ways a device's properties are held: a row's values against its
+/// file's keys are equal to — and hash, encode, serialize and read back as — the canonical
+/// JSON of the same pairs, and unequal to any other; whatever the keys and values hold
+/// (quotes, backslashes, control characters, the separator itself, other scripts, empty cells).
+#[test]
+fn properties_held_as_values_are_the_canonical_json_of_their_pairs() {
+    use std::hash::{BuildHasher, RandomState};
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let alphabet = ["a", "Z", "0", " ", ",", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "é", "Ж", "語", "/", ":", "{"];
+    let text = |next: &mut dyn FnMut(usize) -> usize, max: usize| -> String {
+        (0..next(max + 1)).map(|_| alphabet[next(alphabet.len())]).collect()
+    };
+    let hasher = RandomState::new();
+    for round in 0..2000 {
+        let mut keys: Vec<String> = (0..next(6)).map(|_| text(&mut next, 5)).filter(|k| !k.is_empty()).collect();
+        keys.sort();
+        keys.dedup();
+        let table = PropertyKeys::new(keys.clone());
+        let mut values = PropertyValues::new(&table);
+        let mut map = BTreeMap::new();
+        for k in &keys {
+            let v = if next(3) == 0 { String::new() } else { text(&mut next, 6) };
+            values.push(&v);
+            if !v.is_empty() {
+                map.insert(k.clone(), v);
+            }
+        }
+        let held = values.properties();
+        let json = Properties::from_map(&map);
+        assert_eq!(held, json, "round {round}: {map:?}");
+        assert_eq!(json, held, "round {round}");
+        assert_eq!(held.json(), json.json(), "round {round}");
+        assert!(held.is_json(&json.json()), "round {round}");
+        assert_eq!(held.to_map(), map, "round {round}");
+        assert_eq!(held.is_empty(), map.is_empty(), "round {round}");
+        assert_eq!(serde_json::to_string(&held).unwrap(), serde_json::to_string(&json).unwrap(), "round {round}");
+        assert_eq!(hasher.hash_one(&held), hasher.hash_one(&json), "round {round}");
+        assert_eq!(Properties::from_json(&held.json()).unwrap(), held, "round {round}");
+        // The same values against another copy of the keys are still the same properties.
+        let mut again = PropertyValues::new(&PropertyKeys::new(keys.clone()));
+        for k in &keys {
+            again.push(map.get(k).map_or("", String::as_str));
+        }
+        assert_eq!(again.properties(), held, "round {round}");
+
+        // Any other pairs are other properties, however they are held.
+        let mut other = map.clone();
+        match (keys.is_empty(), next(3)) {
+            (true, _) | (_, 0) => {
+                other.insert(format!("{}x", text(&mut next, 3)), "v".into());
+            }
+            (false, 1) => {
+                other.remove(&keys[next(keys.len())]);
+            }
+            _ => {
+                let k = &keys[next(keys.len())];
+                let v = other.get(k).cloned().unwrap_or_default();
+                other.insert(k.clone(), format!("{v}{}", alphabet[next(alphabet.len())]));
+            }
+        }
+        if other != map {
+            let other = Properties::from_map(&other);
+            assert_ne!(held, other, "round {round}: {map:?}");
+            assert_ne!(other, held, "round {round}");
+            assert!(!held.is_json(&other.json()), "round {round}");
+        }
+    }
 }

@@ -200,7 +200,7 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
         let export = found.map(|(_, _, e)| &e.record);
         if let Some((i, _, e)) = found
             && e.record.device_type.as_deref() == t
-            && e.record.properties.as_json() == props
+            && e.record.properties.is_json(props)
         {
             if !same.push(i) {
                 return Ok(None);
@@ -216,7 +216,7 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
             (None, _) => None,
         };
         let properties = match export {
-            Some(r) if r.properties.as_json() == props => r.properties.clone(),
+            Some(r) if r.properties.is_json(props) => r.properties.clone(),
             _ => Properties::from_canonical(props),
         };
         let device = StoredDevice {

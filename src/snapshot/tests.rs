@@ -250,9 +250,18 @@ fn the_diff_against_a_shared_read_is_the_diff_against_a_plain_read() {
             let source = w.is_multiple_of(3).then(|| format!("s{}", w % 5));
             CustomerRecord::new(Some(name), w.is_multiple_of(2).then_some("1"), None, source.as_deref())
         };
+        // Properties held both ways: as JSON, and as a devices file's values against its keys.
+        let keys = crate::model::PropertyKeys::new(vec!["fw".to_string(), "loc".to_string()]);
         let device = |v: u64| DeviceRecord {
             device_type: [None, Some("t".into()), Some("u".into())][v as usize % 3].clone(),
-            properties: Properties::from_map(&[("fw".to_string(), (v % 2).to_string())].into()),
+            properties: if v % 4 < 2 {
+                Properties::from_map(&[("fw".to_string(), (v % 2).to_string())].into())
+            } else {
+                let mut values = crate::model::PropertyValues::new(&keys);
+                values.push(&(v % 2).to_string());
+                values.push("");
+                values.properties()
+            },
         };
         // The snapshot.
         let dir = tempdir();

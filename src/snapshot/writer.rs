@@ -65,7 +65,7 @@ impl Writer<'_> {
                 ident.as_str(),
                 id.map(TelemetronId::as_str),
                 record.device_type.as_deref(),
-                record.properties.as_json(),
+                &*record.properties.json(),
             ],
         )
     }
@@ -84,7 +84,7 @@ impl Writer<'_> {
         self.exec(
             "INSERT INTO devices (identifier, properties) VALUES (?1, ?2)
                  ON CONFLICT (identifier) DO UPDATE SET properties = excluded.properties",
-            params![ident.as_str(), properties.as_json()],
+            params![ident.as_str(), &*properties.json()],
         )
     }
 
