@@ -166,8 +166,8 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
                 .customers
                 .as_ref()
                 .and_then(|c| file_source_ids.get_or_insert_with(|| by_source_id(c)).get(&**id));
-            let email = match from_file {
-                Some(SourceId::One(e, _)) => (*e).clone(),
+            *customer = match from_file {
+                Some(SourceId::One(e, _)) => CustomerRef::InFile((*e).clone()),
                 Some(SourceId::Ambiguous(a, b)) => {
                     let reason = format!(
                         "customer_id {id} is ambiguous: the customers file gives it to two emails (lines {a} and {b})"
@@ -178,7 +178,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
                 None => {
                     let map = snap_source_ids.get_or_insert_with(|| snap.customers_by_source_id());
                     match map.get(&**id) {
-                        Some(e) => (*e).clone(),
+                        Some(e) => CustomerRef::Email((*e).clone()),
                         None => {
                             let reason = format!("customer_id {id} is in neither the customers file nor the snapshot");
                             reject(&mut own, &mut late, reason, id);
@@ -187,9 +187,12 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
                     }
                 }
             };
-            *customer = CustomerRef::Email(email);
         }
-        let CustomerRef::Email(email) = &*customer else { return false };
+        let (email, in_customers_file) = match &*customer {
+            CustomerRef::InFile(e) => (e, true),
+            CustomerRef::Email(e) => (e, false),
+            CustomerRef::SourceId(_) => return false,
+        };
         if export.is_held_device(device) || export.is_held_customer(email) {
             // The row's device keeps the owners it has: a move to a held customer is no
             // bare unassign.
@@ -216,8 +219,9 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             reject(&mut own, &mut late, reason, email.as_str());
             return false;
         }
-        let customer_known =
-            export.customers.as_ref().is_some_and(|c| c.entries.contains_key(email)) || snap_customers.contains(email);
+        let customer_known = in_customers_file
+            || export.customers.as_ref().is_some_and(|c| c.entries.contains_key(email))
+            || snap_customers.contains(email);
         if !customer_known {
             let reason = format!("customer {email} is in neither the customers file nor the snapshot");
             reject(&mut own, &mut late, reason, email.as_str());
@@ -235,8 +239,11 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             group.sort_unstable_by(by_owner);
         }
     } else {
-        // In place: a buffer of sort keys beside the rows would be the front's peak.
-        rows.sort_unstable_by(|a, b| a.device.cmp(&b.device).then_with(|| by_owner(a, b)));
+        // In place: a buffer of sort keys beside the rows would be the front's peak. The other
+        // core has only the entity diff to do meanwhile.
+        crate::model::sort_unstable_on_two_threads(&mut rows, |a, b| {
+            a.device.cmp(&b.device).then_with(|| by_owner(a, b))
+        });
     }
     // The rows that stay are the wanted owners, compacted in place.
     let mut repeats = Vec::new();

@@ -315,7 +315,7 @@ pub(super) fn read_ownership(
         let known = |e: &str| customers.and_then(|c| c.entries.get_key_value(e)).map(|(key, _)| key.clone());
         let customer = match (email_cell, id_cell) {
             (Some(e), _) => match known(e) {
-                Some(key) => Ok(CustomerRef::Email(key)),
+                Some(key) => Ok(CustomerRef::InFile(key)),
                 None => Email::parse(e)
                     .map(CustomerRef::Email)
                     .map_err(|why| (email_col, format!("invalid email {e:?}: {why}"))),
@@ -338,7 +338,7 @@ pub(super) fn read_ownership(
             }
             (Err(why), customer) => {
                 match customer {
-                    Ok(CustomerRef::Email(e)) => {
+                    Ok(CustomerRef::Email(e) | CustomerRef::InFile(e)) => {
                         held_customers.insert(e);
                     }
                     _ => unattributed.push(RowRef { file: name.clone(), line: row.line }),

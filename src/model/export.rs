@@ -151,20 +151,23 @@ impl Wanted {
 #[derive(Debug, Clone)]
 pub(crate) enum CustomerRef {
     Email(Email),
+    /// An email the customers file has: its key there (found as the row was read, so that the
+    /// resolution need not look it up again).
+    InFile(Email),
     SourceId(Box<str>),
 }
 
 impl CustomerRef {
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            CustomerRef::Email(e) => e.as_str(),
+            CustomerRef::Email(e) | CustomerRef::InFile(e) => e.as_str(),
             CustomerRef::SourceId(id) => id,
         }
     }
 
     pub(crate) fn email(&self) -> Option<&Email> {
         match self {
-            CustomerRef::Email(e) => Some(e),
+            CustomerRef::Email(e) | CustomerRef::InFile(e) => Some(e),
             CustomerRef::SourceId(_) => None,
         }
     }
