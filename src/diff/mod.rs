@@ -366,7 +366,7 @@ impl HaveOwners<'_> {
             HaveOwners::Held(have) => have.len() == want.len() && have.iter().map(Email::as_str).eq(wanted),
             HaveOwners::Same(same, at) => {
                 let have = same.owners(*at);
-                have.len() == want.len() && have.eq(wanted)
+                have.len() == want.len() && have.zip(wanted).all(|(h, w)| h.is(w))
             }
         }
     }
@@ -374,7 +374,7 @@ impl HaveOwners<'_> {
     fn to_vec(&self) -> Vec<Email> {
         match self {
             HaveOwners::Held(have) => have.to_vec(),
-            HaveOwners::Same(same, at) => same.owners(*at).map(Email::from_trusted).collect(),
+            HaveOwners::Same(same, at) => same.owners(*at).map(|o| o.to_email()).collect(),
         }
     }
 }

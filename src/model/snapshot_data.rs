@@ -146,8 +146,9 @@ impl SameCustomers {
 
 /// The devices a read beside the export found equal to it (identifier, type and properties),
 /// marked by their index in the export's map, in key order, with their owners: about 12 bytes
-/// and the owners' emails (in one string) per device, instead of an entry, a record and an
-/// allocation per owner. As with [`SameCustomers`], their Telemetron ids are not kept.
+/// per device and, per owner, its email's local part and the number of its domain (a few dozen
+/// domains serve a million customers), instead of an entry, a record and an allocation per
+/// owner. As with [`SameCustomers`], their Telemetron ids are not kept.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SameDevices {
     /// By the export's index.
@@ -156,15 +157,75 @@ pub struct SameDevices {
     order: Vec<u32>,
     /// Per device of `order`, where its owners start in `owner_ends`; one more at the end.
     owner_start: Vec<u32>,
-    /// The owners' emails one after the other, and where each one ends in it.
-    owner_text: String,
+    /// The owners' emails' local parts (the whole email where its domain has no number) one
+    /// after the other, in chunks of [`SameDevices::CHUNK`] bytes that are filled and never
+    /// grown (a string grown by doubling left its earlier, copied buffers resident: 25 MB at
+    /// 1 M devices); where each one ends, counting each chunk as `CHUNK` long; and the number
+    /// of its domain.
+    owner_text: Vec<String>,
     owner_ends: Vec<u32>,
+    owner_domains: Vec<u16>,
+    /// The domains, by number, and (while owners are pushed) their numbers.
+    domains: Vec<Box<str>>,
+    domain_numbers: rustc_hash::FxHashMap<Box<str>, u16>,
+}
+
+/// An owner of a marked device, as [`SameDevices::owners`] gives it. (Not `PartialEq`: one
+/// email may be held split or whole; [`OwnerEmail::is`] compares the email.)
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerEmail<'a> {
+    pub(super) local: &'a str,
+    /// Empty when `local` is the whole email.
+    pub(super) domain: &'a str,
+}
+
+impl OwnerEmail<'_> {
+    /// Whether this is the email `s`.
+    pub fn is(&self, s: &str) -> bool {
+        if self.domain.is_empty() {
+            return self.local == s;
+        }
+        s.len() == self.local.len() + 1 + self.domain.len()
+            && s.starts_with(self.local)
+            && s.as_bytes()[self.local.len()] == b'@'
+            && s.ends_with(self.domain)
+    }
+
+    pub fn to_email(self) -> Email {
+        if self.domain.is_empty() {
+            return Email::from_trusted(self.local);
+        }
+        Email::from_trusted(&format!("{}@{}", self.local, self.domain))
+    }
+}
+
+impl std::fmt::Display for OwnerEmail<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.domain {
+            "" => f.write_str(self.local),
+            domain => write!(f, "{}@{domain}", self.local),
+        }
+    }
 }
 
 impl SameDevices {
-    /// For an export of `n` devices, none marked yet.
-    pub(crate) fn new(n: usize) -> SameDevices {
-        SameDevices { marked: vec![false; n], ..SameDevices::default() }
+    /// The number of no domain: the owner's text is its whole email.
+    const NO_DOMAIN: u16 = u16::MAX;
+    /// The size of a chunk of `owner_text`.
+    const CHUNK: usize = 1 << 20;
+
+    /// For an export of `n` devices, none marked yet, and room for `devices` devices and
+    /// `owners` owners (the snapshot's counts: no vector grows by doubling).
+    pub(crate) fn new(n: usize, devices: usize, owners: usize) -> SameDevices {
+        let mut same = SameDevices { marked: vec![false; n], ..SameDevices::default() };
+        if n > 0 {
+            let devices = devices.min(n);
+            same.order.reserve_exact(devices);
+            same.owner_start.reserve_exact(devices + 1);
+            same.owner_ends.reserve_exact(owners);
+            same.owner_domains.reserve_exact(owners);
+        }
+        same
     }
 
     /// Marks the export's device at `index`, the next in key order; its owners follow (see
@@ -185,10 +246,37 @@ impl SameDevices {
         while self.owner_start.len() <= position {
             self.owner_start.push(at);
         }
-        self.owner_text.push_str(email);
-        let Ok(end) = u32::try_from(self.owner_text.len()) else { return false };
+        let (text, domain) = match email.rsplit_once('@') {
+            Some((local, domain)) => match self.domain_number(domain) {
+                Some(n) => (local, n),
+                None => (email, Self::NO_DOMAIN),
+            },
+            None => (email, Self::NO_DOMAIN),
+        };
+        if text.len() > Self::CHUNK {
+            return false;
+        }
+        if self.owner_text.last().is_none_or(|c| c.len() + text.len() > Self::CHUNK) {
+            self.owner_text.push(String::with_capacity(Self::CHUNK));
+        }
+        let chunks = self.owner_text.len() - 1;
+        let Some(chunk) = self.owner_text.last_mut() else { return false };
+        chunk.push_str(text);
+        let Ok(end) = u32::try_from(chunks * Self::CHUNK + chunk.len()) else { return false };
         self.owner_ends.push(end);
+        self.owner_domains.push(domain);
         true
+    }
+
+    /// The number of `domain`, given it if it has none; `None` once the numbers ran out.
+    fn domain_number(&mut self, domain: &str) -> Option<u16> {
+        if let Some(&n) = self.domain_numbers.get(domain) {
+            return Some(n);
+        }
+        let n = u16::try_from(self.domains.len()).ok().filter(|&n| n != Self::NO_DOMAIN)?;
+        self.domains.push(domain.into());
+        self.domain_numbers.insert(domain.into(), n);
+        Some(n)
     }
 
     /// Closes the owner lists once every owner is in. `false` if a count outgrew `u32`.
@@ -197,10 +285,7 @@ impl SameDevices {
         while self.owner_start.len() <= self.order.len() {
             self.owner_start.push(at);
         }
-        self.owner_text.shrink_to_fit();
-        self.owner_ends.shrink_to_fit();
-        self.owner_start.shrink_to_fit();
-        self.order.shrink_to_fit();
+        self.domain_numbers = Default::default();
         true
     }
 
@@ -234,12 +319,20 @@ impl SameDevices {
     }
 
     /// The owners of the device at `position` in key order, sorted.
-    pub fn owners(&self, position: usize) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+    pub fn owners(&self, position: usize) -> impl ExactSizeIterator<Item = OwnerEmail<'_>> + Clone + '_ {
         let at = |k: usize| self.owner_start.get(k).map_or(self.owner_ends.len(), |&s| s as usize);
         let (from, to) = (at(position), at(position + 1));
-        (from..to).map(move |j| {
-            let start = if j == 0 { 0 } else { self.owner_ends[j - 1] as usize };
-            &self.owner_text[start..self.owner_ends[j] as usize]
+        (from..to.max(from)).map(move |j| {
+            // An owner lies in one chunk: where the one before it ends, or that chunk's start.
+            let end = self.owner_ends[j] as usize;
+            let chunk = end.saturating_sub(1) / Self::CHUNK;
+            let at = chunk * Self::CHUNK;
+            let start = if j == 0 { 0 } else { self.owner_ends[j - 1] as usize }.max(at);
+            let text = self.owner_text.get(chunk).and_then(|c| c.get(start - at..end - at)).unwrap_or_default();
+            match self.domains.get(self.owner_domains[j] as usize) {
+                Some(domain) => OwnerEmail { local: text, domain },
+                None => OwnerEmail { local: text, domain: "" },
+            }
         })
     }
 

@@ -154,3 +154,43 @@ fn properties_held_as_values_are_the_canonical_json_of_their_pairs() {
         }
     }
 }
+
+/// The owners of marked devices read back as the emails pushed, whether their domain got a
+/// number or (past 65,535 domains) the email is held whole, and compare as those emails only.
+#[test]
+fn marked_devices_owners_are_the_emails_pushed_whatever_their_domains() {
+    // Three in four with a domain of their own: 75,000 domains, more than can be numbered; and
+    // 2.6 MB of text, across chunks.
+    let n = 100_000;
+    let mut same = SameDevices::new(n, n, n);
+    let email = |i: usize| match i % 4 {
+        0 => format!("ann.{i}@shared.example"),
+        1 => format!("b{i}@d{i}.example"),
+        2 => format!("x@y@d{i}.co"),
+        _ => format!("ann.{i}@d{i}.example.org"),
+    };
+    for i in 0..n {
+        assert!(same.push(i));
+        assert!(same.push_owner(i, &email(i)));
+        if i % 7 == 0 {
+            assert!(same.push_owner(i, &format!("z{i}@shared.example")));
+        }
+    }
+    assert!(same.finish());
+    for i in 0..n {
+        let owners: Vec<OwnerEmail<'_>> = same.owners(i).collect();
+        let want = email(i);
+        assert_eq!(owners.len(), if i % 7 == 0 { 2 } else { 1 }, "device {i}");
+        assert!(owners[0].is(&want), "device {i}: {} is {want}", owners[0]);
+        assert_eq!(owners[0].to_string(), want);
+        assert_eq!(owners[0].to_email().as_str(), want);
+        for other in [format!("{want}x"), format!("x{want}"), want.replacen('@', ".", 1), want.replace('.', "-")] {
+            assert!(!owners[0].is(&other), "device {i}: {} is not {other}", owners[0]);
+        }
+        if i % 7 == 0 {
+            assert_eq!(owners[1].to_string(), format!("z{i}@shared.example"));
+        }
+    }
+    assert_eq!(same.owner_count(), n + n.div_ceil(7));
+    assert!(same.owners(n - 1).next().is_some_and(|o| o.domain.is_empty()), "the last held whole");
+}

@@ -176,7 +176,8 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let n = count(conn, path, "devices")?;
     let mut out = SortedMap::with_capacity(if share.is_some() { 0 } else { n });
-    let mut same = SameDevices::new(share.map_or(0, |d| d.entries.len()));
+    let owners = if share.is_some() { count(conn, path, "assignments")? } else { 0 };
+    let mut same = SameDevices::new(share.map_or(0, |d| d.entries.len()), n, owners);
     let mut types: FxHashMap<String, Arc<str>> = FxHashMap::default();
     let mut stmt = conn
         .prepare("SELECT identifier, telemetron_id, type, properties FROM devices ORDER BY identifier")
