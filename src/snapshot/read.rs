@@ -183,6 +183,14 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
         .prepare("SELECT identifier, telemetron_id, type, properties FROM devices ORDER BY identifier")
         .map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
+    // The assignments in device order too, read in step with the devices: each device's owners
+    // follow its row, sorted, without a search for the device. An assignment whose device has
+    // no row still names a device Telemetron has: it gets one, with no type or properties.
+    let mut assigned =
+        conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
+    let mut pairs = assigned.query([]).map_err(err)?;
+    let mut pair = Pair::default();
+    pair.next(&mut pairs, path)?;
     // The devices marked must come in key order: the last identifier read, to check it.
     let mut last = String::new();
     while let Some(row) = rows.next().map_err(err)? {
@@ -198,6 +206,9 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
             last.clear();
             last.push_str(ident);
         }
+        while pair.is_before(ident) {
+            pair.orphan(&mut pairs, path, &mut out)?;
+        }
         let export = found.map(|(_, _, e)| &e.record);
         if let Some((i, _, e)) = found
             && e.record.device_type.as_deref() == t
@@ -205,6 +216,13 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
         {
             if !same.push(i) {
                 return Ok(None);
+            }
+            let position = same.len() - 1;
+            while pair.is(ident) {
+                if !same.push_owner(position, &pair.customer) {
+                    return Ok(None);
+                }
+                pair.next(&mut pairs, path)?;
             }
             continue;
         }
@@ -220,61 +238,82 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
             Some(r) if r.properties.is_json(props) => r.properties.clone(),
             _ => Properties::from_canonical(props),
         };
-        let device = StoredDevice {
+        let mut device = StoredDevice {
             telemetron_id: s(1)?.map(TelemetronId::new),
             record: DeviceRecord { device_type, properties },
             owners: Owners::new(),
         };
+        while pair.is(ident) {
+            device.owners.push(Email::from_trusted(&pair.customer));
+            pair.next(&mut pairs, path)?;
+        }
         let ident = found.map_or_else(|| DeviceIdent::from_trusted(ident), |(_, k, _)| k.clone());
         out.push(ident, device);
     }
-
-    // Assignments in device order too, so that two cursors walking the devices held and the
-    // devices marked find each one's device without a search, and each device's owners arrive
-    // sorted. An assignment whose device has no row still names a device Telemetron has: it
-    // gets one, with no type or properties.
-    let mut stmt = conn.prepare("SELECT device, customer FROM assignments ORDER BY device, customer").map_err(err)?;
-    let mut rows = stmt.query([]).map_err(err)?;
-    let (mut cursor, mut same_cursor) = (0usize, 0usize);
-    // The identifier of the `k`th device marked (in key order).
-    let same_key = |same: &SameDevices, k: usize| -> Option<&str> {
-        let at = *same.order().get(k)? as usize;
-        share.and_then(|d| d.entries.get_index(at)).map(|(key, _)| key.as_str())
-    };
-    let mut orphans: Vec<(DeviceIdent, StoredDevice)> = Vec::new();
-    while let Some(row) = rows.next().map_err(err)? {
-        let text =
-            |i: usize| -> Result<&str, Error> { row.get_ref(i).map_err(err)?.as_str().map_err(|e| err(e.into())) };
-        let (device, customer) = (text(0)?, text(1)?);
-        let devices = out.as_slice();
-        while cursor < devices.len() && devices[cursor].0.as_str() < device {
-            cursor += 1;
-        }
-        while same_key(&same, same_cursor).is_some_and(|k| k < device) {
-            same_cursor += 1;
-        }
-        if devices.get(cursor).is_some_and(|(d, _)| d.as_str() == device) {
-            out.value_at_mut(cursor).owners.push(Email::from_trusted(customer));
-        } else if same_key(&same, same_cursor) == Some(device) {
-            if !same.push_owner(same_cursor, customer) {
-                return Ok(None);
-            }
-        } else if let Some((_, orphan)) = orphans.last_mut().filter(|(d, _)| d.as_str() == device) {
-            orphan.owners.push(Email::from_trusted(customer));
-        } else {
-            let mut orphan = StoredDevice::placeholder();
-            orphan.owners.push(Email::from_trusted(customer));
-            orphans.push((DeviceIdent::from_trusted(device), orphan));
-        }
-    }
-    for (ident, orphan) in orphans {
-        out.push(ident, orphan);
+    while pair.any {
+        pair.orphan(&mut pairs, path, &mut out)?;
     }
     out.finish();
     if !same.finish() {
         return Ok(None);
     }
     Ok(Some((out, same)))
+}
+
+/// The assignment a read of the devices is at: its device and customer, copied out of the row
+/// (into buffers kept from one to the next) so that the devices' rows can be stepped beside.
+#[derive(Default)]
+struct Pair {
+    any: bool,
+    device: String,
+    customer: String,
+}
+
+impl Pair {
+    /// Steps to the next assignment (`any` is false after the last).
+    fn next(&mut self, pairs: &mut rusqlite::Rows<'_>, path: &Path) -> Result<(), Error> {
+        let err = |e: rusqlite::Error| Error::snapshot(path, e);
+        let Some(row) = pairs.next().map_err(err)? else {
+            self.any = false;
+            return Ok(());
+        };
+        let text =
+            |i: usize| -> Result<&str, Error> { row.get_ref(i).map_err(err)?.as_str().map_err(|e| err(e.into())) };
+        self.device.clear();
+        self.device.push_str(text(0)?);
+        self.customer.clear();
+        self.customer.push_str(text(1)?);
+        self.any = true;
+        Ok(())
+    }
+
+    /// Whether it is an assignment of `device`.
+    fn is(&self, device: &str) -> bool {
+        self.any && self.device == device
+    }
+
+    /// Whether it is an assignment of a device before `device` in key order.
+    fn is_before(&self, device: &str) -> bool {
+        self.any && *self.device < *device
+    }
+
+    /// Its device has no row: gives it one, with this assignment and the ones after it of the
+    /// same device.
+    fn orphan(
+        &mut self,
+        pairs: &mut rusqlite::Rows<'_>,
+        path: &Path,
+        out: &mut SortedMap<DeviceIdent, StoredDevice>,
+    ) -> Result<(), Error> {
+        let ident = DeviceIdent::from_trusted(&self.device);
+        let mut orphan = StoredDevice::placeholder();
+        while self.is(ident.as_str()) {
+            orphan.owners.push(Email::from_trusted(&self.customer));
+            self.next(pairs, path)?;
+        }
+        out.push(ident, orphan);
+        Ok(())
+    }
 }
 
 /// The snapshot's version and how many assignments it holds, without loading it. A missing
