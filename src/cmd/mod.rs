@@ -207,20 +207,27 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
 
 /// The reads, on two threads. The snapshot is read after the file of its kind, sharing every
 /// key and record equal to the export's instead of holding a copy: this thread reads the
-/// customers file, then the snapshot's customers, then the ownership file; the other the
-/// devices file, then the snapshot's devices and assignments, on a second reader this thread
-/// opens and hands over. (The owners' emails are not shared: a search per assignment cost more
-/// time than its 50 MB at 1 M devices were worth.)
+/// customers file, then the snapshot's customers, then the ownership file (once the devices
+/// file is read: its long identifiers are shared too); the other the devices file, then the
+/// snapshot's devices and assignments, on a second reader this thread opens and hands over.
+/// (The owners of the snapshot's devices are not looked up among the customers: a search per
+/// assignment on the other thread, the longer one, cost more time than the memory was worth.)
 fn read_all(settings: &InputSettings) -> Reads {
     use std::sync::mpsc;
     let state = &settings.state;
     // What the devices thread needs from this one: a reader of its own, of the same state.
     let (hand_over, handed) = mpsc::sync_channel::<Option<snapshot::Reading>>(1);
-    let ((customers, snap_customers, ownership), (devices, snap_devices)) = std::thread::scope(|s| {
+    // What this thread needs from the other: the devices file, in `devices_file` once `read`
+    // says so (or the other thread stopped, and the ownership file is read without it).
+    let devices_file = std::sync::OnceLock::<Result<Export, Error>>::new();
+    let (devices_read, read) = mpsc::sync_channel::<()>(1);
+    let ((customers, snap_customers, ownership), snap_devices) = std::thread::scope(|s| {
+        let devices_file = &devices_file;
         let other = s.spawn(move || {
-            let devices = load::read_part(&settings.sources, load::Part::Devices);
+            let devices = devices_file.get_or_init(|| load::read_part(&settings.sources, load::Part::Devices));
+            let _ = devices_read.send(());
             // Nothing handed over: this thread stopped before it could; it reports why.
-            let Ok(reading) = handed.recv() else { return (devices, None) };
+            let Ok(reading) = handed.recv() else { return None };
             let t = std::time::Instant::now();
             let share = devices.as_ref().ok().and_then(|e| e.devices.as_ref());
             let snap = reading.map(|r| r.devices(share).map(|d| (r.version().clone(), d)));
@@ -229,7 +236,7 @@ fn read_all(settings: &InputSettings) -> Reads {
                 rss_mib = rss_mib(),
                 "snapshot's devices read"
             );
-            (devices, snap)
+            snap
         });
         let customers = load::read_part(&settings.sources, load::Part::Customers);
         let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
@@ -253,10 +260,12 @@ fn read_all(settings: &InputSettings) -> Reads {
             }
         };
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = rss_mib(), "snapshot's customers read");
-        let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
-        let ownership = load::read_ownership_beside(&settings.sources, share);
+        let devices = read.recv().ok().and_then(|()| devices_file.get()).and_then(|d| d.as_ref().ok());
+        let ownership = load::read_ownership_beside(&settings.sources, share, devices.and_then(|e| e.devices.as_ref()));
         ((customers, snap, ownership), other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
+    // Set by the other thread before anything else it did (it returned, so it did).
+    let devices = devices_file.into_inner().unwrap_or_else(|| Ok(Export::default()));
     let share = snapshot::Share {
         customers: customers.as_ref().ok().and_then(|e| e.customers.as_ref()),
         devices: devices.as_ref().ok().and_then(|e| e.devices.as_ref()),

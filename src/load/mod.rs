@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
 use crate::error::Error;
-use crate::model::{Customers, Export, InputInfo, Reject};
+use crate::model::{Customers, Devices, Export, InputInfo, Reject};
 
 /// Where one export file is and how to read it.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub struct Sources {
 pub fn read(sources: &Sources) -> Result<Export, Error> {
     let mut export = read_part(sources, Part::Customers)?;
     export.join(read_part(sources, Part::Devices)?);
-    let ownership = read_ownership_beside(sources, export.customers.as_ref())?;
+    let ownership = read_ownership_beside(sources, export.customers.as_ref(), export.devices.as_ref())?;
     export.join(ownership);
     Ok(export)
 }
@@ -70,17 +70,27 @@ pub enum Part {
 /// Reads one file (nothing if it is not given) into an export of its own, so that the files
 /// can be read on different threads; [`Export::join`] puts the parts together.
 pub fn read_part(sources: &Sources, part: Part) -> Result<Export, Error> {
-    read_part_beside(sources, part, None)
+    read_part_beside(sources, part, None, None)
 }
 
 /// Reads the ownership file (nothing if it is not given) as [`read_part`] does, naming each
-/// customer the customers file has by that file's own key (one allocation for both) instead of
-/// a copy.
-pub fn read_ownership_beside(sources: &Sources, customers: Option<&Customers>) -> Result<Export, Error> {
-    read_part_beside(sources, Part::Ownership, customers)
+/// customer the customers file has by that file's own key, and each device of the devices file
+/// whose identifier is too long to be held inline by that file's key (one allocation for
+/// both), instead of a copy.
+pub fn read_ownership_beside(
+    sources: &Sources,
+    customers: Option<&Customers>,
+    devices: Option<&Devices>,
+) -> Result<Export, Error> {
+    read_part_beside(sources, Part::Ownership, customers, devices)
 }
 
-fn read_part_beside(sources: &Sources, part: Part, customers: Option<&Customers>) -> Result<Export, Error> {
+fn read_part_beside(
+    sources: &Sources,
+    part: Part,
+    customers: Option<&Customers>,
+    devices: Option<&Devices>,
+) -> Result<Export, Error> {
     let mut export = Export::default();
     let t = std::time::Instant::now();
     match part {
@@ -96,7 +106,7 @@ fn read_part_beside(sources: &Sources, part: Part, customers: Option<&Customers>
         }
         Part::Ownership => {
             if let Some(spec) = &sources.ownership {
-                export.ownership = Some(read_ownership(spec, &mut export, customers)?);
+                export.ownership = Some(read_ownership(spec, &mut export, customers, devices)?);
             }
         }
     }

@@ -264,11 +264,12 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
 }
 
 /// With `customers`, an email that is one of its keys is that key (no copy, and no check: it
-/// was checked there).
+/// was checked there); with `devices`, likewise an identifier too long to be held inline.
 pub(super) fn read_ownership(
     spec: &FileSpec<OwnershipColumns>,
     export: &mut Export,
     customers: Option<&Customers>,
+    devices: Option<&Devices>,
 ) -> Result<Ownership, Error> {
     let cols = &spec.columns;
     let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
@@ -309,7 +310,12 @@ pub(super) fn read_ownership(
                 return None;
             }
         };
-        let device = DeviceIdent::parse(row.field(device_col));
+        let cell = row.field(device_col).trim();
+        let shared = devices.filter(|_| cell.len() > crate::model::INLINE_KEY_BYTES);
+        let device = match shared.and_then(|d| d.entries.get_key_value(cell)) {
+            Some((key, _)) => Ok(key.clone()),
+            None => DeviceIdent::parse(cell),
+        };
         let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
         let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
         let known = |e: &str| customers.and_then(|c| c.entries.get_key_value(e)).map(|(key, _)| key.clone());

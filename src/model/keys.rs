@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// exactly as `str`.
 type SmallStr = smol_str::SmolStr;
 
+/// The longest key held inline, without an allocation of its own (`SmolStr`'s inline size).
+pub(crate) const INLINE_KEY_BYTES: usize = 23;
+
 /// A customer's email, trimmed and lower-cased: the customer's key in Telemetron.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]

@@ -194,3 +194,12 @@ fn marked_devices_owners_are_the_emails_pushed_whatever_their_domains() {
     assert_eq!(same.owner_count(), n + n.div_ceil(7));
     assert!(same.owners(n - 1).next().is_some_and(|o| o.domain.is_empty()), "the last held whole");
 }
+
+/// `INLINE_KEY_BYTES` is where a key starts to need an allocation of its own: the ownership
+/// read shares only the identifiers past it.
+#[test]
+fn keys_up_to_the_inline_size_need_no_allocation() {
+    let at = |n: usize| smol_str::SmolStr::new("k".repeat(n)).is_heap_allocated();
+    assert!(!at(INLINE_KEY_BYTES));
+    assert!(at(INLINE_KEY_BYTES + 1));
+}
