@@ -310,25 +310,14 @@ impl Properties {
 
     /// Whether `json` is this value's canonical JSON, without building it.
     pub fn is_json(&self, json: &str) -> bool {
-        let Some(keys) = &self.keys else { return *self.text == *json };
-        let (text, json) = (self.text.as_bytes(), json.as_bytes());
-        // One pass over the values, each compared where the JSON must have it.
-        let (mut at, mut start, mut first) = (0usize, 0usize, true);
-        for (opening, after) in keys.first.iter().zip(&keys.then) {
-            let rest = text.get(start..).unwrap_or_default();
-            let len = rest.iter().position(|&b| b == VALUE_SEPARATOR).unwrap_or(rest.len());
-            if len > 0 {
-                let before = if first { opening } else { after }.as_bytes();
-                let end = at + before.len() + len;
-                if json.len() < end || json[at..at + before.len()] != *before || json[end - len..end] != rest[..len] {
-                    return false;
-                }
-                at = end;
-                first = false;
+        let mut rest = json.as_bytes();
+        self.each_piece(|p| match rest.split_at_checked(p.len()) {
+            Some((head, tail)) if head == p => {
+                rest = tail;
+                true
             }
-            start += len + 1;
-        }
-        json.get(at..) == Some(if first { b"{}" } else { b"\"}" })
+            _ => false,
+        }) && rest.is_empty()
     }
 
     /// The canonical JSON: borrowed where that is how it is held.
