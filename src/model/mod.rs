@@ -21,3 +21,15 @@ pub use confirmed::*;
 
 #[cfg(test)]
 mod tests;
+
+/// A seeded xorshift generator, for tests that draw their cases: the same seed, the same
+/// cases.
+#[cfg(test)]
+pub(crate) fn seeded(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

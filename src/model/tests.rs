@@ -87,13 +87,8 @@ fn properties_escape_like_serde_json() {
 #[test]
 fn properties_held_as_values_are_the_canonical_json_of_their_pairs() {
     use std::hash::{BuildHasher, RandomState};
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut draw = seeded(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |n: usize| (draw() % n as u64) as usize;
     let alphabet = ["a", "Z", "0", " ", ",", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "é", "Ж", "語", "/", ":", "{"];
     let text = |next: &mut dyn FnMut(usize) -> usize, max: usize| -> String {
         (0..next(max + 1)).map(|_| alphabet[next(alphabet.len())]).collect()
