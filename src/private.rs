@@ -1,7 +1,7 @@
-//! Files that hold customer data — the snapshot and its `-wal`/`-shm`/lock files, saved plans,
-//! rejects files, reports — are created readable and writable by their owner only: mode 0600,
-//! narrowed further by the umask. SQLite gives a database's `-wal` and `-shm` files the
-//! database file's mode, so creating the snapshot 0600 covers them.
+//! Files that hold customer data — the snapshot and its `-wal`/`-shm`/`-journal`/lock files,
+//! saved plans, rejects files, reports — are created readable and writable by their owner
+//! only: mode 0600, narrowed further by the umask. SQLite gives a database's `-wal`, `-shm` and
+//! `-journal` files the database file's mode, so creating the snapshot 0600 covers them.
 //!
 //! A file made by someone else, or by an earlier version, keeps its mode; [`warn_if_open`]
 //! names it and the `chmod` that fixes it.
@@ -65,7 +65,7 @@ pub fn warn_if_snapshot_open(path: &Path) -> bool {
         return false;
     }
     let mut files = vec![path.display().to_string()];
-    for suffix in ["-wal", "-shm", ".lock"] {
+    for suffix in ["-wal", "-shm", "-journal", ".lock"] {
         let beside = format!("{}{suffix}", path.display());
         if Path::new(&beside).exists() {
             files.push(beside);

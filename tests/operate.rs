@@ -281,3 +281,111 @@ fn rate_auto_settles_under_a_hidden_limit_and_keeps_it() {
     let next = w.run_api(&emu, &[&args[..], &["-v"]].concat()).expect(0);
     assert!(next.stderr.contains("rate auto: starting near the rate the last run settled at"), "{}", next.stderr);
 }
+
+/// `n` devices over `n / 2` customers in `dir`, with long keys and properties so that a
+/// baseline's write spills SQLite's page cache into the file. A later `day` shifts some owners,
+/// names and firmware, as a next day's export would, and brings `n` new devices.
+fn bulk_org(w: &Workdir, dir: &str, n: u64, day: u64) {
+    let (mut c, mut d, mut o) = (
+        String::from("email,name,address\n"),
+        String::from("identifier,type,firmware,location\n"),
+        String::from("device_identifier,customer_email\n"),
+    );
+    let email = |i: u64| format!("customer.number.{i:06}+tag{}@mail-{}.example.com", i % 7, i % 97);
+    for i in 0..n / 2 {
+        let renamed = if day > 0 && i % 11 == 0 { " (renamed)" } else { "" };
+        c += &format!("{},Customer Nº {i}{renamed},\"{} Old Mill Rd, Apt {}\"\n", email(i), i % 900, i % 40);
+    }
+    for i in 0..if day > 0 { 2 * n } else { n } {
+        let ident = format!("SN-{:012X}-{:04}", i.wrapping_mul(2_654_435_761) % 0xFFFF_FFFF_FFFF, i % 9973);
+        let fw = if day > 0 && i % 13 == 0 { "2.0.0" } else { "1.4.7" };
+        d += &format!("{ident},sensor,{fw},Küche {}\n", i % 17);
+        o += &format!("{ident},{}\n", email((i + day * (i % 5)) % (n / 2)));
+    }
+    w.write(&format!("{dir}/customers.csv"), c).write(&format!("{dir}/devices.csv"), d);
+    w.write(&format!("{dir}/ownership.csv"), o);
+}
+
+/// Two days of [`bulk_org`] (30,000 devices, then 60,000), day 1 baselined into `state.db`.
+fn bulk_days() -> Workdir {
+    let w = Workdir::new();
+    bulk_org(&w, "day1", 30_000, 0);
+    bulk_org(&w, "day2", 30_000, 1);
+    w.run(&["baseline", "-q", "--input-dir", "day1", "--state", "state.db"]).expect(0);
+    w
+}
+
+/// Waits until `path` exists (true) or `child` has exited (false).
+fn wait_for_file(child: &mut std::process::Child, path: &std::path::Path) -> bool {
+    loop {
+        if path.exists() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// `baseline` writes through SQLite's rollback journal (`Store::write_in_bulk`), not the WAL.
+/// Killed at many moments of that write — its journal on disk, pages of the new state already
+/// spilled into the file — it changes nothing: `plan`, which opens the snapshot read-only,
+/// rolls back the journal the kill left and plans exactly as before the baseline; the
+/// baseline run again records everything.
+#[test]
+fn a_baseline_killed_while_it_writes_changes_nothing() {
+    let w = bulk_days();
+    let plan = |w: &Workdir| {
+        w.run(&["plan", "-v", "--input-dir", "day2", "--state", "state.db", "--format", "json"]).expect(0)
+    };
+    let before = plan(&w).json();
+    assert!(before["summary"]["api_calls"].as_u64().unwrap() > 1000, "day 2 changes things: {}", before["summary"]);
+    let journal = w.join("state.db-journal");
+    let mut rolled_back = 0;
+    for ms in [0, 20, 60, 120, 180, 260, 400] {
+        let mut child = w.command(&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"]).spawn().unwrap();
+        assert!(wait_for_file(&mut child, &journal), "the baseline wrote through the rollback journal");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if status.success() {
+            // Done before the kill: nothing left to test at this moment, or later.
+            break;
+        }
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&journal) {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "the journal holds customer data");
+        }
+        let after = plan(&w);
+        assert_eq!(after.json(), before, "killed {ms} ms into the write:\n{}", after.stderr);
+        // (A journal the kill left before SQLite wrote its header is not hot: nothing to undo.)
+        rolled_back += usize::from(after.stderr.contains("rolling back the journal a stopped write left"));
+    }
+    assert!(rolled_back >= 3, "only {rolled_back} kills came after the write had reached the file");
+    w.run(&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"]).expect(0);
+    let last = plan(&w).json();
+    assert_eq!(last["summary"]["api_calls"], 0, "{}", last["summary"]);
+    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal", "the snapshot is back in WAL mode for apply's readers");
+}
+
+/// A `plan` started while a baseline writes (and holds the file, in the rollback journal)
+/// waits for it instead of failing with "database is locked", and reads one state whole:
+/// all of the baseline's or none of it.
+#[test]
+fn a_plan_during_a_baseline_waits_and_reads_one_state() {
+    let w = bulk_days();
+    let plan =
+        |w: &Workdir| w.run(&["plan", "--input-dir", "day2", "--state", "state.db", "--format", "json"]).expect(0);
+    let before = plan(&w).json();
+    let mut child = w.command(&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"]).spawn().unwrap();
+    assert!(wait_for_file(&mut child, &w.join("state.db-journal")));
+    let during = plan(&w).json();
+    assert!(child.wait().unwrap().success());
+    let after = plan(&w).json();
+    assert_eq!(after["summary"]["api_calls"], 0, "{}", after["summary"]);
+    assert!(during == before || during == after, "a mixed state: {}", during["summary"]);
+}

@@ -18,32 +18,29 @@ pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
         let started = std::time::Instant::now();
         let mut store = Store::open(&settings.state)?;
         let d = &p.diff;
-        let mut w = store.writer()?;
-        for c in &d.customers_to_create {
-            w.put_customer(&c.email, None, &c.record)?;
-        }
-        for u in &d.customers_to_update {
-            w.put_customer(&u.email, None, &u.after)?;
-        }
-        for c in &d.devices_to_create {
-            let record = DeviceRecord { device_type: Some(c.device_type.clone()), properties: c.properties.clone() };
-            w.put_device(&c.identifier, None, &record)?;
-        }
-        for u in &d.devices_to_update {
-            let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
-            let record = DeviceRecord {
-                device_type: u.device_type.as_ref().map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
-                properties: u.properties.as_ref().map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
-            };
-            w.put_device(&u.identifier, None, &record)?;
-        }
-        for a in &d.assignments_to_remove {
-            w.unassign(&a.device, &a.customer)?;
-        }
-        for a in &d.assignments_to_add {
-            w.assign(&a.device, &a.customer)?;
-        }
-        w.commit()?;
+        store.write_in_bulk(|w| {
+            w.put_customers(d.customers_to_create.iter().map(|c| (&c.email, &c.record)))?;
+            w.put_customers(d.customers_to_update.iter().map(|u| (&u.email, &u.after)))?;
+            w.put_devices(d.devices_to_create.iter().map(|c| (&c.identifier, Some(&*c.device_type), &c.properties)))?;
+            for u in &d.devices_to_update {
+                let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
+                let record = DeviceRecord {
+                    device_type: u
+                        .device_type
+                        .as_ref()
+                        .map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
+                    properties: u
+                        .properties
+                        .as_ref()
+                        .map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
+                };
+                w.put_device(&u.identifier, None, &record)?;
+            }
+            for a in &d.assignments_to_remove {
+                w.unassign(&a.device, &a.customer)?;
+            }
+            w.assign_all(&d.assignments_to_add)
+        })?;
         let summary = serde_json::json!({
             "customers_recorded": d.customers_to_create.len() + d.customers_to_update.len(),
             "devices_recorded": d.devices_to_create.len() + d.devices_to_update.len(),

@@ -326,12 +326,27 @@ impl Properties {
             return Cow::Borrowed(&self.text);
         }
         let mut out = Vec::with_capacity(self.text.len() * 2 + 2);
+        self.push_json(&mut out);
+        // Pieces of `str`s cut at an ASCII byte: always UTF-8.
+        Cow::Owned(String::from_utf8(out).unwrap_or_default())
+    }
+
+    /// The canonical JSON, built in `buf` where it is not held as such: one buffer for many
+    /// rows instead of an allocation for each.
+    pub fn json_in<'a>(&'a self, buf: &'a mut Vec<u8>) -> &'a str {
+        if self.keys.is_none() {
+            return &self.text;
+        }
+        buf.clear();
+        self.push_json(buf);
+        std::str::from_utf8(buf).unwrap_or_default()
+    }
+
+    fn push_json(&self, out: &mut Vec<u8>) {
         self.each_piece(|p| {
             out.extend_from_slice(p);
             true
         });
-        // Pieces of `str`s cut at an ASCII byte: always UTF-8.
-        Cow::Owned(String::from_utf8(out).unwrap_or_default())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -11,6 +11,13 @@ use super::schema::{MIGRATIONS, SCHEMA_VERSION, new_snapshot_id, schema_version}
 use crate::error::Error;
 use crate::model::{CustomerRecord, DeviceIdent, Email, SnapshotData, StoredCustomer, TelemetronId};
 
+/// How long a writer waits for readers to let go of the file.
+const WRITER_BUSY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a bulk write and a reader wait for each other: in the rollback journal a reader
+/// keeps the writer from writing and the writer keeps readers out (a minute for 10 M devices).
+pub(super) const BULK_BUSY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsettledIntent {
@@ -65,7 +72,7 @@ impl Store {
         }
         let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.busy_timeout(WRITER_BUSY).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         let version = schema_version(&conn, path)?;
@@ -124,6 +131,48 @@ impl Store {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| Error::snapshot(&path, e))?;
         Ok(Writer { tx, path })
+    }
+
+    /// Runs `write` in one transaction through SQLite's rollback journal instead of the WAL,
+    /// then commits it: for writes of millions of rows (`baseline`). The WAL writes each page
+    /// twice (to the WAL, then back by the checkpoint) and looks every page read up in its
+    /// index; the rollback journal writes a new page once and journals only the pages that
+    /// existed before (at 10 M devices: 92 s against 61 s for 26.5 M rows). Crash-safe the
+    /// same way: a kill leaves a hot journal that the next opener rolls back (a read-only one
+    /// too, see `schema::open_read_only`). Readers wait while the writer holds the file,
+    /// instead of reading the state before it: [`BULK_BUSY`] on both sides. Another connection
+    /// open when it starts keeps the WAL.
+    pub fn write_in_bulk<T>(&mut self, write: impl FnOnce(&mut Writer<'_>) -> Result<T, Error>) -> Result<T, Error> {
+        let rollback = self.set_journal_mode("delete");
+        if rollback {
+            self.conn.busy_timeout(BULK_BUSY).map_err(|e| Error::snapshot(&self.path, e))?;
+        }
+        let written = self.writer().and_then(|mut w| {
+            let t = write(&mut w)?;
+            w.commit()?;
+            Ok(t)
+        });
+        if rollback {
+            // Not an error if it stays: every opener for writing sets the WAL again.
+            self.set_journal_mode("wal");
+            let _ = self.conn.busy_timeout(WRITER_BUSY);
+        }
+        written
+    }
+
+    /// Whether the journal is now in `mode`.
+    fn set_journal_mode(&self, mode: &str) -> bool {
+        match self.conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0)) {
+            Ok(now) if now.eq_ignore_ascii_case(mode) => true,
+            Ok(now) => {
+                tracing::debug!(snapshot = %self.path.display(), now, mode, "journal mode kept (another connection is open)");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(snapshot = %self.path.display(), error = %e, mode, "journal mode kept");
+                false
+            }
+        }
     }
 
     /// The intents no run settled, oldest first.

@@ -5,7 +5,19 @@ use std::path::PathBuf;
 use rusqlite::params;
 
 use crate::error::Error;
-use crate::model::{Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+use crate::model::{Assignment, Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+
+const PUT_CUSTOMER: &str = "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (email) DO UPDATE SET
+        telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
+        name = excluded.name, phone = excluded.phone, address = excluded.address,
+        source_id = coalesce(excluded.source_id, source_id)";
+const PUT_DEVICE: &str = "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (identifier) DO UPDATE SET
+        telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
+        type = excluded.type, properties = excluded.properties";
+const ASSIGN: &str = "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)";
 
 /// A write transaction on the snapshot. Dropped without `commit`, it writes nothing.
 pub struct Writer<'a> {
@@ -32,12 +44,7 @@ impl Writer<'_> {
         record: &CustomerRecord,
     ) -> Result<(), Error> {
         self.exec(
-            "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (email) DO UPDATE SET
-                     telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
-                     name = excluded.name, phone = excluded.phone, address = excluded.address,
-                     source_id = coalesce(excluded.source_id, source_id)",
+            PUT_CUSTOMER,
             params![
                 email.as_str(),
                 id.map(TelemetronId::as_str),
@@ -57,10 +64,7 @@ impl Writer<'_> {
         record: &DeviceRecord,
     ) -> Result<(), Error> {
         self.exec(
-            "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (identifier) DO UPDATE SET
-                     telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
-                     type = excluded.type, properties = excluded.properties",
+            PUT_DEVICE,
             params![
                 ident.as_str(),
                 id.map(TelemetronId::as_str),
@@ -126,10 +130,7 @@ impl Writer<'_> {
     }
 
     pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
-        self.exec(
-            "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)",
-            params![device.as_str(), customer.as_str()],
-        )
+        self.exec(ASSIGN, params![device.as_str(), customer.as_str()])
     }
 
     pub fn unassign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
@@ -157,6 +158,43 @@ impl Writer<'_> {
     /// The outcome of these intents is known (and recorded in this transaction or before).
     pub fn settle_intent(&mut self, id: i64) -> Result<(), Error> {
         self.exec("DELETE FROM intents WHERE id = ?1", [id])
+    }
+
+    /// [`put_customer`](Self::put_customer) for many customers, keeping their Telemetron ids:
+    /// one statement for all (a cached statement's lookup hashes its SQL on every row).
+    pub fn put_customers<'r>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'r Email, &'r CustomerRecord)>,
+    ) -> Result<(), Error> {
+        let mut st = self.tx.prepare_cached(PUT_CUSTOMER).map_err(|e| Error::snapshot(&self.path, e))?;
+        for (email, r) in rows {
+            st.execute(params![email.as_str(), None::<&str>, r.name(), r.phone(), r.address(), r.source_id()])
+                .map_err(|e| Error::snapshot(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// [`put_device`](Self::put_device) for many devices, keeping their Telemetron ids.
+    pub fn put_devices<'r>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'r DeviceIdent, Option<&'r str>, &'r Properties)>,
+    ) -> Result<(), Error> {
+        let mut st = self.tx.prepare_cached(PUT_DEVICE).map_err(|e| Error::snapshot(&self.path, e))?;
+        let mut json = Vec::new();
+        for (ident, device_type, properties) in rows {
+            st.execute(params![ident.as_str(), None::<&str>, device_type, properties.json_in(&mut json)])
+                .map_err(|e| Error::snapshot(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// [`assign`](Self::assign) for many pairs.
+    pub fn assign_all<'r>(&mut self, pairs: impl IntoIterator<Item = &'r Assignment>) -> Result<(), Error> {
+        let mut st = self.tx.prepare_cached(ASSIGN).map_err(|e| Error::snapshot(&self.path, e))?;
+        for a in pairs {
+            st.execute(params![a.device.as_str(), a.customer.as_str()]).map_err(|e| Error::snapshot(&self.path, e))?;
+        }
+        Ok(())
     }
 
     /// Records one of Telemetron's confirmations: the one mapping from what Telemetron
