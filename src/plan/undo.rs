@@ -20,9 +20,44 @@ pub struct NotUndoable {
 
 /// The undo plan of a run: the operations that put back what it changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredUndoPlan")]
 pub struct UndoPlan {
     pub operations: Vec<Operation>,
     pub not_undoable: Vec<NotUndoable>,
+}
+
+/// An undo plan as stored ([`Inverse`] writes it): what cannot be undone in runs of one
+/// operation and reason, each with its keys, in the operations' order — a migration's creates
+/// are two runs of keys, not one object per create repeating the same two strings (two thirds
+/// of the JSON). Earlier versions stored `not_undoable`, one object each; both are read.
+#[derive(Deserialize)]
+struct StoredUndoPlan {
+    operations: Vec<Operation>,
+    #[serde(default)]
+    not_undoable: Vec<NotUndoable>,
+    #[serde(default)]
+    not_undoable_runs: Vec<NotUndoableRun>,
+}
+
+#[derive(Deserialize)]
+struct NotUndoableRun {
+    op: std::borrow::Cow<'static, str>,
+    reason: std::borrow::Cow<'static, str>,
+    keys: Vec<smol_str::SmolStr>,
+}
+
+impl From<StoredUndoPlan> for UndoPlan {
+    fn from(s: StoredUndoPlan) -> UndoPlan {
+        let mut not_undoable = s.not_undoable;
+        for run in s.not_undoable_runs {
+            not_undoable.extend(run.keys.into_iter().map(|key| NotUndoable {
+                op: run.op.clone(),
+                key,
+                reason: run.reason.clone(),
+            }));
+        }
+        UndoPlan { operations: s.operations, not_undoable }
+    }
 }
 
 /// The inverse of a plan's operations, from the before-images they carry: previous field
@@ -34,8 +69,9 @@ pub fn inverse(ops: &[Operation]) -> UndoPlan {
     UndoPlan { operations: view.operations().collect(), not_undoable: view.not_undoable().collect() }
 }
 
-/// [`inverse`] without building it: serializes as the [`UndoPlan`] it stands for, making one
-/// inverse at a time (a migration's undo plan is as long as the migration).
+/// [`inverse`] without building it: serializes as the [`UndoPlan`] it stands for is stored (see
+/// `StoredUndoPlan`), making one inverse at a time (a migration's undo plan is as long as the
+/// migration).
 #[derive(Debug, Clone, Copy)]
 pub struct Inverse<'a>(pub &'a [Operation]);
 
@@ -60,27 +96,91 @@ impl<'a> Inverse<'a> {
 
     /// What cannot be undone, in the operations' order.
     pub fn not_undoable(self) -> impl Iterator<Item = NotUndoable> + 'a {
-        self.0.iter().filter_map(|op| match op {
-            Operation::CreateCustomer(c) => Some(NotUndoable {
-                op: "create_customer".into(),
-                key: c.email.shared_text(),
-                reason: "ext-v1 has no way to delete a customer".into(),
-            }),
-            Operation::CreateDevice(c) => Some(NotUndoable {
-                op: "create_device".into(),
-                key: c.identifier.shared_text(),
-                reason: "ext-v1 has no way to delete a device".into(),
-            }),
-            Operation::UpdateDevice(u) => match &u.device_type {
-                Some(Change { before: None, .. }) => Some(NotUndoable {
-                    op: "update_device".into(),
-                    key: u.identifier.shared_text(),
-                    reason: "the device had no type before, and ext-v1 cannot clear one".into(),
-                }),
-                _ => None,
-            },
-            _ => None,
+        self.0.iter().filter_map(cannot_undo).map(|(op, key, reason)| NotUndoable {
+            op: op.into(),
+            key: key.shared(),
+            reason: reason.into(),
         })
+    }
+}
+
+/// The key an operation that cannot be undone names.
+enum Key<'a> {
+    Customer(&'a Email),
+    Device(&'a DeviceIdent),
+}
+
+impl<'a> Key<'a> {
+    fn as_str(&self) -> &'a str {
+        match self {
+            Key::Customer(e) => e.as_str(),
+            Key::Device(d) => d.as_str(),
+        }
+    }
+
+    fn shared(&self) -> smol_str::SmolStr {
+        match self {
+            Key::Customer(e) => e.shared_text(),
+            Key::Device(d) => d.shared_text(),
+        }
+    }
+}
+
+/// Why `op` cannot be undone, if it cannot: the operation's name, its key, the reason.
+fn cannot_undo(op: &Operation) -> Option<(&'static str, Key<'_>, &'static str)> {
+    match op {
+        Operation::CreateCustomer(c) => {
+            Some(("create_customer", Key::Customer(&c.email), "ext-v1 has no way to delete a customer"))
+        }
+        Operation::CreateDevice(c) => {
+            Some(("create_device", Key::Device(&c.identifier), "ext-v1 has no way to delete a device"))
+        }
+        Operation::UpdateDevice(u) => match &u.device_type {
+            Some(Change { before: None, .. }) => Some((
+                "update_device",
+                Key::Device(&u.identifier),
+                "the device had no type before, and ext-v1 cannot clear one",
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The stored form's `not_undoable_runs`, made as it is serialized: the runs' names, reasons and
+/// lengths first (a few), then each run's keys taken from one pass over the operations.
+struct Runs<'a>(&'a [Operation]);
+
+impl Serialize for Runs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// The next `.1` keys of the shared pass, as a sequence.
+        struct Take<'r, I>(&'r std::cell::RefCell<I>, usize);
+        impl<'r, 'k, I: Iterator<Item = &'k str>> Serialize for Take<'r, I> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.borrow_mut().by_ref().take(self.1))
+            }
+        }
+        /// One run: its fields in `NotUndoableRun`'s order.
+        struct Run<'r, I>(&'static str, &'static str, Take<'r, I>);
+        impl<'r, 'k, I: Iterator<Item = &'k str>> Serialize for Run<'r, I> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut run = serializer.serialize_struct("NotUndoableRun", 3)?;
+                run.serialize_field("op", self.0)?;
+                run.serialize_field("reason", self.1)?;
+                run.serialize_field("keys", &self.2)?;
+                run.end()
+            }
+        }
+        let mut runs: Vec<(&'static str, &'static str, usize)> = Vec::new();
+        for (op, _, reason) in self.0.iter().filter_map(cannot_undo) {
+            match runs.last_mut() {
+                Some((o, r, n)) if *o == op && *r == reason => *n += 1,
+                _ => runs.push((op, reason, 1)),
+            }
+        }
+        let keys = std::cell::RefCell::new(self.0.iter().filter_map(cannot_undo).map(|(_, key, _)| key.as_str()));
+        serializer.collect_seq(runs.iter().map(|&(op, reason, n)| Run(op, reason, Take(&keys, n))))
     }
 }
 
@@ -97,7 +197,7 @@ impl Serialize for Inverse<'_> {
         let view = *self;
         let mut doc = serializer.serialize_struct("UndoPlan", 2)?;
         doc.serialize_field("operations", &Lazy(|| view.operations()))?;
-        doc.serialize_field("not_undoable", &Lazy(|| view.not_undoable()))?;
+        doc.serialize_field("not_undoable_runs", &Runs(view.0))?;
         doc.end()
     }
 }
