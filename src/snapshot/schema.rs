@@ -66,26 +66,20 @@ pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
         conn.busy_timeout(super::store::BULK_BUSY).map_err(|e| Error::snapshot(path, e))?;
         Ok::<_, Error>(conn)
     };
-    let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK => {
-            // A bulk write was killed and left its hot journal, which a read-only connection
-            // cannot roll back. Rolling it back restores the last committed state: what a
-            // reader would have read anyway.
-            drop(conn);
-            tracing::info!(snapshot = %path.display(), "rolling back the journal a stopped write left");
-            let recover = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-            schema_version(&recover, path)?;
-            drop(recover);
-            let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-            let version = schema_version(&conn, path)?;
-            Ok((conn, version))
-        }
-        _ => {
-            let version = schema_version(&conn, path)?;
-            Ok((conn, version))
-        }
+    let mut conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let first = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    if matches!(first, Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+    {
+        // A bulk write was killed and left its hot journal, which a read-only connection
+        // cannot roll back. Rolling it back restores the last committed state: what a reader
+        // would have read anyway.
+        drop(conn);
+        tracing::info!(snapshot = %path.display(), "rolling back the journal a stopped write left");
+        schema_version(&open(OpenFlags::SQLITE_OPEN_READ_WRITE)?, path)?;
+        conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     }
+    let version = schema_version(&conn, path)?;
+    Ok((conn, version))
 }
 
 pub(super) fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {

@@ -166,10 +166,10 @@ impl Writer<'_> {
         &mut self,
         rows: impl IntoIterator<Item = (&'r Email, &'r CustomerRecord)>,
     ) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(PUT_CUSTOMER).map_err(|e| Error::snapshot(&self.path, e))?;
+        let mut st = self.tx.prepare_cached(PUT_CUSTOMER).map_err(|e| self.err(e))?;
         for (email, r) in rows {
             st.execute(params![email.as_str(), None::<&str>, r.name(), r.phone(), r.address(), r.source_id()])
-                .map_err(|e| Error::snapshot(&self.path, e))?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -179,20 +179,20 @@ impl Writer<'_> {
         &mut self,
         rows: impl IntoIterator<Item = (&'r DeviceIdent, Option<&'r str>, &'r Properties)>,
     ) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(PUT_DEVICE).map_err(|e| Error::snapshot(&self.path, e))?;
+        let mut st = self.tx.prepare_cached(PUT_DEVICE).map_err(|e| self.err(e))?;
         let mut json = Vec::new();
         for (ident, device_type, properties) in rows {
             st.execute(params![ident.as_str(), None::<&str>, device_type, properties.json_in(&mut json)])
-                .map_err(|e| Error::snapshot(&self.path, e))?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     /// [`assign`](Self::assign) for many pairs.
     pub fn assign_all<'r>(&mut self, pairs: impl IntoIterator<Item = &'r Assignment>) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(ASSIGN).map_err(|e| Error::snapshot(&self.path, e))?;
+        let mut st = self.tx.prepare_cached(ASSIGN).map_err(|e| self.err(e))?;
         for a in pairs {
-            st.execute(params![a.device.as_str(), a.customer.as_str()]).map_err(|e| Error::snapshot(&self.path, e))?;
+            st.execute(params![a.device.as_str(), a.customer.as_str()]).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
