@@ -238,13 +238,27 @@ fn sigterm_finishes_what_is_in_flight_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted by a signal"), "{stderr}");
-    assert!((emu.emulator.requests().len() as u64) < total, "it stopped sending");
+    let sent = emu.emulator.requests().len() as u64;
+    assert!(sent < total, "it stopped sending");
+    // Progress counts the calls made, not the calls a stop skipped: each phase's last line
+    // says no more than was sent, and the one it stopped in says it did not finish.
+    let ended: Vec<(u64, u64)> =
+        stderr.lines().filter(|l| l.contains("phase ended")).map(|l| (field(l, "done"), field(l, "total"))).collect();
+    assert!(!ended.is_empty(), "{stderr}");
+    assert!(ended.iter().map(|(done, _)| done).sum::<u64>() <= sent, "{ended:?} against {sent} requests:\n{stderr}");
+    assert!(ended.last().is_some_and(|(done, total)| done < total), "{ended:?}\n{stderr}");
     // What Telemetron confirmed was committed before exiting.
     assert_eq!(remote(&emu).0.len(), telemetron_sync::snapshot::read(&w.join("state.db")).unwrap().customers.len());
     let history = w.run(&["history", "--state", "state.db", "--format", "json"]).expect(0).json();
     assert_eq!(history[0]["outcome"], "stopped");
     apply(&w, &emu, "sample-data/day1", &[]).expect(0);
     assert_converged(&w, &emu, "sample-data/day1");
+}
+
+/// The number after `name=` in a log line.
+fn field(line: &str, name: &str) -> u64 {
+    let at = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
+    line[at..].split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap()
 }
 
 /// Issue 11, case 1: the most common first run adopts an organisation whose devices already
@@ -508,6 +522,37 @@ fn sigterm_cuts_a_retry_backoff_short() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(signalled.elapsed() < Duration::from_secs(5), "took {:?} after the signal", signalled.elapsed());
     assert!(stderr.contains("interrupted by a signal"), "{stderr}");
+}
+
+/// A stop that came between a call's retries read as "never sent": the call's intents were
+/// settled, and an assignment whose first attempt may have landed was forgotten. Every request
+/// fails (500, half of them after the write) and the limiter holds the retry half a second;
+/// SIGTERM in that wait must leave the call's intents for the next run to read back.
+#[test]
+fn a_stop_between_retries_keeps_the_calls_intents() {
+    let (w, emu) = (Workdir::new(), Emu::with(|c| c.fail_rate = 1.0));
+    // Customers without a name: the migration's first calls are assign calls that create them.
+    w.write("in/customers.csv", "email\nann@example.com\nbob@example.com\n");
+    w.write("in/devices.csv", "identifier,type\nSN-1,sensor\nSN-2,sensor\n");
+    w.write("in/ownership.csv", "device_identifier,customer_email\nSN-1,ann@example.com\nSN-2,bob@example.com\n");
+    let child = spawn_api(
+        &w,
+        &emu,
+        &["apply", "--input-dir", "in", "--state", "state.db", "--rate", "2", "--concurrency", "1"],
+    );
+    let start = Instant::now();
+    while emu.emulator.requests().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let sent = emu.emulator.requests();
+    assert_eq!(sent.len(), 1, "stopped in the first call's retry wait: {sent:?}");
+    assert!(sent[0].path.contains("assign"), "{sent:?}");
+    assert!(unsettled(&w) > 0, "the call's outcome is unknown: its intents stay\n{stderr}");
 }
 
 /// Issue 11, case 10: a second signal did nothing; now it abandons the calls in flight (2 s of

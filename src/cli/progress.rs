@@ -85,11 +85,22 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// The last word on a phase: the calls it made of those it was to make (after a stop,
+    /// fewer).
+    fn ended(s: &LineState) {
+        if s.total > 0 {
+            tracing::info!(phase = s.name, done = s.done, total = s.total, "phase ended");
+        }
+    }
+}
+
 impl Progress for Lines {
     fn phase(&self, name: &'static str, calls: u64) {
         let now = Instant::now();
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) =
-            LineState { name, total: calls, done: 0, started: now, last: now };
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Lines::ended(&s);
+        *s = LineState { name, total: calls, done: 0, started: now, last: now };
         if calls > 0 {
             tracing::info!(phase = name, calls, "phase started");
         }
@@ -118,5 +129,9 @@ impl Progress for Lines {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).total += calls;
     }
 
-    fn finish(&self) {}
+    fn finish(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Lines::ended(&s);
+        s.total = 0;
+    }
 }

@@ -23,7 +23,7 @@ impl Exec<'_> {
         let Some(ids) = self.intend(false, devices.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
         let result = self.caller.call(|| self.client.unassign_devices_from_owner(&req)).await;
         let unknown = outcome_unknown(&result);
-        self.progress.advance(1);
+        self.answered(&result);
         let fail_all = |error: String| {
             let mut failed = lock(&self.failed_unassign);
             for d in &devices {
@@ -136,7 +136,7 @@ impl Exec<'_> {
         let Some(ids) = self.intend(true, send.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
         let result = self.caller.call(|| self.client.assign_devices_to_owner(&req)).await;
         let unknown = outcome_unknown(&result);
-        self.progress.advance(1);
+        self.answered(&result);
         match result {
             None => self.journal.settle(ids),
             Some(Ok(r)) => {
@@ -239,7 +239,7 @@ impl Exec<'_> {
         let Some(ids) = self.intend(true, send.iter().map(|c| (device.clone(), c.clone()))).await else { return };
         let result = self.caller.call(|| self.client.assign_device_to_owners(&req)).await;
         let unknown = outcome_unknown(&result);
-        self.progress.advance(1);
+        self.answered(&result);
         match result {
             None => self.journal.settle(ids),
             Some(Ok(r)) => {

@@ -210,23 +210,25 @@ impl<'a> Caller<'a> {
     }
 
     /// One API call with the rate limit and retries. `None` when the run is stopping and the
-    /// call was never sent.
+    /// call was never sent; a call stopped between its retries is its last error (its outcome
+    /// may be unknown: it must not read as never sent).
     pub async fn call<T, F, Fut>(&self, f: F) -> Option<Result<T, ApiError>>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
         let mut attempt = 0u32;
+        let mut last: Option<ApiError> = None;
         loop {
             if self.stopping() {
-                return None;
+                return last.map(Err);
             }
             match &self.pace {
                 Pace::Fixed(l) => l.until_ready().await,
                 Pace::Auto(a) => a.until_ready().await,
             }
             if self.stopping() {
-                return None;
+                return last.map(Err);
             }
             self.count_send();
             let sent = Instant::now();
@@ -270,6 +272,7 @@ impl<'a> Caller<'a> {
                         }
                         tokio::time::sleep_until(until.min(tokio::time::Instant::now() + STOP_CHECK)).await;
                     }
+                    last = Some(e);
                 }
                 Err(e) => return Some(Err(e)),
             }

@@ -14,6 +14,10 @@ use super::*;
 
 impl Exec<'_> {
     pub(super) async fn run(&self, call: ApiCall) {
+        // After a stop a call left in its phase is neither sent nor counted as made.
+        if self.caller.stopping() {
+            return;
+        }
         match call {
             ApiCall::CreateCustomer { email, record } => {
                 self.customer(CustomerWork { email, telemetron_id: None, record, create: true }).await
@@ -56,6 +60,13 @@ impl Exec<'_> {
         }
     }
 
+    /// Counts a call in the phase's progress once it has an outcome (`None`: never sent).
+    pub(super) fn answered<T>(&self, result: &Option<T>) {
+        if result.is_some() {
+            self.progress.advance(1);
+        }
+    }
+
     pub(super) fn done(&self, kind: &'static str, n: u64) {
         lock(&self.counts).entry(kind).or_default().done += n;
     }
@@ -79,7 +90,7 @@ impl Exec<'_> {
     pub(super) async fn customer(&self, w: CustomerWork) {
         let kind = if w.create { "customers_created" } else { "customers_updated" };
         let result = self.caller.upsert_customer(self.client, &w).await;
-        self.progress.advance(1);
+        self.answered(&result);
         match result {
             None => {}
             Some(Ok(id)) => {
@@ -101,7 +112,7 @@ impl Exec<'_> {
             properties: w.properties.as_ref().filter(|p| !p.is_empty()).map(properties_json),
         };
         let result = self.caller.call(|| self.client.upsert_device(&req)).await;
-        self.progress.advance(1);
+        self.answered(&result);
         match result {
             None => {}
             Some(Ok(r)) => {
@@ -224,7 +235,7 @@ impl Exec<'_> {
         let req =
             api::BulkMetadata { devices: batch.iter().map(|(d, p)| (d.to_string(), properties_json(p))).collect() };
         let result = self.caller.call(|| self.client.bulk_metadata(&req)).await;
-        self.progress.advance(1);
+        self.answered(&result);
         match result {
             None => {}
             Some(Ok(r)) => {
