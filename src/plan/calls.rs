@@ -262,9 +262,13 @@ fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
 pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usize, usize) {
     let p = parts(ops);
     let graph = PairGraph::new(&p);
-    let mut count = CallCount::default();
-    build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
-    (count.0, lower_bound(&p, batching, &graph))
+    // Independent reads of the same graph: one on each core.
+    std::thread::scope(|s| {
+        let bound = s.spawn(|| lower_bound(&p, batching, &graph));
+        let mut count = CallCount::default();
+        build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+        (count.0, bound.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
 }
 
 /// The new (customer, device) pairs as a bipartite graph by index, with a minimum vertex cover
@@ -302,14 +306,24 @@ struct PairGraph<'a> {
 impl<'a> PairGraph<'a> {
     fn new(p: &Parts<'a>) -> PairGraph<'a> {
         let (assign, device_creates) = (&p.assign, &p.device_creates);
-        let mut customer_ix: FxHashMap<&'a Email, u32> = FxHashMap::default();
-        let mut device_ix: FxHashMap<&'a DeviceIdent, u32> = FxHashMap::default();
+        // Both sides at once: the keys are long and scattered over the heap, and indexing them
+        // was most of the planner's time at a migration.
+        let ((customers, customer_create_at), (devices, device_create_at)) = std::thread::scope(|s| {
+            let customers = s.spawn(|| {
+                let f = FirstSeen::of(assign.iter().map(|a| &a.customer), p.customer_creates.len());
+                let creates = f.find_all(p.customer_creates.iter().map(|(e, _)| *e));
+                (f, creates)
+            });
+            let f = FirstSeen::of(assign.iter().map(|a| &a.device), device_creates.len());
+            let creates = f.find_all(device_creates.iter().map(|c| &c.identifier));
+            (customers.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), (f, creates))
+        });
         let mut g = PairGraph {
             customers: Vec::new(),
             devices: Vec::new(),
-            customer_create_at: Vec::new(),
-            device_create_at: Vec::new(),
-            edges: Vec::with_capacity(assign.len()),
+            customer_create_at,
+            device_create_at,
+            edges: customers.at.iter().copied().zip(devices.at.iter().copied()).collect(),
             degree: Vec::new(),
             new: Vec::new(),
             new_customer: Vec::new(),
@@ -318,36 +332,24 @@ impl<'a> PairGraph<'a> {
             cover_customers: Vec::new(),
             cover_size: 0,
         };
-        for a in assign {
-            let c = *customer_ix.entry(&a.customer).or_insert_with(|| {
-                g.customers.push(&a.customer);
-                (g.customers.len() - 1) as u32
-            });
-            let d = *device_ix.entry(&a.device).or_insert_with(|| {
-                g.devices.push(&a.device);
-                (g.devices.len() - 1) as u32
-            });
-            g.edges.push((c, d));
-        }
+        g.customers = customers.keys;
+        g.devices = devices.keys;
         g.degree = vec![0; g.devices.len()];
         for &(_, d) in &g.edges {
             g.degree[d as usize] += 1;
         }
         g.new = vec![None; g.devices.len()];
-        g.device_create_at = device_creates.iter().map(|c| device_ix.get(&c.identifier).copied()).collect();
         for (c, d) in device_creates.iter().zip(&g.device_create_at) {
             if let Some(d) = d {
                 g.new[*d as usize] = Some(*c);
             }
         }
         g.new_customer = vec![None; g.customers.len()];
-        g.customer_create_at = p.customer_creates.iter().map(|(e, _)| customer_ix.get(e).copied()).collect();
         for ((_, record), c) in p.customer_creates.iter().zip(&g.customer_create_at) {
             if let Some(c) = c {
                 g.new_customer[*c as usize] = Some(*record);
             }
         }
-        drop((customer_ix, device_ix));
         g.shared_new = g.new.iter().zip(&g.degree).map(|(new, degree)| new.is_some() && *degree >= 2).collect();
         let rest: Vec<(u32, u32)>;
         let covered = if g.shared_new.contains(&true) {
@@ -371,6 +373,89 @@ impl<'a> PairGraph<'a> {
         g.cover_customers = cover_c;
         g
     }
+}
+
+/// The distinct keys of a list, numbered in the order they first come, and each item's number.
+///
+/// A plan's assignments are sorted by device, so equal devices are neighbours: while the keys
+/// come in order, a comparison with the last one numbers them, and a merge finds a list of
+/// keys among them; once one comes out of order (the customers, or a plan edited by hand), a
+/// hash map takes over.
+struct FirstSeen<'a, K> {
+    keys: Vec<&'a K>,
+    at: Vec<u32>,
+    /// `None` while the keys came in order (`keys` is then sorted and without repeats).
+    map: Option<FxHashMap<&'a K, u32>>,
+}
+
+impl<'a, K: Ord + std::hash::Hash> FirstSeen<'a, K> {
+    /// `distinct` is a guess of how many keys there are, to size the map.
+    fn of(list: impl ExactSizeIterator<Item = &'a K>, distinct: usize) -> FirstSeen<'a, K> {
+        let mut f = FirstSeen { keys: Vec::new(), at: Vec::with_capacity(list.len()), map: None };
+        for k in list {
+            let i = match &mut f.map {
+                Some(map) => *map.entry(k).or_insert_with(|| {
+                    f.keys.push(k);
+                    (f.keys.len() - 1) as u32
+                }),
+                None => match f.keys.last() {
+                    Some(last) if *last == k => (f.keys.len() - 1) as u32,
+                    Some(last) if *last > k => {
+                        let mut map =
+                            FxHashMap::with_capacity_and_hasher(distinct.max(f.keys.len()), Default::default());
+                        map.extend(f.keys.iter().enumerate().map(|(i, k)| (*k, i as u32)));
+                        let i = *map.entry(k).or_insert_with(|| {
+                            f.keys.push(k);
+                            (f.keys.len() - 1) as u32
+                        });
+                        f.map = Some(map);
+                        i
+                    }
+                    _ => {
+                        f.keys.push(k);
+                        (f.keys.len() - 1) as u32
+                    }
+                },
+            };
+            f.at.push(i);
+        }
+        f
+    }
+
+    /// The number of each of these keys, if it is among them.
+    fn find_all<'k>(&self, wanted: impl Iterator<Item = &'k K>) -> Vec<Option<u32>>
+    where
+        K: 'k,
+    {
+        match &self.map {
+            Some(map) => wanted.map(|k| map.get(k).copied()).collect(),
+            // Sorted keys: a merge (galloping) while the wanted ones come in order; back to
+            // the start when one does not.
+            None => {
+                let (mut from, mut last) = (0, None);
+                wanted
+                    .map(|k| {
+                        if last.is_some_and(|l| k < l) {
+                            from = 0;
+                        }
+                        last = Some(k);
+                        from += below(&self.keys[from..], k);
+                        self.keys.get(from).is_some_and(|x| *x == k).then_some(from as u32)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// How many of these sorted keys are below `k`, found from the front in O(log of the answer).
+fn below<K: Ord>(keys: &[&K], k: &K) -> usize {
+    let mut hi = 1;
+    while hi < keys.len() && keys[hi - 1] < k {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    lo + keys[lo..hi.min(keys.len())].partition_point(|x| *x < k)
 }
 
 /// The indices `0..n`, in the order of their keys when the sink keeps the calls (a count
@@ -764,4 +849,68 @@ fn by_customer<'a>(list: &[&'a Assignment]) -> BTreeMap<&'a Email, Vec<&'a Devic
         map.entry(&a.customer).or_default().push(&a.device);
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbering a hash map gives, and each wanted key's number in it.
+    fn oracle(list: &[u32], wanted: &[u32]) -> (Vec<u32>, Vec<u32>, Vec<Option<u32>>) {
+        let mut keys = Vec::new();
+        let mut ix = std::collections::HashMap::new();
+        let at = list
+            .iter()
+            .map(|k| {
+                *ix.entry(*k).or_insert_with(|| {
+                    keys.push(*k);
+                    (keys.len() - 1) as u32
+                })
+            })
+            .collect();
+        (keys, at, wanted.iter().map(|k| ix.get(k).copied()).collect())
+    }
+
+    /// Sorted lists, sorted lists broken at one place, shuffled ones; wanted keys in order,
+    /// out of order, repeated and missing: the numbers are the hash map's in every case.
+    #[test]
+    fn first_seen_numbers_keys_as_a_hash_map_would() {
+        let mut next = crate::model::seeded(29);
+        for case in 0..600 {
+            let n = (next() % 60) as usize;
+            let span = 1 + next() % 40;
+            let mut list: Vec<u32> = (0..n).map(|_| (next() % span) as u32).collect();
+            match case % 3 {
+                0 => list.sort(),
+                1 => {
+                    list.sort();
+                    if n > 1 {
+                        let at = (next() as usize) % n;
+                        list[at] = (next() % span) as u32;
+                    }
+                }
+                _ => {}
+            }
+            let mut wanted: Vec<u32> = (0..next() % 30).map(|_| (next() % (span + 5)) as u32).collect();
+            if next().is_multiple_of(2) {
+                wanted.sort();
+            }
+            let f = FirstSeen::of(list.iter(), (next() % 8) as usize);
+            let found = f.find_all(wanted.iter());
+            let (keys, at, expected) = oracle(&list, &wanted);
+            assert_eq!(f.keys.iter().map(|k| **k).collect::<Vec<_>>(), keys, "{list:?}");
+            assert_eq!(f.at, at, "{list:?}");
+            assert_eq!(found, expected, "{list:?} {wanted:?}");
+        }
+    }
+
+    #[test]
+    fn below_counts_the_smaller_keys() {
+        let keys: Vec<u32> = (0..100).map(|i| i * 2).collect();
+        let refs: Vec<&u32> = keys.iter().collect();
+        for k in 0..210 {
+            assert_eq!(below(&refs, &k), keys.iter().filter(|x| **x < k).count(), "{k}");
+        }
+        assert_eq!(below::<u32>(&[], &3), 0);
+    }
 }
