@@ -83,9 +83,7 @@ impl Lines {
         let now = Instant::now();
         Lines { every, state: Mutex::new(LineState { name: "", total: 0, done: 0, started: now, last: now }) }
     }
-}
 
-impl Lines {
     /// The last word on a phase: the calls it made of those it was to make (after a stop,
     /// fewer).
     fn ended(s: &LineState) {

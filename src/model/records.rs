@@ -359,14 +359,18 @@ impl Properties {
             // The encoding is always a valid JSON object of strings: it is only built by
             // `from_map`, or read from the snapshot, which holds only what this type wrote.
             None => serde_json::from_str::<Pairs<'_>>(&self.text).unwrap_or_default().0,
-            Some(keys) => keys
-                .plain
-                .iter()
-                .zip(self.text.split(VALUE_SEPARATOR as char))
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (Cow::Borrowed(&**k), unescape_json(v)))
-                .collect(),
+            Some(keys) => self.row_pairs(keys).map(|(k, v)| (Cow::Borrowed(k), v)).collect(),
         }
+    }
+
+    /// The pairs of a value held as a devices file's row: each key with its value, skipping
+    /// the empty ones, straight from the row (nothing collected).
+    fn row_pairs<'s>(&'s self, keys: &'s PropertyKeys) -> impl Iterator<Item = (&'s str, Cow<'s, str>)> {
+        keys.plain
+            .iter()
+            .zip(self.text.split(VALUE_SEPARATOR as char))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (&**k, unescape_json(v)))
     }
 
     pub fn to_map(&self) -> BTreeMap<String, String> {
@@ -394,9 +398,8 @@ impl Serialize for Properties {
             // Straight from the row's values, without collecting the pairs first.
             Some(keys) => {
                 let mut map = s.serialize_map(None)?;
-                let values = self.text.split(VALUE_SEPARATOR as char);
-                for (k, v) in keys.plain.iter().zip(values).filter(|(_, v)| !v.is_empty()) {
-                    map.serialize_entry(&**k, &unescape_json(v))?;
+                for (k, v) in self.row_pairs(keys) {
+                    map.serialize_entry(k, &v)?;
                 }
                 map.end()
             }

@@ -385,7 +385,7 @@ struct FirstSeen<'a, K> {
     keys: Vec<&'a K>,
     at: Vec<u32>,
     /// `None` while the keys came in order (`keys` is then sorted and without repeats).
-    map: Option<FxHashMap<&'a K, u32>>,
+    map: Option<FxHashMap<&'a K, usize>>,
 }
 
 impl<'a, K: Ord + std::hash::Hash> FirstSeen<'a, K> {
@@ -393,31 +393,25 @@ impl<'a, K: Ord + std::hash::Hash> FirstSeen<'a, K> {
     fn of(list: impl ExactSizeIterator<Item = &'a K>, distinct: usize) -> FirstSeen<'a, K> {
         let mut f = FirstSeen { keys: Vec::new(), at: Vec::with_capacity(list.len()), map: None };
         for k in list {
-            let i = match &mut f.map {
-                Some(map) => *map.entry(k).or_insert_with(|| {
+            let in_order = f.map.is_none() && f.keys.last().is_none_or(|last| *last <= k);
+            let i = if in_order {
+                if f.keys.last() != Some(&k) {
                     f.keys.push(k);
-                    (f.keys.len() - 1) as u32
-                }),
-                None => match f.keys.last() {
-                    Some(last) if *last == k => (f.keys.len() - 1) as u32,
-                    Some(last) if *last > k => {
-                        let mut map =
-                            FxHashMap::with_capacity_and_hasher(distinct.max(f.keys.len()), Default::default());
-                        map.extend(f.keys.iter().enumerate().map(|(i, k)| (*k, i as u32)));
-                        let i = *map.entry(k).or_insert_with(|| {
-                            f.keys.push(k);
-                            (f.keys.len() - 1) as u32
-                        });
-                        f.map = Some(map);
-                        i
-                    }
-                    _ => {
-                        f.keys.push(k);
-                        (f.keys.len() - 1) as u32
-                    }
-                },
+                }
+                f.keys.len() - 1
+            } else {
+                let keys = &mut f.keys;
+                let map = f.map.get_or_insert_with(|| {
+                    let mut map = FxHashMap::with_capacity_and_hasher(distinct.max(keys.len()), Default::default());
+                    map.extend(keys.iter().enumerate().map(|(i, k)| (*k, i)));
+                    map
+                });
+                *map.entry(k).or_insert_with(|| {
+                    keys.push(k);
+                    keys.len() - 1
+                })
             };
-            f.at.push(i);
+            f.at.push(i as u32);
         }
         f
     }
@@ -428,7 +422,7 @@ impl<'a, K: Ord + std::hash::Hash> FirstSeen<'a, K> {
         K: 'k,
     {
         match &self.map {
-            Some(map) => wanted.map(|k| map.get(k).copied()).collect(),
+            Some(map) => wanted.map(|k| map.get(k).map(|&i| i as u32)).collect(),
             // Sorted keys: a merge (galloping) while the wanted ones come in order; back to
             // the start when one does not.
             None => {
