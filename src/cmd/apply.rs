@@ -64,14 +64,20 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
             None => {
                 let mut p = super::prepare(&settings)?;
                 let t = Instant::now();
-                let doc = plan::build_uncounted(std::mem::take(&mut p.diff), &p.export);
-                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "plan built");
-                let (rejected, warnings) = (p.export.rejects.len(), p.export.warnings.len());
-                // Freed, not left to the exit as `plan` does: the calls and the undo plan are
-                // made next, and reuse its memory.
+                // The plan needs the diff and what was rejected, not the export's maps nor the
+                // snapshot's rows: they are freed first, so that the operations take their
+                // place instead of adding to them (at 10 M devices, 2 GiB).
+                let diff = std::mem::take(&mut p.diff);
+                let kept = crate::model::Export {
+                    rejects: std::mem::take(&mut p.export.rejects),
+                    warnings: std::mem::take(&mut p.export.warnings),
+                    ..Default::default()
+                };
                 drop(p);
-                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "front freed");
-                (doc.operations, rejected, warnings)
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "front freed");
+                let doc = plan::build_uncounted(diff, &kept);
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
+                (doc.operations, kept.rejects.len(), kept.warnings.len())
             }
         };
         let spec = RunSpec {
@@ -159,9 +165,11 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     // those go out first, and the rest follows when it is made (a migration's grouping takes
     // as long as its reading).
     let t = Instant::now();
-    let early = plan::named_creates(&operations);
-    let (early_calls, apart) = (early.len() as u64, !early.is_empty());
+    let early_calls = plan::named_create_count(&operations) as u64;
+    let apart = early_calls > 0;
     let operations = Arc::new(operations);
+    // Made as they are sent, from the operations, which they keep until the last is made.
+    let early = (early_calls, plan::named_creates(operations.clone()));
     let (made_tx, made_rx) = tokio::sync::oneshot::channel::<plan::Calls>();
     let (count_tx, count_rx) = tokio::sync::oneshot::channel::<u64>();
     let planner = {
@@ -173,7 +181,16 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
                 plan::calls(&operations, batching)
             };
             drop(operations);
-            tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "calls made");
+            tracing::debug!(
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                customers = calls.customers.len(),
+                devices = calls.devices.len(),
+                unassign = calls.unassign.len(),
+                assign = calls.assign.len(),
+                customer_updates = calls.customer_updates.len(),
+                properties = calls.properties.len(),
+                "calls made"
+            );
             let made = calls.len() as u64;
             // Unheard only when the run ended before the calls were made.
             let _ = made_tx.send(calls);
@@ -183,7 +200,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     };
     if let (Some(keep), false) = (spec.keep_undo, operations.is_empty()) {
         store.put_undo(run_id, &plan::Inverse(&operations), keep)?;
-        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "undo plan stored");
+        tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "undo plan stored");
     }
     drop(operations);
     let announce = |planned: u64| {

@@ -197,15 +197,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs the plan's calls, phase after phase: `early` at once, as the start of the customers
-/// phase (customer creates only), and `rest` when it resolves — the planner may still be making
+/// Runs the plan's calls, phase after phase: `early` (how many, and the calls, made as they are
+/// sent) at once, as the start of the customers phase (customer creates only), and `rest` when
+/// it resolves — the planner may still be making
 /// them. `confirm` is called once per acknowledged operation, from the executor's tasks. `stop`
 /// is checked before every call: once set, nothing new is sent, the calls in flight finish, and
 /// `rest` is no longer waited for.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
-    early: Vec<ApiCall>,
+    early: (u64, impl Iterator<Item = ApiCall>),
     rest: impl std::future::Future<Output = Calls>,
     opts: &Options,
     confirm: &(dyn Fn(Confirmed) + Sync),
@@ -229,9 +230,10 @@ pub async fn execute(
     };
     let n = opts.concurrency.max(1);
     // Early calls open the customers phase; the rest of it follows once the rest is made.
-    let opened = !early.is_empty();
+    let (early_len, early) = early;
+    let opened = early_len > 0;
     let calls = if opened {
-        progress.phase("customers", early.len() as u64);
+        progress.phase("customers", early_len);
         futures::stream::iter(early).for_each_concurrent(n, |call| ex.run(call)).await;
         match ex.unless_stopping(rest).await {
             Some(mut calls) => {
@@ -243,6 +245,8 @@ pub async fn execute(
             None => Calls::default(),
         }
     } else {
+        // Nothing to make, but what it holds (the operations) is not kept for the run.
+        drop(early);
         rest.await
     };
     let phases = [

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::*;
-use crate::diff::{Assignment, Change, DeviceCreate};
+use crate::diff::{Assignment, Change, CustomerCreate, DeviceCreate};
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
 
 /// The API's cap on entries in one bulk-metadata request.
@@ -221,16 +221,27 @@ pub fn calls(ops: &[Operation], batching: Batching) -> Calls {
 
 /// The creates of customers with details beyond an email, which no assign call can make
 /// (`autoCreateOwners` creates an email and nothing else): known without the grouping, so
-/// `apply` sends them while [`calls_but_named_creates`] makes the rest. In the operations' order.
-pub fn named_creates(ops: &[Operation]) -> Vec<ApiCall> {
-    ops.iter()
-        .filter_map(|op| match op {
-            Operation::CreateCustomer(c) if !email_only(&c.email, &c.record) => {
-                Some(ApiCall::CreateCustomer { email: c.email.clone(), record: c.record.clone() })
-            }
-            _ => None,
-        })
-        .collect()
+/// `apply` sends them while [`calls_but_named_creates`] makes the rest. In the operations' order,
+/// each made as it is asked for (a migration has millions, and they go out over hours), from
+/// operations the iterator holds.
+pub fn named_creates(ops: Arc<Vec<Operation>>) -> impl Iterator<Item = ApiCall> + Send {
+    (0..ops.len()).filter_map(move |i| named_create(&ops[i]))
+}
+
+/// How many calls [`named_creates`] makes.
+pub fn named_create_count(ops: &[Operation]) -> usize {
+    ops.iter().filter(|op| named_create_of(op).is_some()).count()
+}
+
+fn named_create_of(op: &Operation) -> Option<&CustomerCreate> {
+    match op {
+        Operation::CreateCustomer(c) if !email_only(&c.email, &c.record) => Some(c),
+        _ => None,
+    }
+}
+
+fn named_create(op: &Operation) -> Option<ApiCall> {
+    named_create_of(op).map(|c| ApiCall::CreateCustomer { email: c.email.clone(), record: c.record.clone() })
 }
 
 /// [`calls`] less [`named_creates`]: the two together are the plan's calls, the named creates

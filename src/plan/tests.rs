@@ -301,7 +301,9 @@ fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
         // without the grouping.
         for batching in [batching, Batching { optimize: false, ..batching }] {
             let whole = calls(&ops, batching);
-            let (named, mut rest) = (named_creates(&ops), calls_but_named_creates(&ops, batching));
+            let named: Vec<ApiCall> = named_creates(std::sync::Arc::new(ops.clone())).collect();
+            assert_eq!(named.len(), named_create_count(&ops), "{context}");
+            let mut rest = calls_but_named_creates(&ops, batching);
             let mut customers = named.clone();
             customers.append(&mut rest.customers);
             let key = |c: &ApiCall| format!("{c:?}");
