@@ -10,6 +10,7 @@ use crate::api;
 use crate::client::Rejection;
 use crate::model::Assignment;
 use crate::model::{CustomerRecord, DeviceIdent, Email};
+use crate::plan::DeviceCreates;
 
 use super::*;
 
@@ -93,22 +94,23 @@ impl Exec<'_> {
         &self,
         customer: Email,
         devices: Vec<DeviceIdent>,
-        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create: Option<DeviceCreates>,
         create_customer: Option<CustomerRecord>,
     ) {
         let kind = "assignments_added";
-        let creating: FxHashSet<&DeviceIdent> = create.as_ref().map(|(_, l)| l.iter().collect()).unwrap_or_default();
+        let creating: FxHashSet<&DeviceIdent> =
+            create.as_ref().map(|c| c.of(&devices).iter().collect()).unwrap_or_default();
         let mut send = Vec::with_capacity(devices.len());
-        for d in devices {
-            match self.blocked(&d, &customer) {
+        for d in &devices {
+            match self.blocked(d, &customer) {
                 Some(why) => {
-                    if creating.contains(&d) {
+                    if creating.contains(d) {
                         lock(&self.failed_devices).insert(d.clone());
                         self.fail("devices_created", d.to_string(), why.into());
                     }
                     self.fail(kind, format!("{d} -> {customer}"), why.into())
                 }
-                None => send.push(d),
+                None => send.push(d.clone()),
             }
         }
         let fail_creates = |error: &str| {
@@ -131,7 +133,7 @@ impl Exec<'_> {
             customer_email: customer.to_string(),
             device_identifiers: send.iter().map(|d| d.to_string()).collect(),
             auto_create_devices: create.is_some(),
-            device_type: create.as_ref().map(|(t, _)| t.to_string()),
+            device_type: create.as_ref().map(|c| c.device_type.to_string()),
         };
         let Some(ids) = self.intend(true, send.iter().map(|d| (d.clone(), customer.clone()))).await else { return };
         let result = self.caller.call(|| self.client.assign_devices_to_owner(&req)).await;
@@ -153,7 +155,8 @@ impl Exec<'_> {
                 for d in &send {
                     match ok.get(d.as_str()) {
                         Some(&(id, was_created)) => {
-                            if let (true, Some((t, _))) = (creating.contains(d), &create) {
+                            if let (true, Some(DeviceCreates { device_type: t, .. })) = (creating.contains(d), &create)
+                            {
                                 if was_created {
                                     self.device_created(d, id, t);
                                 } else {

@@ -57,7 +57,7 @@ pub enum ApiCall {
     AssignDevicesToOwner {
         customer: Email,
         devices: Vec<DeviceIdent>,
-        create: Option<(Arc<str>, Vec<DeviceIdent>)>,
+        create: Option<DeviceCreates>,
         create_customer: Option<CustomerRecord>,
     },
     /// `assignDeviceToOwners`; `create` is the type when this call creates the device, and
@@ -71,6 +71,22 @@ pub enum ApiCall {
     BulkMetadata {
         devices: Vec<(DeviceIdent, Properties)>,
     },
+}
+
+/// The devices an `assignDevicesToOwner` call creates: of one type, and all of the call's
+/// devices unless `only` lists some of them (a migration's calls create every device they
+/// hold, and need no second list for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCreates {
+    pub device_type: Arc<str>,
+    pub only: Option<Vec<DeviceIdent>>,
+}
+
+impl DeviceCreates {
+    /// The devices created, of the call's `devices`.
+    pub fn of<'a>(&'a self, devices: &'a [DeviceIdent]) -> &'a [DeviceIdent] {
+        self.only.as_deref().unwrap_or(devices)
+    }
 }
 
 /// The calls of a plan, by phase, in execution order.
@@ -264,7 +280,11 @@ fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
     p.named_left_out = named == Named::Leave;
     let graph = batching.optimize.then(|| PairGraph::new(&p));
     let mut calls = Calls::default();
-    build_calls(&p, batching, graph.as_ref(), &mut calls);
+    let metadata = build_calls(&p, batching, graph.as_ref(), &mut calls);
+    // The properties calls are made last, once the graph and the lists they were grouped from
+    // are freed: at a migration they are ten million entries, and the graph a gigabyte.
+    drop((graph, p));
+    properties_calls(metadata, batching, &mut calls);
     calls
 }
 
@@ -277,7 +297,8 @@ pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usi
     std::thread::scope(|s| {
         let bound = s.spawn(|| lower_bound(&p, batching, &graph));
         let mut count = CallCount::default();
-        build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+        let metadata = build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+        properties_calls(metadata, batching, &mut count);
         (count.0, bound.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     })
 }
@@ -510,8 +531,14 @@ impl Groups {
     }
 }
 
-/// `graph` is `Some` exactly when `batching.optimize` is set.
-fn build_calls<'a, S: Sink>(p: &Parts<'a>, batching: Batching, graph: Option<&PairGraph<'a>>, calls: &mut S) {
+/// `graph` is `Some` exactly when `batching.optimize` is set. Makes every call but the
+/// properties', and returns the devices whose properties [`properties_calls`] sends.
+fn build_calls<'a, S: Sink>(
+    p: &Parts<'a>,
+    batching: Batching,
+    graph: Option<&PairGraph<'a>>,
+    calls: &mut S,
+) -> Vec<(&'a DeviceIdent, &'a Properties)> {
     let batch = batching.batch_size.max(1);
     for (email, id, record) in &p.customer_updates {
         calls.push(Phase::CustomerUpdates, || ApiCall::UpdateCustomer {
@@ -561,6 +588,11 @@ fn build_calls<'a, S: Sink>(p: &Parts<'a>, batching: Batching, graph: Option<&Pa
             }
         }
     }
+    metadata
+}
+
+/// The bulk-metadata calls for these devices' properties, in device order.
+fn properties_calls<S: Sink>(mut metadata: Vec<(&DeviceIdent, &Properties)>, batching: Batching, calls: &mut S) {
     sort_for::<S, _>(&mut metadata, |(d, _)| d.as_str());
     for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
         calls.push(Phase::Properties, || ApiCall::BulkMetadata {
@@ -712,13 +744,24 @@ fn plan_assignments<'a, S: Sink>(
                 customer: email.clone(),
                 devices: held.iter().map(|d| devices[*d as usize].clone()).collect(),
                 create: call.create.as_ref().map(|t| {
-                    let created = held.iter().filter(|d| folded_device(**d));
-                    (t.clone(), created.map(|d| devices[*d as usize].clone()).collect())
+                    let created = || held.iter().filter(|d| folded_device(**d));
+                    let n = created().count();
+                    DeviceCreates {
+                        device_type: t.clone(),
+                        // Sized exactly: collected from a filter, a list of one would take four.
+                        only: (n < held.len()).then(|| {
+                            let mut list = Vec::with_capacity(n);
+                            list.extend(created().map(|d| devices[*d as usize].clone()));
+                            list
+                        }),
+                    }
                 }),
                 create_customer: folded_customer(c).then(|| new_customer_of[c as usize].cloned()).flatten(),
             });
         }
     }
+    // Only the device calls are left: the customer calls' lists go before they are made.
+    drop((customer_calls, call_devices, calls_of_customer));
     let grouped: Vec<u32> = (0..devices.len() as u32).filter(|d| !device_groups.of(*d).is_empty()).collect();
     for d in in_key_order::<S>(grouped.len(), |i| devices[grouped[i] as usize].as_str()).map(|i| grouped[i as usize]) {
         let mut group = device_groups.of(d).to_vec();
@@ -730,11 +773,16 @@ fn plan_assignments<'a, S: Sink>(
                 device: devices[d as usize].clone(),
                 customers: chunk.iter().map(|c| customers[*c as usize].clone()).collect(),
                 create: folded_device(d).then(|| device_type(d)),
-                create_customers: chunk
-                    .iter()
-                    .filter(|c| folded_customer(**c))
-                    .filter_map(|c| Some((customers[*c as usize].clone(), new_customer_of[*c as usize]?.clone())))
-                    .collect(),
+                create_customers: {
+                    // A folded customer is a new one: each of them has its record.
+                    let mut list = Vec::with_capacity(chunk.iter().filter(|c| folded_customer(**c)).count());
+                    list.extend(
+                        chunk.iter().filter(|c| folded_customer(**c)).filter_map(|c| {
+                            Some((customers[*c as usize].clone(), new_customer_of[*c as usize]?.clone()))
+                        }),
+                    );
+                    list
+                },
             });
         }
     }
