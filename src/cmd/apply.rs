@@ -74,6 +74,7 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
                     ..Default::default()
                 };
                 drop(p);
+                super::return_freed_memory();
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "front freed");
                 let doc = plan::build_uncounted(diff, &kept);
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
