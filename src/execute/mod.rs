@@ -199,10 +199,9 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the plan's calls, phase after phase: `early` (how many, and the calls, made as they are
 /// sent) at once, as the start of the customers phase (customer creates only), and `rest` when
-/// it resolves — the planner may still be making
-/// them. `confirm` is called once per acknowledged operation, from the executor's tasks. `stop`
-/// is checked before every call: once set, nothing new is sent, the calls in flight finish, and
-/// `rest` is no longer waited for.
+/// it resolves — the planner may still be making them. `confirm` is called once per
+/// acknowledged operation, from the executor's tasks. `stop` is checked before every call:
+/// once set, nothing new is sent, the calls in flight finish, and `rest` is no longer waited for.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
