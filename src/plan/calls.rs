@@ -280,10 +280,19 @@ fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
     p.named_left_out = named == Named::Leave;
     let graph = batching.optimize.then(|| PairGraph::new(&p));
     let mut calls = Calls::default();
-    let metadata = build_calls(&p, batching, graph.as_ref(), &mut calls);
-    // The properties calls are made last, once the graph and the lists they were grouped from
-    // are freed: at a migration they are ten million entries, and the graph a gigabyte.
-    drop((graph, p));
+    let (metadata, grouping) = build_calls(&p, batching, graph.as_ref(), &mut calls);
+    // The assign calls are made once the lists they were grouped from and what the graph held
+    // only for the grouping are freed, the properties calls once the rest of it is: at a
+    // migration the graph is a gigabyte, the assign calls millions, the properties ten million.
+    drop(p);
+    if let (Some(graph), Some(grouping)) = (graph, grouping) {
+        let PairGraph { customers, devices, new, new_customer, .. } = { graph };
+        assign_calls(
+            Keys { customers: &customers, devices: &devices, new: &new, new_customer: &new_customer },
+            grouping,
+            &mut calls,
+        );
+    }
     properties_calls(metadata, batching, &mut calls);
     calls
 }
@@ -297,7 +306,10 @@ pub fn call_count_and_lower_bound(ops: &[Operation], batching: Batching) -> (usi
     std::thread::scope(|s| {
         let bound = s.spawn(|| lower_bound(&p, batching, &graph));
         let mut count = CallCount::default();
-        let metadata = build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+        let (metadata, grouping) = build_calls(&p, batching, batching.optimize.then_some(&graph), &mut count);
+        if let Some(grouping) = grouping {
+            assign_calls(Keys::of(&graph), grouping, &mut count);
+        }
         properties_calls(metadata, batching, &mut count);
         (count.0, bound.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     })
@@ -532,13 +544,14 @@ impl Groups {
 }
 
 /// `graph` is `Some` exactly when `batching.optimize` is set. Makes every call but the
-/// properties', and returns the devices whose properties [`properties_calls`] sends.
+/// properties' and, with a graph, the assign calls: returns the devices whose properties
+/// [`properties_calls`] sends, and the grouping [`assign_calls`] makes the assign calls of.
 fn build_calls<'a, S: Sink>(
     p: &Parts<'a>,
     batching: Batching,
     graph: Option<&PairGraph<'a>>,
     calls: &mut S,
-) -> Vec<(&'a DeviceIdent, &'a Properties)> {
+) -> (Vec<(&'a DeviceIdent, &'a Properties)>, Option<Grouping>) {
     let batch = batching.batch_size.max(1);
     for (email, id, record) in &p.customer_updates {
         calls.push(Phase::CustomerUpdates, || ApiCall::UpdateCustomer {
@@ -564,9 +577,10 @@ fn build_calls<'a, S: Sink>(
         }
     }
     let mut metadata: Vec<(&DeviceIdent, &Properties)> = p.property_changes.clone();
+    let mut grouping = None;
 
     if let Some(graph) = graph {
-        plan_assignments(p, graph, batch, calls, &mut metadata);
+        grouping = Some(group_assignments(p, graph, batch, calls, &mut metadata));
     } else {
         for (email, record) in p.customer_creates.iter().filter(|(e, r)| p.sends_create(e, r)) {
             calls.push(Phase::Customers, || ApiCall::CreateCustomer {
@@ -588,7 +602,7 @@ fn build_calls<'a, S: Sink>(
             }
         }
     }
-    metadata
+    (metadata, grouping)
 }
 
 /// The bulk-metadata calls for these devices' properties, in device order.
@@ -611,15 +625,16 @@ fn create_device_call(c: &DeviceCreate) -> ApiCall {
 }
 
 /// Phase 4 by minimum vertex cover, folding creates into the assign calls where one call
-/// covers the entity alone. Adds the creates it cannot fold to phases 1 and 2, and the
+/// covers the entity alone: the grouping, by index into the graph's keys, from which
+/// [`assign_calls`] makes the calls. Adds the creates it cannot fold to phases 1 and 2, and the
 /// properties of folded devices to `metadata`.
-fn plan_assignments<'a, S: Sink>(
+fn group_assignments<'a, S: Sink>(
     p: &Parts<'a>,
     graph: &PairGraph<'a>,
     batch: usize,
     calls: &mut S,
     metadata: &mut Vec<(&'a DeviceIdent, &'a Properties)>,
-) {
+) -> Grouping {
     let PairGraph { customers, devices, edges, by_device, cover_customers: cover_c, .. } = graph;
     // Each pair goes to its customer's call when the customer is in the cover, else its
     // device's; a shared new device's pairs go to its device's unless all its owners have calls.
@@ -647,11 +662,6 @@ fn plan_assignments<'a, S: Sink>(
     // reporting it as skipped.
     // One flat list of calls (a customer's are a range of it), each a range of one flat list of
     // devices: a migration has a million customers, and none needs an allocation of its own.
-    struct CustomerCall {
-        devices: std::ops::Range<u32>,
-        /// The type of the devices it creates (those of its devices that are folded).
-        create: Option<Arc<str>>,
-    }
     let mut customer_calls: Vec<CustomerCall> = Vec::new();
     let mut call_devices: Vec<u32> = Vec::with_capacity(customer_groups.items.len());
     let mut calls_of_customer: Vec<u32> = Vec::with_capacity(customers.len() + 1);
@@ -696,8 +706,6 @@ fn plan_assignments<'a, S: Sink>(
         calls_of_customer.push(customer_calls.len() as u32);
     }
     drop(customer_groups);
-    let calls_of =
-        |c: u32| &customer_calls[calls_of_customer[c as usize] as usize..calls_of_customer[c as usize + 1] as usize];
 
     // A new customer with only an email is created by an assign call when exactly one call holds it.
     let mut customer_appearances: Vec<u32> = calls_of_customer.windows(2).map(|w| w[1] - w[0]).collect();
@@ -735,6 +743,79 @@ fn plan_assignments<'a, S: Sink>(
         }
     }
 
+    Grouping {
+        batch,
+        customer_calls,
+        call_devices,
+        calls_of_customer,
+        device_groups,
+        appearances,
+        customer_appearances,
+    }
+}
+
+/// A customer call of a [`Grouping`].
+struct CustomerCall {
+    devices: std::ops::Range<u32>,
+    /// The type of the devices it creates (those of its devices that are folded).
+    create: Option<Arc<str>>,
+}
+
+/// How the new pairs go into assign calls, by index into the graph's keys: all that
+/// [`assign_calls`] needs besides them.
+struct Grouping {
+    batch: usize,
+    /// The customers' calls, those of customer `c` at `calls_of_customer[c]..[c + 1]`, each a
+    /// range of `call_devices`.
+    customer_calls: Vec<CustomerCall>,
+    call_devices: Vec<u32>,
+    calls_of_customer: Vec<u32>,
+    /// Per device, the customers of its device calls.
+    device_groups: Groups,
+    /// Per device and per customer, how many calls hold it.
+    appearances: Vec<u32>,
+    customer_appearances: Vec<u32>,
+}
+
+/// What the assign calls are made from: the graph's keys and what this run creates.
+struct Keys<'g, 'a> {
+    customers: &'g [&'a Email],
+    devices: &'g [&'a DeviceIdent],
+    new: &'g [Option<&'a DeviceCreate>],
+    new_customer: &'g [Option<&'a CustomerRecord>],
+}
+
+impl<'g, 'a> Keys<'g, 'a> {
+    fn of(graph: &'g PairGraph<'a>) -> Keys<'g, 'a> {
+        Keys {
+            customers: &graph.customers,
+            devices: &graph.devices,
+            new: &graph.new,
+            new_customer: &graph.new_customer,
+        }
+    }
+}
+
+/// The assign calls of a grouping: the customers' then the devices', each in key order.
+fn assign_calls<S: Sink>(keys: Keys<'_, '_>, g: Grouping, calls: &mut S) {
+    let Keys { customers, devices, new: new_of, new_customer: new_customer_of } = keys;
+    let Grouping {
+        batch,
+        customer_calls,
+        call_devices,
+        calls_of_customer,
+        device_groups,
+        appearances,
+        customer_appearances,
+    } = g;
+    let folded_device = |d: u32| appearances[d as usize] == 1 && new_of[d as usize].is_some();
+    let device_type = |d: u32| new_of[d as usize].map(|c| c.device_type.clone()).unwrap_or_default();
+    let folded_customer = |c: u32| {
+        customer_appearances[c as usize] == 1
+            && new_customer_of[c as usize].is_some_and(|r| email_only(customers[c as usize], r))
+    };
+    let calls_of =
+        |c: u32| &customer_calls[calls_of_customer[c as usize] as usize..calls_of_customer[c as usize + 1] as usize];
     // The assign calls, customers' then devices', each in key order.
     for c in in_key_order::<S>(customers.len(), |c| customers[c].as_str()) {
         let email = customers[c as usize];
