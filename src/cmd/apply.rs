@@ -26,6 +26,8 @@ use crate::snapshot::{self, Lock, Store};
 
 /// How often confirmations are committed, at the longest.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// How many assign or properties calls the planner makes ahead of the executor.
+const FED_AHEAD: usize = 4096;
 
 /// What a saved plan holds that `apply --plan` needs.
 #[derive(Debug, Deserialize)]
@@ -171,31 +173,48 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let operations = Arc::new(operations);
     // Made as they are sent, from the operations, which they keep until the last is made.
     let early = (early_calls, plan::named_creates(operations.clone()));
-    let (made_tx, made_rx) = tokio::sync::oneshot::channel::<plan::Calls>();
+    let (made_tx, made_rx) = tokio::sync::oneshot::channel::<(plan::Calls, execute::Feeds)>();
+    let mut made_rx = Some(made_rx);
     let (count_tx, count_rx) = tokio::sync::oneshot::channel::<u64>();
     let planner = {
         let (operations, batching) = (operations.clone(), spec.batching);
         std::thread::spawn(move || {
-            let calls = if apart {
-                plan::calls_but_named_creates(&operations, batching)
-            } else {
-                plan::calls(&operations, batching)
-            };
-            drop(operations);
-            tracing::debug!(
-                elapsed_ms = t.elapsed().as_millis() as u64,
-                customers = calls.customers.len(),
-                devices = calls.devices.len(),
-                unassign = calls.unassign.len(),
-                assign = calls.assign.len(),
-                customer_updates = calls.customer_updates.len(),
-                properties = calls.properties.len(),
-                "calls made"
+            // The assign and properties calls are made as the executor reads them, a few
+            // thousand ahead: at a migration they are gigabytes, and wanted only after hours.
+            let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(FED_AHEAD);
+            let (properties_tx, properties_rx) = tokio::sync::mpsc::channel(FED_AHEAD);
+            let mut made = 0;
+            plan::staged_calls(
+                &operations,
+                batching,
+                !apart,
+                |calls, assign, properties| {
+                    tracing::debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        customers = calls.customers.len(),
+                        devices = calls.devices.len(),
+                        unassign = calls.unassign.len(),
+                        assign,
+                        customer_updates = calls.customer_updates.len(),
+                        properties,
+                        rss_mib = super::rss_mib(),
+                        "calls made, but the assign and properties calls, made as they are sent"
+                    );
+                    made = (calls.len() + assign + properties) as u64;
+                    let feeds = execute::Feeds {
+                        assign: execute::Feed { len: assign as u64, calls: assign_rx },
+                        properties: execute::Feed { len: properties as u64, calls: properties_rx },
+                    };
+                    // Unheard only when the run ended before the calls were made.
+                    let _ = made_tx.send((calls, feeds));
+                    let _ = count_tx.send(made);
+                },
+                // False once the executor is gone: nothing more is made.
+                |late, call| match late {
+                    plan::Late::Assign => assign_tx.blocking_send(call).is_ok(),
+                    plan::Late::Properties => properties_tx.blocking_send(call).is_ok(),
+                },
             );
-            let made = calls.len() as u64;
-            // Unheard only when the run ended before the calls were made.
-            let _ = made_tx.send(calls);
-            let _ = count_tx.send(made);
             made
         })
     };
@@ -222,16 +241,21 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     };
     // Without early calls there is nothing to send before the calls are made: they are waited
     // for here (and a run with none ends here).
-    let (mut planned, planner) = if apart {
-        (0, Some(planner))
+    let (mut planned, made) = if apart {
+        (0, None)
     } else {
-        let planned = planner.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let Ok((calls, feeds)) = made_rx.take().map_or(Err(()), |rx| rx.blocking_recv().map_err(drop)) else {
+            // The planner's thread ended without making them: it panicked.
+            let panic = planner.join().err().unwrap_or_else(|| Box::new("the planner ended without calls"));
+            std::panic::resume_unwind(panic);
+        };
+        let planned = calls.len() as u64 + feeds.len();
         announce(planned);
         if planned == 0 {
             let outcome = Outcome::default();
             return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });
         }
-        (planned, None)
+        (planned, Some((calls, feeds)))
     };
 
     // The recorder owns the store while the executor runs. If it cannot commit, it says why
@@ -247,7 +271,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     let rt = super::runtime()?;
     let progress = crate::cli::progress::for_stderr(spec.quiet);
     let out_of_time = Arc::new(AtomicBool::new(false));
-    let (outcome, counted) = rt.block_on(async {
+    let (outcome, counted, abandoned) = rt.block_on(async {
         let now = Arc::new(tokio::sync::Notify::new());
         let signals = super::stop_on_signals(stop.clone(), now.clone());
         // The cron window: when it closes, the run stops as on a first signal — nothing new
@@ -264,14 +288,16 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         let confirm = |c: Confirmed| {
             journal.send(Record::Confirmed(c));
         };
-        // The calls made on the planner's thread (it sends them once, and waits for nothing).
+        // The calls made on the planner's thread (it sends them once, and feeds the rest).
         let rest = async {
-            // Empty only if the planner's thread panicked, which is raised once the run ends.
-            let calls = made_rx.await.unwrap_or_default();
-            if apart {
-                announce(early_calls + calls.len() as u64);
+            if let Some((calls, feeds)) = made {
+                return (calls, Some(feeds));
             }
-            calls
+            // Nothing only if the planner's thread panicked, which is raised once the run ends.
+            let Some(rx) = made_rx else { return Default::default() };
+            let Ok((calls, feeds)) = rx.await else { return Default::default() };
+            announce(early_calls + calls.len() as u64 + feeds.len());
+            (calls, Some(feeds))
         };
         let run = execute::execute(&spec.client, early, rest, &opts, &confirm, &journal, progress.as_ref(), &stop);
         let mut abandoned = false;
@@ -294,7 +320,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
             None
         } else {
             let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
-            if stopping && !planner.as_ref().is_some_and(|p| p.is_finished()) {
+            if stopping && !planner.is_finished() {
                 tracing::info!("stopped while the calls were being made: counting them, for the calls left");
             }
             tokio::select! {
@@ -306,7 +332,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         if let Some(w) = window {
             w.abort();
         }
-        (outcome, counted)
+        (outcome, counted, abandoned)
     });
     let mut store = recorder.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     let recorder_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -314,10 +340,14 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     if apart {
         // Abandoned by a second signal before they were made, the calls known are the early ones.
         planned = early_calls + counted.unwrap_or(0);
-        // A panic of the planner's thread is raised, not lost.
-        if let Some(Err(panic)) = planner.filter(|p| p.is_finished()).map(|p| p.join()) {
-            std::panic::resume_unwind(panic);
-        }
+    }
+    // A panic of the planner's thread is raised, not lost (a feed it stopped feeding ended its
+    // phase early). It ends at once: nobody reads its calls any more. Not waited for after a
+    // second signal, which wants out now.
+    if (!abandoned || planner.is_finished())
+        && let Err(panic) = planner.join()
+    {
+        std::panic::resume_unwind(panic);
     }
     finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: recorder_failure, out_of_time })
 }

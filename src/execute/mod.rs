@@ -197,16 +197,48 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The calls of a phase handed over one at a time as they are made ([`crate::plan::staged_calls`]
+/// on a thread of its own), and how many there are.
+#[derive(Debug)]
+pub struct Feed {
+    pub len: u64,
+    pub calls: tokio::sync::mpsc::Receiver<ApiCall>,
+}
+
+/// The two phases a migration has millions of calls in, fed instead of made beforehand.
+#[derive(Debug)]
+pub struct Feeds {
+    pub assign: Feed,
+    pub properties: Feed,
+}
+
+impl Feeds {
+    pub fn len(&self) -> u64 {
+        self.assign.len + self.properties.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A phase's calls: made, or fed as they are made.
+enum PhaseCalls {
+    Made(Vec<ApiCall>),
+    Fed(Feed),
+}
+
 /// Runs the plan's calls, phase after phase: `early` (how many, and the calls, made as they are
 /// sent) at once, as the start of the customers phase (customer creates only), and `rest` when
 /// it resolves — the planner may still be making them. `confirm` is called once per
 /// acknowledged operation, from the executor's tasks. `stop` is checked before every call:
 /// once set, nothing new is sent, the calls in flight finish, and `rest` is no longer waited for.
+/// `rest` may leave its assign and properties calls to be fed ([`Feeds`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
     early: (u64, impl Iterator<Item = ApiCall>),
-    rest: impl std::future::Future<Output = Calls>,
+    rest: impl std::future::Future<Output = (Calls, Option<Feeds>)>,
     opts: &Options,
     confirm: &(dyn Fn(Confirmed) + Sync),
     journal: &dyn Journal,
@@ -231,30 +263,34 @@ pub async fn execute(
     // Early calls open the customers phase; the rest of it follows once the rest is made.
     let (early_len, early) = early;
     let opened = early_len > 0;
-    let calls = if opened {
+    let (calls, feeds) = if opened {
         progress.phase("customers", early_len);
         futures::stream::iter(early).for_each_concurrent(n, |call| ex.run(call)).await;
         match ex.unless_stopping(rest).await {
-            Some(mut calls) => {
+            Some((mut calls, feeds)) => {
                 progress.more(calls.customers.len() as u64);
                 let customers = std::mem::take(&mut calls.customers);
                 futures::stream::iter(customers).for_each_concurrent(n, |call| ex.run(call)).await;
-                calls
+                (calls, feeds)
             }
-            None => Calls::default(),
+            None => (Calls::default(), None),
         }
     } else {
         // Nothing to make, but what it holds (the operations) is not kept for the run.
         drop(early);
         rest.await
     };
+    let (assign, properties) = match feeds {
+        Some(Feeds { assign, properties }) => (PhaseCalls::Fed(assign), PhaseCalls::Fed(properties)),
+        None => (PhaseCalls::Made(calls.assign), PhaseCalls::Made(calls.properties)),
+    };
     let phases = [
-        ("customers", calls.customers),
-        ("devices", calls.devices),
-        ("unassignments", calls.unassign),
-        ("assignments", calls.assign),
-        ("customer details", calls.customer_updates),
-        ("properties", calls.properties),
+        ("customers", PhaseCalls::Made(calls.customers)),
+        ("devices", PhaseCalls::Made(calls.devices)),
+        ("unassignments", PhaseCalls::Made(calls.unassign)),
+        ("assignments", assign),
+        ("customer details", PhaseCalls::Made(calls.customer_updates)),
+        ("properties", properties),
     ];
     for (name, list) in phases {
         // After a stop nothing more is sent: the phases left are not started (their bars
@@ -265,8 +301,24 @@ pub async fn execute(
         if opened && name == "customers" {
             continue;
         }
-        progress.phase(name, list.len() as u64);
-        futures::stream::iter(list).for_each_concurrent(n, |call| ex.run(call)).await;
+        match list {
+            PhaseCalls::Made(list) => {
+                progress.phase(name, list.len() as u64);
+                futures::stream::iter(list).for_each_concurrent(n, |call| ex.run(call)).await;
+            }
+            PhaseCalls::Fed(Feed { len, calls }) => {
+                progress.phase(name, len);
+                // Read until a stop, not to the end: the rest would be made only to be dropped.
+                let fed =
+                    futures::stream::unfold(
+                        calls,
+                        |mut calls| async move { calls.recv().await.map(|call| (call, calls)) },
+                    );
+                fed.take_while(|_| std::future::ready(!ex.caller.stopping()))
+                    .for_each_concurrent(n, |call| ex.run(call))
+                    .await;
+            }
+        }
     }
     progress.finish();
 

@@ -123,6 +123,9 @@ trait Sink {
     /// sorts that make the calls deterministic are left out for it.
     const ORDERED: bool;
     fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall);
+    /// Every call but the assign calls a grouping makes and the properties calls has been
+    /// pushed; these follow, `assign` and `properties` of them.
+    fn late(&mut self, _assign: usize, _properties: usize) {}
 }
 
 /// Sorts by `key` when the sink keeps the calls (stable, as `sort_by` is).
@@ -274,27 +277,102 @@ enum Named {
 }
 
 fn calls_of(ops: &[Operation], batching: Batching, named: Named) -> Calls {
+    let mut calls = Calls::default();
+    calls_into(ops, batching, named, &mut calls);
+    calls
+}
+
+fn calls_into<S: Sink>(ops: &[Operation], batching: Batching, named: Named, calls: &mut S) {
     let mut p = parts(ops);
     // No named create is folded into an assign call (see `email_only`), so leaving them out
     // changes nothing else.
     p.named_left_out = named == Named::Leave;
     let graph = batching.optimize.then(|| PairGraph::new(&p));
-    let mut calls = Calls::default();
-    let (metadata, grouping) = build_calls(&p, batching, graph.as_ref(), &mut calls);
+    let (metadata, grouping) = build_calls(&p, batching, graph.as_ref(), calls);
     // The assign calls are made once the lists they were grouped from and what the graph held
     // only for the grouping are freed, the properties calls once the rest of it is: at a
     // migration the graph is a gigabyte, the assign calls millions, the properties ten million.
     drop(p);
+    calls.late(grouping.as_ref().map_or(0, Grouping::call_count), metadata.len().div_ceil(metadata_chunk(batching)));
     if let (Some(graph), Some(grouping)) = (graph, grouping) {
         let PairGraph { customers, devices, new, new_customer, .. } = { graph };
         assign_calls(
             Keys { customers: &customers, devices: &devices, new: &new, new_customer: &new_customer },
             grouping,
-            &mut calls,
+            calls,
         );
     }
-    properties_calls(metadata, batching, &mut calls);
-    calls
+    properties_calls(metadata, batching, calls);
+}
+
+/// Which of the two phases [`staged_calls`] streams a call is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    Assign,
+    Properties,
+}
+
+/// The calls of a plan, for `apply`: those of [`calls_but_named_creates`] (of [`calls`] when
+/// `named`), the assign and properties calls one at a time. At a migration those two phases
+/// are millions of calls, gigabytes beside the operations, and go out last, after hours of
+/// creates: `first` is given the rest (the two phases empty) with how many calls each of the
+/// two will have, before any of them is made; then `send` is given each assign call, then each
+/// properties call, as they are made. `send` may wait (a bounded channel, read as the phases
+/// run); once it answers false (nobody reads them any more), nothing more is made.
+pub fn staged_calls(
+    ops: &[Operation],
+    batching: Batching,
+    named: bool,
+    first: impl FnOnce(Calls, usize, usize),
+    send: impl FnMut(Late, ApiCall) -> bool,
+) {
+    let named = if named { Named::Include } else { Named::Leave };
+    let mut staging = Staging { calls: Calls::default(), first: Some(first), send, open: false, gone: false };
+    calls_into(ops, batching, named, &mut staging);
+}
+
+/// The sink of [`staged_calls`]: keeps the calls until [`Sink::late`], then streams.
+struct Staging<F, S> {
+    calls: Calls,
+    first: Option<F>,
+    send: S,
+    /// The rest has been handed to `first`: the assign and properties calls are sent.
+    open: bool,
+    /// `send` answered false.
+    gone: bool,
+}
+
+impl<F: FnOnce(Calls, usize, usize), S: FnMut(Late, ApiCall) -> bool> Sink for Staging<F, S> {
+    const ORDERED: bool = true;
+
+    fn push(&mut self, phase: Phase, call: impl FnOnce() -> ApiCall) {
+        let late = match phase {
+            Phase::Assign => Late::Assign,
+            Phase::Properties => Late::Properties,
+            _ => return self.calls.push(phase, call),
+        };
+        if !self.open {
+            // Only the assign calls made without a grouping come before `late`.
+            self.calls.push(phase, call);
+        } else if !self.gone {
+            self.gone = !(self.send)(late, call());
+        }
+    }
+
+    fn late(&mut self, assign: usize, properties: usize) {
+        let made = std::mem::take(&mut self.calls.assign);
+        debug_assert!(self.calls.properties.is_empty());
+        if let Some(first) = self.first.take() {
+            first(std::mem::take(&mut self.calls), made.len() + assign, properties);
+        }
+        self.open = true;
+        for call in made {
+            if self.gone {
+                break;
+            }
+            self.gone = !(self.send)(Late::Assign, call);
+        }
+    }
 }
 
 /// How many calls [`calls`] makes, and their lower bound, from one pass over the operations and
@@ -605,10 +683,15 @@ fn build_calls<'a, S: Sink>(
     (metadata, grouping)
 }
 
+/// Devices per bulk-metadata call.
+fn metadata_chunk(batching: Batching) -> usize {
+    batching.metadata_batch_size.clamp(1, METADATA_CAP)
+}
+
 /// The bulk-metadata calls for these devices' properties, in device order.
 fn properties_calls<S: Sink>(mut metadata: Vec<(&DeviceIdent, &Properties)>, batching: Batching, calls: &mut S) {
     sort_for::<S, _>(&mut metadata, |(d, _)| d.as_str());
-    for chunk in metadata.chunks(batching.metadata_batch_size.clamp(1, METADATA_CAP)) {
+    for chunk in metadata.chunks(metadata_chunk(batching)) {
         calls.push(Phase::Properties, || ApiCall::BulkMetadata {
             devices: chunk.iter().map(|(d, props)| ((*d).clone(), (*props).clone())).collect(),
         });
@@ -775,6 +858,14 @@ struct Grouping {
     /// Per device and per customer, how many calls hold it.
     appearances: Vec<u32>,
     customer_appearances: Vec<u32>,
+}
+
+impl Grouping {
+    /// How many calls [`assign_calls`] makes of it: one per customer call, and a device's
+    /// customers in `batch` chunks.
+    fn call_count(&self) -> usize {
+        self.customer_calls.len() + self.device_groups.iter().map(|g| g.len().div_ceil(self.batch)).sum::<usize>()
+    }
 }
 
 /// What the assign calls are made from: the graph's keys and what this run creates.

@@ -291,7 +291,11 @@ fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
                 ops.push(Operation::Assign(Assignment { device: device.clone(), customer: customer.clone() }));
             }
         }
-        let batching = Batching { batch_size: 1 + rng.below(3) as usize, ..Batching::default() };
+        let batching = Batching {
+            batch_size: 1 + rng.below(3) as usize,
+            metadata_batch_size: [1000, 1, 2][round % 3],
+            ..Batching::default()
+        };
         let (count, bound) = call_count_and_lower_bound(&ops, batching);
         let made = calls(&ops, batching);
         let context = format!("round {round}: {ops:?}\n{made:?}");
@@ -312,7 +316,41 @@ fn random_plans_keep_the_bound_below_the_calls_and_create_each_entity_once() {
             expected.sort_by_key(key);
             assert_eq!(customers, expected, "{context}");
             assert!(named.iter().all(|c| matches!(c, ApiCall::CreateCustomer { .. })), "{context}");
-            assert_eq!(Calls { customers: Vec::new(), ..whole }, rest, "{context}");
+            assert_eq!(Calls { customers: Vec::new(), ..whole.clone() }, rest, "{context}");
+            // Staged, the same calls in the same order, the two late phases as many as said.
+            for (named, want) in [(false, calls_but_named_creates(&ops, batching)), (true, whole)] {
+                let mut got = (Calls::default(), 0, 0);
+                let (mut assign, mut properties) = (Vec::new(), Vec::new());
+                staged_calls(
+                    &ops,
+                    batching,
+                    named,
+                    |first, a, p| got = (first, a, p),
+                    |late, call| {
+                        match late {
+                            Late::Assign => assign.push(call),
+                            Late::Properties => properties.push(call),
+                        }
+                        true
+                    },
+                );
+                let (first, a, p) = got;
+                assert_eq!((a, p), (assign.len(), properties.len()), "{context}");
+                assert_eq!(Calls { assign, properties, ..first }, want, "{context}");
+            }
+            // A reader that goes away stops the making at once.
+            let mut sent = 0;
+            staged_calls(
+                &ops,
+                batching,
+                false,
+                |_, _, _| {},
+                |_, _| {
+                    sent += 1;
+                    false
+                },
+            );
+            assert!(sent <= 1, "{context}");
         }
 
         let mut held: BTreeMap<(Email, DeviceIdent), usize> = BTreeMap::new();
