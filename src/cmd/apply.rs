@@ -174,7 +174,6 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     // Made as they are sent, from the operations, which they keep until the last is made.
     let early = (early_calls, plan::named_creates(operations.clone()));
     let (made_tx, made_rx) = tokio::sync::oneshot::channel::<(plan::Calls, execute::Feeds)>();
-    let mut made_rx = Some(made_rx);
     let (count_tx, count_rx) = tokio::sync::oneshot::channel::<u64>();
     let planner = {
         let (operations, batching) = (operations.clone(), spec.batching);
@@ -241,10 +240,11 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
     };
     // Without early calls there is nothing to send before the calls are made: they are waited
     // for here (and a run with none ends here).
+    // `made`: the calls, or where they will come from.
     let (mut planned, made) = if apart {
-        (0, None)
+        (0, Err(made_rx))
     } else {
-        let Ok((calls, feeds)) = made_rx.take().map_or(Err(()), |rx| rx.blocking_recv().map_err(drop)) else {
+        let Ok((calls, feeds)) = made_rx.blocking_recv() else {
             // The planner's thread ended without making them: it panicked.
             let panic = planner.join().err().unwrap_or_else(|| Box::new("the planner ended without calls"));
             std::panic::resume_unwind(panic);
@@ -255,7 +255,7 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
             let outcome = Outcome::default();
             return finish(&mut store, run_id, &outcome, spec, &Ending { planned, recorder: None, out_of_time: false });
         }
-        (planned, Some((calls, feeds)))
+        (planned, Ok((calls, feeds)))
     };
 
     // The recorder owns the store while the executor runs. If it cannot commit, it says why
@@ -290,13 +290,15 @@ pub(super) fn run_operations(spec: &RunSpec<'_>, operations: Vec<Operation>) -> 
         };
         // The calls made on the planner's thread (it sends them once, and feeds the rest).
         let rest = async {
-            if let Some((calls, feeds)) = made {
-                return (calls, Some(feeds));
-            }
-            // Nothing only if the planner's thread panicked, which is raised once the run ends.
-            let Some(rx) = made_rx else { return Default::default() };
-            let Ok((calls, feeds)) = rx.await else { return Default::default() };
-            announce(early_calls + calls.len() as u64 + feeds.len());
+            let (calls, feeds) = match made {
+                Ok(made) => made,
+                Err(rx) => {
+                    // Nothing only if the planner's thread panicked, which is raised once the run ends.
+                    let Ok((calls, feeds)) = rx.await else { return Default::default() };
+                    announce(early_calls + calls.len() as u64 + feeds.len());
+                    (calls, feeds)
+                }
+            };
             (calls, Some(feeds))
         };
         let run = execute::execute(&spec.client, early, rest, &opts, &confirm, &journal, progress.as_ref(), &stop);

@@ -327,17 +327,17 @@ pub fn staged_calls(
     send: impl FnMut(Late, ApiCall) -> bool,
 ) {
     let named = if named { Named::Include } else { Named::Leave };
-    let mut staging = Staging { calls: Calls::default(), first: Some(first), send, open: false, gone: false };
+    let mut staging = Staging { calls: Calls::default(), first: Some(first), send, gone: false };
     calls_into(ops, batching, named, &mut staging);
 }
 
 /// The sink of [`staged_calls`]: keeps the calls until [`Sink::late`], then streams.
 struct Staging<F, S> {
     calls: Calls,
+    /// `None` once the rest has been handed to it: from then on the assign and properties
+    /// calls are sent.
     first: Option<F>,
     send: S,
-    /// The rest has been handed to `first`: the assign and properties calls are sent.
-    open: bool,
     /// `send` answered false.
     gone: bool,
 }
@@ -351,7 +351,7 @@ impl<F: FnOnce(Calls, usize, usize), S: FnMut(Late, ApiCall) -> bool> Sink for S
             Phase::Properties => Late::Properties,
             _ => return self.calls.push(phase, call),
         };
-        if !self.open {
+        if self.first.is_some() {
             // Only the assign calls made without a grouping come before `late`.
             self.calls.push(phase, call);
         } else if !self.gone {
@@ -365,7 +365,6 @@ impl<F: FnOnce(Calls, usize, usize), S: FnMut(Late, ApiCall) -> bool> Sink for S
         if let Some(first) = self.first.take() {
             first(std::mem::take(&mut self.calls), made.len() + assign, properties);
         }
-        self.open = true;
         for call in made {
             if self.gone {
                 break;
