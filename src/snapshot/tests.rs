@@ -2,7 +2,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::model::{
-    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, Properties, SnapshotData, TelemetronId,
+    Assignment, CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, Properties, SnapshotData,
+    TelemetronId,
 };
 
 fn rec(name: &str) -> CustomerRecord {
@@ -399,5 +400,71 @@ fn undo_plans_read_back_compressed_or_as_earlier_plain_text() {
     for run in [new, old] {
         let (kind, read) = undo_plan(&path, run).unwrap().unwrap();
         assert_eq!((kind.as_str(), &read), ("apply", &plan), "run {run}");
+    }
+}
+
+/// Every table of the snapshot at `path`, each row as text, in key order.
+fn dump(path: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT email || '|' || coalesce(telemetron_id, '-') || '|' || coalesce(name, '-') FROM customers ORDER BY email",
+        "SELECT identifier || '|' || coalesce(telemetron_id, '-') || '|' || coalesce(type, '-') || '|' || properties
+             FROM devices ORDER BY identifier",
+        "SELECT device || '|' || customer FROM assignments ORDER BY device, customer",
+    ] {
+        let mut st = conn.prepare(sql).unwrap();
+        rows.extend(st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap));
+    }
+    rows
+}
+
+#[test]
+fn bulk_writes_of_any_length_write_what_row_by_row_writes() {
+    let dir = tempdir();
+    // Around the rows one statement carries (64): none, fewer, one statement, one and a rest.
+    for n in [0usize, 1, 2, 63, 64, 65, 128, 130, 200] {
+        let email = |i: usize| Email::parse(&format!("c{:03}@x.io", i % (n / 2).max(1))).unwrap();
+        let dev = |i: usize| DeviceIdent::parse(&format!("SN-{:03}", (i * 7) % n.max(1))).unwrap();
+        // Keys repeat within a statement (a later row updates, a repeated pair is ignored).
+        let customers: Vec<(Email, CustomerRecord)> = (0..n).map(|i| (email(i), rec(&format!("N{i}")))).collect();
+        let props: Vec<Properties> =
+            (0..n).map(|i| Properties::from_json(&format!(r#"{{"fw":"1.{i}","ü":"{i}"}}"#)).unwrap()).collect();
+        let devices: Vec<(DeviceIdent, String)> = (0..n).map(|i| (dev(i), format!("t{}", i % 3))).collect();
+        let pairs: Vec<Assignment> =
+            (0..n).map(|i| Assignment { device: dev(i / 2), customer: email(i % 5) }).collect();
+        let paths = [dir.join(format!("bulk-{n}.db")), dir.join(format!("one-{n}.db"))];
+        for (k, path) in paths.iter().enumerate() {
+            let mut store = Store::open(path).unwrap();
+            // A stored id the writes without one keep.
+            let mut w = store.writer().unwrap();
+            w.put_customer(&email(0), Some(&TelemetronId::new("cust_0")), &rec("old")).unwrap();
+            w.commit().unwrap();
+            let mut w = store.writer().unwrap();
+            if k == 0 {
+                w.put_customers(customers.iter().map(|(e, r)| (e, r))).unwrap();
+                w.put_devices(devices.iter().zip(&props).map(|((d, t), p)| (d, Some(t.as_str()), p))).unwrap();
+                w.assign_all(&pairs).unwrap();
+            } else {
+                for (e, r) in &customers {
+                    w.put_customer(e, None, r).unwrap();
+                }
+                for ((d, t), p) in devices.iter().zip(&props) {
+                    w.put_device(
+                        d,
+                        None,
+                        &DeviceRecord { device_type: Some(t.as_str().into()), properties: p.clone() },
+                    )
+                    .unwrap();
+                }
+                for a in &pairs {
+                    w.assign(&a.device, &a.customer).unwrap();
+                }
+            }
+            w.commit().unwrap();
+        }
+        let (bulk, one) = (dump(&paths[0]), dump(&paths[1]));
+        assert_eq!(bulk, one, "{n} rows");
+        assert!(n == 0 || bulk.iter().any(|r| r.starts_with("c000@x.io|cust_0|")), "{n} rows: the stored id kept");
     }
 }

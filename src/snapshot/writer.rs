@@ -19,6 +19,23 @@ const PUT_DEVICE: &str = "INSERT INTO devices (identifier, telemetron_id, type, 
         type = excluded.type, properties = excluded.properties";
 const ASSIGN: &str = "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)";
 
+/// How many rows one statement of [`Writer::put_many`] inserts (256 wrote no faster at 1 M).
+const ROWS_AT_ONCE: usize = 64;
+
+/// `sql`, a one-row `INSERT ... VALUES (?1, .., ?width) ...`, made to insert `rows` rows: its
+/// values' parentheses repeated, the placeholders numbered on through them.
+fn rows_at_once(sql: &str, width: usize, rows: usize) -> String {
+    let start = sql.find("VALUES (").map_or(0, |i| i + "VALUES ".len());
+    let end = sql[start..].find(')').map_or(start, |i| start + i + 1);
+    let values = (0..rows)
+        .map(|r| {
+            let row = (1..=width).map(|j| format!("?{}", r * width + j)).collect::<Vec<_>>();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>();
+    format!("{}{}{}", &sql[..start], values.join(", "), &sql[end..])
+}
+
 /// A write transaction on the snapshot. Dropped without `commit`, it writes nothing.
 pub struct Writer<'a> {
     pub(super) tx: rusqlite::Transaction<'a>,
@@ -160,18 +177,19 @@ impl Writer<'_> {
         self.exec("DELETE FROM intents WHERE id = ?1", [id])
     }
 
-    /// [`put_customer`](Self::put_customer) for many customers, keeping their Telemetron ids:
-    /// one statement for all (a cached statement's lookup hashes its SQL on every row).
+    /// [`put_customer`](Self::put_customer) for many customers, keeping their Telemetron ids.
     pub fn put_customers<'r>(
         &mut self,
         rows: impl IntoIterator<Item = (&'r Email, &'r CustomerRecord)>,
     ) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(PUT_CUSTOMER).map_err(|e| self.err(e))?;
-        for (email, r) in rows {
-            st.execute(params![email.as_str(), None::<&str>, r.name(), r.phone(), r.address(), r.source_id()])
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        self.put_many(PUT_CUSTOMER, 6, rows, |st, at, (email, r)| {
+            st.raw_bind_parameter(at + 1, email.as_str())?;
+            st.raw_bind_parameter(at + 2, None::<&str>)?;
+            st.raw_bind_parameter(at + 3, r.name())?;
+            st.raw_bind_parameter(at + 4, r.phone())?;
+            st.raw_bind_parameter(at + 5, r.address())?;
+            st.raw_bind_parameter(at + 6, r.source_id())
+        })
     }
 
     /// [`put_device`](Self::put_device) for many devices, keeping their Telemetron ids.
@@ -179,20 +197,52 @@ impl Writer<'_> {
         &mut self,
         rows: impl IntoIterator<Item = (&'r DeviceIdent, Option<&'r str>, &'r Properties)>,
     ) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(PUT_DEVICE).map_err(|e| self.err(e))?;
         let mut json = Vec::new();
-        for (ident, device_type, properties) in rows {
-            st.execute(params![ident.as_str(), None::<&str>, device_type, properties.json_in(&mut json)])
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        self.put_many(PUT_DEVICE, 4, rows, |st, at, (ident, device_type, properties)| {
+            st.raw_bind_parameter(at + 1, ident.as_str())?;
+            st.raw_bind_parameter(at + 2, None::<&str>)?;
+            st.raw_bind_parameter(at + 3, device_type)?;
+            // Bound texts are copied: the buffer is free again for the next row.
+            st.raw_bind_parameter(at + 4, properties.json_in(&mut json))
+        })
     }
 
     /// [`assign`](Self::assign) for many pairs.
     pub fn assign_all<'r>(&mut self, pairs: impl IntoIterator<Item = &'r Assignment>) -> Result<(), Error> {
-        let mut st = self.tx.prepare_cached(ASSIGN).map_err(|e| self.err(e))?;
-        for a in pairs {
-            st.execute(params![a.device.as_str(), a.customer.as_str()]).map_err(|e| self.err(e))?;
+        self.put_many(ASSIGN, 2, pairs, |st, at, a| {
+            st.raw_bind_parameter(at + 1, a.device.as_str())?;
+            st.raw_bind_parameter(at + 2, a.customer.as_str())
+        })
+    }
+
+    /// Runs `sql`, a one-row `INSERT ... VALUES (?1, ..?width) ...`, for every row, [`ROWS_AT_ONCE`]
+    /// rows to a statement: one step of SQLite's program per row costs its start, bind and
+    /// reset on each; `bind` binds one row's values after the `at` placeholders before it.
+    fn put_many<T>(
+        &mut self,
+        sql: &str,
+        width: usize,
+        rows: impl IntoIterator<Item = T>,
+        mut bind: impl FnMut(&mut rusqlite::Statement<'_>, usize, T) -> rusqlite::Result<()>,
+    ) -> Result<(), Error> {
+        let many_sql = rows_at_once(sql, width, ROWS_AT_ONCE);
+        let mut many = self.tx.prepare(&many_sql).map_err(|e| self.err(e))?;
+        let mut one = self.tx.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut batch = Vec::with_capacity(ROWS_AT_ONCE);
+        let mut rows = rows.into_iter();
+        loop {
+            batch.extend(rows.by_ref().take(ROWS_AT_ONCE));
+            if batch.len() < ROWS_AT_ONCE {
+                // The last few rows, one statement each.
+                for row in batch.drain(..) {
+                    bind(&mut one, 0, row).and_then(|()| one.raw_execute()).map_err(|e| self.err(e))?;
+                }
+                break;
+            }
+            for (i, row) in batch.drain(..).enumerate() {
+                bind(&mut many, i * width, row).map_err(|e| self.err(e))?;
+            }
+            many.raw_execute().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
