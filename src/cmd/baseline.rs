@@ -21,6 +21,7 @@ pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
         store.write_in_bulk(|w| {
             w.put_customers(d.customers_to_create.iter().map(|c| (&c.email, &c.record)))?;
             w.put_customers(d.customers_to_update.iter().map(|u| (&u.email, &u.after)))?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "customers written");
             w.put_devices(d.devices_to_create.iter().map(|c| (&c.identifier, Some(&*c.device_type), &c.properties)))?;
             for u in &d.devices_to_update {
                 let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
@@ -36,10 +37,13 @@ pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
                 };
                 w.put_device(&u.identifier, None, &record)?;
             }
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "devices written");
             for a in &d.assignments_to_remove {
                 w.unassign(&a.device, &a.customer)?;
             }
-            w.assign_all(&d.assignments_to_add)
+            w.assign_all(&d.assignments_to_add)?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "assignments written");
+            Ok(())
         })?;
         let summary = serde_json::json!({
             "customers_recorded": d.customers_to_create.len() + d.customers_to_update.len(),

@@ -73,6 +73,9 @@ impl Store {
         let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
         conn.busy_timeout(WRITER_BUSY).map_err(err)?;
+        // Takes effect only on a file that has no pages yet: a new snapshot. A quarter as many
+        // pages to write and balance in a bulk write (`baseline` at 10 M: 37.3 -> 35.9 s).
+        conn.pragma_update(None, "page_size", 16384).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         let version = schema_version(&conn, path)?;
