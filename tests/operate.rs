@@ -393,6 +393,46 @@ fn a_baseline_killed_while_it_writes_changes_nothing() {
     assert_eq!(mode, "wal", "the snapshot is back in WAL mode for apply's readers");
 }
 
+/// `baseline` writes the customers and devices while it still reads the ownership file, in the
+/// transaction the assignments close. An ownership file refused after that write began — a
+/// fatal header, every row rejected, an empty file where the snapshot has owners, one bad
+/// row under `--strict` — must roll all of it back: every table as before, byte for byte.
+#[test]
+fn a_baseline_refused_for_its_ownership_file_records_nothing() {
+    let w = bulk_days();
+    let tables = |w: &Workdir| {
+        let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+        ["customers", "devices", "assignments"].map(|t| {
+            let mut st = conn.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2")).unwrap();
+            let n = st.column_count();
+            let rows = st.query_map([], |r| {
+                (0..n).map(|i| r.get_ref(i).map(|v| format!("{v:?}"))).collect::<Result<Vec<_>, _>>()
+            });
+            rows.unwrap().collect::<Result<Vec<_>, _>>().unwrap()
+        })
+    };
+    let before = tables(&w);
+    let good = w.read("day2/ownership.csv");
+    let lines: Vec<&str> = good.lines().collect();
+    let damaged = [
+        ("a header without the customer column", "device_identifier,owner\nSN-1,a@b.example\n".to_string(), &[][..]),
+        ("every row rejected", lines[0].to_string() + "\n" + &lines[1..].join("\n").replace('@', "") + "\n", &[]),
+        ("a header and no rows", format!("{}\n", lines[0]), &[]),
+        ("one bad row under --strict", format!("{good}not a device,not an email\n"), &["--strict"][..]),
+    ];
+    for (what, ownership, flags) in damaged {
+        w.write("day2/ownership.csv", ownership);
+        let args = [&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"][..], flags].concat();
+        let run = w.run(&args);
+        assert_ne!(run.code, 0, "{what}: the baseline was refused\n{}", run.stderr);
+        assert!(tables(&w) == before, "{what}: the refused baseline changed the snapshot\n{}", run.stderr);
+    }
+    // The same day with its ownership file intact is recorded: the write itself works.
+    w.write("day2/ownership.csv", good);
+    w.run(&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"]).expect(0);
+    assert!(tables(&w) != before, "the intact day 2 was recorded");
+}
+
 /// A `plan` started while a baseline writes (and holds the file, in the rollback journal)
 /// waits for it instead of failing with "database is locked", and reads one state whole:
 /// all of the baseline's or none of it.

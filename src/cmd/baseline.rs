@@ -14,37 +14,49 @@ pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
     let _lock = Lock::acquire(&settings.state)?;
     let run_id = super::begin_run(&settings.state, "baseline")?;
     let result = (|| {
-        let p = super::prepare(&settings)?;
-        let started = std::time::Instant::now();
-        let mut store = Store::open(&settings.state)?;
-        let d = &p.diff;
-        store.write_in_bulk(|w| {
-            w.put_customers(d.customers_to_create.iter().map(|c| (&c.email, &c.record)))?;
-            w.put_customers(d.customers_to_update.iter().map(|u| (&u.email, &u.after)))?;
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "customers written");
-            w.put_devices(d.devices_to_create.iter().map(|c| (&c.identifier, Some(&*c.device_type), &c.properties)))?;
-            for u in &d.devices_to_update {
-                let Some(old) = p.snap.devices.get(&u.identifier) else { continue };
-                let record = DeviceRecord {
-                    device_type: u
-                        .device_type
-                        .as_ref()
-                        .map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
-                    properties: u
-                        .properties
-                        .as_ref()
-                        .map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
+        // The customers and devices are written while the ownership file is still read and
+        // resolved, inside the one transaction the assignments then close: preparing that
+        // fails rolls it all back, so nothing of a refused export is recorded.
+        let (p, written) = super::prepare_beside(&settings, |d, snap, assigned| {
+            let started = std::time::Instant::now();
+            let mut store = Store::open(&settings.state)?;
+            store.write_in_bulk(|w| {
+                w.put_customers(d.customers_to_create.iter().map(|c| (&c.email, &c.record)))?;
+                w.put_customers(d.customers_to_update.iter().map(|u| (&u.email, &u.after)))?;
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "customers written");
+                w.put_devices(
+                    d.devices_to_create.iter().map(|c| (&c.identifier, Some(&*c.device_type), &c.properties)),
+                )?;
+                for u in &d.devices_to_update {
+                    let Some(old) = snap.devices.get(&u.identifier) else { continue };
+                    let record = DeviceRecord {
+                        device_type: u
+                            .device_type
+                            .as_ref()
+                            .map_or_else(|| old.record.device_type.clone(), |c| c.after.clone()),
+                        properties: u
+                            .properties
+                            .as_ref()
+                            .map_or_else(|| old.record.properties.clone(), |c| c.after.clone()),
+                    };
+                    w.put_device(&u.identifier, None, &record)?;
+                }
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "devices written");
+                let Some(a) = assigned.wait() else {
+                    // Preparing failed, and says why: the error here only rolls back.
+                    return Err(Error::Setup("the baseline was not prepared".into()));
                 };
-                w.put_device(&u.identifier, None, &record)?;
-            }
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "devices written");
-            for a in &d.assignments_to_remove {
-                w.unassign(&a.device, &a.customer)?;
-            }
-            w.assign_all(&d.assignments_to_add)?;
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "assignments written");
-            Ok(())
+                for pair in a.to_remove() {
+                    w.unassign(&pair.device, &pair.customer)?;
+                }
+                w.assign_all(a.to_add())?;
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "assignments written");
+                Ok(())
+            })?;
+            Ok::<_, Error>((store, started))
         })?;
+        let (mut store, started) = written?;
+        let d = &p.diff;
         let summary = serde_json::json!({
             "customers_recorded": d.customers_to_create.len() + d.customers_to_update.len(),
             "devices_recorded": d.devices_to_create.len() + d.devices_to_update.len(),

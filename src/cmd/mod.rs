@@ -143,22 +143,13 @@ const STDERR_REJECTS: usize = 100;
 /// rows, and diffs. With `--strict`, any bad row is an error here, before anything is written.
 pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     let started = std::time::Instant::now();
-    let Reads { customers, devices, ownership, snap } = read_all(settings);
+    let Reads { customers, devices, ownership, snap } = read_all(settings, true);
     let mut export = customers?;
     export.join(devices?);
     export.join(ownership?);
     let mut snap = snap?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "inputs and snapshot read");
-    // A file the input folder lacks is a warning of the plan: its kind is not reconciled.
-    let missing = settings.missing.iter().map(|(kind, path)| crate::model::Warning {
-        file: path.display().to_string().into(),
-        line: 0,
-        message: format!(
-            "not in the input folder: {} are not reconciled",
-            if *kind == "ownership" { "assignments" } else { kind }
-        ),
-    });
-    export.warnings.splice(0..0, missing);
+    add_missing_warnings(&mut export, settings);
     refuse_empty_files(&export, &snap, settings)?;
     refuse_all_rejected(&export)?;
     // The entity diff needs only the device half of the resolution: the ownership half runs
@@ -175,7 +166,107 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
         resolved.put_into(&mut export);
     }
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "ownership resolved");
+    report_rows(&export, settings)?;
+    diff.set_assignments(diff::assignments(&export, &snap));
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
+    Ok(Prepared { export, snap, diff })
+}
 
+/// What [`prepare_beside`]'s second thread is handed once this one has it.
+pub(crate) struct Later<'a, T> {
+    cell: &'a std::sync::OnceLock<T>,
+    ready: std::sync::mpsc::Receiver<()>,
+}
+
+impl<'a, T> Later<'a, T> {
+    /// Waits for the value; `None` when preparing failed before it was known.
+    pub(crate) fn wait(self) -> Option<&'a T> {
+        self.ready.recv().ok().and_then(|()| self.cell.get())
+    }
+}
+
+/// As [`prepare`], with the same checks and the same result, for a command that can use the
+/// entity diff before the ownership file is even read (`baseline` writes it). The customers
+/// and devices files and the snapshot are read, then the entity diff made; from then on
+/// `beside` runs on a thread of its own with that diff, while this one reads and resolves the
+/// ownership file and diffs the assignments, which `beside` is handed when they are known.
+/// If preparing fails, `beside` is handed nothing — whatever it did must then be undone — and
+/// the error is this function's.
+pub(crate) fn prepare_beside<T: Send>(
+    settings: &InputSettings,
+    beside: impl FnOnce(&Diff, &SnapshotData, Later<'_, diff::AssignmentDiff>) -> T + Send,
+) -> Result<(Prepared, T), Error> {
+    let started = std::time::Instant::now();
+    let Reads { customers, devices, ownership: _, snap } = read_all(settings, false);
+    let mut export = customers?;
+    export.join(devices?);
+    let mut snap = snap?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        rss_mib = rss_mib(),
+        "entities and snapshot read"
+    );
+    add_missing_warnings(&mut export, settings);
+    refuse_empty_files(&export, &snap, settings)?;
+    refuse_all_rejected(&export)?;
+    load::resolve_devices(&mut export, &mut snap);
+    // Nothing else is running yet: the customers and the devices are compared side by side.
+    let mut diff = diff::entities_on_two_threads(&export, &snap);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "entities compared");
+    let assigned = std::sync::OnceLock::new();
+    let (outcome, beside) = std::thread::scope(|s| {
+        // Made here, so that the sender is dropped (and `beside` stops waiting) on any way out.
+        let (ready, later) = std::sync::mpsc::channel();
+        let (d, sn, cell) = (&diff, &snap, &assigned);
+        let beside = s.spawn(move || beside(d, sn, Later { cell, ready: later }));
+        let outcome = (|| {
+            // The checks the other files passed, now for this one, before its rows join theirs
+            // (its rows rejected later, against the others, are not counted).
+            let ownership =
+                load::read_ownership_beside(&settings.sources, export.customers.as_ref(), export.devices.as_ref())?;
+            refuse_empty_files(&ownership, &snap, settings)?;
+            refuse_all_rejected(&ownership)?;
+            export.join(ownership);
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "inputs read");
+            if let Some(own) = export.ownership.take() {
+                load::resolve_ownership(own, &export, &snap).put_into(&mut export);
+            }
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                rss_mib = rss_mib(),
+                "ownership resolved"
+            );
+            report_rows(&export, settings)?;
+            let _ = assigned.set(diff::assignments(&export, &snap));
+            let _ = ready.send(());
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
+            Ok::<_, Error>(())
+        })();
+        drop(ready);
+        (outcome, beside.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    outcome?;
+    if let Some(a) = assigned.into_inner() {
+        diff.set_assignments(a);
+    }
+    Ok((Prepared { export, snap, diff }, beside))
+}
+
+/// A file the input folder lacks is a warning of the plan: its kind is not reconciled.
+fn add_missing_warnings(export: &mut Export, settings: &InputSettings) {
+    let missing = settings.missing.iter().map(|(kind, path)| crate::model::Warning {
+        file: path.display().to_string().into(),
+        line: 0,
+        message: format!(
+            "not in the input folder: {} are not reconciled",
+            if *kind == "ownership" { "assignments" } else { kind }
+        ),
+    });
+    export.warnings.splice(0..0, missing);
+}
+
+/// Logs the rejected rows and the warnings, writes `--rejects`, and refuses under `--strict`.
+fn report_rows(export: &Export, settings: &InputSettings) -> Result<(), Error> {
     for r in export.rejects.iter().take(STDERR_REJECTS) {
         tracing::warn!(
             target: crate::cli::output::ROWS,
@@ -209,19 +300,18 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     if settings.strict && !export.rejects.is_empty() {
         return Err(Error::Strict { count: export.rejects.len() });
     }
-    diff.set_assignments(diff::assignments(&export, &snap));
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
-    Ok(Prepared { export, snap, diff })
+    Ok(())
 }
 
 /// The reads, on two threads. The snapshot is read after the file of its kind, sharing every
 /// key and record equal to the export's instead of holding a copy: this thread reads the
-/// customers file, then the snapshot's customers, then the ownership file (once the devices
-/// file is read: its long identifiers are shared too); the other the devices file, then the
+/// customers file, then the snapshot's customers, then (unless `with_ownership` is false: the
+/// caller reads it later) the ownership file, once the devices file is read: its long
+/// identifiers are shared too; the other the devices file, then the
 /// snapshot's devices and assignments, on a second reader this thread opens and hands over.
 /// (The owners of the snapshot's devices are not looked up among the customers: a search per
 /// assignment on the other thread, the longer one, cost more time than the memory was worth.)
-fn read_all(settings: &InputSettings) -> Reads {
+fn read_all(settings: &InputSettings, with_ownership: bool) -> Reads {
     use std::sync::mpsc;
     let state = &settings.state;
     // What the devices thread needs from this one: a reader of its own, of the same state.
@@ -269,8 +359,12 @@ fn read_all(settings: &InputSettings) -> Reads {
             }
         };
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = rss_mib(), "snapshot's customers read");
-        let devices = read.recv().ok().and_then(|()| devices_file.get()).and_then(|d| d.as_ref().ok());
-        let ownership = load::read_ownership_beside(&settings.sources, share, devices.and_then(|e| e.devices.as_ref()));
+        let ownership = if with_ownership {
+            let devices = read.recv().ok().and_then(|()| devices_file.get()).and_then(|d| d.as_ref().ok());
+            load::read_ownership_beside(&settings.sources, share, devices.and_then(|e| e.devices.as_ref()))
+        } else {
+            Ok(Export::default())
+        };
         ((customers, snap, ownership), other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     // Set by the other thread before anything else it did (it returned, so it did).

@@ -202,20 +202,34 @@ impl Diff {
 /// The customers and devices to create or update, and those the exports no longer list; needs
 /// `load::resolve_devices`, not the ownership half of the resolution.
 pub fn entities(export: &Export, snap: &SnapshotData) -> Diff {
-    let mut d = diff_entities(export, snap);
-    sort_by_unique_str_key(&mut d.customers_to_create, |c| c.email.as_str());
-    sort_by_unique_str_key(&mut d.customers_to_update, |c| c.email.as_str());
-    sort_by_unique_str_key(&mut d.devices_to_create, |c| c.identifier.as_str());
-    sort_by_unique_str_key(&mut d.devices_to_update, |c| c.identifier.as_str());
-    sort_by_unique_str_key(&mut d.customers_not_in_export, Email::as_str);
-    sort_by_unique_str_key(&mut d.devices_not_in_export, DeviceIdent::as_str);
+    let mut d = Diff::default();
+    diff_customers(export, snap, &mut d);
+    diff_devices(export, snap, &mut d);
     d
 }
-/// Walks the snapshot's rows held in full and finds each in the export's maps; the export
-/// entries neither such a row found nor the read marked equal are the new ones.
-fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
-    let mut d = Diff::default();
 
+/// As [`entities`], with the customers and the devices compared on two threads: for a caller
+/// that has nothing else to run meanwhile.
+pub fn entities_on_two_threads(export: &Export, snap: &SnapshotData) -> Diff {
+    let (mut d, devices) = std::thread::scope(|s| {
+        let devices = s.spawn(|| {
+            let mut d = Diff::default();
+            diff_devices(export, snap, &mut d);
+            d
+        });
+        let mut d = Diff::default();
+        diff_customers(export, snap, &mut d);
+        (d, devices.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    (d.devices_to_create, d.devices_to_update, d.devices_not_in_export) =
+        (devices.devices_to_create, devices.devices_to_update, devices.devices_not_in_export);
+    d
+}
+
+/// Walks the snapshot's customers held in full and finds each in the export's map; the export
+/// entries neither such a row found nor the read marked equal are the new ones. The lists
+/// come out sorted by email.
+fn diff_customers(export: &Export, snap: &SnapshotData, d: &mut Diff) {
     if let Some(customers) = &export.customers {
         let mut found = snap.same_customers.flags(customers.entries.len());
         for (email, stored) in snap.customers.iter() {
@@ -239,7 +253,13 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
             d.customers_to_create.push(CustomerCreate { email: email.clone(), record: entry.record.clone() });
         }
     }
+    sort_by_unique_str_key(&mut d.customers_to_create, |c| c.email.as_str());
+    sort_by_unique_str_key(&mut d.customers_to_update, |c| c.email.as_str());
+    sort_by_unique_str_key(&mut d.customers_not_in_export, Email::as_str);
+}
 
+/// As [`diff_customers`], for the devices, sorted by identifier.
+fn diff_devices(export: &Export, snap: &SnapshotData, d: &mut Diff) {
     if let Some(devices) = &export.devices {
         let mut found = snap.same_devices.flags(devices.entries.len());
         for (ident, stored) in snap.devices.iter() {
@@ -280,8 +300,9 @@ fn diff_entities(export: &Export, snap: &SnapshotData) -> Diff {
             }
         }
     }
-
-    d
+    sort_by_unique_str_key(&mut d.devices_to_create, |c| c.identifier.as_str());
+    sort_by_unique_str_key(&mut d.devices_to_update, |c| c.identifier.as_str());
+    sort_by_unique_str_key(&mut d.devices_not_in_export, DeviceIdent::as_str);
 }
 
 /// Assignments to add and remove; needs the export through `load::resolve`. Devices the
@@ -386,6 +407,16 @@ fn device_rows(rows: &[OwnershipRow]) -> &[OwnershipRow] {
 }
 
 impl AssignmentDiff {
+    /// The pairs to remove, as [`Diff::assignments_to_remove`] will hold them.
+    pub fn to_remove(&self) -> &[Assignment] {
+        &self.remove
+    }
+
+    /// The pairs to add, as [`Diff::assignments_to_add`] will hold them.
+    pub fn to_add(&self) -> &[Assignment] {
+        &self.add
+    }
+
     /// Compares the owners the snapshot has (`held`, and the devices marked at the positions
     /// `same`) with the wanted owners, all sorted by device.
     fn merge(
