@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use super::schema::{SCHEMA_VERSION, open_read_only, read_version};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, Owners, Properties, SameCustomers,
+    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, KeyMap, Owners, Properties, SameCustomers,
     SameDevices, SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
 };
 
@@ -137,22 +137,27 @@ fn customers(
         .prepare("SELECT email, telemetron_id, name, phone, address, source_id FROM customers ORDER BY email")
         .map_err(err)?;
     let mut rows = stmt.query([]).map_err(err)?;
-    while let Some(row) = rows.next().map_err(err)? {
-        let text = |i: usize| -> Result<Option<&str>, Error> {
-            row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
-        };
-        let email = text(0)?.unwrap_or_default();
-        let fields = [text(2)?, text(3)?, text(4)?, text(5)?];
-        let found = share.and_then(|c| c.entries.get_full(email));
-        if let Some((i, _, entry)) = found
-            && entry.record.is(fields)
-        {
-            same.mark(i);
-            continue;
+    // As the devices: a batch of rows at a time, looked up together (see `devices_read`).
+    let mut batch: Vec<RowCopy<6>> = Vec::new();
+    let mut found = Vec::with_capacity(LOOKUP_BATCH);
+    loop {
+        let n = next_batch(&mut rows, &mut batch, path, share.map(|c| &c.entries), &mut found)?;
+        if n == 0 {
+            break;
         }
-        let record = CustomerRecord::new(fields[0], fields[1], fields[2], fields[3]);
-        let email = found.map_or_else(|| Email::from_trusted(email), |(_, key, _)| key.clone());
-        out.push(email, StoredCustomer { telemetron_id: text(1)?.map(TelemetronId::new), record });
+        for (r, found) in batch[..n].iter().zip(found.drain(..)) {
+            let fields = [r.get(2), r.get(3), r.get(4), r.get(5)];
+            if let Some((i, _, entry)) = found
+                && entry.record.is(fields)
+            {
+                same.mark(i);
+                continue;
+            }
+            let record = CustomerRecord::new(fields[0], fields[1], fields[2], fields[3]);
+            let email =
+                found.map_or_else(|| Email::from_trusted(r.get(0).unwrap_or_default()), |(_, key, _)| key.clone());
+            out.push(email, StoredCustomer { telemetron_id: r.get(1).map(TelemetronId::new), record });
+        }
     }
     out.finish();
     Ok((out, same))
@@ -193,62 +198,68 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
     pair.next(&mut pairs, path)?;
     // The devices marked must come in key order: the last identifier read, to check it.
     let mut last = String::new();
-    while let Some(row) = rows.next().map_err(err)? {
-        let s = |i: usize| -> Result<Option<&str>, Error> {
-            row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))
-        };
-        let (ident, t, props) = (s(0)?.unwrap_or_default(), s(2)?, s(3)?.unwrap_or("{}"));
-        let found = share.and_then(|d| d.entries.get_full(ident));
-        if share.is_some() {
-            if *ident <= *last {
-                return Ok(None);
-            }
-            last.clear();
-            last.push_str(ident);
+    // Rows are copied out a batch at a time and looked up in the export together: the lookups
+    // are independent, so their cache misses overlap instead of following one another.
+    let mut batch: Vec<RowCopy<4>> = Vec::new();
+    let mut found = Vec::with_capacity(LOOKUP_BATCH);
+    loop {
+        let n = next_batch(&mut rows, &mut batch, path, share.map(|d| &d.entries), &mut found)?;
+        if n == 0 {
+            break;
         }
-        while pair.is_before(ident) {
-            pair.orphan(&mut pairs, path, &mut out)?;
-        }
-        let export = found.map(|(_, _, e)| &e.record);
-        if let Some((i, _, e)) = found
-            && e.record.device_type.as_deref() == t
-            && e.record.properties.is_json(props)
-        {
-            if !same.push(i) {
-                return Ok(None);
-            }
-            let position = same.len() - 1;
-            while pair.is(ident) {
-                if !same.push_owner(position, &pair.customer) {
+        for (r, found) in batch[..n].iter().zip(found.drain(..)) {
+            let (ident, t, props) = (r.get(0).unwrap_or_default(), r.get(2), r.get(3).unwrap_or("{}"));
+            if share.is_some() {
+                if *ident <= *last {
                     return Ok(None);
                 }
+                last.clear();
+                last.push_str(ident);
+            }
+            while pair.is_before(ident) {
+                pair.orphan(&mut pairs, path, &mut out)?;
+            }
+            let export = found.map(|(_, _, e)| &e.record);
+            if let Some((i, _, e)) = found
+                && e.record.device_type.as_deref() == t
+                && e.record.properties.is_json(props)
+            {
+                if !same.push(i) {
+                    return Ok(None);
+                }
+                let position = same.len() - 1;
+                while pair.is(ident) {
+                    if !same.push_owner(position, &pair.customer) {
+                        return Ok(None);
+                    }
+                    pair.next(&mut pairs, path)?;
+                }
+                continue;
+            }
+            let device_type = match (t, export.and_then(|r| r.device_type.as_ref())) {
+                (Some(t), Some(theirs)) if **theirs == *t => Some(theirs.clone()),
+                (Some(t), _) => Some(match types.get(t) {
+                    Some(a) => a.clone(),
+                    None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
+                }),
+                (None, _) => None,
+            };
+            let properties = match export {
+                Some(r) if r.properties.is_json(props) => r.properties.clone(),
+                _ => Properties::from_canonical(props),
+            };
+            let mut device = StoredDevice {
+                telemetron_id: r.get(1).map(TelemetronId::new),
+                record: DeviceRecord { device_type, properties },
+                owners: Owners::new(),
+            };
+            while pair.is(ident) {
+                device.owners.push(Email::from_trusted(&pair.customer));
                 pair.next(&mut pairs, path)?;
             }
-            continue;
+            let ident = found.map_or_else(|| DeviceIdent::from_trusted(ident), |(_, k, _)| k.clone());
+            out.push(ident, device);
         }
-        let device_type = match (t, export.and_then(|r| r.device_type.as_ref())) {
-            (Some(t), Some(theirs)) if **theirs == *t => Some(theirs.clone()),
-            (Some(t), _) => Some(match types.get(t) {
-                Some(a) => a.clone(),
-                None => types.entry(t.to_string()).or_insert_with(|| t.into()).clone(),
-            }),
-            (None, _) => None,
-        };
-        let properties = match export {
-            Some(r) if r.properties.is_json(props) => r.properties.clone(),
-            _ => Properties::from_canonical(props),
-        };
-        let mut device = StoredDevice {
-            telemetron_id: s(1)?.map(TelemetronId::new),
-            record: DeviceRecord { device_type, properties },
-            owners: Owners::new(),
-        };
-        while pair.is(ident) {
-            device.owners.push(Email::from_trusted(&pair.customer));
-            pair.next(&mut pairs, path)?;
-        }
-        let ident = found.map_or_else(|| DeviceIdent::from_trusted(ident), |(_, k, _)| k.clone());
-        out.push(ident, device);
     }
     while pair.any {
         pair.orphan(&mut pairs, path, &mut out)?;
@@ -258,6 +269,64 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
         return Ok(None);
     }
     Ok(Some((out, same)))
+}
+
+/// How many rows of the snapshot are looked up in the export at once.
+const LOOKUP_BATCH: usize = 32;
+
+/// A row's `N` text columns copied out of SQLite (into buffers kept from one batch to the
+/// next), so that a batch of rows can be looked up in the export together.
+struct RowCopy<const N: usize>([Option<String>; N]);
+
+impl<const N: usize> Default for RowCopy<N> {
+    fn default() -> Self {
+        RowCopy(std::array::from_fn(|_| None))
+    }
+}
+
+impl<const N: usize> RowCopy<N> {
+    fn fill(&mut self, row: &rusqlite::Row<'_>, path: &Path) -> Result<(), Error> {
+        let err = |e: rusqlite::Error| Error::snapshot(path, e);
+        for (i, into) in self.0.iter_mut().enumerate() {
+            match row.get_ref(i).map_err(err)?.as_str_or_null().map_err(|e| err(e.into()))? {
+                Some(s) => {
+                    let buf = into.get_or_insert_with(String::new);
+                    buf.clear();
+                    buf.push_str(s);
+                }
+                None => *into = None,
+            }
+        }
+        Ok(())
+    }
+
+    /// Column `i`; `None` for NULL.
+    fn get(&self, i: usize) -> Option<&str> {
+        self.0[i].as_deref()
+    }
+}
+
+/// Reads up to [`LOOKUP_BATCH`] rows into `batch` (growing it as needed) and looks each one's
+/// key (its first column) up in `export`, into `found`; how many rows.
+fn next_batch<'m, const N: usize, K: std::hash::Hash + Eq + std::borrow::Borrow<str>, V>(
+    rows: &mut rusqlite::Rows<'_>,
+    batch: &mut Vec<RowCopy<N>>,
+    path: &Path,
+    export: Option<&'m KeyMap<K, V>>,
+    found: &mut Vec<Option<(usize, &'m K, &'m V)>>,
+) -> Result<usize, Error> {
+    let mut n = 0;
+    while n < LOOKUP_BATCH {
+        let Some(row) = rows.next().map_err(|e| Error::snapshot(path, e))? else { break };
+        if batch.len() == n {
+            batch.push(RowCopy::default());
+        }
+        batch[n].fill(row, path)?;
+        n += 1;
+    }
+    found.clear();
+    found.extend(batch[..n].iter().map(|r| export.and_then(|m| m.get_full(r.get(0).unwrap_or_default()))));
+    Ok(n)
 }
 
 /// The assignment a read of the devices is at: its device and customer, copied out of the row
