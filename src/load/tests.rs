@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{CustomerColumns, DeviceColumns, OwnershipColumns};
-use crate::model::{DeviceIdent, Email, RowRef, SnapshotData};
+use crate::model::{CustomerRef, DeviceIdent, Email, RowRef, SnapshotData};
 
 struct Files(tempfile::TempDir);
 
@@ -205,5 +205,94 @@ fn gzip_and_zstd_read_as_the_plain_file() {
             e.inputs[0].sha256,
             source::sha256_file(&Files::new(&[("x", &content)]).0.path().join("x")).unwrap()
         );
+    }
+}
+
+/// The ownership rows no check can reject are looked up in batches, the others one at a time:
+/// whatever the mix and wherever a batch ends, every row is read as it would be alone — in file
+/// order, its customer named by the customers file's own key (the same allocation) exactly when
+/// the cell is that key, and every row a check refuses rejected on its own line.
+#[test]
+fn ownership_rows_read_in_batches_are_read_as_one_at_a_time() {
+    let mut next = crate::model::seeded(0x0b5e_55ed);
+    let long = |i: u64| format!("a-long-customer-address-{i}@example.org");
+    let long_device = |i: u64| format!("SERIAL-NUMBER-LONG-{i:08}");
+    let mut customers = String::from("email\n");
+    let mut devices = String::from("identifier,type\n");
+    for i in 0..40 {
+        customers.push_str(&format!("{}\nc{i}@x.io\n", long(i)));
+        devices.push_str(&format!("{}\nD{i},t\n", long_device(i) + ",t"));
+    }
+    for seed in 0..20 {
+        let mut own = String::from("device_identifier,customer_email\n");
+        // (line, device, customer, named by the customers file's key), or a reject on the line.
+        let mut want: Vec<(u64, String, String, bool)> = Vec::new();
+        let mut refused = Vec::new();
+        let rows = 20 + next() % 200 + seed;
+        for line in 2..rows + 2 {
+            let i = next() % 50;
+            let device = match next() % 3 {
+                0 => long_device(i),
+                _ => format!("D{i}"),
+            };
+            let (cell, email, in_file, ok) = match next() % 8 {
+                0 => (long(i).to_uppercase(), long(i), false, true),
+                1 => (format!("  {}  ", long(i)), long(i), i < 40, true),
+                2 => ("not-an-email".to_string(), String::new(), false, false),
+                3 => (format!("new{i}@y.io"), format!("new{i}@y.io"), false, true),
+                4 => (format!("c{i}@x.io"), format!("c{i}@x.io"), i < 40, true),
+                _ => (long(i), long(i), i < 40, true),
+            };
+            let device_cell = if next().is_multiple_of(25) { String::new() } else { device.clone() };
+            own.push_str(&format!("{device_cell},\"{cell}\"\n"));
+            if ok && !device_cell.is_empty() {
+                want.push((line, device, email, in_file));
+            } else {
+                refused.push(line);
+            }
+        }
+        let files =
+            Files::new(&[("c.csv", customers.as_bytes()), ("d.csv", devices.as_bytes()), ("o.csv", own.as_bytes())]);
+        let e = read(&files.sources()).unwrap();
+        let keys = &e.customers.as_ref().unwrap().entries;
+        let device_keys = &e.devices.as_ref().unwrap().entries;
+        let got: Vec<(u64, String, String, bool)> = e
+            .ownership
+            .as_ref()
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| {
+                let shared = match &r.customer {
+                    CustomerRef::InFile(k) => {
+                        let (key, _) = keys.get_key_value(k.as_str()).expect("named by a key it has");
+                        if key.as_str().len() > crate::model::INLINE_KEY_BYTES {
+                            assert_eq!(
+                                key.as_str().as_ptr(),
+                                k.as_str().as_ptr(),
+                                "line {}: a copy of the key",
+                                r.line
+                            );
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if let Some((key, _)) = device_keys.get_key_value(r.device.as_str())
+                    && key.as_str().len() > crate::model::INLINE_KEY_BYTES
+                {
+                    assert_eq!(
+                        key.as_str().as_ptr(),
+                        r.device.as_str().as_ptr(),
+                        "line {}: a copy of the device",
+                        r.line
+                    );
+                }
+                (r.line, r.device.to_string(), r.customer.as_str().to_string(), shared)
+            })
+            .collect();
+        assert_eq!(got, want, "seed {seed}");
+        let lines: Vec<u64> = e.rejects.iter().map(|r| r.line).collect();
+        assert_eq!(lines, refused, "seed {seed}");
     }
 }

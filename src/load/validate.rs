@@ -287,6 +287,7 @@ pub(super) fn read_ownership(
     let mut held_customers = FxHashSet::default();
     let mut unattributed = Vec::new();
     let mut rows = Vec::new();
+    let mut pending = Pending::default();
     let name = file.name.clone();
     file.for_each_row(Multiline::Never, &mut rejects, |event, reject| {
         let row = match event {
@@ -311,12 +312,24 @@ pub(super) fn read_ownership(
             }
         };
         let cell = row.field(device_col).trim();
+        let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
+        // A row that cannot be rejected waits for its batch; any other is taken as it comes,
+        // after the rows before it.
+        if let Some(e) = email_cell
+            && DeviceIdent::is_plain(cell)
+            && Email::is_plain(e)
+        {
+            if pending.push(row.line, cell, e) {
+                pending.flush(customers, devices, &mut rows);
+            }
+            return None;
+        }
+        pending.flush(customers, devices, &mut rows);
         let shared = devices.filter(|_| cell.len() > crate::model::INLINE_KEY_BYTES);
         let device = match shared.and_then(|d| d.entries.get_key_value(cell)) {
             Some((key, _)) => Ok(key.clone()),
             None => DeviceIdent::parse(cell),
         };
-        let email_cell = email_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
         let id_cell = id_col.map(|c| row.field(c).trim()).filter(|s| !s.is_empty());
         let known = |e: &str| customers.and_then(|c| c.entries.get_key_value(e)).map(|(key, _)| key.clone());
         let customer = match (email_cell, id_cell) {
@@ -353,6 +366,7 @@ pub(super) fn read_ownership(
             }
         }
     })?;
+    pending.flush(customers, devices, &mut rows);
     out.rows = rows;
     out.held_devices = held_devices;
     out.held_customers = held_customers;
@@ -360,4 +374,64 @@ pub(super) fn read_ownership(
     export.rejects.extend(rejects);
     file.finish("ownership", export);
     Ok(out)
+}
+
+/// How many ownership rows are looked up in the exports at once.
+const LOOKUP_BATCH: usize = 32;
+
+/// Ownership rows that no check can reject (a valid identifier, an email as
+/// [`Email::parse`] takes it), copied out of the file (into buffers kept from one batch to the
+/// next) to be looked up together: the lookups are independent, so their cache misses overlap
+/// instead of following one another.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<(u64, String, String)>,
+    len: usize,
+}
+
+impl Pending {
+    /// Adds a row; `true` when the batch is full.
+    fn push(&mut self, line: u64, device: &str, email: &str) -> bool {
+        if self.rows.len() == self.len {
+            self.rows.push(Default::default());
+        }
+        let (l, d, e) = &mut self.rows[self.len];
+        *l = line;
+        d.clear();
+        d.push_str(device);
+        e.clear();
+        e.push_str(email);
+        self.len += 1;
+        self.len == LOOKUP_BATCH
+    }
+
+    /// Resolves the rows waiting, in their order, into `out`: each customer the customers file
+    /// has named by that file's key, each device too long to be held inline by the devices
+    /// file's (as `read_ownership` does one row at a time).
+    fn flush(&mut self, customers: Option<&Customers>, devices: Option<&Devices>, out: &mut Vec<OwnershipRow>) {
+        let rows = &self.rows[..self.len];
+        let mut known: [Option<&Email>; LOOKUP_BATCH] = [None; LOOKUP_BATCH];
+        if let Some(c) = customers {
+            for (k, (_, _, e)) in known.iter_mut().zip(rows) {
+                *k = c.entries.get_key_value(e.as_str()).map(|(key, _)| key);
+            }
+        }
+        let mut shared: [Option<&DeviceIdent>; LOOKUP_BATCH] = [None; LOOKUP_BATCH];
+        if let Some(d) = devices {
+            for (k, (_, cell, _)) in shared.iter_mut().zip(rows) {
+                if cell.len() > crate::model::INLINE_KEY_BYTES {
+                    *k = d.entries.get_key_value(cell.as_str()).map(|(key, _)| key);
+                }
+            }
+        }
+        for (((line, cell, e), known), shared) in rows.iter().zip(known).zip(shared) {
+            let device = shared.cloned().unwrap_or_else(|| DeviceIdent::from_trusted(cell));
+            let customer = match known {
+                Some(key) => CustomerRef::InFile(key.clone()),
+                None => CustomerRef::Email(Email::from_trusted(e)),
+            };
+            out.push(OwnershipRow { line: *line, device, customer });
+        }
+        self.len = 0;
+    }
 }

@@ -51,6 +51,16 @@ impl Email {
         Email(s.into())
     }
 
+    /// Whether [`Email::parse`] takes `s` as it is: trimmed, lower-case ASCII, of the right
+    /// shape. Checks in place, without a copy.
+    pub(crate) fn is_plain(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() == s.trim().len()
+            && s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+            && check_key_chars(s, "email").is_ok()
+            && check_email(s).is_ok()
+    }
+
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -219,6 +229,11 @@ impl DeviceIdent {
 
     pub(crate) fn from_trusted(s: &str) -> DeviceIdent {
         DeviceIdent(s.into())
+    }
+
+    /// Whether [`DeviceIdent::parse`] takes `s` as it is (trimmed, and valid).
+    pub(crate) fn is_plain(s: &str) -> bool {
+        !s.is_empty() && s.len() == s.trim().len() && check_key_chars(s, "device identifier").is_ok()
     }
 
     pub fn as_str(&self) -> &str {
