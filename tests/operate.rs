@@ -450,3 +450,34 @@ fn a_plan_during_a_baseline_waits_and_reads_one_state() {
     assert_eq!(after["summary"]["api_calls"], 0, "{}", after["summary"]);
     assert!(during == before || during == after, "a mixed state: {}", during["summary"]);
 }
+
+/// On one CPU the reader threads run one after the other instead of side by side: the plan is
+/// the same, byte for byte — on a clean day 2, and on one whose ownership file has bad rows and
+/// whose snapshot is missing. Needs `taskset` (util-linux); skipped where there is none.
+#[test]
+fn a_plan_on_one_cpu_is_the_plan_on_two() {
+    if std::process::Command::new("taskset").arg("-c").arg("0").arg("true").status().is_err() {
+        eprintln!("no taskset: skipped");
+        return;
+    }
+    let w = bulk_days_of(3_000);
+    let o = w.read("day2/ownership.csv");
+    w.copy_dir(&w.join("day2"), "bad");
+    w.write("bad/ownership.csv", o.replacen('\n', "\nnot a device,\"broken\n", 40));
+    for (dir, state) in [("day2", "state.db"), ("bad", "state.db"), ("day2", "none.db")] {
+        let args = ["plan", "--input-dir", dir, "--state", state, "--format", "json"];
+        let two = w.run(&args);
+        let cmd = w.command(&args);
+        let mut pinned = std::process::Command::new("taskset");
+        pinned.args(["-c", "0"]).arg(cmd.get_program()).args(cmd.get_args()).current_dir(w.path());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => pinned.env(k, v),
+                None => pinned.env_remove(k),
+            };
+        }
+        let out = pinned.output().unwrap();
+        assert_eq!(out.status.code(), Some(two.code), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), two.stdout, "{dir} against {state}");
+    }
+}

@@ -337,17 +337,16 @@ fn read_all(settings: &InputSettings, with_ownership: bool) -> Reads {
             );
             snap
         });
-        let customers = load::read_part(&settings.sources, load::Part::Customers);
-        let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
-        let t = std::time::Instant::now();
-        let snap = snapshot::open(state).and_then(|reading| {
+        // The snapshot is opened first, so that the other thread can read its half whenever
+        // it is ready for it.
+        let opened = snapshot::open(state).and_then(|reading| {
             let Some(reading) = reading else { return Ok(None) };
             Ok(Some((reading.another()?, reading)))
         });
-        let snap = match snap {
+        let mine = match opened {
             Ok(Some((theirs, mine))) => {
                 let _ = hand_over.send(Some(theirs));
-                Ok(Some(mine.customers(share).map(|c| (mine.version().clone(), c))))
+                Ok(Some(mine))
             }
             Ok(None) => {
                 let _ = hand_over.send(None);
@@ -358,6 +357,19 @@ fn read_all(settings: &InputSettings, with_ownership: bool) -> Reads {
                 Err(e)
             }
         };
+        // On one CPU the two threads would only take turns, each evicting what the other had
+        // in the caches: the other one runs to its end first.
+        let mut other = Some(other);
+        let mut joined = None;
+        if crate::model::one_cpu()
+            && let Some(o) = other.take()
+        {
+            joined = Some(o.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        let customers = load::read_part(&settings.sources, load::Part::Customers);
+        let share = customers.as_ref().ok().and_then(|e| e.customers.as_ref());
+        let t = std::time::Instant::now();
+        let snap = mine.map(|mine| mine.map(|mine| mine.customers(share).map(|c| (mine.version().clone(), c))));
         tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = rss_mib(), "snapshot's customers read");
         let ownership = if with_ownership {
             let devices = read.recv().ok().and_then(|()| devices_file.get()).and_then(|d| d.as_ref().ok());
@@ -365,7 +377,11 @@ fn read_all(settings: &InputSettings, with_ownership: bool) -> Reads {
         } else {
             Ok(Export::default())
         };
-        ((customers, snap, ownership), other.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let theirs = match other {
+            Some(o) => o.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => joined.flatten(),
+        };
+        ((customers, snap, ownership), theirs)
     });
     // Set by the other thread before anything else it did (it returned, so it did).
     let devices = devices_file.into_inner().unwrap_or_else(|| Ok(Export::default()));

@@ -189,6 +189,12 @@ pub fn sort_by_unique_str_key<T>(items: &mut [T], key: impl Fn(&T) -> &str) {
     sort_by_str_key(items, key, |_, _| std::cmp::Ordering::Equal);
 }
 
+/// Whether this process may run on one CPU only (`taskset`, a container's limit): work split
+/// over two threads then only takes turns.
+pub fn one_cpu() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() == 1)
+}
+
 /// Sorts `items` by `cmp` (unstably) in place, on two threads when there are many: split once
 /// around the median of a sample, each side sorted on its own thread. No buffer beside the
 /// items, where a merge sort would need one as large as they are.
