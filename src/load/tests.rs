@@ -221,7 +221,7 @@ fn ownership_rows_read_in_batches_are_read_as_one_at_a_time() {
     let mut devices = String::from("identifier,type\n");
     for i in 0..40 {
         customers.push_str(&format!("{}\nc{i}@x.io\n", long(i)));
-        devices.push_str(&format!("{}\nD{i},t\n", long_device(i) + ",t"));
+        devices.push_str(&format!("{},t\nD{i},t\n", long_device(i)));
     }
     for seed in 0..20 {
         let mut own = String::from("device_identifier,customer_email\n");

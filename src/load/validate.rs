@@ -376,9 +376,6 @@ pub(super) fn read_ownership(
     Ok(out)
 }
 
-/// How many ownership rows are looked up in the exports at once.
-const LOOKUP_BATCH: usize = 32;
-
 /// Ownership rows that no check can reject (a valid identifier, an email as
 /// [`Email::parse`] takes it), copied out of the file (into buffers kept from one batch to the
 /// next) to be looked up together: the lookups are independent, so their cache misses overlap
@@ -402,7 +399,7 @@ impl Pending {
         e.clear();
         e.push_str(email);
         self.len += 1;
-        self.len == LOOKUP_BATCH
+        self.len == crate::model::LOOKUP_BATCH
     }
 
     /// Resolves the rows waiting, in their order, into `out`: each customer the customers file
@@ -410,13 +407,13 @@ impl Pending {
     /// file's (as `read_ownership` does one row at a time).
     fn flush(&mut self, customers: Option<&Customers>, devices: Option<&Devices>, out: &mut Vec<OwnershipRow>) {
         let rows = &self.rows[..self.len];
-        let mut known: [Option<&Email>; LOOKUP_BATCH] = [None; LOOKUP_BATCH];
+        let mut known: [Option<&Email>; crate::model::LOOKUP_BATCH] = [None; crate::model::LOOKUP_BATCH];
         if let Some(c) = customers {
             for (k, (_, _, e)) in known.iter_mut().zip(rows) {
                 *k = c.entries.get_key_value(e.as_str()).map(|(key, _)| key);
             }
         }
-        let mut shared: [Option<&DeviceIdent>; LOOKUP_BATCH] = [None; LOOKUP_BATCH];
+        let mut shared: [Option<&DeviceIdent>; crate::model::LOOKUP_BATCH] = [None; crate::model::LOOKUP_BATCH];
         if let Some(d) = devices {
             for (k, (_, cell, _)) in shared.iter_mut().zip(rows) {
                 if cell.len() > crate::model::INLINE_KEY_BYTES {

@@ -189,6 +189,10 @@ pub fn sort_by_unique_str_key<T>(items: &mut [T], key: impl Fn(&T) -> &str) {
     sort_by_str_key(items, key, |_, _| std::cmp::Ordering::Equal);
 }
 
+/// How many rows a reader looks up in the export's maps at once: independent lookups, whose
+/// cache misses overlap instead of following one another.
+pub(crate) const LOOKUP_BATCH: usize = 32;
+
 /// Whether this process may run on one CPU only (`taskset`, a container's limit): work split
 /// over two threads then only takes turns.
 pub fn one_cpu() -> bool {

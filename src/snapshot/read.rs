@@ -10,8 +10,8 @@ use rustc_hash::FxHashMap;
 use super::schema::{SCHEMA_VERSION, open_read_only, read_version};
 use crate::error::Error;
 use crate::model::{
-    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, KeyMap, Owners, Properties, SameCustomers,
-    SameDevices, SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
+    CustomerRecord, Customers, DeviceIdent, DeviceRecord, Devices, Email, KeyMap, LOOKUP_BATCH, Owners, Properties,
+    SameCustomers, SameDevices, SnapshotData, SnapshotVersion, SortedMap, StoredCustomer, StoredDevice, TelemetronId,
 };
 
 /// Reads the snapshot without writing anything. A missing file is an empty snapshot.
@@ -270,9 +270,6 @@ fn devices_read(conn: &Connection, path: &Path, share: Option<&Devices>) -> Resu
     }
     Ok(Some((out, same)))
 }
-
-/// How many rows of the snapshot are looked up in the export at once.
-const LOOKUP_BATCH: usize = 32;
 
 /// A row's `N` text columns copied out of SQLite (into buffers kept from one batch to the
 /// next), so that a batch of rows can be looked up in the export together.
