@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use indexmap::map::Entry;
+use crate::model::keymap::Entry;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 

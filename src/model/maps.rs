@@ -1,12 +1,7 @@
-//! The collections: `KeyMap` for the export (file order), `SortedMap` for the snapshot (key
-//! order), `Owners` for a device's owners.
+//! The collections: `SortedMap` for the snapshot (key order), `Owners` for a device's owners
+//! (`KeyMap`, for the export in file order, has its own file).
 
 use super::Email;
-
-/// The map for millions of keyed entities. Entries live in one exactly-sized vector with a
-/// small index table beside it, which takes about half the memory of a hash map holding the
-/// entries in its buckets (a power of two, at most 7/8 full).
-pub type KeyMap<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// A map kept as one vector sorted by key: what the snapshot reads, in its primary-key order.
 /// Built by appending, with no hashing and no index table beside the entries; found by binary

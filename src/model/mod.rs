@@ -8,6 +8,8 @@
 
 mod maps;
 pub use maps::*;
+pub mod keymap;
+pub use keymap::KeyMap;
 mod keys;
 pub use keys::*;
 mod records;
