@@ -168,8 +168,17 @@ pub(crate) fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "ownership resolved");
     report_rows(&export, settings)?;
     diff.set_assignments(diff::assignments(&export, &snap));
+    release_wanted(&mut export);
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
     Ok(Prepared { export, snap, diff })
+}
+
+/// Once the assignments are diffed, nothing reads the wanted rows again: the plan built next
+/// takes their room (at 10 M devices, 10.5 M rows of 56 bytes) instead of adding to the peak.
+fn release_wanted(export: &mut Export) {
+    if let Some(own) = export.ownership.as_mut() {
+        own.owners.release();
+    }
 }
 
 /// What [`prepare_beside`]'s second thread is handed once this one has it.
@@ -238,6 +247,7 @@ pub(crate) fn prepare_beside<T: Send>(
             );
             report_rows(&export, settings)?;
             let _ = assigned.set(diff::assignments(&export, &snap));
+            release_wanted(&mut export);
             let _ = ready.send(());
             tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rss_mib = rss_mib(), "diff computed");
             Ok::<_, Error>(())
