@@ -59,8 +59,13 @@ pub fn undone_by(path: &Path, target: i64) -> Result<Option<i64>, Error> {
     .map_err(|e| Error::snapshot(path, e))
 }
 
-/// A run's kind and its undo plan (`Null` when the run has none), read without writing.
-pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json::Value)>, Error> {
+/// A run's kind and its undo plan (`None` when the run has none), read without writing, as a
+/// `T` straight from the stored text (a 10 M-device migration's plan is never held as a JSON
+/// tree). A stored plan that does not read as one is an error, not a run without a plan.
+pub fn undo_plan<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    run_id: i64,
+) -> Result<Option<(String, Option<T>)>, Error> {
     if !path.exists() {
         return Ok(None);
     }
@@ -70,29 +75,44 @@ pub fn undo_plan(path: &Path, run_id: i64) -> Result<Option<(String, serde_json:
             .query_row("SELECT kind FROM runs WHERE id = ?1", [run_id], |r| r.get::<_, String>(0))
             .optional()
             .map_err(|e| Error::snapshot(path, e))?
-            .map(|kind| (kind, serde_json::Value::Null)));
+            .map(|kind| (kind, None)));
     }
-    let row: Option<(String, serde_json::Value)> = conn
+    let row = conn
         .query_row(
             "SELECT runs.kind, undo.plan FROM runs LEFT JOIN undo ON undo.run_id = runs.id WHERE runs.id = ?1",
             [run_id],
-            |r| Ok((r.get(0)?, stored_plan(r.get_ref(1)?))),
+            |r| Ok((r.get::<_, String>(0)?, stored_plan::<T>(r.get_ref(1)?))),
         )
         .optional()
         .map_err(|e| Error::snapshot(path, e))?;
-    Ok(row)
+    let Some((kind, plan)) = row else { return Ok(None) };
+    let plan = plan.map_err(|e| {
+        Error::snapshot(
+            path,
+            format!("the undo plan of run {run_id} ({kind}) is unreadable ({e}); the run cannot be undone from it"),
+        )
+    })?;
+    Ok(Some((kind, plan)))
 }
 
 /// An undo plan as stored: gzip-compressed JSON, or the plain JSON text of earlier versions;
-/// `Null` when there is none (or it cannot be read).
-fn stored_plan(value: rusqlite::types::ValueRef<'_>) -> serde_json::Value {
+/// `None` when there is none.
+fn stored_plan<T: serde::de::DeserializeOwned>(
+    value: rusqlite::types::ValueRef<'_>,
+) -> Result<Option<T>, serde_json::Error> {
     use rusqlite::types::ValueRef;
-    let parsed = match value {
-        ValueRef::Text(t) => serde_json::from_slice(t).ok(),
-        ValueRef::Blob(b) => serde_json::from_reader(flate2::read::GzDecoder::new(b)).ok(),
-        _ => None,
-    };
-    parsed.unwrap_or_default()
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(t) => serde_json::from_slice(t).map(Some),
+        // serde_json reads a reader a byte at a time: the decoder is read in blocks.
+        ValueRef::Blob(b) => {
+            serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, flate2::read::GzDecoder::new(b)))
+                .map(Some)
+        }
+        ValueRef::Integer(_) | ValueRef::Real(_) => {
+            Err(serde::de::Error::custom("a number where the plan's JSON was expected"))
+        }
+    }
 }
 
 /// Runs recorded in the snapshot, newest first. A missing file has none.

@@ -398,8 +398,42 @@ fn undo_plans_read_back_compressed_or_as_earlier_plain_text() {
     conn.execute("INSERT INTO undo (run_id, plan) VALUES (?1, ?2)", rusqlite::params![old, plan.to_string()]).unwrap();
     drop(conn);
     for run in [new, old] {
-        let (kind, read) = undo_plan(&path, run).unwrap().unwrap();
-        assert_eq!((kind.as_str(), &read), ("apply", &plan), "run {run}");
+        let (kind, read) = undo_plan::<serde_json::Value>(&path, run).unwrap().unwrap();
+        assert_eq!((kind.as_str(), read.as_ref()), ("apply", Some(&plan)), "run {run}");
+    }
+}
+
+/// A stored undo plan that is damaged (cut, not gzip, not JSON, not a plan) is an error that
+/// says so, never a run without an undo plan; a run that stored none is one.
+#[test]
+fn a_damaged_undo_plan_is_an_error_not_a_missing_one() {
+    let dir = tempdir();
+    let path = dir.join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let plan = serde_json::json!({"operations": [{"op": "unassign", "device": "D1", "customer": "a@b.co"}], "not_undoable": []});
+    let good = store.begin_run("apply").unwrap();
+    store.put_undo(good, &plan, 30).unwrap();
+    let none = store.begin_run("apply").unwrap();
+    let damaged: Vec<i64> = (0..5).map(|_| store.begin_run("apply").unwrap()).collect();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = ?1", [good], |r| r.get(0)).unwrap();
+    let values: [rusqlite::types::Value; 5] = [
+        stored[..stored.len() / 2].to_vec().into(),
+        b"not gzip".to_vec().into(),
+        "{\"operations\": [".to_string().into(),
+        "{\"operations\": 7}".to_string().into(),
+        rusqlite::types::Value::Integer(3),
+    ];
+    for (run, value) in damaged.iter().zip(values) {
+        conn.execute("INSERT INTO undo (run_id, plan) VALUES (?1, ?2)", rusqlite::params![run, value]).unwrap();
+    }
+    drop(conn);
+    assert!(matches!(undo_plan::<crate::plan::UndoPlan>(&path, good), Ok(Some((_, Some(_))))));
+    assert!(matches!(undo_plan::<crate::plan::UndoPlan>(&path, none), Ok(Some((_, None)))));
+    for run in damaged {
+        let e = undo_plan::<crate::plan::UndoPlan>(&path, run).unwrap_err().to_string();
+        assert!(e.contains(&format!("the undo plan of run {run} (apply) is unreadable")), "run {run}: {e}");
     }
 }
 
