@@ -114,3 +114,32 @@ fn undo_plans_are_pruned_to_the_newest_runs() {
     assert!(gone.stderr.contains("has no undo plan"), "{}", gone.stderr);
     w.run_api(&emu, &["undo", "3", "--state", "state.db"]).expect(0);
 }
+
+/// A stored undo plan damaged on disk (cut short, or its bytes garbled) stops `undo` with an
+/// error naming the run — never "has no undo plan", never a partial undo — and sends nothing;
+/// the other runs' plans still read.
+#[test]
+fn a_damaged_undo_plan_stops_undo_and_sends_nothing() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    for day in ["sample-data/day1", "sample-data/day2"] {
+        let args = ["apply", "--config", CONFIG, "--input-dir", day, "--state", "state.db", "--rate", "500"];
+        w.run_api(&emu, &args).expect(if day.ends_with('1') { 0 } else { 3 });
+    }
+    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = 2", [], |r| r.get(0)).unwrap();
+    let mut garbled = stored.clone();
+    let mid = garbled.len() / 2;
+    garbled[mid] ^= 0x55;
+    for damaged in [stored[..stored.len() * 2 / 3].to_vec(), garbled] {
+        conn.execute("UPDATE undo SET plan = ?1 WHERE run_id = 2", [&damaged]).unwrap();
+        let before = emu.emulator.requests().len();
+        for args in [&["undo", "2", "--state", "state.db"][..], &["undo", "2", "--apply", "--state", "state.db"]] {
+            let run = w.run_api(&emu, args).expect(1);
+            assert!(run.stderr.contains("the undo plan of run 2 (apply) is unreadable"), "{args:?}: {}", run.stderr);
+            assert!(!run.stderr.contains("has no undo plan"), "{}", run.stderr);
+        }
+        assert_eq!(emu.emulator.requests().len(), before, "nothing was sent");
+    }
+    w.run_api(&emu, &["undo", "1", "--state", "state.db"]).expect(0);
+}
