@@ -381,19 +381,27 @@ fn the_diff_against_a_shared_read_is_the_diff_against_a_plain_read() {
     }
 }
 
+/// A new snapshot with one apply run and its undo plan: the path, the plan, the run, the plan's
+/// bytes as stored, and the store, still open.
+fn one_stored_undo_plan() -> (PathBuf, serde_json::Value, i64, Vec<u8>, Store) {
+    let path = tempdir().join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let plan = serde_json::json!({"operations": [{"op": "unassign", "device": "D1", "customer": "a@b.co"}], "not_undoable": []});
+    let run = store.begin_run("apply").unwrap();
+    store.put_undo(run, &plan, 30).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = ?1", [run], |r| r.get(0)).unwrap();
+    (path, plan, run, stored, store)
+}
+
 /// Undo plans are stored compressed; one stored as plain JSON text by an earlier version reads
 /// the same.
 #[test]
 fn undo_plans_read_back_compressed_or_as_earlier_plain_text() {
-    let dir = tempdir();
-    let path = dir.join("s.db");
-    let mut store = Store::open(&path).unwrap();
-    let plan = serde_json::json!({"operations": [{"op": "unassign", "device": "D1", "customer": "a@b.co"}], "not_undoable": []});
-    let (new, old) = (store.begin_run("apply").unwrap(), store.begin_run("apply").unwrap());
-    store.put_undo(new, &plan, 30).unwrap();
+    let (path, plan, new, stored, mut store) = one_stored_undo_plan();
+    let old = store.begin_run("apply").unwrap();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = ?1", [new], |r| r.get(0)).unwrap();
     assert_eq!(&stored[..2], &[0x1f, 0x8b], "gzip-compressed");
     conn.execute("INSERT INTO undo (run_id, plan) VALUES (?1, ?2)", rusqlite::params![old, plan.to_string()]).unwrap();
     drop(conn);
@@ -407,17 +415,11 @@ fn undo_plans_read_back_compressed_or_as_earlier_plain_text() {
 /// says so, never a run without an undo plan; a run that stored none is one.
 #[test]
 fn a_damaged_undo_plan_is_an_error_not_a_missing_one() {
-    let dir = tempdir();
-    let path = dir.join("s.db");
-    let mut store = Store::open(&path).unwrap();
-    let plan = serde_json::json!({"operations": [{"op": "unassign", "device": "D1", "customer": "a@b.co"}], "not_undoable": []});
-    let good = store.begin_run("apply").unwrap();
-    store.put_undo(good, &plan, 30).unwrap();
+    let (path, _, good, stored, mut store) = one_stored_undo_plan();
     let none = store.begin_run("apply").unwrap();
     let damaged: Vec<i64> = (0..5).map(|_| store.begin_run("apply").unwrap()).collect();
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = ?1", [good], |r| r.get(0)).unwrap();
     let values: [rusqlite::types::Value; 5] = [
         stored[..stored.len() / 2].to_vec().into(),
         b"not gzip".to_vec().into(),
