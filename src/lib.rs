@@ -18,11 +18,13 @@ pub mod emulator;
 pub mod error;
 pub mod execute;
 pub mod load;
+pub mod mem;
 pub mod model;
 pub mod pii;
 pub mod plan;
 pub mod private;
 pub mod snapshot;
+pub mod sync;
 pub mod time;
 
 pub use error::Error;

@@ -1,8 +1,6 @@
 //! How a command ended, and the exit code for it: commands return an [`Ended`] (or an
 //! [`Error`]), and [`code`] is the one place that turns either into the documented code.
 
-use std::collections::BTreeMap;
-
 use crate::error::Error;
 
 /// Success; with `--detailed-exitcode`, also "no changes".
@@ -21,64 +19,7 @@ pub const USAGE: i32 = 64;
 /// The snapshot is in use by another run; try again later (sysexits' EX_TEMPFAIL).
 pub const IN_USE: i32 = 75;
 
-/// How a command that ran to its end went.
-#[derive(Debug, Clone, PartialEq)]
-pub enum How {
-    /// Everything it set out to do was done.
-    Done,
-    /// `plan --detailed-exitcode` found changes; `verify` found drift.
-    Changes,
-    /// Done, except for rejected rows or failed operations (both are in the figures).
-    Partial,
-    /// `--max-duration` was reached at a checkpoint; the message says what is left.
-    OutOfTime(String),
-    /// The safety guard refused the plan; the message says why. Nothing was sent.
-    Refused(String),
-    /// Stopped before its end (a signal, a refused key, an unwritable snapshot); the message
-    /// says why and what happens next.
-    Stopped(String),
-}
-
-/// A run's figures, for the `run_finished` event and the metrics file.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Figures {
-    /// The run's number in the snapshot's `runs` table, when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<i64>,
-    /// Operations by kind: done and failed.
-    pub operations: BTreeMap<String, crate::execute::Counts>,
-    pub calls: u64,
-    pub retries: u64,
-    pub failed_operations: u64,
-    pub rejected_rows: u64,
-    pub warnings: u64,
-    /// Calls planned and not sent (a stop, the time window).
-    pub calls_left: u64,
-    /// `verify`: customers whose read-back differed from the snapshot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drifted: Option<u64>,
-}
-
-/// What a command returns when it did not fail outright.
-#[derive(Debug, Clone)]
-pub struct Ended {
-    pub how: How,
-    pub figures: Figures,
-}
-
-impl Ended {
-    pub fn done() -> Ended {
-        Ended { how: How::Done, figures: Figures::default() }
-    }
-    pub fn with(how: How, figures: Figures) -> Ended {
-        Ended { how, figures }
-    }
-    /// `Done`, or `Partial` when something was rejected or failed.
-    pub fn counted(figures: Figures) -> Ended {
-        let how = if figures.failed_operations > 0 || figures.rejected_rows > 0 { How::Partial } else { How::Done };
-        Ended { how, figures }
-    }
-}
+pub use crate::sync::{Ended, Figures, How};
 
 /// The exit code of a command's result: the one mapping from outcomes to codes.
 pub fn code(result: &Result<Ended, Error>) -> i32 {
@@ -111,19 +52,5 @@ pub fn outcome_word(result: &Result<Ended, Error>) -> &'static str {
         Ok(ended) => ended.how.word(),
         Err(Error::InUse { .. }) => "in_use",
         Err(_) => "failed",
-    }
-}
-
-impl How {
-    /// The word for this ending, as `history` and the metrics give it.
-    pub fn word(&self) -> &'static str {
-        match self {
-            How::Done => "ok",
-            How::Changes => "changes",
-            How::Partial => "partial",
-            How::OutOfTime(_) => "out_of_time",
-            How::Refused(_) => "refused",
-            How::Stopped(_) => "stopped",
-        }
     }
 }

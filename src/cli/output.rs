@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -26,8 +26,6 @@ pub const ROWS: &str = "telemetron_sync::rows";
 
 static JSON: AtomicBool = AtomicBool::new(false);
 static QUIET: AtomicBool = AtomicBool::new(false);
-/// The snapshot's number of the run under way (0: none yet); every line carries it.
-static RUN_ID: AtomicI64 = AtomicI64::new(0);
 static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
 
 /// Whether stderr takes JSON lines (no progress bars then).
@@ -35,13 +33,8 @@ pub fn is_json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
-/// From now on, every log line carries this run's id.
-pub fn set_run_id(id: i64) {
-    RUN_ID.store(id, Ordering::Relaxed);
-}
-
 fn run_id() -> Option<i64> {
-    Some(RUN_ID.load(Ordering::Relaxed)).filter(|&id| id > 0)
+    crate::sync::current_run()
 }
 
 /// `chatty`: the command reports progress in log lines (`apply`), so its default level is info.

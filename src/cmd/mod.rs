@@ -3,7 +3,7 @@
 //! Commands turn parsed arguments into settings, call the library stages, and write results to
 //! stdout. The shared front half — read exports and snapshot, resolve, diff — is [`prepare`].
 
-use crate::cli::exit::{Ended, How};
+use crate::cli::exit::Ended;
 use crate::cli::report;
 use crate::cli::settings::{CommandFlags, InputSettings, Settings};
 use crate::cli::{Cli, Command};
@@ -20,7 +20,6 @@ mod emulator;
 mod event;
 mod history;
 mod plan;
-mod settle;
 mod snapshot_cmd;
 mod undo;
 mod verify;
@@ -68,32 +67,7 @@ pub(crate) fn existing_state(s: &Settings) -> Result<&std::path::Path, Error> {
     )))
 }
 
-/// Begins a recorded run in the snapshot (creating it if need be); every log line from here
-/// on carries the run's id. The caller holds the lock, and ends the run with [`end_run`].
-pub(crate) fn begin_run(state: &std::path::Path, kind: &str) -> Result<i64, Error> {
-    let (mut store, migrated) = snapshot::Store::open_migrating(state, None)?;
-    let id = store.begin_run(kind)?;
-    crate::cli::output::set_run_id(id);
-    if let Some(from) = migrated {
-        tracing::info!(snapshot = %state.display(), from, to = snapshot::SCHEMA_VERSION, "snapshot schema migrated");
-    }
-    Ok(id)
-}
-
-/// Records how a run ended when it did not reach its own summary: an error, or the guard's
-/// refusal. Any other result was recorded where it was made.
-pub(crate) fn end_run(state: &std::path::Path, run_id: i64, result: Result<Ended, Error>) -> Result<Ended, Error> {
-    let (word, why) = match &result {
-        Err(e) => ("failed", e.to_string()),
-        Ok(Ended { how: How::Refused(why), .. }) => ("refused", why.clone()),
-        Ok(_) => return result,
-    };
-    let summary = serde_json::json!({ "error": why });
-    if let Err(e) = snapshot::Store::open(state).and_then(|mut s| s.finish_run(run_id, word, &summary)) {
-        tracing::warn!("the run's outcome could not be recorded ({e}); the next run marks it interrupted");
-    }
-    result
-}
+pub(crate) use crate::sync::{begin_run, end_run};
 
 /// The exports, the snapshot they were compared with, and the difference.
 pub(crate) struct Prepared {
@@ -119,22 +93,7 @@ pub(crate) fn plan_doc(
     doc
 }
 
-/// The process's resident memory in MiB where the system tells it (Linux), for the debug lines
-/// that profile the front.
-pub(crate) fn rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim();
-    kb.parse::<u64>().ok().map(|kb| kb / 1024)
-}
-
-/// Returns what the allocator holds freed to the system now, instead of after its delay (the
-/// binary's allocator is mimalloc): `apply` calls it once its front is freed, so that the
-/// operations made next take the place of gigabytes still counted as held.
-pub(crate) fn return_freed_memory() {
-    // SAFETY: `mi_collect` takes no pointer and may be called at any time from any thread;
-    // where mimalloc is not the global allocator it collects only its own, unused heap.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
+pub(crate) use crate::mem::{return_freed_memory, rss_mib};
 
 /// How many bad rows go to stderr before the rest are only counted.
 const STDERR_REJECTS: usize = 100;
@@ -496,105 +455,9 @@ pub(crate) fn release<T>(value: T) {
     std::mem::forget(value);
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
+pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
 
-/// The runtime of the commands that call Telemetron: two workers, as the machine has two cores.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))
-}
-
-/// Sets `stop` on Ctrl-C or SIGTERM, so that nothing new is sent and the calls in flight finish.
-/// Call from inside the runtime; abort the handle when the work is done.
-pub(crate) fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
-    stop_on_signals(stop, std::sync::Arc::new(tokio::sync::Notify::new()))
-}
-
-/// Like [`stop_on_signal`]; a second signal also notifies `now`: the caller abandons the calls
-/// in flight (their intents stay in the journal for the next run to read back) and exits once
-/// what was confirmed is committed.
-pub(crate) fn stop_on_signals(
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    now: std::sync::Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
-    // The listeners are made once, before any signal: a signal that comes while none is
-    // registered is not seen, so making new ones for the second signal could miss it.
-    #[cfg(unix)]
-    let mut listeners = {
-        use tokio::signal::unix::{SignalKind, signal};
-        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
-    };
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        next_signal(&mut listeners).await;
-        #[cfg(not(unix))]
-        shutdown_signal().await;
-        tracing::warn!(
-            "signal received: sending nothing new, finishing the calls in flight (a second signal stops at once)"
-        );
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        #[cfg(unix)]
-        next_signal(&mut listeners).await;
-        #[cfg(not(unix))]
-        shutdown_signal().await;
-        tracing::warn!("second signal: abandoning the calls in flight; committing what was confirmed");
-        now.notify_one();
-    })
-}
-
-/// The next SIGINT or SIGTERM on listeners made beforehand (a missing one never fires).
-#[cfg(unix)]
-async fn next_signal(listeners: &mut (Option<tokio::signal::unix::Signal>, Option<tokio::signal::unix::Signal>)) {
-    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-        match s {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    }
-    let (int, term) = listeners;
-    tokio::select! {
-        () = recv(int) => {},
-        () = recv(term) => {},
-    }
-}
-
-/// `key=value` pairs (from `--property`) as a map; the key is trimmed and must not be empty.
-pub(crate) fn key_values(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let mut map = std::collections::BTreeMap::new();
-    for p in pairs {
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("property {p:?}: write it as key=value"))?;
-        if k.trim().is_empty() {
-            return Err(format!("property {p:?}: the key is empty"));
-        }
-        map.insert(k.trim().to_string(), v.to_string());
-    }
-    Ok(map)
-}
+pub(crate) use crate::model::key_values;
 
 #[cfg(test)]
 mod tests {

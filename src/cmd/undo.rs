@@ -29,11 +29,9 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
     let opts = s.options(Batching::default());
     let _lock = Lock::acquire(&state)?;
     let client = api.client()?;
-    let run_id = super::begin_run(&state, "undo")?;
-    let result = (|| {
-        // As for apply: an earlier run's calls of unknown outcome are read back first, then the
-        // undo plan is checked against the present.
-        super::settle::journal(&state, &client, &opts)?;
+    // As for apply: an earlier run's calls of unknown outcome are read back first, then the
+    // undo plan is checked against the present.
+    crate::sync::writing_run(&state, "undo", &client, &opts.clone(), |run_id, _| {
         let now = plan::undo_against(&undo, &snapshot::read(&state)?);
         for n in &undo.not_undoable {
             tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
@@ -41,25 +39,25 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
         for c in &now.conflicts {
             tracing::warn!("skipped, changed since run {}: {} {}: {}", args.run, c.op, c.key, c.reason);
         }
-        let spec = super::apply::RunSpec {
+        let progress = crate::cli::progress::for_stderr(s.quiet);
+        let spec = crate::sync::Spec {
             kind: "undo",
             run_id,
             state: &state,
             batching: Batching::default(),
             opts,
-            client,
-            base_url: api.base_url.clone(),
-            rejected: 0,
-            warnings: 0,
-            guard: s.guard.clone(),
-            report: None,
-            quiet: s.quiet,
+            client: client.clone(),
+            guard: Some(s.guard.clone()),
             deadline,
             keep_undo: None,
             undoes: Some(args.run),
+            rejected: 0,
+            progress: progress.as_ref(),
         };
         let sent = now.operations.len();
-        let ended = super::apply::run_operations(&spec, now.operations)?;
+        let ran = crate::sync::run(&spec, crate::sync::Work::Operations(now.operations))?;
+        super::apply::show(&ran, &spec, &api.base_url, None)?;
+        let ended = ran.ended(0);
         if matches!(ended.how, How::Refused(_)) {
             return Ok(ended);
         }
@@ -74,8 +72,7 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
             )
         })?;
         Ok(ended)
-    })();
-    super::end_run(&state, run_id, result)
+    })
 }
 
 fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {

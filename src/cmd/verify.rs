@@ -5,22 +5,17 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use futures::StreamExt;
 use rustc_hash::FxHashMap;
 
 use crate::api;
 use crate::cli::exit::{Ended, Figures, How};
 use crate::cli::settings::Settings;
 use crate::cli::{ReportFormat, VerifyArgs};
-use crate::client::{ApiError, Rejection};
 use crate::diff::drift::{self, CustomerDrift};
 use crate::error::Error;
-use crate::execute::{Caller, Progress};
+use crate::execute::Caller;
 use crate::model::{DeviceIdent, Email, TelemetronId};
 use crate::snapshot::{self, Lock, Store};
-
-/// A customer read back: `None` when the run stopped before reading it; `Ok(None)` for a 404.
-type ReadBack = Option<Result<Option<api::Customer>, ApiError>>;
 
 pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
     let state = super::existing_state(s)?.to_path_buf();
@@ -63,22 +58,8 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
         let signals = super::stop_on_signal(stop.clone());
         let caller = Caller::new(&opts, &stop);
         progress.phase("verify", chosen.len() as u64);
-        let results: Vec<(&Email, ReadBack)> = futures::stream::iter(chosen.iter())
-            .map(|email| {
-                let (caller, client, progress) = (&caller, &client, progress.as_ref() as &dyn Progress);
-                async move {
-                    let r = caller.call(|| client.query_customer(email.as_str())).await.map(|r| match r {
-                        Ok(c) => Ok(Some(c)),
-                        Err(e) if e.rejection() == Some(&Rejection::NotFound) => Ok(None),
-                        Err(e) => Err(e),
-                    });
-                    progress.advance(1);
-                    (*email, r)
-                }
-            })
-            .buffer_unordered(opts.concurrency)
-            .collect()
-            .await;
+        let results =
+            crate::sync::read_back(&client, &caller, opts.concurrency, chosen.iter().copied(), progress.as_ref()).await;
         progress.finish();
         signals.abort();
         (results, caller.stopped(), caller.calls())

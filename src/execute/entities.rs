@@ -186,9 +186,10 @@ impl Exec<'_> {
                 }
             }
             None if was_created => {
-                tracing::warn!(customer = %email, "Telemetron did not have this customer and auto-created it (drift)");
+                // Not planned: a customer named only by an event, or one Telemetron lost (drift).
+                tracing::info!(customer = %email, "the assign call created this customer in Telemetron");
                 let record = CustomerRecord::new(Some(email.local_part()), None, None, None);
-                (self.confirm)(Confirmed::Customer { email: email.clone(), id: id.map(TelemetronId::new), record });
+                self.customer_created(email, id, record);
             }
             None => {}
         }

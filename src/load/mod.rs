@@ -110,7 +110,7 @@ fn read_part_beside(
             }
         }
     }
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = crate::cmd::rss_mib(), file = ?part, "export read");
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = crate::mem::rss_mib(), file = ?part, "export read");
     Ok(export)
 }
 

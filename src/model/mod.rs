@@ -35,3 +35,16 @@ pub(crate) fn seeded(mut seed: u64) -> impl FnMut() -> u64 {
         seed
     }
 }
+
+/// `key=value` pairs (from `--property`) as a map; the key is trimmed and must not be empty.
+pub fn key_values(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut map = std::collections::BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p.split_once('=').ok_or_else(|| format!("property {p:?}: write it as key=value"))?;
+        if k.trim().is_empty() {
+            return Err(format!("property {p:?}: the key is empty"));
+        }
+        map.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(map)
+}
