@@ -168,7 +168,7 @@ fn injected_500s_lost_responses_and_429s_converge() {
 }
 
 /// Starts the binary in the background against `emu` with the test key, output piped.
-fn spawn_api(w: &Workdir, emu: &Emu, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_api(w: &Workdir, emu: &Emu, args: &[&str]) -> std::process::Child {
     w.command(args)
         .env("TELEMETRON_BASE_URL", &emu.base_url)
         .env("TELEMETRON_API_KEY", KEY)
@@ -337,13 +337,13 @@ pub(crate) fn big_org(w: &Workdir, dir: &str) {
 }
 
 /// Intents no run has settled yet.
-fn unsettled(w: &Workdir) -> i64 {
+pub(crate) fn unsettled(w: &Workdir) -> i64 {
     let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
     conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0)).unwrap()
 }
 
 /// The (device, customer) pairs of a state.
-fn pairs(devices: &BTreeMap<String, DeviceView>) -> std::collections::BTreeSet<(String, String)> {
+pub(crate) fn pairs(devices: &BTreeMap<String, DeviceView>) -> std::collections::BTreeSet<(String, String)> {
     devices.iter().flat_map(|(d, (_, _, owners))| owners.iter().map(move |o| (d.clone(), o.clone()))).collect()
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod damage;
 mod event;
+mod event_storm;
 mod inputs;
 mod operate;
 mod optimize;

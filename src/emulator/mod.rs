@@ -40,6 +40,10 @@
 //! - `createTicket` with both `customerId` and `customerEmail` uses `customerId`. A missing
 //!   description is made from the messages; a missing category is stored as `null`.
 //! - 500s from `--fail-rate`: half are returned before the request is applied, half after.
+//! - Faults on one endpoint's writes, set while it runs ([`Emulator::fault_writes`], for tests
+//!   of calls whose answer is lost): each request to it is applied, then answered 500
+//!   ([`WriteFault::Fail`]) or held unanswered ([`WriteFault::Stall`], counted by
+//!   [`Emulator::stalled`]) until the client gives up or dies.
 //! - `--rate-limit N` allows N API requests in any one second (a sliding window, as many real
 //!   gateways count); the rest get 429 with `Retry-After: 1` and do not count. Admin routes are neither limited, failed, delayed nor logged.
 //! - A documented request field of the wrong JSON type is a 400 `Invalid field F: expected T`
@@ -84,6 +88,15 @@ pub enum AllUnknownAssign {
     Ok,
     /// 400 "No valid devices found".
     BadRequest,
+}
+
+/// What happens to a request once it is applied, on the endpoint [`Emulator::fault_writes`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Answered 500, as a lost response looks to a client.
+    Fail,
+    /// Held unanswered for an hour: the client times out, or is killed while it waits.
+    Stall,
 }
 
 /// Everything the emulator can be told.
@@ -143,6 +156,10 @@ struct Inner {
     counter: AtomicU64,
     /// When the requests of the last second were admitted (for the rate limit).
     window: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// The endpoint (the end of its path) whose writes meet a fault, and the fault.
+    write_fault: Mutex<Option<(String, WriteFault)>>,
+    /// Requests applied and then held unanswered.
+    stalled: AtomicU64,
 }
 
 impl Emulator {
@@ -156,8 +173,21 @@ impl Emulator {
                 log: Mutex::new(Vec::new()),
                 counter: AtomicU64::new(0),
                 window: Mutex::new(std::collections::VecDeque::new()),
+                write_fault: Mutex::new(None),
+                stalled: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// From now on, every request whose path ends with `endpoint` (`/assignDevicesToOwner`,
+    /// say) is applied and then meets `fault`; `None` ends it.
+    pub fn fault_writes(&self, fault: Option<(&str, WriteFault)>) {
+        *self.inner.write_fault.lock().unwrap_or_else(|p| p.into_inner()) = fault.map(|(e, f)| (e.to_string(), f));
+    }
+
+    /// How many requests were applied and then held unanswered ([`WriteFault::Stall`]).
+    pub fn stalled(&self) -> u64 {
+        self.inner.stalled.load(Ordering::Relaxed)
     }
 
     /// Every organization's records, as `GET /_emulator/state` shows them.
@@ -324,6 +354,22 @@ async fn api(
         tokio::time::sleep(delay).await;
     }
     let (status, body, extra_headers) = handle(&emu, n, &method, &path, &headers, &body);
+    let fault = emu.inner.write_fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (status, body) = match fault {
+        // Only a request that was applied meets the fault (not a 401, a 429 or a 400).
+        Some((endpoint, fault)) if path.ends_with(&endpoint) && status.is_success() => match fault {
+            WriteFault::Fail => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "Internal server error (injected after the write)"}),
+            ),
+            WriteFault::Stall => {
+                emu.inner.stalled.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                (StatusCode::GATEWAY_TIMEOUT, json!({"error": "stalled (injected after the write)"}))
+            }
+        },
+        _ => (status, body),
+    };
     emu.inner.log.lock().unwrap_or_else(|p| p.into_inner()).push(LoggedRequest {
         time,
         t_ms: arrived.as_secs_f64() * 1000.0,
