@@ -196,6 +196,14 @@ pub const ENV_BASE_URL: &str = "TELEMETRON_BASE_URL";
 /// The default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A call's failure that stops a command, wrapped where the client is called (the stages
+/// below know no HTTP).
+impl From<ApiError> for crate::error::Error {
+    fn from(e: ApiError) -> Self {
+        crate::error::Error::Api(e.to_string())
+    }
+}
+
 /// A client for one organization (one key) at one base URL.
 #[derive(Debug, Clone)]
 pub struct Client {

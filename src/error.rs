@@ -51,8 +51,9 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
 
-    #[error(transparent)]
-    Api(#[from] crate::client::ApiError),
+    /// Telemetron refused or did not answer a call a command needed (its message says which).
+    #[error("{0}")]
+    Api(String),
 
     #[error(
         "{count} bad row(s) and --strict is set; nothing was done. Fix the rows listed above or drop --strict to leave them out"

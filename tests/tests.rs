@@ -12,6 +12,7 @@ mod damage;
 mod event;
 mod event_storm;
 mod inputs;
+mod layers;
 mod operate;
 mod optimize;
 mod private;

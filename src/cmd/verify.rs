@@ -75,7 +75,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
             Some(Ok(remote)) => {
                 let stored = &snap.customers[email];
                 let devices = devices_of.get(email).map_or(&[][..], Vec::as_slice);
-                if let Some(d) = drift::compare(email, &stored.record, devices, remote.as_ref()) {
+                if let Some(d) = drift::compare(email, &stored.record, devices, remote.as_ref().map(as_remote)) {
                     drifts.push(d);
                 }
                 read.push((email, remote));
@@ -95,7 +95,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
             match remote {
                 None => w.remove_customer(email)?,
                 Some(r) => {
-                    let record = drift::remote_record(r, &stored.record);
+                    let record = drift::remote_record(as_remote(r), &stored.record);
                     w.put_customer(email, Some(&TelemetronId::new(&r.id)), &record)?;
                     let ours = devices_of.get(email).map_or(&[][..], Vec::as_slice);
                     for d in ours {
@@ -193,4 +193,15 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
         How::Changes
     };
     Ok(Ended::with(how, figures))
+}
+
+/// A customer read back, as the drift check compares it.
+fn as_remote(c: &crate::api::Customer) -> drift::Remote<'_> {
+    drift::Remote {
+        id: &c.id,
+        name: c.name.as_deref(),
+        phone: c.phone.as_deref(),
+        address: c.address.as_deref(),
+        devices: &c.devices,
+    }
 }

@@ -8,8 +8,19 @@
 
 use serde::Serialize;
 
-use crate::api;
 use crate::model::{CustomerRecord, DeviceIdent, Email};
+
+/// A customer as Telemetron holds it, read back: the fields drift compares (the client's wire
+/// type is mapped to this where it is called).
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub address: Option<&'a str>,
+    /// The identifiers of its devices.
+    pub devices: &'a [String],
+}
 
 /// One field that differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,11 +52,11 @@ pub fn compare(
     email: &Email,
     stored: &CustomerRecord,
     stored_devices: &[&DeviceIdent],
-    remote: Option<&api::Customer>,
+    remote: Option<Remote<'_>>,
 ) -> Option<CustomerDrift> {
     let mut drift = CustomerDrift {
         email: email.clone(),
-        telemetron_id: remote.map(|r| r.id.clone()),
+        telemetron_id: remote.map(|r| r.id.to_string()),
         missing_remotely: remote.is_none(),
         fields: Vec::new(),
         devices_only_remote: Vec::new(),
@@ -57,15 +68,15 @@ pub fn compare(
     };
     // A customer created without a name is named after its email by Telemetron.
     let expected_name = stored.name().unwrap_or(email.local_part());
-    if clean(&remote.name) != Some(expected_name) {
+    if clean(remote.name) != Some(expected_name) {
         drift.fields.push(FieldDrift {
             field: "name",
             snapshot: stored.name().map(Into::into),
-            remote: clean(&remote.name).map(Into::into),
+            remote: clean(remote.name).map(Into::into),
         });
     }
     for (field, ours, theirs) in
-        [("phone", stored.phone(), &remote.phone), ("address", stored.address(), &remote.address)]
+        [("phone", stored.phone(), remote.phone), ("address", stored.address(), remote.address)]
     {
         if ours != clean(theirs) {
             drift.fields.push(FieldDrift {
@@ -85,13 +96,13 @@ pub fn compare(
 }
 
 /// A customer's record as Telemetron holds it, keeping our own source key.
-pub fn remote_record(remote: &api::Customer, stored: &CustomerRecord) -> CustomerRecord {
-    CustomerRecord::new(clean(&remote.name), clean(&remote.phone), clean(&remote.address), stored.source_id())
+pub fn remote_record(remote: Remote<'_>, stored: &CustomerRecord) -> CustomerRecord {
+    CustomerRecord::new(clean(remote.name), clean(remote.phone), clean(remote.address), stored.source_id())
 }
 
 /// A field as Telemetron returned it: absent, `null` and blank are all "no value".
-fn clean(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+fn clean(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Where a customer falls in a seeded sample: sort by this and take the first N.
@@ -109,15 +120,12 @@ pub fn sample_key(seed: u64, email: &Email) -> u64 {
 mod tests {
     use super::*;
 
-    fn remote(name: &str, phone: Option<&str>, devices: &[&str]) -> api::Customer {
-        api::Customer {
-            id: "cust_1".into(),
-            email: "ann@x.io".into(),
-            name: Some(name.into()),
-            phone: phone.map(Into::into),
-            devices: devices.iter().map(|d| d.to_string()).collect(),
-            ..Default::default()
-        }
+    fn remote<'a>(name: &'a str, phone: Option<&'a str>, devices: &'a [String]) -> Remote<'a> {
+        Remote { id: "cust_1", name: Some(name), phone, address: None, devices }
+    }
+
+    fn idents(ds: &[&str]) -> Vec<String> {
+        ds.iter().map(|d| d.to_string()).collect()
     }
 
     #[test]
@@ -125,7 +133,7 @@ mod tests {
         let e = Email::parse("ann@x.io").unwrap();
         let d = DeviceIdent::parse("D1").unwrap();
         let stored = CustomerRecord::new(None, Some("1"), None, None);
-        assert_eq!(compare(&e, &stored, &[&d], Some(&remote("ann", Some("1"), &["D1"]))), None);
+        assert_eq!(compare(&e, &stored, &[&d], Some(remote("ann", Some("1"), &idents(&["D1"])))), None);
     }
 
     #[test]
@@ -133,7 +141,7 @@ mod tests {
         let e = Email::parse("ann@x.io").unwrap();
         let (d1, d2) = (DeviceIdent::parse("D1").unwrap(), DeviceIdent::parse("D2").unwrap());
         let stored = CustomerRecord::new(Some("Ann"), Some("1"), None, None);
-        let drift = compare(&e, &stored, &[&d1, &d2], Some(&remote("Ann", Some("2"), &["D1", "D3"]))).unwrap();
+        let drift = compare(&e, &stored, &[&d1, &d2], Some(remote("Ann", Some("2"), &idents(&["D1", "D3"])))).unwrap();
         assert_eq!(
             drift.fields,
             vec![FieldDrift { field: "phone", snapshot: Some("1".into()), remote: Some("2".into()) }]
