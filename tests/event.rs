@@ -165,3 +165,24 @@ fn an_event_stream_and_apply_take_turns_with_the_lock() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(remote(&emu).1["D9"].2, vec!["ann@x.io".to_string()]);
 }
+
+/// A stream waiting for its next line ends on SIGTERM, as a service manager stops it: once an
+/// event's run has listened for signals, the process no longer dies of one by itself, so the
+/// stream must see it between events too.
+#[test]
+fn an_idle_stream_ends_on_sigterm() {
+    use std::io::{BufRead, BufReader, Write};
+    let (w, emu) = (Workdir::new(), Emu::start());
+    let mut child = event_stream(&w, &emu);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut results = BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+    let signalled = std::time::Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "took {:?}", signalled.elapsed());
+    assert_eq!(status.code(), Some(1), "stopped by the signal, stdin still open");
+    drop(stdin);
+}

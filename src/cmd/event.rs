@@ -8,6 +8,8 @@
 //! run holds it, so a nightly `apply` and a stream that never ends can take turns.
 
 use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use serde_json::{Value, json};
 
@@ -62,10 +64,35 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
         return Ok(ended);
     }
 
+    // Each event's run listens for signals while it sends; between events, a signal ends the
+    // stream here (once any listener exists, the process no longer dies of SIGTERM by itself).
+    let signalled = Arc::new(AtomicBool::new(false));
+    {
+        let signalled = signalled.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+        std::thread::spawn(move || {
+            rt.block_on(sync::shutdown_signal());
+            signalled.store(true, Ordering::Relaxed);
+        });
+    }
+    let lines = stdin_lines();
     let mut failed = 0u64;
-    let stdin = std::io::stdin();
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|source| Error::Io { what: "read", path: "stdin".into(), source })?;
+    let stopped = |failed| {
+        let figures = Figures { failed_operations: failed, ..Figures::default() };
+        Ok(Ended::with(How::Stopped("interrupted by a signal; the stream ended between events".into()), figures))
+    };
+    let mut n = 0usize;
+    loop {
+        let line = match lines.recv_timeout(std::time::Duration::from_millis(100)) {
+            _ if signalled.load(Ordering::Relaxed) => return stopped(failed),
+            Ok(line) => line?,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        n += 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -76,7 +103,7 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
             }
             Err(e) => (json!({"ok": false, "error": format!("not an event: {e}")}), Ended::done()),
         };
-        result["line"] = (i + 1).into();
+        result["line"] = n.into();
         if result["ok"] != true {
             failed += 1;
         }
@@ -88,6 +115,22 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
         }
     }
     Ok(Ended::counted(Figures { failed_operations: failed, ..Figures::default() }))
+}
+
+/// Standard input's lines, read on a thread of their own so that waiting for the next one
+/// does not keep a signal from being seen.
+fn stdin_lines() -> mpsc::Receiver<Result<String, Error>> {
+    let (tx, rx) = mpsc::sync_channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|source| Error::Io { what: "read", path: "stdin".into(), source });
+            let end = line.is_err();
+            if tx.send(line).is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 impl Events<'_> {
