@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         // SAFETY: sets a process-wide allocator option; any value is valid for it.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
-    let chatty = matches!(cli.command, Command::Apply(_) | Command::Verify(_) | Command::Undo(_));
+    let chatty = matches!(cli.command, Command::Apply(_) | Command::Verify(_) | Command::Undo(_))
+        || matches!(&cli.command, Command::Plan(p) if p.out.is_some());
     output::init(&cli.global, chatty);
     let started = metrics::now();
     let (result, metrics_file) = telemetron_sync::cmd::run(&cli);

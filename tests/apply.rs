@@ -770,7 +770,7 @@ fn a_saved_plan_is_applied_exactly_and_refused_when_stale() {
     assert_converged(&w, &emu, "sample-data/day1");
     // The snapshot moved on: the same plan is now stale.
     let again = w.run_api(&emu, &args).expect(1);
-    assert!(again.stderr.contains("the snapshot state.db changed since the plan was made"), "{}", again.stderr);
+    assert!(again.stderr.contains("/state.db changed since the plan was made"), "{}", again.stderr);
     // An input changed.
     w.run(&["plan", "--config", CONFIG, "--input-dir", "sample-data/day2", "--state", "state.db", "--out", "p2.json"])
         .expect(0);

@@ -208,8 +208,57 @@ fn a_saved_plan_applies_only_to_its_own_snapshot() {
     assert_converged(&w, &emu, "sample-data/day1");
     // A plan of one existing snapshot is refused by another.
     w.run(&["plan", "--config", CONFIG, "--state", "b.db", "--out", "q.json"]).expect(0);
-    let other = w.run_api(&emu, &["apply", "--plan", "q.json", "--state", "a.db"]).expect(1);
-    assert!(other.stderr.contains("made against another snapshot"), "{}", other.stderr);
+    let other = w.run_api(&emu, &["apply", "--plan", "q.json", "--state", "a.db"]).expect(64);
+    let (a, b) = (w.join("a.db").canonicalize().unwrap(), w.join("b.db").canonicalize().unwrap());
+    assert!(
+        other.stderr.contains(&format!("made against the snapshot {}, not {}", b.display(), a.display())),
+        "{}",
+        other.stderr
+    );
+}
+
+/// Issue 37: `apply --plan` from another folder silently made `./telemetron-state.db` and
+/// migrated into it; a plan made while its snapshot was missing applied to a second fresh path
+/// too (its calls sent twice, two snapshots with one identity). The plan names its snapshot's
+/// absolute path: without `--state` that one is used, and any other is refused.
+#[test]
+fn a_saved_plan_names_its_snapshot_and_applies_to_it_from_anywhere() {
+    let (w, emu) = (sample(), Emu::start());
+    std::fs::create_dir_all(w.join("work")).unwrap();
+    std::fs::create_dir_all(w.join("elsewhere")).unwrap();
+    let made = w.run(&["plan", "--config", CONFIG, "--state", "work/big.db", "--out", "big-plan.json"]).expect(0);
+    // It says how to apply it: the exact command, with the plan's absolute path.
+    let plan_path = w.join("big-plan.json").canonicalize().unwrap();
+    assert!(made.stderr.contains(&format!("telemetron-sync apply --plan {}", plan_path.display())), "{}", made.stderr);
+    let apply_from = |dir: &str, extra: &[&str]| {
+        let out = w
+            .command(&[&["apply", "--plan", plan_path.to_str().unwrap(), "--rate", "500"][..], extra].concat())
+            .current_dir(w.join(dir))
+            .env("TELEMETRON_API_KEY", KEY)
+            .env("TELEMETRON_BASE_URL", &emu.base_url)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Another fresh path is refused, naming both, and nothing is sent or created.
+    let (code, stderr) = apply_from("elsewhere", &["--state", "fresh.db"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    let big = w.join("work").canonicalize().unwrap().join("big.db");
+    assert!(stderr.contains(&big.display().to_string()) && stderr.contains("fresh.db"), "{stderr}");
+    assert!(!w.join("elsewhere/fresh.db").exists() && emu.emulator.requests().is_empty());
+    // Without --state, from another folder: the plan's own snapshot, not ./telemetron-state.db.
+    let (code, stderr) = apply_from("elsewhere", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(big.exists(), "the plan's snapshot was created");
+    assert!(!w.join("elsewhere/telemetron-state.db").exists(), "no snapshot where apply ran");
+    let sent = emu.emulator.requests().len();
+    // Applied once; a second time it is stale, and nothing is sent twice.
+    let (code, stderr) = apply_from("elsewhere", &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("changed since the plan was made"), "{stderr}");
+    assert_eq!(emu.emulator.requests().len(), sent);
+    std::fs::copy(&big, w.join("state.db")).unwrap();
+    assert_converged(&w, &emu, "sample-data/day1");
 }
 
 #[test]

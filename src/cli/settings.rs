@@ -37,6 +37,8 @@ pub struct Settings {
     /// The config file's folder: the base of the paths in it.
     base: PathBuf,
     pub state: PathBuf,
+    /// The state was named (a flag, the environment or the config), not the default.
+    pub state_named: bool,
     pub metrics_file: Option<PathBuf>,
     base_url: String,
     key_file: Option<PathBuf>,
@@ -159,6 +161,7 @@ impl Settings {
         let guard = guard_limits(flags.guard, &config, &config_error)?;
         Ok(Settings {
             state: flags.state.cloned().or_else(|| in_config(&config.state)).unwrap_or_else(|| DEFAULT_STATE.into()),
+            state_named: flags.state.is_some() || config.state.is_some(),
             metrics_file: global.metrics_file.clone().or_else(|| in_config(&config.metrics_file)),
             base_url: global
                 .api

@@ -6,43 +6,34 @@
 //! thread commits confirmations to the snapshot at least every second, so `kill -9` loses at
 //! most the last second of confirmations — the next run repeats those calls harmlessly.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use serde::Deserialize;
 
 use crate::cli::ApplyArgs;
 use crate::cli::exit::{Ended, How};
 use crate::cli::settings::{InputSettings, Settings};
 use crate::error::Error;
 use crate::execute;
-use crate::model::{InputInfo, SnapshotVersion};
 use crate::plan::{self, Operation};
 use crate::snapshot::{self, Lock, Store};
 use crate::sync::{self, Ran, Work};
 
-/// What a saved plan holds that `apply --plan` needs.
-#[derive(Debug, Deserialize)]
-struct SavedPlanDoc {
-    format: String,
-    operations: Vec<Operation>,
-    #[serde(default)]
-    rejected: Vec<serde_json::Value>,
-    inputs: Vec<InputInfo>,
-    snapshot: SnapshotVersion,
-}
-
 pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
     // The cron window counts from the start: reading and planning use it up too.
     let deadline = s.max_duration.map(|d| Instant::now() + d);
-    let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), args.plan.is_none())?;
+    let mut settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), args.plan.is_none())?;
+    // A saved plan names its snapshot: it is the one used, and no other.
+    let saved = args.plan.as_ref().map(|path| read_saved(path).map(|doc| (path, doc))).transpose()?;
+    if let Some((path, doc)) = &saved {
+        settings.state = plan_state(doc, path, &settings.state, s.state_named)?;
+    }
     let api = s.api()?;
     let opts = s.options(settings.batching);
     let client = api.client()?;
 
     // Held until the process ends; released by the OS even on kill -9.
     let _lock = Lock::acquire(&settings.state)?;
-    let saved = args.plan.as_ref().map(|path| saved_plan(path, &settings.state)).transpose()?;
+    let saved = saved.map(|(path, doc)| saved_plan(doc, path, &settings.state)).transpose()?;
     // What an earlier run sent without learning the outcome is read back before planning.
     sync::writing_run(&settings.state, "apply", &client, &opts.clone(), |run_id, settled| {
         let (operations, rejected, warnings) = match saved {
@@ -155,7 +146,7 @@ pub(super) fn show(ran: &Ran, spec: &sync::Spec<'_>, base_url: &str, report: Opt
 
 /// Reads a saved plan as it streams from the file: gzip-compressed JSON as `plan --out` writes
 /// it, or the plain JSON of earlier versions.
-fn read_saved(path: &Path) -> Result<SavedPlanDoc, Error> {
+fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
     use std::io::{BufRead, BufReader};
     let io = |source| Error::Io { what: "read the plan", path: path.to_owned(), source };
     let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
@@ -176,8 +167,7 @@ fn read_saved(path: &Path) -> Result<SavedPlanDoc, Error> {
 }
 
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
-fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
-    let doc = read_saved(path)?;
+fn saved_plan(doc: plan::SavedPlanRead, path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
     if doc.format != plan::FORMAT {
         return Err(Error::BadFile {
             path: path.to_owned(),
@@ -233,4 +223,20 @@ fn saved_plan(path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Erro
         )));
     }
     Ok((doc.operations, doc.rejected.len()))
+}
+
+/// The snapshot a saved plan applies to: the one it names, unless `--state` (or the config, or
+/// the environment) names another, which is refused. A plan of an earlier version names none,
+/// and takes the one given.
+fn plan_state(doc: &plan::SavedPlanRead, path: &Path, given: &Path, named: bool) -> Result<PathBuf, Error> {
+    let Some(theirs) = doc.state.as_deref().map(PathBuf::from) else { return Ok(given.to_owned()) };
+    if !named || super::absolute_path(given) == theirs {
+        return Ok(theirs);
+    }
+    Err(Error::Usage(format!(
+        "the plan {} was made against the snapshot {}, not {}; nothing was sent. Leave --state out to apply it to its own snapshot, or run `plan --out` again against this one",
+        path.display(),
+        theirs.display(),
+        super::absolute_path(given).display()
+    )))
 }

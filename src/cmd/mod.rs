@@ -69,6 +69,17 @@ pub(crate) fn existing_state(s: &Settings) -> Result<&std::path::Path, Error> {
 
 pub(crate) use crate::sync::{begin_run, end_run};
 
+/// `path` made absolute, with its folder's links resolved; the file itself need not exist (a
+/// snapshot a plan will create).
+pub(crate) fn absolute_path(path: &std::path::Path) -> std::path::PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(dir));
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    }
+}
+
 /// The exports, the snapshot they were compared with, and the difference.
 pub(crate) struct Prepared {
     pub export: Export,

@@ -30,12 +30,19 @@ pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
             version.id = Some(crate::snapshot::new_snapshot_id());
             version.missing = true;
         }
-        let saved = SavedPlan { plan: &doc, inputs: &inputs, snapshot: &version };
+        let state = super::absolute_path(&settings.state);
+        let saved = SavedPlan { plan: &doc, inputs: &inputs, snapshot: &version, state: &state.to_string_lossy() };
         write_saved(path, &saved).map_err(|source| Error::Io {
             what: "write the plan to",
             path: path.clone(),
             source,
         })?;
+        tracing::info!(
+            plan = %path.display(),
+            snapshot = %state.display(),
+            "plan saved; review it, then apply it (against its snapshot, from any folder) with: telemetron-sync apply --plan {}",
+            shell_word(&super::absolute_path(path).to_string_lossy())
+        );
     }
     let write = |out: &mut dyn std::io::Write| match args.format {
         PlanFormat::Json => {
@@ -98,4 +105,10 @@ fn saved_inputs(inputs: &[crate::model::InputInfo], plan: &std::path::Path) -> V
             i
         })
         .collect()
+}
+
+/// A word as a POSIX shell reads it back: as it is when it is plain, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }

@@ -232,6 +232,22 @@ pub struct SavedPlan<'a> {
     pub plan: &'a Plan,
     pub inputs: &'a [InputInfo],
     pub snapshot: &'a SnapshotVersion,
+    /// The snapshot's absolute path: `apply --plan` uses it, and refuses another.
+    pub state: &'a str,
+}
+
+/// A saved plan as `apply --plan` reads it back: what [`SavedPlan`] wrote that it needs.
+#[derive(Debug, Deserialize)]
+pub struct SavedPlanRead {
+    pub format: String,
+    pub operations: Vec<Operation>,
+    #[serde(default)]
+    pub rejected: Vec<serde_json::Value>,
+    pub inputs: Vec<InputInfo>,
+    pub snapshot: SnapshotVersion,
+    /// Absent from the plans of earlier versions.
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 pub const FORMAT: &str = "telemetron-sync-plan/1";
