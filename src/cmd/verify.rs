@@ -14,7 +14,7 @@ use crate::cli::{ReportFormat, VerifyArgs};
 use crate::diff::drift::{self, CustomerDrift};
 use crate::error::Error;
 use crate::execute::Caller;
-use crate::model::{DeviceIdent, Email, TelemetronId};
+use crate::model::{Assignment, Confirmed, DeviceIdent, Email, TelemetronId};
 use crate::snapshot::{self, Lock, Store};
 
 pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
@@ -87,35 +87,32 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
 
     let mut healed = false;
     if args.heal && !read.is_empty() {
-        let mut store = Store::open(&state)?;
-        let run = store.begin_run("verify")?;
-        let mut w = store.writer()?;
+        // What was read, as the facts it is, recorded like any run's confirmations.
+        let mut facts = Vec::new();
         for (email, remote) in &read {
-            let stored = &snap.customers[*email];
-            match remote {
-                None => w.remove_customer(email)?,
-                Some(r) => {
-                    let record = drift::remote_record(as_remote(r), &stored.record);
-                    w.put_customer(email, Some(&TelemetronId::new(&r.id)), &record)?;
-                    let ours = devices_of.get(email).map_or(&[][..], Vec::as_slice);
-                    for d in ours {
-                        if !r.devices.iter().any(|x| x == d.as_str()) {
-                            w.unassign(d, email)?;
-                        }
-                    }
-                    for d in &r.devices {
-                        if let Ok(ident) = DeviceIdent::parse(d)
-                            && !ours.contains(&&ident)
-                        {
-                            w.assign(&ident, email)?;
-                        }
-                    }
+            let Some(r) = remote else {
+                facts.push(Confirmed::CustomerMissing((*email).clone()));
+                continue;
+            };
+            let record = drift::remote_record(as_remote(r), &snap.customers[*email].record);
+            facts.push(Confirmed::Customer { email: (*email).clone(), id: Some(TelemetronId::new(&r.id)), record });
+            let ours = devices_of.get(email).map_or(&[][..], Vec::as_slice);
+            for d in ours.iter().filter(|d| !r.devices.iter().any(|x| x == d.as_str())) {
+                facts.push(Confirmed::Unassigned(Assignment { device: (*d).clone(), customer: (*email).clone() }));
+            }
+            for ident in r.devices.iter().filter_map(|d| DeviceIdent::parse(d).ok()) {
+                if !ours.contains(&&ident) {
+                    facts.push(Confirmed::Assigned(Assignment { device: ident, customer: (*email).clone() }));
                 }
             }
         }
-        w.commit()?;
         let summary = serde_json::json!({"checked": read.len(), "drifted": drifts.len(), "healed": drifts.len()});
-        store.finish_run(run, if drifts.is_empty() { "ok" } else { "healed" }, &summary)?;
+        let word = if drifts.is_empty() { "ok" } else { "healed" };
+        crate::sync::writing_run(&state, "verify", &client, &opts, |run_id, _| {
+            crate::sync::record_facts(&state, &facts)?;
+            Store::open(&state)?.finish_run(run_id, word, &summary)?;
+            Ok(Ended::done())
+        })?;
         healed = true;
     }
 

@@ -41,6 +41,9 @@ pub enum Confirmed {
     /// Telemetron does not have this device (skipped, 404, not_found): the snapshot forgets it
     /// and its assignments, so the next run creates it deliberately, with its own type.
     DeviceMissing(DeviceIdent),
+    /// Telemetron has no customer with this email (read back by `verify --heal`): the snapshot
+    /// forgets it and its assignments, so the next run creates it again.
+    CustomerMissing(Email),
 }
 
 /// A (device, customer) pair an assign or unassign call is about to be sent for.

@@ -263,6 +263,7 @@ impl Writer<'_> {
             Confirmed::Assigned(a) => self.assign(&a.device, &a.customer),
             Confirmed::Unassigned(a) => self.unassign(&a.device, &a.customer),
             Confirmed::DeviceMissing(d) => self.remove_device(d),
+            Confirmed::CustomerMissing(e) => self.remove_customer(e),
         }
     }
 

@@ -114,6 +114,17 @@ pub fn writing_run(
     end_run(state, run_id, result)
 }
 
+/// Records facts read back from Telemetron (`verify --heal`) in one transaction, through
+/// `Writer::record` like every confirmation. The caller holds the lock and has begun a run.
+pub fn record_facts(state: &Path, facts: &[Confirmed]) -> Result<(), Error> {
+    let mut store = Store::open(state)?;
+    let mut w = store.writer()?;
+    for fact in facts {
+        w.record(fact)?;
+    }
+    w.commit()
+}
+
 /// The safety guard, then the calls, with confirmations recorded as they come. The caller holds
 /// the snapshot's lock and has begun the run; a refusal is left for it to record.
 pub fn run(spec: &Spec<'_>, work: Work) -> Result<Ran, Error> {
