@@ -42,18 +42,9 @@ pub fn warning_line(w: &Warning) -> String {
     }
 }
 
-/// Writes the rejected rows as CSV: file, line, column, reason, record.
+/// Writes the rejected rows to `path` as CSV (`load::write_rejects`), a file of its owner's alone.
 pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {
-    let write = |out: &mut dyn Write| -> csv::Result<()> {
-        let mut w = csv::Writer::from_writer(out);
-        w.write_record(["file", "line", "column", "reason", "record"])?;
-        for r in rejects {
-            w.write_record([&*r.file, &r.line.to_string(), r.column.as_deref().unwrap_or(""), &r.reason, &r.record])?;
-        }
-        w.flush()?;
-        Ok(())
-    };
-    super::files::replace(path, super::files::Access::Private, |out| write(out).map_err(io::Error::from))
+    super::files::replace(path, super::files::Access::Private, |out| crate::load::write_rejects(out, rejects))
         .map_err(|source| Error::Io { what: "write the rejects file", path: path.to_owned(), source })
 }
 
