@@ -1,7 +1,8 @@
 //! The module map ARCHITECTURE.md draws, held by a test: which top-level module names which
 //! (`crate::X` in code, comments left out), with no cycle between them, nothing below the
 //! commands naming `cmd` or `cli`, and the loader, differ and planner never reaching the HTTP
-//! client or the wire types, not even through another module.
+//! client or the wire types, not even through another module (and the differ and planner no
+//! error type at all: they cannot fail).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -93,6 +94,9 @@ fn the_module_map_has_no_cycle_and_no_import_upward() {
                     wrong.push(format!("{module} reaches {top}, above it"));
                 }
             }
+        }
+        if ["diff", "plan"].contains(&module.as_str()) && reached.contains("error") {
+            wrong.push(format!("{module} reaches error: the differ and the planner cannot fail"));
         }
         if ["load", "diff", "plan", "model"].contains(&module.as_str()) {
             for http in ["client", "api", "execute", "emulator"] {

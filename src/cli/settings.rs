@@ -260,10 +260,13 @@ fn guard_limits(
     config_error: &dyn Fn(String) -> Error,
 ) -> Result<crate::plan::guard::Limits, Error> {
     use crate::plan::guard::Limit;
+    let parse = |s: &str, name: &str| {
+        Limit::parse(s).ok_or_else(|| format!("{name} {s:?}: give a number (50) or a percentage (10%)"))
+    };
     let pick = |flag: Option<&String>, cfg: &Option<crate::config::LimitValue>, name: &str, key: &str| match (flag, cfg)
     {
-        (Some(v), _) => Limit::parse(v, name).map(Some),
-        (None, Some(v)) => Limit::parse(&v.as_text(), key).map(Some).map_err(|e| config_error(e.to_string())),
+        (Some(v), _) => parse(v, name).map(Some).map_err(Error::Usage),
+        (None, Some(v)) => parse(&v.as_text(), key).map(Some).map_err(config_error),
         (None, None) => Ok(None),
     };
     Ok(crate::plan::guard::Limits {

@@ -15,7 +15,6 @@
 
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::plan::Operation;
 
 pub use crate::model::Totals;
@@ -40,19 +39,13 @@ pub enum Limit {
 impl Eq for Limit {}
 
 impl Limit {
-    /// Parses `50` or `10%`; `flag` names the flag in the error.
-    pub fn parse(s: &str, flag: &str) -> Result<Limit, Error> {
-        let bad = || Error::Usage(format!("{flag} {s:?}: give a number (50) or a percentage (10%)"));
+    /// Reads `50` or `10%` (a percentage from 0 to 100); `None` for anything else (the
+    /// command line says which flag it was).
+    pub fn parse(s: &str) -> Option<Limit> {
         let s = s.trim();
         match s.strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p.trim().parse().map_err(|_| bad())?;
-                if !(0.0..=100.0).contains(&p) {
-                    return Err(bad());
-                }
-                Ok(Limit::Percent(p))
-            }
-            None => s.parse().map(Limit::Count).map_err(|_| bad()),
+            Some(p) => p.trim().parse().ok().filter(|p| (0.0..=100.0).contains(p)).map(Limit::Percent),
+            None => s.parse().ok().map(Limit::Count),
         }
     }
 
@@ -181,7 +174,7 @@ mod tests {
         assert!(!check(&unassign(3), totals, &Limits::default()).refused);
         let forced = check(&unassign(44), totals, &Limits { force: true, ..Limits::default() });
         assert!(!forced.refused && forced.forced);
-        let five = Limits { max_unassign: Some(Limit::parse("5%", "--max-unassign").unwrap()), ..Limits::default() };
+        let five = Limits { max_unassign: Some(Limit::parse("5%").unwrap()), ..Limits::default() };
         assert_eq!(check(&unassign(5), totals, &five).checks[0].limit, 4);
     }
 
@@ -204,9 +197,9 @@ mod tests {
 
     #[test]
     fn limits_parse() {
-        assert_eq!(Limit::parse("50", "--x").unwrap(), Limit::Count(50));
-        assert_eq!(Limit::parse(" 10% ", "--x").unwrap(), Limit::Percent(10.0));
-        assert!(Limit::parse("120%", "--x").is_err());
-        assert!(Limit::parse("lots", "--x").is_err());
+        assert_eq!(Limit::parse("50"), Some(Limit::Count(50)));
+        assert_eq!(Limit::parse(" 10% "), Some(Limit::Percent(10.0)));
+        assert_eq!(Limit::parse("120%"), None);
+        assert_eq!(Limit::parse("lots"), None);
     }
 }
