@@ -187,7 +187,6 @@ pub(super) fn below<K: Ord>(keys: &[&K], k: &K) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::calls::*;
 
     /// The numbering a hash map gives, and each wanted key's number in it.
     fn oracle(list: &[u32], wanted: &[u32]) -> (Vec<u32>, Vec<u32>, Vec<Option<u32>>) {
