@@ -17,6 +17,8 @@ pub mod diff;
 pub mod emulator;
 pub mod error;
 pub mod execute;
+pub mod files;
+pub mod front;
 pub mod load;
 pub mod mem;
 pub mod model;

@@ -8,7 +8,7 @@
 pub mod args;
 pub mod env;
 pub mod exit;
-pub mod files;
+pub use crate::files;
 pub mod html;
 pub mod json;
 pub mod markdown;

@@ -20,9 +20,7 @@ use super::env;
 use super::exit::{self, Ended};
 use crate::error::Error;
 
-/// Events of this target say everything in their message; their fields (file, line, column,
-/// reason) are for JSON consumers, so the text format leaves them out.
-pub const ROWS: &str = "telemetron_sync::rows";
+pub use crate::load::ROWS;
 
 static JSON: AtomicBool = AtomicBool::new(false);
 static QUIET: AtomicBool = AtomicBool::new(false);

@@ -10,37 +10,13 @@ use std::path::Path;
 use crate::diff::Change;
 use crate::error::Error;
 use crate::model::Properties;
-use crate::model::{InputInfo, Reject, SnapshotVersion, Warning};
+use crate::model::{InputInfo, Reject, SnapshotVersion};
 use crate::plan::{Operation, Plan};
 
 /// How many entries of each kind the text report shows without `--full`.
 pub const EXAMPLES: usize = 10;
 
-/// `file:line: column "c": reason`: one bad row on one line.
-pub fn reject_line(r: &Reject) -> String {
-    match &r.column {
-        Some(c) => format!("{}:{}: column {c:?}: {}", r.file, r.line, r.reason),
-        None => format!("{}:{}: {}", r.file, r.line, r.reason),
-    }
-}
-
-/// [`reject_line`] for a log line: with `--log-pii=false`, the values its reason quotes are
-/// tokens (the rejects file and the plan keep them).
-pub fn reject_line_for_log(r: &Reject) -> String {
-    let reason = crate::pii::scrub_quoted(&r.reason);
-    match &r.column {
-        Some(c) => format!("{}:{}: column {c:?}: {reason}", r.file, r.line),
-        None => format!("{}:{}: {reason}", r.file, r.line),
-    }
-}
-
-/// A warning as `file:line: message` (`file: message` when it is about the whole file).
-pub fn warning_line(w: &Warning) -> String {
-    match w.line {
-        0 => format!("{}: {}", w.file, w.message),
-        line => format!("{}:{line}: {}", w.file, w.message),
-    }
-}
+pub use crate::load::{reject_line, reject_line_for_log, warning_line};
 
 /// Writes the rejected rows to `path` as CSV (`load::write_rejects`), a file of its owner's alone.
 pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), Error> {

@@ -315,19 +315,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-/// Everything a command that reads the exports needs.
-#[derive(Debug, Clone)]
-pub struct InputSettings {
-    pub sources: Sources,
-    pub state: PathBuf,
-    pub strict: bool,
-    pub rejects: Option<PathBuf>,
-    pub batching: Batching,
-    /// Kinds whose file may be header-only although the snapshot holds entities of the kind.
-    pub allow_empty: Vec<&'static str>,
-    /// Files the input folder was expected to hold and does not: their kind is not reconciled.
-    pub missing: Vec<(&'static str, PathBuf)>,
-}
+pub use crate::front::InputSettings;
 
 impl InputSettings {
     /// The export files and how to read them: flags beat the config's sections. Without

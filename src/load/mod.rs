@@ -14,9 +14,11 @@ mod csv_file;
 pub mod source;
 pub use source::sha256_file;
 
+mod rejects;
 mod resolve;
 mod validate;
 
+pub use rejects::{ROWS, reject_line, reject_line_for_log, warning_line, write_rejects};
 pub use resolve::{ResolvedOwnership, resolve, resolve_devices, resolve_ownership};
 use validate::{read_customers, read_devices, read_ownership};
 
@@ -116,13 +118,3 @@ fn read_part_beside(
 
 #[cfg(test)]
 mod tests;
-
-/// Writes rejected rows as CSV: file, line, column, reason, record (the only CSV written).
-pub fn write_rejects(out: &mut dyn std::io::Write, rejects: &[Reject]) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(["file", "line", "column", "reason", "record"])?;
-    for r in rejects {
-        w.write_record([&*r.file, &r.line.to_string(), r.column.as_deref().unwrap_or(""), &r.reason, &r.record])?;
-    }
-    w.flush()
-}

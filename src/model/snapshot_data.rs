@@ -48,7 +48,7 @@ pub struct SnapshotVersion {
 }
 
 /// Everything in the snapshot, in memory, each map sorted by key — or, read beside the export
-/// (`cmd::prepare`), everything but the rows equal to the export's, which are only marked
+/// (`front::prepare`), everything but the rows equal to the export's, which are only marked
 /// ([`SameCustomers`], [`SameDevices`]).
 #[derive(Debug, Default)]
 pub struct SnapshotData {
