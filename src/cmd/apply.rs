@@ -144,18 +144,19 @@ pub(super) fn show(ran: &Ran, spec: &sync::Spec<'_>, base_url: &str, report: Opt
     })
 }
 
-/// Reads a saved plan as it streams from the file: gzip-compressed JSON as `plan --out` writes
-/// it, or the plain JSON of earlier versions.
+/// Reads a saved plan as it streams from the file, through the loader's reader: gzip-compressed
+/// JSON as `plan --out` writes it, the plain JSON of earlier versions, or zstd.
 fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
-    use std::io::{BufRead, BufReader};
-    let io = |source| Error::Io { what: "read the plan", path: path.to_owned(), source };
-    let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
-    let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
-    let parsed = if gzip {
-        serde_json::from_reader(BufReader::with_capacity(1 << 20, flate2::bufread::MultiGzDecoder::new(file)))
-    } else {
-        serde_json::from_reader(file)
-    };
+    use crate::load::source::{OpenError, reader};
+    let stream = reader(path).map_err(|e| match e {
+        OpenError::Io(source) => Error::Io { what: "read the plan", path: path.to_owned(), source },
+        OpenError::NotCompressed(how) => Error::BadFile {
+            path: path.to_owned(),
+            message: format!("its name says {how}, but it is not; a file cut short or damaged. Make the plan again"),
+        },
+    })?;
+    let parsed: Result<plan::SavedPlanRead, _> =
+        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, stream));
     parsed.map_err(|e| Error::BadFile {
         path: path.to_owned(),
         message: if e.is_io() || e.is_eof() {

@@ -54,49 +54,8 @@ pub struct Source {
 impl Source {
     /// Opens `path` (`-` is standard input).
     pub fn open(path: &Path) -> Result<Source, OpenError> {
-        let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
-            (Box::new(io::stdin()), None)
-        } else {
-            let file = std::fs::File::open(path).map_err(OpenError::Io)?;
-            let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-            (Box::new(file), size)
-        };
         let hasher = Arc::new(Mutex::new(Sha256::new()));
-        let mut hashing = Hashing { inner: raw, hasher: hasher.clone() };
-        // The first bytes tell the compression; they are read and put back in front.
-        let mut head = [0u8; 4];
-        let mut got = 0;
-        while got < head.len() {
-            match hashing.read(&mut head[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(OpenError::Io(e)),
-            }
-        }
-        let head = head[..got].to_vec();
-        let compression = if head.starts_with(&GZIP_MAGIC) {
-            Compression::Gzip
-        } else if head.starts_with(&ZSTD_MAGIC) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        };
-        let name = path.to_string_lossy().to_ascii_lowercase();
-        if compression == Compression::None {
-            if name.ends_with(".gz") {
-                return Err(OpenError::NotCompressed("gzip"));
-            }
-            if name.ends_with(".zst") {
-                return Err(OpenError::NotCompressed("zstd"));
-            }
-        }
-        let stream = io::Cursor::new(head).chain(hashing);
-        let inner: Box<dyn Read + Send> = match compression {
-            Compression::None => Box::new(stream),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-            Compression::Zstd => Box::new(Zstd::new(stream)),
-        };
+        let (inner, size, compression) = decompressed(path, hasher.clone())?;
         let size = size.filter(|_| compression == Compression::None);
         Ok(Source {
             inner,
@@ -252,6 +211,66 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.lock().unwrap_or_else(|p| p.into_inner()).update(&buf[..n]);
         Ok(n)
     }
+}
+
+/// A stream of decompressed bytes, the file's size when it is a plain regular file, and how it
+/// was stored.
+type Opened = (Box<dyn Read + Send>, Option<u64>, Compression);
+
+/// A file's bytes as a stream, decompressed when they are gzip or zstd (told by the first
+/// bytes, not the name), hashed into `hasher` as stored: the one reader of every input the tool
+/// takes — the exports, and a saved plan (`apply --plan`). Also says the file's size when it is
+/// a plain regular file, and how it was stored.
+fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>) -> Result<Opened, OpenError> {
+    let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
+        (Box::new(io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(path).map_err(OpenError::Io)?;
+        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let mut hashing = Hashing { inner: raw, hasher };
+    // The first bytes tell the compression; they are read and put back in front.
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match hashing.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(OpenError::Io(e)),
+        }
+    }
+    let head = head[..got].to_vec();
+    let compression = if head.starts_with(&GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if compression == Compression::None {
+        if name.ends_with(".gz") {
+            return Err(OpenError::NotCompressed("gzip"));
+        }
+        if name.ends_with(".zst") {
+            return Err(OpenError::NotCompressed("zstd"));
+        }
+    }
+    let stream = io::Cursor::new(head).chain(hashing);
+    let inner: Box<dyn Read + Send> = match compression {
+        Compression::None => Box::new(stream),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        Compression::Zstd => Box::new(Zstd::new(stream)),
+    };
+    Ok((inner, size, compression))
+}
+
+/// A file's bytes as a stream, decompressed when they are gzip or zstd: [`decompressed`] for a
+/// reader that needs neither lines nor a hash (a saved plan).
+pub fn reader(path: &Path) -> Result<Box<dyn Read + Send>, OpenError> {
+    decompressed(path, Arc::new(Mutex::new(Sha256::new()))).map(|(inner, _, _)| inner)
 }
 
 /// A zstd stream of one or more frames, decoded as it is read.
