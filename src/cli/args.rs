@@ -269,10 +269,10 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub jitter_ms: u64,
     /// Fraction of requests answered 500, half of them after the write was applied
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fraction)]
     pub fail_rate: f64,
     /// API requests allowed in any one second (sliding window); the rest get 429 with Retry-After
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
     /// Seed for jitter and injected failures
     #[arg(long, default_value_t = 0)]
@@ -390,6 +390,14 @@ pub struct ExecArgs {
 pub enum RateFlag {
     Fixed(f64),
     Auto,
+}
+
+/// A fraction from 0 to 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("give a number between 0 and 1, not {s:?}")),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<RateFlag, String> {

@@ -418,3 +418,45 @@ impl ApiSettings {
         crate::client::Client::new(&self.base_url, &self.key, self.timeout).map_err(Error::Setup)
     }
 }
+
+/// The emulator's configuration from its flags: the keys it accepts are `--api-key` or, failing
+/// that, `TELEMETRON_API_KEY`.
+pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Config, Error> {
+    let mut keys = args.api_keys.clone();
+    if keys.is_empty() {
+        match std::env::var(super::env::API_KEY) {
+            Ok(k) if !k.trim().is_empty() => keys.push(k.trim().to_string()),
+            _ => {
+                return Err(Error::Usage(
+                    "the emulator needs a key to accept: --api-key KEY (or TELEMETRON_API_KEY)".into(),
+                ));
+            }
+        }
+    }
+    Ok(crate::emulator::Config {
+        api_keys: keys,
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        fail_rate: args.fail_rate,
+        rate_limit: args.rate_limit,
+        seed: args.seed,
+        properties_on_update: args.device_properties,
+        all_unknown_assign: args.all_unknown_assign,
+    })
+}
+
+impl Settings {
+    /// How `event` sends: the rate, retries and backoff of every writing command, one call in
+    /// flight (an event's calls depend on each other).
+    pub fn event_options(&self) -> crate::execute::Options {
+        crate::execute::Options { concurrency: 1, ..self.options(Batching::default()) }
+    }
+}
+
+/// Checks what clap cannot: `event` takes one event or `--stdin`.
+pub fn check_event(args: &super::EventArgs) -> Result<(), Error> {
+    if args.event.is_some() == args.stdin {
+        return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
+    }
+    Ok(())
+}

@@ -11,12 +11,7 @@ use crate::cli::{AssignArgs, CustomerCommand, DeviceCommand, TicketArgs, TicketC
 use crate::client::{ApiError, Client, Rejection};
 use crate::error::Error;
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))
-}
+use crate::sync::runtime;
 
 fn client(s: &Settings) -> Result<Client, Error> {
     s.api()?.client()

@@ -45,14 +45,7 @@ struct Events<'a> {
 }
 
 pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
-    if args.event.is_some() == args.stdin {
-        return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
-    }
-    let events = Events {
-        state: &s.state,
-        client: s.api()?.client()?,
-        opts: Options { rate: s.rate, concurrency: 1, ..s.options(crate::plan::Batching::default()) },
-    };
+    let events = Events { state: &s.state, client: s.api()?.client()?, opts: s.event_options() };
 
     if let Some(event) = &args.event {
         let _lock = Lock::acquire(events.state)?;
@@ -69,10 +62,7 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
     let signalled = Arc::new(AtomicBool::new(false));
     {
         let signalled = signalled.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+        let rt = sync::runtime()?;
         std::thread::spawn(move || {
             rt.block_on(sync::shutdown_signal());
             signalled.store(true, Ordering::Relaxed);

@@ -33,7 +33,10 @@ fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
     match &cli.command {
         Command::Apply(args) => apply::run(args, s),
         Command::Verify(args) => verify::run(args, s),
-        Command::Event(args) => event::run(args, s),
+        Command::Event(args) => {
+            crate::cli::settings::check_event(args)?;
+            event::run(args, s)
+        }
         Command::Undo(args) => undo::run(args, s),
         Command::Plan(args) => plan::run(args, s),
         Command::Baseline(args) => baseline::run(args, s),
@@ -44,7 +47,7 @@ fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
         Command::Assign(args) => adhoc::assign(args, s),
         Command::Unassign(args) => adhoc::unassign(args, s),
         Command::Ticket(cmd) => adhoc::ticket(cmd, s),
-        Command::Emulator(args) => emulator::run(args),
+        Command::Emulator(args) => emulator::run(args.listen, crate::cli::settings::emulator_config(args)?),
     }
 }
 
