@@ -392,6 +392,11 @@ pub enum RateFlag {
     Auto,
 }
 
+/// An email as Telemetron keys customers (trimmed, lower-cased).
+fn parse_email(s: &str) -> Result<crate::model::Email, String> {
+    crate::model::Email::parse(s).map_err(|why| why.to_string())
+}
+
 /// A fraction from 0 to 1.
 fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -470,8 +475,8 @@ pub struct VerifyArgs {
     #[arg(long, default_value_t = 0, requires = "sample")]
     pub seed: u64,
     /// Read back these customers (repeatable)
-    #[arg(long = "customer", value_name = "EMAIL")]
-    pub customers: Vec<String>,
+    #[arg(long = "customer", value_name = "EMAIL", value_parser = parse_email)]
+    pub customers: Vec<crate::model::Email>,
     /// Write what was read into the snapshot, so that the next plan/apply repairs Telemetron
     /// toward the exports
     #[arg(long)]

@@ -446,6 +446,20 @@ pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Co
 }
 
 impl Settings {
+    /// The snapshot path of a command that only reads an existing snapshot (`verify`, `history`,
+    /// `undo`): a path that does not exist is an error, not an empty snapshot — a mistyped
+    /// `--state` must not pass as "no drift" or "no runs".
+    pub fn existing_state(&self) -> Result<&Path, Error> {
+        if self.state.exists() {
+            return Ok(&self.state);
+        }
+        Err(Error::Usage(format!(
+            "the snapshot {} does not exist; check --state (or the config's state, or {}). `apply` or `baseline` creates it",
+            self.state.display(),
+            env::STATE
+        )))
+    }
+
     /// How `event` sends: the rate, retries and backoff of every writing command, one call in
     /// flight (an event's calls depend on each other).
     pub fn event_options(&self) -> crate::execute::Options {
@@ -459,4 +473,75 @@ pub fn check_event(args: &super::EventArgs) -> Result<(), Error> {
         return Err(Error::Usage("give one event (register, transfer, release, customer) or --stdin".into()));
     }
     Ok(())
+}
+
+/// What `apply` runs with, resolved once from its flags, the environment and the config.
+#[derive(Debug)]
+pub struct ApplySettings {
+    pub inputs: InputSettings,
+    /// The snapshot was named (a flag, the environment or the config), not the default: a
+    /// saved plan made against another is refused rather than followed.
+    pub state_named: bool,
+    /// `--plan`: a saved plan to apply instead of planning.
+    pub plan: Option<PathBuf>,
+    pub api: ApiSettings,
+    pub opts: crate::execute::Options,
+    /// `--max-duration`, counted from the start: reading and planning use the window up too.
+    pub deadline: Option<std::time::Instant>,
+    pub guard: crate::plan::guard::Limits,
+    pub keep_undo: u32,
+    pub report: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl ApplySettings {
+    pub fn resolve(s: &Settings, args: &super::ApplyArgs) -> Result<ApplySettings, Error> {
+        let deadline = s.max_duration.map(|d| std::time::Instant::now() + d);
+        let inputs = InputSettings::resolve(s, &args.inputs, Some(&args.planning), args.plan.is_none())?;
+        Ok(ApplySettings {
+            opts: s.options(inputs.batching),
+            inputs,
+            state_named: s.state_named,
+            plan: args.plan.clone(),
+            api: s.api()?,
+            deadline,
+            guard: s.guard.clone(),
+            keep_undo: args.keep_undo,
+            report: args.report.clone(),
+            quiet: s.quiet,
+        })
+    }
+}
+
+/// What `plan` runs with, resolved once.
+#[derive(Debug)]
+pub struct PlanSettings {
+    pub inputs: InputSettings,
+    pub guard: crate::plan::guard::Limits,
+    /// The rate the estimate is at; with `rate_auto`, the rate a first run starts at.
+    pub rate: f64,
+    pub rate_auto: bool,
+    pub format: super::PlanFormat,
+    pub full: bool,
+    pub max_report_size: Option<u64>,
+    pub out: Option<PathBuf>,
+    pub out_report: Option<PathBuf>,
+    pub detailed_exitcode: bool,
+}
+
+impl PlanSettings {
+    pub fn resolve(s: &Settings, args: &super::PlanArgs) -> Result<PlanSettings, Error> {
+        Ok(PlanSettings {
+            inputs: InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?,
+            guard: s.guard.clone(),
+            rate: s.rate,
+            rate_auto: s.rate_auto,
+            format: args.format,
+            full: args.full,
+            max_report_size: args.max_report_size,
+            out: args.out.clone(),
+            out_report: args.out_report.clone(),
+            detailed_exitcode: args.detailed_exitcode,
+        })
+    }
 }

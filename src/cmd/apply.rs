@@ -9,27 +9,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cli::ApplyArgs;
 use crate::cli::exit::{Ended, How};
-use crate::cli::settings::{InputSettings, Settings};
+use crate::cli::settings::ApplySettings;
 use crate::error::Error;
 use crate::execute;
 use crate::plan::{self, Operation};
 use crate::snapshot::{self, Lock, Store};
 use crate::sync::{self, Ran, Work};
 
-pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
-    // The cron window counts from the start: reading and planning use it up too.
-    let deadline = s.max_duration.map(|d| Instant::now() + d);
-    let mut settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), args.plan.is_none())?;
+pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
+    let (api, opts, client) = (&a.api, a.opts.clone(), a.api.client()?);
+    let mut settings = a.inputs.clone();
     // A saved plan names its snapshot: it is the one used, and no other.
-    let saved = args.plan.as_ref().map(|path| read_saved(path).map(|doc| (path, doc))).transpose()?;
+    let saved = a.plan.as_ref().map(|path| read_saved(path).map(|doc| (path, doc))).transpose()?;
     if let Some((path, doc)) = &saved {
-        settings.state = plan_state(doc, path, &settings.state, s.state_named)?;
+        settings.state = plan_state(doc, path, &settings.state, a.state_named)?;
     }
-    let api = s.api()?;
-    let opts = s.options(settings.batching);
-    let client = api.client()?;
 
     // Held until the process ends; released by the OS even on kill -9.
     let _lock = Lock::acquire(&settings.state)?;
@@ -64,7 +59,7 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
                 (doc.operations, kept.rejects.len(), kept.warnings.len())
             }
         };
-        let progress = crate::cli::progress::for_stderr(s.quiet);
+        let progress = crate::cli::progress::for_stderr(a.quiet);
         let spec = sync::Spec {
             kind: "apply",
             run_id,
@@ -72,15 +67,15 @@ pub fn run(args: &ApplyArgs, s: &Settings) -> Result<Ended, Error> {
             batching: settings.batching,
             opts,
             client: client.clone(),
-            guard: Some(s.guard.clone()),
-            deadline,
-            keep_undo: Some(args.keep_undo),
+            guard: Some(a.guard.clone()),
+            deadline: a.deadline,
+            keep_undo: Some(a.keep_undo),
             undoes: None,
             rejected,
             progress: progress.as_ref(),
         };
         let ran = sync::run(&spec, Work::Operations(operations))?;
-        show(&ran, &spec, &api.base_url, args.report.as_deref())?;
+        show(&ran, &spec, &api.base_url, a.report.as_deref())?;
         Ok(ran.ended(warnings as u64))
     })
 }

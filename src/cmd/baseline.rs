@@ -1,15 +1,13 @@
 //! `baseline`: record the exports in the snapshot as if Telemetron already had them, without
 //! calling it — for teams that synced by other means and want diffs from now on.
 
-use crate::cli::BaselineArgs;
 use crate::cli::exit::{Ended, Figures};
-use crate::cli::settings::{InputSettings, Settings};
+use crate::cli::settings::InputSettings;
 use crate::error::Error;
 use crate::model::DeviceRecord;
 use crate::snapshot::{Lock, Store};
 
-pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
-    let settings = InputSettings::resolve(s, &args.inputs, None, true)?;
+pub fn run(settings: &InputSettings) -> Result<Ended, Error> {
     // The same lock as apply: a baseline written under a running apply would be lost or clash.
     let _lock = Lock::acquire(&settings.state)?;
     let run_id = super::begin_run(&settings.state, "baseline")?;
@@ -17,7 +15,7 @@ pub fn run(args: &BaselineArgs, s: &Settings) -> Result<Ended, Error> {
         // The customers and devices are written while the ownership file is still read and
         // resolved, inside the one transaction the assignments then close: preparing that
         // fails rolls it all back, so nothing of a refused export is recorded.
-        let (p, written) = super::prepare_beside(&settings, |d, snap, assigned| {
+        let (p, written) = super::prepare_beside(settings, |d, snap, assigned| {
             let started = std::time::Instant::now();
             let mut store = Store::open(&settings.state)?;
             store.write_in_bulk(|w| {

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::snapshot;
 
 pub fn run(args: &HistoryArgs, s: &Settings) -> Result<Ended, Error> {
-    let path = super::existing_state(s)?;
+    let path = s.existing_state()?;
     let runs = snapshot::runs(path, args.limit)?;
     super::stdout_write(|out| match args.format {
         ReportFormat::Json => {

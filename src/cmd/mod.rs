@@ -4,7 +4,7 @@
 //! stdout. The shared front half — read exports and snapshot, resolve, diff — is [`prepare`].
 
 use crate::cli::exit::Ended;
-use crate::cli::settings::{CommandFlags, Settings};
+use crate::cli::settings::{ApplySettings, CommandFlags, InputSettings, PlanSettings, Settings};
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
@@ -31,15 +31,15 @@ pub fn run(cli: &Cli) -> (Result<Ended, Error>, Option<std::path::PathBuf>) {
 
 fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
     match &cli.command {
-        Command::Apply(args) => apply::run(args, s),
+        Command::Apply(args) => apply::run(&ApplySettings::resolve(s, args)?),
         Command::Verify(args) => verify::run(args, s),
         Command::Event(args) => {
             crate::cli::settings::check_event(args)?;
             event::run(args, s)
         }
         Command::Undo(args) => undo::run(args, s),
-        Command::Plan(args) => plan::run(args, s),
-        Command::Baseline(args) => baseline::run(args, s),
+        Command::Plan(args) => plan::run(&PlanSettings::resolve(s, args)?),
+        Command::Baseline(args) => baseline::run(&InputSettings::resolve(s, &args.inputs, None, true)?),
         Command::History(args) => history::run(args, s),
         Command::Snapshot(cmd) => snapshot_cmd::run(cmd, s),
         Command::Customer(cmd) => adhoc::customer(cmd, s),
@@ -49,20 +49,6 @@ fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
         Command::Ticket(cmd) => adhoc::ticket(cmd, s),
         Command::Emulator(args) => emulator::run(args.listen, crate::cli::settings::emulator_config(args)?),
     }
-}
-
-/// The snapshot path of a command that only reads an existing snapshot (`verify`, `history`,
-/// `undo`): a path that does not exist is an error, not an empty snapshot — a mistyped
-/// `--state` must not pass as "no drift" or "no runs".
-pub(crate) fn existing_state(s: &Settings) -> Result<&std::path::Path, Error> {
-    if s.state.exists() {
-        return Ok(&s.state);
-    }
-    Err(Error::Usage(format!(
-        "the snapshot {} does not exist; check --state (or the config's state, or {}). `apply` or `baseline` creates it",
-        s.state.display(),
-        crate::cli::env::STATE
-    )))
 }
 
 pub(crate) use crate::sync::{begin_run, end_run};

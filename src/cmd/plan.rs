@@ -1,24 +1,24 @@
 //! `plan`: the dry-run report. Reads, never writes the snapshot, never calls the API.
 
+use crate::cli::PlanFormat;
 use crate::cli::exit::{Ended, Figures, How};
 use crate::cli::report;
-use crate::cli::settings::{InputSettings, Settings};
-use crate::cli::{PlanArgs, PlanFormat};
+use crate::cli::settings::PlanSettings;
 use crate::cli::{html, markdown};
 use crate::error::Error;
 use crate::plan::SavedPlan;
 
-pub fn run(args: &PlanArgs, s: &Settings) -> Result<Ended, Error> {
-    let settings = InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?;
-    let mut p = super::prepare(&settings)?;
+pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
+    let settings = &args.inputs;
+    let mut p = super::prepare(settings)?;
     let changes = !p.diff.is_empty();
     let t = std::time::Instant::now();
-    let mut doc = super::plan_doc(&mut p, &settings, &s.guard);
+    let mut doc = super::plan_doc(&mut p, settings, &args.guard);
     let settled = crate::snapshot::settled_rate(&settings.state)?;
-    match (s.rate_auto, settled) {
+    match (args.rate_auto, settled) {
         (true, Some(r)) => doc.set_estimate(r, "auto_settled", None),
-        (true, None) => doc.set_estimate(s.rate, "auto_start", None),
-        (false, settled) => doc.set_estimate(s.rate, "fixed", settled),
+        (true, None) => doc.set_estimate(args.rate, "auto_start", None),
+        (false, settled) => doc.set_estimate(args.rate, "fixed", settled),
     }
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
     if let Some(path) = &args.out {

@@ -13,7 +13,7 @@ use crate::snapshot::{self, Lock};
 
 pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
     let deadline = s.max_duration.map(|d| std::time::Instant::now() + d);
-    let state = super::existing_state(s)?.to_path_buf();
+    let state = s.existing_state()?.to_path_buf();
     let undo = load(&state, args.run)?;
     if let Some(by) = snapshot::undone_by(&state, args.run)? {
         return Err(Error::Setup(format!(

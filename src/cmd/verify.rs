@@ -18,7 +18,7 @@ use crate::model::{Assignment, Confirmed, DeviceIdent, Email, TelemetronId};
 use crate::snapshot::{self, Lock, Store};
 
 pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
-    let state = super::existing_state(s)?.to_path_buf();
+    let state = s.existing_state()?.to_path_buf();
     let client = s.api()?.client()?;
     let _lock = if args.heal { Some(Lock::acquire(&state)?) } else { None };
     let snap = snapshot::read(&state)?;
@@ -39,9 +39,8 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
         all
     } else {
         let mut list = Vec::new();
-        for raw in &args.customers {
-            let e = Email::parse(raw).map_err(|why| Error::Usage(format!("--customer {raw:?}: {why}")))?;
-            match snap.customers.get_key_value(&e) {
+        for e in &args.customers {
+            match snap.customers.get_key_value(e) {
                 Some((key, _)) => list.push(key),
                 None => return Err(Error::Usage(format!("--customer {e}: not in the snapshot {}", state.display()))),
             }
