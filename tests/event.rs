@@ -9,7 +9,12 @@ const CONFIG: &str = "sample-data/config.toml";
 
 /// `event --stdin` in the background against `emu`, its standard streams piped.
 fn event_stream(w: &Workdir, emu: &Emu) -> std::process::Child {
-    w.command(&["event", "--stdin", "--state", "state.db", "--rate", "100"])
+    event_stream_with(w, emu, &["--rate", "100"])
+}
+
+/// [`event_stream`] with these flags.
+pub(crate) fn event_stream_with(w: &Workdir, emu: &Emu, flags: &[&str]) -> std::process::Child {
+    w.command(&[&["event", "--stdin", "--state", "state.db"][..], flags].concat())
         .env("TELEMETRON_BASE_URL", &emu.base_url)
         .env("TELEMETRON_API_KEY", crate::util::KEY)
         .stdin(std::process::Stdio::piped())

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use telemetron_sync::emulator::WriteFault;
 
 use crate::apply::{pairs, recorded, remote, spawn_api, unsettled};
+use crate::event::event_stream_with;
 use crate::util::{Emu, Workdir};
 
 const ASSIGN_ONE: &str = "/assignDeviceToOwners";
@@ -152,15 +153,7 @@ fn a_stream_killed_with_a_write_applied_and_unanswered_is_read_back() {
         // The stream stalls at the k-th write of a seeded endpoint, and is killed there.
         let endpoint = [ASSIGN_ONE, ASSIGN_MANY, UNASSIGN][draw(3) as usize];
         emu.emulator.fault_writes(Some((endpoint, WriteFault::Stall)));
-        let mut child = w
-            .command(&["event", "--stdin", "--state", "state.db", "--rate", "200"])
-            .env("TELEMETRON_BASE_URL", &emu.base_url)
-            .env("TELEMETRON_API_KEY", crate::util::KEY)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = event_stream_with(&w, &emu, &["--rate", "200"]);
         let mut stdin = child.stdin.take().unwrap();
         for (line, _) in EVENTS {
             writeln!(stdin, "{line}").unwrap();
@@ -182,15 +175,7 @@ fn an_event_answered_500_after_every_write_is_read_back() {
         let w = start(&emu);
         emu.emulator.fault_writes(Some((UNASSIGN, WriteFault::Fail)));
         let stream: String = EVENTS.iter().map(|(l, _)| format!("{l}\n")).collect();
-        let mut child = w
-            .command(&["event", "--stdin", "--config", "fast.toml", "--state", "state.db", "--rate", "500"])
-            .env("TELEMETRON_BASE_URL", &emu.base_url)
-            .env("TELEMETRON_API_KEY", crate::util::KEY)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = event_stream_with(&w, &emu, &["--config", "fast.toml", "--rate", "500"]);
         {
             use std::io::Write;
             child.stdin.take().unwrap().write_all(stream.as_bytes()).unwrap();
