@@ -191,3 +191,24 @@ fn an_idle_stream_ends_on_sigterm() {
     assert_eq!(status.code(), Some(1), "stopped by the signal, stdin still open");
     drop(stdin);
 }
+
+/// One event that Telemetron refuses, or whose values are wrong, fails the command (exit 1,
+/// as any refused call), with its error in the result; nothing is recorded for it.
+#[test]
+fn a_single_event_that_fails_exits_1() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    // A transfer of a device Telemetron does not have: the assign skips it.
+    let run = w
+        .run_api(
+            &emu,
+            &["event", "--state", "state.db", "transfer", "--device", "NOPE", "--from", "a@x.io", "--to", "b@x.io"],
+        )
+        .expect(1);
+    let result = run.json();
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(result["error"].as_str().unwrap().contains("NOPE"), "{result}");
+    assert!(run.stderr.contains("error:"), "{}", run.stderr);
+    let bad =
+        w.run_api(&emu, &["event", "--state", "state.db", "release", "--device", "D1", "--customer", "nope"]).expect(1);
+    assert!(bad.json()["error"].as_str().unwrap().contains("nope"), "{}", bad.stdout);
+}

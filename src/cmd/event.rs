@@ -54,7 +54,14 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
             serde_json::to_writer_pretty(&mut *out, &result).map_err(std::io::Error::from)?;
             writeln!(out)
         })?;
-        return Ok(ended);
+        // One event that failed is an error of the command (exit 1), as any refused call is.
+        return Ok(match (result["ok"] == true, ended.how) {
+            (false, How::Done | How::Partial) => {
+                let why = result["error"].as_str().unwrap_or("the event failed").to_string();
+                Ended::with(How::Stopped(why), ended.figures)
+            }
+            (_, how) => Ended::with(how, ended.figures),
+        });
     }
 
     // Each event's run listens for signals while it sends; between events, a signal ends the
