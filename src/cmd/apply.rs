@@ -18,7 +18,7 @@ use crate::snapshot::{self, Lock, Store};
 use crate::sync::{self, Ran, Work};
 
 pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
-    let (api, opts, client) = (&a.api, a.opts.clone(), a.api.client()?);
+    let (api, client) = (&a.api, a.api.client()?);
     let mut settings = a.inputs.clone();
     // A saved plan names its snapshot: it is the one used, and no other.
     let saved = a.plan.as_ref().map(|path| read_saved(path).map(|doc| (path, doc))).transpose()?;
@@ -30,7 +30,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
     let _lock = Lock::acquire(&settings.state)?;
     let saved = saved.map(|(path, doc)| saved_plan(doc, path, &settings.state)).transpose()?;
     // What an earlier run sent without learning the outcome is read back before planning.
-    sync::writing_run(&settings.state, "apply", &client, &opts.clone(), |run_id, settled| {
+    sync::writing_run(&settings.state, "apply", &client, &a.opts, |run_id, settled| {
         let (operations, rejected, warnings) = match saved {
             Some(_) if settled => {
                 return Err(Error::Setup(format!(
@@ -65,7 +65,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
             run_id,
             state: &settings.state,
             batching: settings.batching,
-            opts,
+            opts: a.opts.clone(),
             client: client.clone(),
             guard: Some(a.guard.clone()),
             deadline: a.deadline,

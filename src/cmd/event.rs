@@ -162,9 +162,11 @@ impl Events<'_> {
                 progress: &crate::execute::Silent,
             };
             let ran = sync::run(&spec, sync::Work::Calls(calls))?;
-            result = sync::event_result(name, &checked, &ran, &Store::open(self.state)?)?;
+            // The event's result replaces the engine's summary as the run's, in its history.
+            let mut store = Store::open(self.state)?;
+            result = sync::event_result(name, &checked, &ran, &store)?;
             result["run"] = run_id.into();
-            Store::open(self.state)?.finish_run(run_id, ran.word, &result)?;
+            store.finish_run(run_id, ran.word, &result)?;
             Ok(ran.ended(0))
         });
         match ended {

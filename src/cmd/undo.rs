@@ -31,7 +31,7 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
     let client = api.client()?;
     // As for apply: an earlier run's calls of unknown outcome are read back first, then the
     // undo plan is checked against the present.
-    crate::sync::writing_run(&state, "undo", &client, &opts.clone(), |run_id, _| {
+    crate::sync::writing_run(&state, "undo", &client, &opts, |run_id, _| {
         let now = plan::undo_against(&undo, &snapshot::read(&state)?);
         for n in &undo.not_undoable {
             tracing::warn!("not undoable: {} {}: {}", n.op, n.key, n.reason);
@@ -45,7 +45,7 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
             run_id,
             state: &state,
             batching: Batching::default(),
-            opts,
+            opts: opts.clone(),
             client: client.clone(),
             guard: Some(s.guard.clone()),
             deadline,
