@@ -11,6 +11,12 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// What the command names is not what the snapshot or the plan holds: a run `history` does
+    /// not list, a customer the snapshot lacks, a plan made for another snapshot. Exit 64, as a
+    /// usage error: the command, not the data, is what to change.
+    #[error("{0}")]
+    NotHeld(String),
+
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,

@@ -225,3 +225,36 @@ fn the_key_never_appears_in_any_output() {
         assert!(!text.contains("CANARY"), "{what} shows the key:\n{text}");
     }
 }
+
+/// The ad-hoc commands key devices and customers as the loader and `event` do: a stray space or
+/// a capital reaches the same record, and a malformed key or flag is refused before any call.
+#[test]
+fn ad_hoc_keys_are_normalised_like_the_exports() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.run_api(
+        &emu,
+        &["assign", "--device", "X02", "--customer", "a@x.io", "--auto-create-device", "--device-type", "t"],
+    )
+    .expect(0);
+    w.run_api(&emu, &["assign", "--device", " X02", "--customer", " B@X.io "]).expect(0);
+    let removed = w.run_api(&emu, &["unassign", "--device", "X02 ", "--customer", "A@x.io"]).expect(0).json();
+    assert_eq!(removed["devicesRemaining"], json!([]));
+    w.run_api(&emu, &["device", "metadata", "--identifier", "\tX02", "--property", " fw =2"]).expect(0);
+    let org = emu.org();
+    assert_eq!(org["devices"][0]["owners"], json!(["b@x.io"]), "{org:#}");
+    assert_eq!(org["devices"][0]["properties"], json!({"fw": "2"}));
+    assert_eq!(w.run_api(&emu, &["customer", "query", " B@x.IO"]).expect(0).json()["devices"], json!(["X02"]));
+
+    let before = emu.state();
+    for bad in [
+        &["unassign", "--device", "X\u{200b}02", "--customer", "b@x.io"][..],
+        &["assign", "--device", "X02", "--customer", "not-an-email"],
+        &["device", "metadata", "--identifier", "X02", "--property", "novalue"],
+        &["device", "metadata", "--from", "d.csv", "--property", "a=b"],
+        &["ticket", "create", "--title", "t", "--customer-email", "b@x.io", "--message", "no role"],
+    ] {
+        let run = w.run_api(&emu, bad).expect(64);
+        assert!(run.stderr.contains("error"), "{bad:?}: {}", run.stderr);
+    }
+    assert_eq!(emu.state(), before, "a refused command line sent nothing");
+}

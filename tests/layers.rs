@@ -114,3 +114,25 @@ fn the_checker_sees_grouped_paths_and_skips_comments() {
     let found = crate_paths("use crate::{a, b::c};\n// crate::cli\nlet x = crate::d::e(); let y = $crate::f;");
     assert_eq!(found, ["a", "b", "d"].iter().map(|s| s.to_string()).collect());
 }
+
+/// Usage errors are the command line's word: only `cli` builds one (settings resolved there),
+/// and the commands below it report what the snapshot or plan does not hold as `NotHeld`.
+#[test]
+fn only_cli_builds_a_usage_error() {
+    let src = repo().join("src");
+    let mut wrong = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        if rel.starts_with("cli/") || rel == "error.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("Error::Usage") || code.contains("Usage(") {
+                wrong.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "usage errors built below cli:\n{}", wrong.join("\n"));
+}

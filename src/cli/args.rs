@@ -133,8 +133,8 @@ pub struct ApiArgs {
 #[derive(Debug, Args, Clone)]
 pub struct CustomerFields {
     /// The customer's email (their key in Telemetron)
-    #[arg(long)]
-    pub email: String,
+    #[arg(long, value_parser = parse_email)]
+    pub email: crate::model::Email,
     /// The customer's name
     #[arg(long)]
     pub name: Option<String>,
@@ -159,7 +159,8 @@ pub enum CustomerCommand {
     /// Look a customer up by email (case-insensitive), with their devices
     Query {
         /// The customer's email (matched case-insensitively)
-        email: String,
+        #[arg(value_parser = parse_email)]
+        email: crate::model::Email,
     },
     /// Look a customer up by Telemetron id
     Get {
@@ -173,23 +174,23 @@ pub enum DeviceCommand {
     /// Create a device or update its type/properties (POST /device)
     Upsert {
         /// The device's identifier (serial number, MAC, …)
-        #[arg(long)]
-        identifier: String,
+        #[arg(long, value_parser = parse_device)]
+        identifier: crate::model::DeviceIdent,
         /// The device type (needed to create)
         #[arg(long = "type", value_name = "TYPE")]
         device_type: Option<String>,
         /// A property, as key=value (repeatable)
-        #[arg(long = "property", value_name = "KEY=VALUE")]
-        properties: Vec<String>,
+        #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
     },
     /// Replace devices' properties wholesale (bulk-metadata), from flags or a devices CSV
     Metadata {
         /// The device whose properties to replace
-        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
-        identifier: Option<String>,
+        #[arg(long, required_unless_present = "from", conflicts_with = "from", value_parser = parse_device)]
+        identifier: Option<crate::model::DeviceIdent>,
         /// A property, as key=value (repeatable); none clears all properties
-        #[arg(long = "property", value_name = "KEY=VALUE")]
-        properties: Vec<String>,
+        #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property, conflicts_with = "from")]
+        properties: Vec<(String, String)>,
         /// Every device of this devices export (1,000 per call; columns as the config maps them)
         #[arg(long, value_name = "devices.csv")]
         from: Option<PathBuf>,
@@ -199,11 +200,11 @@ pub enum DeviceCommand {
 #[derive(Debug, Args)]
 pub struct AssignArgs {
     /// The device identifier
-    #[arg(long)]
-    pub device: String,
+    #[arg(long, value_parser = parse_device)]
+    pub device: crate::model::DeviceIdent,
     /// A customer email (repeatable); unknown customers are created
-    #[arg(long = "customer", value_name = "EMAIL", required = true)]
-    pub customers: Vec<String>,
+    #[arg(long = "customer", value_name = "EMAIL", required = true, value_parser = parse_email)]
+    pub customers: Vec<crate::model::Email>,
     /// Create the device if Telemetron does not have it (needs --device-type)
     #[arg(long, requires = "device_type")]
     pub auto_create_device: bool,
@@ -215,11 +216,11 @@ pub struct AssignArgs {
 #[derive(Debug, Args)]
 pub struct UnassignArgs {
     /// The device's identifier (serial number, MAC, …)
-    #[arg(long)]
-    pub device: String,
+    #[arg(long, value_parser = parse_device)]
+    pub device: crate::model::DeviceIdent,
     /// The customer's email
-    #[arg(long, value_name = "EMAIL")]
-    pub customer: String,
+    #[arg(long, value_name = "EMAIL", value_parser = parse_email)]
+    pub customer: crate::model::Email,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,8 +242,8 @@ pub struct TicketArgs {
     #[arg(long)]
     pub priority: Option<String>,
     /// The customer's email (an unknown email creates the customer)
-    #[arg(long, value_name = "EMAIL")]
-    pub customer_email: Option<String>,
+    #[arg(long, value_name = "EMAIL", value_parser = parse_email)]
+    pub customer_email: Option<crate::model::Email>,
     /// The customer's Telemetron id
     #[arg(long, value_name = "TELEMETRON_ID")]
     pub customer_id: Option<String>,
@@ -250,8 +251,8 @@ pub struct TicketArgs {
     #[arg(long)]
     pub category: Option<String>,
     /// A message of the conversation, as role:content with role customer, agent or bot (repeatable)
-    #[arg(long = "message", value_name = "ROLE:CONTENT")]
-    pub messages: Vec<String>,
+    #[arg(long = "message", value_name = "ROLE:CONTENT", value_parser = parse_message)]
+    pub messages: Vec<crate::api::TicketMessage>,
 }
 
 #[derive(Debug, Args)]
@@ -395,6 +396,31 @@ pub enum RateFlag {
 /// An email as Telemetron keys customers (trimmed, lower-cased).
 fn parse_email(s: &str) -> Result<crate::model::Email, String> {
     crate::model::Email::parse(s).map_err(|why| why.to_string())
+}
+
+/// A device identifier as the loader keys devices (trimmed, case kept).
+fn parse_device(s: &str) -> Result<crate::model::DeviceIdent, String> {
+    crate::model::DeviceIdent::parse(s)
+}
+
+/// `key=value`, the key trimmed and not empty; the value as given.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("write the property {s:?} as key=value"))?;
+    if k.trim().is_empty() {
+        return Err(format!("the property {s:?} has an empty key"));
+    }
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+/// `role:content`, as a ticket's message; the role goes to Telemetron as given (trimmed), so that
+/// a wrong one is refused in its words.
+fn parse_message(s: &str) -> Result<crate::api::TicketMessage, String> {
+    match s.split_once(':') {
+        Some((role, content)) => {
+            Ok(crate::api::TicketMessage { role: role.trim().to_string(), content: content.to_string() })
+        }
+        None => Err(format!("write {s:?} as role:content (role customer, agent or bot)")),
+    }
 }
 
 /// A fraction from 0 to 1.

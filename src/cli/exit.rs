@@ -31,7 +31,7 @@ pub fn code(result: &Result<Ended, Error>) -> i32 {
             How::Refused(_) => GUARD,
             How::Stopped(_) => ERROR,
         },
-        Err(Error::Usage(_)) => USAGE,
+        Err(Error::Usage(_) | Error::NotHeld(_)) => USAGE,
         Err(Error::InUse { .. }) => IN_USE,
         Err(_) => ERROR,
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::api;
 use crate::cli::exit::{Ended, Figures};
 use crate::cli::settings::Settings;
-use crate::cli::{AssignArgs, CustomerCommand, DeviceCommand, TicketArgs, TicketCommand, UnassignArgs};
+use crate::cli::{AssignArgs, CustomerCommand, DeviceCommand, TicketCommand, UnassignArgs};
 use crate::client::{ApiError, Client, Rejection};
 use crate::error::Error;
 
@@ -24,10 +24,10 @@ fn print_json(value: &impl Serialize) -> Result<(), Error> {
     })
 }
 
-/// `key=value` pairs into a JSON object of strings.
-fn properties(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-    let map = super::key_values(pairs).map_err(|e| Error::Usage(format!("--{e}")))?;
-    Ok(map.into_iter().map(|(k, v)| (k, v.into())).collect())
+/// `key=value` pairs (checked by the command line) into a JSON object of strings; a key given
+/// twice keeps its last value.
+fn properties(pairs: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    pairs.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()
 }
 
 pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
@@ -36,7 +36,7 @@ pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
         CustomerCommand::Upsert { fields: crate::cli::CustomerFields { email, name, phone, address }, id } => {
             let client = client(s)?;
             let mut req = api::CustomerUpsert {
-                email: email.clone(),
+                email: email.as_str().to_string(),
                 name: name.clone(),
                 phone: phone.clone(),
                 address: address.clone(),
@@ -53,7 +53,7 @@ pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
                         // Create is not an upsert: take the existing customer's id and update it.
                         let id = match telemetron_customer_id {
                             Some(id) => id,
-                            None => client.query_customer(email).await?.id,
+                            None => client.query_customer(email.as_str()).await?.id,
                         };
                         tracing::info!(customer = %id, "the email exists (409); updating that customer");
                         req.telemetron_customer_id = Some(id);
@@ -66,7 +66,7 @@ pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
         }
         CustomerCommand::Query { email } => {
             let client = client(s)?;
-            print_json(&rt.block_on(client.query_customer(email))?)?;
+            print_json(&rt.block_on(client.query_customer(email.as_str()))?)?;
         }
         CustomerCommand::Get { id } => {
             let client = client(s)?;
@@ -81,28 +81,25 @@ pub fn device(cmd: &DeviceCommand, s: &Settings) -> Result<Ended, Error> {
     match cmd {
         DeviceCommand::Upsert { identifier, device_type, properties: props } => {
             let req = api::DeviceUpsert {
-                identifier: identifier.clone(),
+                identifier: identifier.as_str().to_string(),
                 device_type: device_type.clone(),
-                properties: if props.is_empty() { None } else { Some(properties(props)?) },
+                properties: if props.is_empty() { None } else { Some(properties(props)) },
             };
             let client = client(s)?;
             print_json(&rt.block_on(client.upsert_device(&req))?)?;
             Ok(Ended::done())
         }
         DeviceCommand::Metadata { identifier, properties: props, from } => {
+            // The command line takes exactly one of --identifier and --from, and --property
+            // only with --identifier.
             let (batches, rejected) = match (identifier, from) {
                 (Some(id), _) => {
                     let mut devices = std::collections::BTreeMap::new();
-                    devices.insert(id.clone(), properties(props)?);
+                    devices.insert(id.as_str().to_string(), properties(props));
                     (vec![api::BulkMetadata { devices }], 0)
                 }
-                (None, Some(path)) => {
-                    if !props.is_empty() {
-                        return Err(Error::Usage("--property goes with --identifier, not with --from".into()));
-                    }
-                    metadata_from_csv(path, s)?
-                }
-                (None, None) => return Err(Error::Usage("give --identifier or --from".into())),
+                (None, Some(path)) => metadata_from_csv(path, s)?,
+                (None, None) => (Vec::new(), 0),
             };
             let client = client(s)?;
             let answers = rt.block_on(async {
@@ -165,15 +162,18 @@ fn metadata_from_csv(path: &std::path::Path, s: &Settings) -> Result<(Vec<api::B
         batches.push(api::BulkMetadata { devices });
     }
     if batches.is_empty() {
-        return Err(Error::Usage(format!("{}: no devices to send", path.display())));
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            message: "no devices to send; it has no valid device row".into(),
+        });
     }
     Ok((batches, export.rejects.len()))
 }
 
 pub fn assign(args: &AssignArgs, s: &Settings) -> Result<Ended, Error> {
     let req = api::AssignDeviceToOwners {
-        device_identifier: args.device.clone(),
-        customer_emails: args.customers.clone(),
+        device_identifier: args.device.as_str().to_string(),
+        customer_emails: args.customers.iter().map(|e| e.as_str().to_string()).collect(),
         auto_create_device: args.auto_create_device,
         device_type: args.device_type.clone(),
     };
@@ -183,8 +183,10 @@ pub fn assign(args: &AssignArgs, s: &Settings) -> Result<Ended, Error> {
 }
 
 pub fn unassign(args: &UnassignArgs, s: &Settings) -> Result<Ended, Error> {
-    let req =
-        api::UnassignDeviceFromOwner { device_identifier: args.device.clone(), customer_email: args.customer.clone() };
+    let req = api::UnassignDeviceFromOwner {
+        device_identifier: args.device.as_str().to_string(),
+        customer_email: args.customer.as_str().to_string(),
+    };
     let client = client(s)?;
     print_json(&runtime()?.block_on(client.unassign_device_from_owner(&req))?)?;
     Ok(Ended::done())
@@ -192,33 +194,17 @@ pub fn unassign(args: &UnassignArgs, s: &Settings) -> Result<Ended, Error> {
 
 pub fn ticket(cmd: &TicketCommand, s: &Settings) -> Result<Ended, Error> {
     let TicketCommand::Create(args) = cmd;
-    let req = ticket_request(args)?;
-    let client = client(s)?;
-    print_json(&runtime()?.block_on(client.create_ticket(&req))?)?;
-    Ok(Ended::done())
-}
-
-fn ticket_request(args: &TicketArgs) -> Result<api::CreateTicket, Error> {
-    let messages = args
-        .messages
-        .iter()
-        .map(|m| match m.split_once(':') {
-            Some((role, content)) => {
-                Ok(api::TicketMessage { role: role.trim().to_string(), content: content.to_string() })
-            }
-            None => {
-                Err(Error::Usage(format!("--message {m:?}: write it as role:content (role customer, agent or bot)")))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     // The priority goes to the server as given, so that a wrong one is refused with its words.
-    Ok(api::CreateTicket {
+    let req = api::CreateTicket {
         title: args.title.clone(),
         description: args.description.clone(),
         priority: args.priority.clone(),
-        customer_email: args.customer_email.clone(),
+        customer_email: args.customer_email.as_ref().map(|e| e.as_str().to_string()),
         customer_id: args.customer_id.clone(),
         category: args.category.clone(),
-        messages,
-    })
+        messages: args.messages.clone(),
+    };
+    let client = client(s)?;
+    print_json(&runtime()?.block_on(client.create_ticket(&req))?)?;
+    Ok(Ended::done())
 }

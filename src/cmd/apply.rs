@@ -229,7 +229,7 @@ fn plan_state(doc: &plan::SavedPlanRead, path: &Path, given: &Path, named: bool)
     if !named || super::absolute_path(given) == theirs {
         return Ok(theirs);
     }
-    Err(Error::Usage(format!(
+    Err(Error::NotHeld(format!(
         "the plan {} was made against the snapshot {}, not {}; nothing was sent. Leave --state out to apply it to its own snapshot, or run `plan --out` again against this one",
         path.display(),
         theirs.display(),

@@ -31,7 +31,7 @@ impl From<&EventCommand> for Event {
             EventCommand::Transfer { device, from, to } => Event::Transfer { device, from, to },
             EventCommand::Release { device, customer } => Event::Release { device, customer },
             EventCommand::Customer { fields: crate::cli::CustomerFields { email, name, phone, address } } => {
-                Event::Customer { email, name, phone, address }
+                Event::Customer { email: email.as_str().to_string(), name, phone, address }
             }
         }
     }

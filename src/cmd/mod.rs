@@ -78,5 +78,3 @@ pub(crate) fn release<T>(value: T) {
 }
 
 pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
-
-pub(crate) use crate::model::key_values;

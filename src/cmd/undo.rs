@@ -77,9 +77,9 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
 
 fn load(state: &std::path::Path, run: i64) -> Result<UndoPlan, Error> {
     match snapshot::undo_plan(state, run)? {
-        None => Err(Error::Usage(format!("no run {run} in {}; `history` lists the runs", state.display()))),
+        None => Err(Error::NotHeld(format!("no run {run} in {}; `history` lists the runs", state.display()))),
         Some((kind, None)) => {
-            Err(Error::Usage(format!("run {run} ({kind}) has no undo plan; only apply runs store one")))
+            Err(Error::NotHeld(format!("run {run} ({kind}) has no undo plan; only apply runs store one")))
         }
         Some((_, Some(plan))) => Ok(plan),
     }

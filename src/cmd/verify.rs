@@ -42,7 +42,7 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
         for e in &args.customers {
             match snap.customers.get_key_value(e) {
                 Some((key, _)) => list.push(key),
-                None => return Err(Error::Usage(format!("--customer {e}: not in the snapshot {}", state.display()))),
+                None => return Err(Error::NotHeld(format!("--customer {e}: not in the snapshot {}", state.display()))),
             }
         }
         list
