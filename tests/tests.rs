@@ -11,6 +11,7 @@ mod contract;
 mod damage;
 mod event;
 mod event_storm;
+mod hostile_flags;
 mod inputs;
 mod layers;
 mod operate;

@@ -286,7 +286,11 @@ fn guard_limits(
     })
 }
 
-/// Parses a duration such as `90m`, `2h`, `1h30m`, `45s`.
+/// The longest `--max-duration`: a migration of millions at a low rate takes days; a larger
+/// value is a typo, and would overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a duration such as `90m`, `2h`, `1h30m`, `45s`, of at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || "give a duration such as 90m, 2h, 1h30m or 45s".to_string();
     let (mut total, mut digits, mut any) = (0u64, String::new(), false);
@@ -311,6 +315,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if total == 0 {
         return Err("the duration must be more than zero".into());
+    }
+    if total > MAX_DURATION.as_secs() {
+        return Err(format!("the duration must be at most {}h (30 days)", MAX_DURATION.as_secs() / 3600));
     }
     Ok(Duration::from_secs(total))
 }
