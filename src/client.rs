@@ -356,9 +356,7 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;
         if status == 404 && !is_api_error(&bytes) {
             return Err(ApiError::Misconfigured {
@@ -412,6 +410,25 @@ impl Client {
         }
         ApiError::Transport { endpoint, message, kind }
     }
+}
+
+/// The longest `Retry-After` taken as given; a longer one is cut to it. The executor waits at
+/// most its longest backoff (30 s) anyway, and never past `--max-duration`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` in either of its forms (RFC 9110 §10.2.3): delta-seconds (a fraction taken
+/// too) or an HTTP-date, capped at [`MAX_RETRY_AFTER`]; a date in the past is no wait. `None`
+/// for a value that is neither.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default().min(MAX_RETRY_AFTER))
 }
 
 /// Whether a body is the API's JSON error (`{"error": "..."}`), as every documented error is.
@@ -510,6 +527,22 @@ mod tests {
         assert!(check_base_url("http://example.com/api").unwrap_err().contains("use https"));
         assert!(check_base_url("http://10.0.0.1/api").is_err());
         assert!(check_base_url("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn retry_after_in_both_forms_capped() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |d: u64| httpdate::fmt_http_date(now + Duration::from_secs(d));
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 ", now), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("1e20", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(&at(120), now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(&at(10_000_000), now), Some(MAX_RETRY_AFTER));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        for bad in ["-1", "NaN", "inf", "", "soon", "Wed, 99 Foo 2026 25:61:61 GMT"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
     }
 
     #[test]

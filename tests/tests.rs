@@ -12,6 +12,7 @@ mod damage;
 mod event;
 mod event_storm;
 mod hostile_flags;
+mod hostile_server;
 mod inputs;
 mod layers;
 mod operate;
