@@ -16,6 +16,14 @@ use telemetron_sync::cli::{Cli, Command, exit, metrics, output};
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
+    // A write past a file-size limit (`ulimit -f`) would kill the process by SIGXFSZ, silently
+    // and with a temp file left behind; ignored, the write fails with EFBIG and the command
+    // reports it naming the file, and removes the temp file.
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,

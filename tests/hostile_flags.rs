@@ -125,3 +125,34 @@ fn no_numeric_flag_value_panics() {
         }
     }
 }
+
+/// Under a file-size limit (`ulimit -f`), a file the tool writes past it is an error naming the
+/// file — not a silent death by SIGXFSZ — and no temp file is left behind.
+#[cfg(unix)]
+#[test]
+fn a_write_over_the_file_size_limit_is_an_error_naming_the_file() {
+    let w = sample();
+    let day = "--config sample-data/config.toml --input-dir sample-data/day2 --state s.db";
+    for (args, file, code) in [
+        ("plan --out p.json.gz", "p.json.gz", 1),
+        ("plan --format html --out-report r.html", "r.html", 1),
+        ("plan --format json --metrics-file m.prom", "m.prom", 0),
+    ] {
+        let script = format!("ulimit -f 1; exec \"$0\" {args} {day}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_telemetron-sync")])
+            .current_dir(w.path())
+            .env_remove("TELEMETRON_STATE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args}: {stderr}");
+        assert!(stderr.contains(file) && stderr.contains("File too large"), "{args}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(w.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{args}: temp files left: {left:?}");
+    }
+}
