@@ -57,6 +57,16 @@ pub enum Error {
     #[error("{0}")]
     Setup(String),
 
+    /// The check before a writing run: Telemetron refused the API key (401). Exit 1; the run's
+    /// outcome is "refused_key".
+    #[error("{0}")]
+    KeyRefused(String),
+
+    /// The check before a writing run: nothing answered at the base URL, or what answered is
+    /// not the API. Exit 1; the run's outcome is "unreachable".
+    #[error("{0}")]
+    Unreachable(String),
+
     /// Telemetron refused or did not answer a call a command needed (its message says which).
     #[error("{0}")]
     Api(String),

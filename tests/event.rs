@@ -95,9 +95,9 @@ fn events_round_trip_with_the_nightly_plan() {
     let plan = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0).json();
     assert_eq!(plan["summary"]["api_calls"], 0, "the nightly run finds nothing left: {}", plan["operations"]);
     assert_eq!(plan["summary"]["rejected_rows"], 0);
-    let before = emu.emulator.requests().len();
+    let before = emu.writes().len();
     w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db"]).expect(0);
-    assert_eq!(emu.emulator.requests().len(), before, "and apply touches nothing");
+    assert_eq!(emu.writes().len(), before, "and apply touches nothing");
     let (customers, devices) = remote(&emu);
     assert_eq!(customers["olivia.bennett@example.com"].0, "Olivia Bennett");
     assert_eq!(devices["TH-2031001"].2, ["olivia.bennett@example.com"]);

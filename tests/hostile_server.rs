@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::apply::sample;
-use crate::util::{KEY, Run, Workdir};
+use crate::util::KEY;
 
 #[derive(Clone)]
 struct Answer {
@@ -106,20 +106,6 @@ fn headers(pick: u64) -> Vec<(&'static str, String)> {
     }
 }
 
-fn run(w: &Workdir, h: &Hostile, args: &[&str]) -> Run {
-    let out = w
-        .command(args)
-        .env("TELEMETRON_BASE_URL", &h.base_url)
-        .env("TELEMETRON_API_KEY", KEY)
-        .output()
-        .expect("run the binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn no_server_answer_panics() {
     let (w, h) = (sample(), hostile());
@@ -174,7 +160,7 @@ fn no_server_answer_panics() {
             let answer = Answer { status, headers: headers(pick), body: body.clone() };
             *h.answer.lock().unwrap() = answer.clone();
             let args = commands[(n as usize) % commands.len()];
-            let r = run(&w, &h, args);
+            let r = w.run_at(&h.base_url, KEY, args);
             assert!(
                 r.code != 101 && r.code != -1 && !r.stderr.contains("panicked"),
                 "{args:?} against {status} {:?} {:?}: exit {}\n{}",

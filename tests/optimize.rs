@@ -15,7 +15,7 @@ fn run(w: &Workdir, config: &str, days: &[&str], extra: &[&str], state: &str) ->
         assert!(run.code == 0 || run.code == 3, "{}\n{}", run.stdout, run.stderr);
         assert!(!run.stdout.contains("failed      1"), "{}", run.stdout);
     }
-    let calls = emu.emulator.requests().len();
+    let calls = emu.writes().len();
     (emu, calls)
 }
 
@@ -87,7 +87,7 @@ fn shared_devices_email_only_customers_and_mixed_types() {
     assert!(plain.json()["summary"]["api_calls"].as_u64() > s["api_calls"].as_u64());
     let (_, _) = assert_same(&w, "cfg.toml", &["day1", "day2"]);
     let (opt, _) = run(&w, "cfg.toml", &["day1"], &[], "again.db");
-    let paths: Vec<String> = opt.emulator.requests().iter().map(|r| r.path.clone()).collect();
+    let paths: Vec<String> = opt.writes().iter().map(|r| r.path.clone()).collect();
     assert!(paths.iter().any(|p| p.ends_with("assignDeviceToOwners")), "the shared device went by device: {paths:?}");
     let posts = paths.iter().filter(|p| p.ends_with("/device")).count();
     assert_eq!(posts, 1, "only SOLO, which no one owns, needs POST /device: {paths:?}");
@@ -114,7 +114,7 @@ fn a_shared_new_device_rides_in_its_owners_calls() {
     assert_same(&w, "cfg.toml", &["day1"]);
     let (opt, calls) = run(&w, "cfg.toml", &["day1"], &[], "again.db");
     assert_eq!(calls, 5);
-    let paths: Vec<String> = opt.emulator.requests().iter().map(|r| r.path.clone()).collect();
+    let paths: Vec<String> = opt.writes().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths.iter().filter(|p| p.ends_with("/device")).count(), 1, "{paths:?}");
     assert_eq!(paths.iter().filter(|p| p.ends_with("assignDevicesToOwner")).count(), 2, "{paths:?}");
 }
@@ -143,12 +143,12 @@ fn apply_sends_the_calls_plan_counts_named_creates_first() {
     let emu = Emu::start();
     let args = ["apply", "--config", config, "--input-dir", "sample-data/day1", "--state", "s.db", "--rate", "1000"];
     let run = w.run_api(&emu, &args).expect(0);
-    let sent = emu.emulator.requests();
+    let sent = emu.writes();
     assert_eq!(sent.len(), planned, "{}", run.stderr);
     let announced = format!("apply (run 1): {planned} calls, at 1000/s");
     assert!(run.stderr.contains(&announced), "{announced:?} in\n{}", run.stderr);
     assert!(sent[..named].iter().all(|r| r.path.ends_with("/createOrUpdateCustomer")), "{:?}", &sent[..named]);
     w.run_api(&emu, &args).expect(0);
-    assert_eq!(emu.emulator.requests().len(), planned, "a second run has nothing to send");
+    assert_eq!(emu.writes().len(), planned, "a second run has nothing to send");
     assert_eq!(remote(&emu), crate::apply::recorded(&w.join("s.db")));
 }

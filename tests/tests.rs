@@ -21,5 +21,6 @@ mod private;
 mod redirect;
 mod review;
 mod sample;
+mod trust;
 mod undo;
 mod verify;

@@ -156,6 +156,14 @@ impl Emu {
         serde_json::to_value(self.emulator.state()).unwrap()
     }
 
+    /// The writes Telemetron got: every request but the reads (`queryCustomer`, `getCustomer`),
+    /// which include the check each writing run makes before its work.
+    pub fn writes(&self) -> Vec<telemetron_sync::emulator::LoggedRequest> {
+        let mut all = self.emulator.requests();
+        all.retain(|r| !r.path.ends_with("/customer/queryCustomer") && !r.path.contains("/customer/getCustomer"));
+        all
+    }
+
     /// The first organization's state.
     pub fn org(&self) -> serde_json::Value {
         self.state()["organizations"][0].clone()
@@ -173,10 +181,15 @@ impl Drop for Emu {
 impl Workdir {
     /// Runs the binary against `emu` with the test key in the environment.
     pub fn run_api(&self, emu: &Emu, args: &[&str]) -> Run {
+        self.run_at(&emu.base_url, KEY, args)
+    }
+
+    /// Runs the binary with this base URL and key in the environment.
+    pub fn run_at(&self, base_url: &str, key: &str, args: &[&str]) -> Run {
         let out = self
             .command(args)
-            .env("TELEMETRON_BASE_URL", &emu.base_url)
-            .env("TELEMETRON_API_KEY", KEY)
+            .env("TELEMETRON_BASE_URL", base_url)
+            .env("TELEMETRON_API_KEY", key)
             .output()
             .expect("run the binary");
         Run {

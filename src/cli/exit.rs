@@ -51,6 +51,8 @@ pub fn outcome_word(result: &Result<Ended, Error>) -> &'static str {
     match result {
         Ok(ended) => ended.how.word(),
         Err(Error::InUse { .. }) => "in_use",
+        Err(Error::KeyRefused(_)) => "refused_key",
+        Err(Error::Unreachable(_)) => "unreachable",
         Err(_) => "failed",
     }
 }

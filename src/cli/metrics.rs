@@ -31,7 +31,18 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 ];
 
 const PREFIX: &str = "telemetron_sync_";
-const OUTCOMES: &[&str] = &["ok", "changes", "partial", "out_of_time", "refused", "stopped", "in_use", "failed"];
+const OUTCOMES: &[&str] = &[
+    "ok",
+    "changes",
+    "partial",
+    "out_of_time",
+    "refused",
+    "stopped",
+    "in_use",
+    "refused_key",
+    "unreachable",
+    "failed",
+];
 
 /// Writes the figures of `result` for `command`; a failure to write is logged, never fatal
 /// (the run's own outcome matters more than its metrics).

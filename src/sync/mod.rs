@@ -21,6 +21,7 @@ mod conclude;
 mod ended;
 mod event;
 mod planner;
+pub mod preflight;
 mod recorder;
 pub mod settle;
 mod signals;
@@ -88,6 +89,8 @@ pub fn begin_run(state: &Path, kind: &str) -> Result<i64, Error> {
 /// refusal. Any other result was recorded where it was made.
 pub fn end_run(state: &Path, run_id: i64, result: Result<Ended, Error>) -> Result<Ended, Error> {
     let (word, why) = match &result {
+        Err(Error::KeyRefused(m)) => ("refused_key", m.clone()),
+        Err(Error::Unreachable(m)) => ("unreachable", m.clone()),
         Err(e) => ("failed", e.to_string()),
         Ok(Ended { how: How::Refused(why), .. }) => ("refused", why.clone()),
         Ok(_) => return result,
@@ -99,7 +102,8 @@ pub fn end_run(state: &Path, run_id: i64, result: Result<Ended, Error>) -> Resul
     result
 }
 
-/// A writing run from its beginning to its end: begins it, settles the journal (reads back
+/// A writing run from its beginning to its end: begins it, checks the key and the base URL
+/// ([`preflight`]), settles the journal (reads back
 /// what earlier runs sent without learning the outcome), runs `f` with the run's id and
 /// whether anything was settled, and records how it ended. The caller holds the lock.
 pub fn writing_run(
@@ -110,7 +114,9 @@ pub fn writing_run(
     f: impl FnOnce(i64, bool) -> Result<Ended, Error>,
 ) -> Result<Ended, Error> {
     let run_id = begin_run(state, kind)?;
-    let result = settle::journal(state, client, opts).and_then(|settled| f(run_id, settled));
+    let result = preflight::check(client)
+        .and_then(|()| settle::journal(state, client, opts))
+        .and_then(|settled| f(run_id, settled));
     end_run(state, run_id, result)
 }
 
