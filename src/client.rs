@@ -189,6 +189,25 @@ impl ApiError {
     }
 }
 
+/// Checks that the customer a 409 led to (read back by its id or by email) is the one whose
+/// email was sent: Telemetron may match emails more loosely than this tool keys them (accents,
+/// say), and updating that customer would overwrite someone else. The refusal names both.
+pub fn same_customer(sent: &str, found: &api::Customer) -> Result<(), ApiError> {
+    let theirs = crate::model::Email::parse(&found.email).map(|e| e.as_str().to_string());
+    if theirs.as_deref() == Ok(sent) {
+        return Ok(());
+    }
+    Err(ApiError::Rejected {
+        endpoint: Endpoint::CreateOrUpdateCustomer,
+        status: 409,
+        message: format!(
+            "Telemetron says {sent} exists, but the customer it names ({}) has the email {:?}; not updated, so that another customer is not overwritten. Check the two in Telemetron and fix the export or the customer by hand",
+            found.id, found.email
+        ),
+        rejection: Rejection::Other,
+    })
+}
+
 /// Environment variable holding the API key.
 pub const ENV_API_KEY: &str = "TELEMETRON_API_KEY";
 /// Environment variable holding the base URL.

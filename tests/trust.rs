@@ -67,3 +67,40 @@ fn an_unreachable_base_url_is_one_error_told_once() {
     assert_eq!(last_outcome(&w), "unreachable");
     assert!(w.read("m.prom").contains("outcome=\"unreachable\"} 1"));
 }
+
+/// A 409 whose customer is not the email sent (a server matching emails without accents) is
+/// never updated: the row fails naming both emails, the other customer keeps its details, the
+/// snapshot records nothing for it, and every other row goes through.
+#[test]
+fn a_409_naming_another_customer_never_updates_it() {
+    let w = Workdir::new();
+    let emu = Emu::with(|c| c.email_match = telemetron_sync::emulator::EmailMatch::FoldAccents);
+    w.run_api(&emu, &["customer", "upsert", "--email", "müller@x.io", "--name", "Jürgen Müller", "--phone", "+49 1"])
+        .expect(0);
+    // The ad-hoc upsert refuses the same way.
+    let adhoc = w.run_api(&emu, &["customer", "upsert", "--email", "muller@x.io", "--name", "Jurgen"]).expect(1);
+    assert!(adhoc.stderr.contains("müller@x.io") && adhoc.stderr.contains("muller@x.io"), "{}", adhoc.stderr);
+
+    w.write("customers.csv", "email,name,phone\nmuller@x.io,Jurgen Muller,+1 2\nb@x.io,Bob,\n");
+    let args = ["apply", "--customers", "customers.csv", "--state", "s.db"];
+    for night in 1..=2 {
+        let run = w.run_api(&emu, &args);
+        assert_eq!(run.code, 3, "night {night}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("muller@x.io")
+                && run.stderr.contains("\"müller@x.io\"")
+                && run.stderr.contains("not updated"),
+            "night {night}: {}",
+            run.stderr
+        );
+        let org = emu.org();
+        let customers = org["customers"].as_array().unwrap();
+        let muller = customers.iter().find(|c| c["email"] == "müller@x.io").unwrap();
+        assert_eq!((muller["name"].as_str(), muller["phone"].as_str()), (Some("Jürgen Müller"), Some("+49 1")));
+        assert!(customers.iter().any(|c| c["email"] == "b@x.io"), "the other row went through");
+        assert_eq!(customers.len(), 2);
+        let snap = telemetron_sync::snapshot::read(&w.join("s.db")).unwrap();
+        let emails: Vec<&str> = snap.customers.keys().map(|e| e.as_str()).collect();
+        assert_eq!(emails, ["b@x.io"], "nothing recorded for the refused row");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::emulator::{AllUnknownAssign, PropertiesOnUpdate};
+use crate::emulator::{AllUnknownAssign, EmailMatch, PropertiesOnUpdate};
 
 /// Keeps Telemetron's device ownership in step with your CSV exports.
 #[derive(Debug, Parser)]
@@ -284,6 +284,9 @@ pub struct EmulatorArgs {
     /// What assignDevicesToOwner answers when every identifier is unknown [UNDOC in ext-v1]
     #[arg(long, value_enum, default_value_t = AllUnknownAssign::Ok)]
     pub all_unknown_assign: AllUnknownAssign,
+    /// How creating a customer matches emails for its 409 [UNDOC in ext-v1]
+    #[arg(long, value_enum, default_value_t = EmailMatch::Exact)]
+    pub email_match: EmailMatch,
 }
 
 /// Where the exports and the snapshot are.
@@ -690,6 +693,20 @@ impl ValueEnum for AllUnknownAssign {
         Some(match self {
             AllUnknownAssign::Ok => PossibleValue::new("ok").help("200 with every identifier in `skipped`"),
             AllUnknownAssign::BadRequest => PossibleValue::new("bad-request").help("400 \"No valid devices found\""),
+        })
+    }
+}
+
+impl ValueEnum for EmailMatch {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[EmailMatch::Exact, EmailMatch::FoldAccents]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            EmailMatch::Exact => PossibleValue::new("exact").help("trimmed and lower-cased"),
+            EmailMatch::FoldAccents => {
+                PossibleValue::new("fold-accents").help("also ignoring accents: the 409 names the other customer")
+            }
         })
     }
 }

@@ -449,6 +449,7 @@ pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Co
         seed: args.seed,
         properties_on_update: args.device_properties,
         all_unknown_assign: args.all_unknown_assign,
+        email_match: args.email_match,
     })
 }
 

@@ -50,11 +50,14 @@ pub fn customer(cmd: &CustomerCommand, s: &Settings) -> Result<Ended, Error> {
                     Err(ApiError::Rejected {
                         rejection: Rejection::AlreadyExists { telemetron_customer_id }, ..
                     }) => {
-                        // Create is not an upsert: take the existing customer's id and update it.
-                        let id = match telemetron_customer_id {
-                            Some(id) => id,
-                            None => client.query_customer(email.as_str()).await?.id,
+                        // Create is not an upsert: take the existing customer's id and update it,
+                        // once it is read back as this email's customer.
+                        let found = match telemetron_customer_id {
+                            Some(id) => client.get_customer(&id).await?,
+                            None => client.query_customer(email.as_str()).await?,
                         };
+                        crate::client::same_customer(email.as_str(), &found)?;
+                        let id = found.id;
                         tracing::info!(customer = %id, "the email exists (409); updating that customer");
                         req.telemetron_customer_id = Some(id);
                         client.create_or_update_customer(&req).await

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::state::{OrgState, TicketRec};
-use super::{AllUnknownAssign, Config, PropertiesOnUpdate};
+use super::{AllUnknownAssign, Config, EmailMatch, PropertiesOnUpdate};
 use crate::api::BULK_METADATA_MAX;
 use crate::model::Email;
 
@@ -47,7 +47,7 @@ pub(super) fn dispatch(org: &mut OrgState, cfg: &Config, method: &Method, path: 
         return reply;
     }
     match path {
-        "/customer/createOrUpdateCustomer" => upsert_customer(org, &body),
+        "/customer/createOrUpdateCustomer" => upsert_customer(org, cfg, &body),
         "/customer/queryCustomer" => query_customer(org, &body),
         "/device" => upsert_device(org, cfg, &body),
         "/device/bulk-metadata" => bulk_metadata(org, &body),
@@ -161,7 +161,14 @@ fn normalize_email(raw: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Customers
 
-fn upsert_customer(org: &mut OrgState, body: &Map<String, Value>) -> Reply {
+/// An email with the accents of Latin letters taken off, for [`EmailMatch::FoldAccents`].
+fn fold_accents(email: &str) -> String {
+    const FROM: &str = "àáâãäåçèéêëìíîïñòóôõöøùúûüýÿ";
+    const TO: &str = "aaaaaaceeeeiiiinoooooouuuuyy";
+    email.chars().map(|c| FROM.chars().position(|f| f == c).and_then(|i| TO.chars().nth(i)).unwrap_or(c)).collect()
+}
+
+fn upsert_customer(org: &mut OrgState, cfg: &Config, body: &Map<String, Value>) -> Reply {
     let Some(raw_email) = nonempty(body, "email") else { return bad("Email is required") };
     let Some(email) = normalize_email(raw_email) else { return bad("Invalid email format") };
     let field = |k: &str| str_field(body, k).map(str::to_string);
@@ -194,7 +201,15 @@ fn upsert_customer(org: &mut OrgState, body: &Map<String, Value>) -> Reply {
             ok(json!({"success": true, "telemetronCustomerId": id, "message": "Customer updated successfully"}))
         }
         None => {
-            if let Some(existing) = org.customer_by_email(&email) {
+            let loose = || {
+                let folded = fold_accents(&email);
+                org.customers.values().find(|c| fold_accents(&c.email) == folded)
+            };
+            let existing = match cfg.email_match {
+                EmailMatch::Exact => org.customer_by_email(&email),
+                EmailMatch::FoldAccents => org.customer_by_email(&email).or_else(loose),
+            };
+            if let Some(existing) = existing {
                 return (
                     StatusCode::CONFLICT,
                     json!({

@@ -25,6 +25,8 @@
 //! - Customer update: omitted fields are kept, `""` clears phone and address; the email may change
 //!   unless another customer has it (409 with that customer's id). `name` defaults to the email's
 //!   local part on create only.
+//! - The 409 on create compares emails trimmed and lower-cased; `--email-match fold-accents`
+//!   ([`EmailMatch::FoldAccents`]) also ignores accents, and names the other customer's id.
 //! - Unset phone and address are left out of customer objects (not `null`, not `""`).
 //! - `POST /device` on an existing device *replaces* its properties when `properties` is sent
 //!   (`--device-properties merge` merges at the top level instead); `type` is changed when sent.
@@ -90,6 +92,17 @@ pub enum AllUnknownAssign {
     BadRequest,
 }
 
+/// How creating a customer matches its email against the existing ones (the 409 check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmailMatch {
+    /// Trimmed and lower-cased, otherwise exact.
+    #[default]
+    Exact,
+    /// Also ignoring accents (`muller@x.io` matches `müller@x.io`), as a server comparing
+    /// with an accent-insensitive collation would: the 409 names the other customer's id.
+    FoldAccents,
+}
+
 /// What happens to a request once it is applied, on the endpoint [`Emulator::fault_writes`] names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteFault {
@@ -113,6 +126,7 @@ pub struct Config {
     pub seed: u64,
     pub properties_on_update: PropertiesOnUpdate,
     pub all_unknown_assign: AllUnknownAssign,
+    pub email_match: EmailMatch,
 }
 
 impl std::fmt::Debug for Config {
@@ -126,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("seed", &self.seed)
             .field("properties_on_update", &self.properties_on_update)
             .field("all_unknown_assign", &self.all_unknown_assign)
+            .field("email_match", &self.email_match)
             .finish()
     }
 }

@@ -191,13 +191,19 @@ impl<'a> Caller<'a> {
             Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
             Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
                 // Not an upsert: the customer exists (perhaps created by our own earlier attempt
-                // whose answer was lost). Update it, so that it ends up as the export says.
-                let id = match telemetron_customer_id {
-                    Some(id) => id,
-                    None => match self.call(|| client.query_customer(w.email.as_str())).await? {
-                        Ok(c) => c.id,
+                // whose answer was lost). Update it, so that it ends up as the export says —
+                // once it is read back as this email's customer: a server that matches emails
+                // loosely (accents, say) may name another customer, who is never overwritten.
+                let found = match &telemetron_customer_id {
+                    Some(id) => self.call(|| client.get_customer(id)).await?,
+                    None => self.call(|| client.query_customer(w.email.as_str())).await?,
+                };
+                let id = match found {
+                    Ok(c) => match crate::client::same_customer(w.email.as_str(), &c) {
+                        Ok(()) => c.id,
                         Err(e) => return Some(Err(e)),
                     },
+                    Err(e) => return Some(Err(e)),
                 };
                 let req = update(&id);
                 match self.call(|| client.create_or_update_customer(&req)).await? {
