@@ -78,6 +78,10 @@ pub enum ApiError {
     Rejected { endpoint: Endpoint, status: u16, message: String, rejection: Rejection },
     #[error("{endpoint}: unreadable answer (HTTP {status}): {message}")]
     Decode { endpoint: Endpoint, status: u16, message: String },
+    /// A 2xx that does not carry what the endpoint documents (`success: false`, `{}`, a field
+    /// missing): it confirms nothing, and a write may or may not have been applied.
+    #[error("{endpoint}: HTTP {status} that confirms nothing: {why}; body: {body}")]
+    Unconfirmed { endpoint: Endpoint, status: u16, why: String, body: String },
     /// A 3xx: never followed, so the key never reaches another host (or plain http).
     #[error(
         "{endpoint}: the server redirected ({status}) to {target}; redirects are not followed, so that the API key goes nowhere but the base URL. Check --base-url (it ends in /api/ext-v1)"
@@ -148,6 +152,7 @@ impl ApiError {
                 | ApiError::RateLimited { .. }
                 | ApiError::Server { .. }
                 | ApiError::Decode { .. }
+                | ApiError::Unconfirmed { .. }
         )
     }
 
@@ -176,6 +181,7 @@ impl ApiError {
             ApiError::Server { status, .. }
             | ApiError::Rejected { status, .. }
             | ApiError::Decode { status, .. }
+            | ApiError::Unconfirmed { status, .. }
             | ApiError::Redirected { status, .. } => Some(*status),
             ApiError::Transport { .. } | ApiError::Timeout { .. } | ApiError::Misconfigured { .. } => None,
         }
@@ -386,11 +392,17 @@ impl Client {
         }
         tracing::debug!(%endpoint, status, elapsed_ms = started.elapsed().as_millis() as u64, "ext-v1 call");
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            let decode = |e: serde_json::Error| ApiError::Decode {
                 endpoint,
                 status,
                 message: format!("{e}; body: {}", snippet(&bytes)),
-            });
+            };
+            // Only an answer that carries what the endpoint documents confirms the call.
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(decode)?;
+            if let Some(why) = endpoint.unconfirmed(&value) {
+                return Err(ApiError::Unconfirmed { endpoint, status, why, body: snippet(&bytes) });
+            }
+            return serde_json::from_value(value).map_err(decode);
         }
         Err(classify(endpoint, status, retry_after, &bytes))
     }

@@ -104,3 +104,97 @@ fn a_409_naming_another_customer_never_updates_it() {
         assert_eq!(emails, ["b@x.io"], "nothing recorded for the refused row");
     }
 }
+
+/// Writes a small export: two customers, three devices, four assignments.
+fn small_export(w: &Workdir) {
+    w.write("in/customers.csv", "email,name,phone\na@x.io,Ann,+1 1\nb@x.io,Bob,+1 2\n");
+    w.write("in/devices.csv", "identifier,type,fw\nD1,lock,1\nD2,lock,1\nD3,cam,2\n");
+    w.write("in/ownership.csv", "device_identifier,customer_email\nD1,a@x.io\nD2,a@x.io\nD3,b@x.io\nD1,b@x.io\n");
+}
+
+const SMALL: [&str; 9] = ["apply", "--input-dir", "in", "--state", "s.db", "--max-retries", "1", "--backoff-ms", "1"];
+
+/// Telemetron (the emulator) as comparable text: customers with their details, devices with
+/// type, properties and owners.
+fn remote_text(emu: &Emu) -> String {
+    let org = emu.org();
+    let mut out: Vec<String> = Vec::new();
+    for c in org["customers"].as_array().unwrap() {
+        out.push(format!("customer {} {} {}", c["email"], c["name"], c["phone"]));
+    }
+    for d in org["devices"].as_array().unwrap() {
+        out.push(format!("device {} {} {} {}", d["identifier"], d["type"], d["properties"], d["owners"]));
+    }
+    out.sort();
+    out.join("\n")
+}
+
+/// A 200 that confirms nothing is not a confirmation: a create answered `success: false` with
+/// nothing applied is not recorded (the next run sends it again), and an assign answered `{}`
+/// after it was applied stays an unknown outcome that the next run reads back — Telemetron,
+/// the snapshot and the export end equal, with no ghost.
+#[test]
+fn a_200_that_confirms_nothing_is_never_recorded_as_done() {
+    use telemetron_sync::emulator::WriteFault;
+    let (w, emu) = (Workdir::new(), Emu::start());
+    small_export(&w);
+    let unconfirmed = [
+        ("/customer/createOrUpdateCustomer", false, r#"{"success": false, "error": "database busy"}"#),
+        ("/customer/createOrUpdateCustomer", false, "{}"),
+        ("/device", false, r#"{"success": true}"#),
+        ("/deviceAssignment/assignDevicesToOwner", true, "{}"),
+        ("/deviceAssignment/assignDevicesToOwner", false, r#"{"success": true, "assignedDevices": "all"}"#),
+        ("/device/bulk-metadata", false, r#"{"success": true, "updated": 3}"#),
+    ];
+    for (endpoint, applied, body) in unconfirmed {
+        let (w, emu) = (Workdir::new(), Emu::start());
+        small_export(&w);
+        emu.emulator.fault_writes(Some((endpoint, WriteFault::Answer { applied, body })));
+        let run = w.run_api(&emu, &SMALL);
+        assert_eq!(run.code, 3, "{endpoint} {body}: {}", run.stderr);
+        assert!(run.stderr.contains("confirms nothing"), "{endpoint} {body}: {}", run.stderr);
+        // Nothing the server did not confirm is in the snapshot: the next plan still sends it.
+        let plan = w.run(&["plan", "--input-dir", "in", "--state", "s.db", "--format", "json"]).expect(0).json();
+        assert!(plan["summary"]["api_calls"].as_u64().unwrap() > 0, "{endpoint} {body}: nothing left to send");
+        emu.emulator.fault_writes(None);
+        w.run_api(&emu, &SMALL).expect(0);
+        let plan = w.run(&["plan", "--input-dir", "in", "--state", "s.db", "--format", "json"]).expect(0).json();
+        assert_eq!(plan["summary"]["api_calls"], 0, "{endpoint} {body}: {}", plan["operations"]);
+        let snap = telemetron_sync::snapshot::read(&w.join("s.db")).unwrap();
+        let owners: usize = snap.devices.values().map(|d| d.owners.len()).sum();
+        assert_eq!(owners, 4, "{endpoint} {body}");
+        let org = emu.org();
+        let remote_owners: usize =
+            org["devices"].as_array().unwrap().iter().map(|d| d["owners"].as_array().unwrap().len()).sum();
+        assert_eq!(remote_owners, 4, "{endpoint} {body}: {}", remote_text(&emu));
+    }
+    // A read-back whose customer has no `devices` says nothing of them: the unknown outcome of
+    // an assign answered 500 after it was applied stays unknown until a full answer comes.
+    let (w2, emu2) = (Workdir::new(), Emu::start());
+    small_export(&w2);
+    emu2.emulator.fault_writes(Some(("/deviceAssignment/assignDevicesToOwner", WriteFault::Fail)));
+    w2.run_api(&emu2, &SMALL).expect(3);
+    let no_devices = WriteFault::Answer { applied: true, body: r#"{"id": "c", "email": "a@x.io", "name": "Ann"}"# };
+    emu2.emulator.fault_writes(Some(("/customer/queryCustomer", no_devices)));
+    let run = w2.run_api(&emu2, &SMALL).expect(1);
+    assert!(run.stderr.contains("lacks devices") && run.stderr.contains("nothing was planned"), "{}", run.stderr);
+    emu2.emulator.fault_writes(None);
+    w2.run_api(&emu2, &SMALL).expect(0);
+    let snap = telemetron_sync::snapshot::read(&w2.join("s.db")).unwrap();
+    assert_eq!(snap.devices.values().map(|d| d.owners.len()).sum::<usize>(), 4);
+
+    // An event answered `{}` with nothing applied fails (exit 1) and records nothing.
+    w.run_api(&emu, &SMALL).expect(0);
+    let before = remote_text(&emu);
+    emu.emulator.fault_writes(Some((
+        "/deviceAssignment/assignDeviceToOwners",
+        WriteFault::Answer { applied: false, body: "{}" },
+    )));
+    let event = w.run_api(&emu, &["event", "--state", "s.db", "register", "--device", "D3", "--customer", "a@x.io"]);
+    assert_eq!(event.code, 1, "{}", event.stderr);
+    emu.emulator.fault_writes(None);
+    assert_eq!(remote_text(&emu), before);
+    let snap = telemetron_sync::snapshot::read(&w.join("s.db")).unwrap();
+    let d3 = snap.devices.iter().find(|(k, _)| k.as_str() == "D3").unwrap().1;
+    assert_eq!(d3.owners.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["b@x.io"], "the event recorded nothing");
+}

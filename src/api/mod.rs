@@ -82,6 +82,42 @@ impl Endpoint {
     }
 }
 
+/// A check of one field's JSON value.
+type Shape = fn(&serde_json::Value) -> bool;
+
+impl Endpoint {
+    /// Whether a 2xx body confirms the call, as the reference documents its success: `None`
+    /// when it does, else what it lacks. A write's success carries `success: true` and its
+    /// result (the customer's id, the device, the per-record results, the assignment lists);
+    /// a read carries the customer with its id, email and `devices` (an object without
+    /// `devices` says nothing of them, and must not read as "no devices").
+    pub fn unconfirmed(self, body: &serde_json::Value) -> Option<String> {
+        let has = |k: &str, want: Shape| body.get(k).is_some_and(want);
+        let text = |v: &serde_json::Value| v.as_str().is_some_and(|s| !s.is_empty());
+        let list = |v: &serde_json::Value| v.is_array();
+        let needs: &[(&str, Shape)] = match self {
+            Endpoint::QueryCustomer | Endpoint::GetCustomer => &[("id", text), ("email", text), ("devices", list)],
+            Endpoint::CreateOrUpdateCustomer => &[("telemetronCustomerId", text)],
+            Endpoint::CreateOrUpdateDevice => &[("identifier", text)],
+            Endpoint::BulkUpdateDeviceMetadata => &[("results", list)],
+            Endpoint::AssignDeviceToOwners => &[("assignedCustomers", list)],
+            Endpoint::AssignDevicesToOwner => &[("assignedDevices", list)],
+            Endpoint::UnassignDeviceFromOwner => &[("devicesRemaining", list)],
+            Endpoint::UnassignDevicesFromOwner => &[("unassignedDevices", list)],
+            Endpoint::CreateTicket => &[("ticketId", text)],
+        };
+        let write = !matches!(self, Endpoint::QueryCustomer | Endpoint::GetCustomer);
+        if write && body.get("success") != Some(&serde_json::Value::Bool(true)) {
+            return Some(match body.get("error").and_then(|e| e.as_str()) {
+                Some(e) => format!("the answer says success is not true ({e:?})"),
+                None => "the answer has no \"success\": true".to_string(),
+            });
+        }
+        let missing: Vec<&str> = needs.iter().filter(|(k, want)| !has(k, *want)).map(|(k, _)| *k).collect();
+        (!missing.is_empty()).then(|| format!("the answer lacks {}", missing.join(", ")))
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -45,7 +45,8 @@
 //! - Faults on one endpoint's writes, set while it runs ([`Emulator::fault_writes`], for tests
 //!   of calls whose answer is lost): each request to it is applied, then answered 500
 //!   ([`WriteFault::Fail`]) or held unanswered ([`WriteFault::Stall`], counted by
-//!   [`Emulator::stalled`]) until the client gives up or dies.
+//!   [`Emulator::stalled`]) until the client gives up or dies, or answered 200 with a body
+//!   that confirms nothing, applied or not ([`WriteFault::Answer`]).
 //! - `--rate-limit N` allows N API requests in any one second (a sliding window, as many real
 //!   gateways count); the rest get 429 with `Retry-After: 1` and do not count. Admin routes are neither limited, failed, delayed nor logged.
 //! - A documented request field of the wrong JSON type is a 400 `Invalid field F: expected T`
@@ -110,6 +111,9 @@ pub enum WriteFault {
     Fail,
     /// Held unanswered for an hour: the client times out, or is killed while it waits.
     Stall,
+    /// Answered 200 with this body, which confirms nothing (`{}`, `{"success": false, …}`):
+    /// after applying the request when `applied`, without touching anything otherwise.
+    Answer { applied: bool, body: &'static str },
 }
 
 /// Everything the emulator can be told.
@@ -368,8 +372,13 @@ async fn api(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (status, body, extra_headers) = handle(&emu, n, &method, &path, &headers, &body);
     let fault = emu.inner.write_fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (status, body, extra_headers) = match &fault {
+        Some((endpoint, WriteFault::Answer { applied: false, body })) if path.ends_with(endpoint.as_str()) => {
+            (StatusCode::OK, serde_json::from_str(body).unwrap_or(Value::Null), vec![])
+        }
+        _ => handle(&emu, n, &method, &path, &headers, &body),
+    };
     let (status, body) = match fault {
         // Only a request that was applied meets the fault (not a 401, a 429 or a 400).
         Some((endpoint, fault)) if path.ends_with(&endpoint) && status.is_success() => match fault {
@@ -382,6 +391,7 @@ async fn api(
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 (StatusCode::GATEWAY_TIMEOUT, json!({"error": "stalled (injected after the write)"}))
             }
+            WriteFault::Answer { body, .. } => (StatusCode::OK, serde_json::from_str(body).unwrap_or(Value::Null)),
         },
         _ => (status, body),
     };
