@@ -198,3 +198,39 @@ fn a_200_that_confirms_nothing_is_never_recorded_as_done() {
     let d3 = snap.devices.iter().find(|(k, _)| k.as_str() == "D3").unwrap().1;
     assert_eq!(d3.owners.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["b@x.io"], "the event recorded nothing");
 }
+
+/// A server that stops answering in the middle of the night stops the run: after twice the
+/// concurrency of attempts in a row with no answer, exit 1 naming when and after how many
+/// calls, the calls in flight kept as unknown outcomes; the next run reads them back and ends
+/// exact.
+#[test]
+fn a_server_that_stops_answering_stops_the_run() {
+    use telemetron_sync::emulator::WriteFault;
+    let (w, emu) = (sample(), Emu::start());
+    // Customers and devices are answered; from the first assignment on, nothing is.
+    emu.emulator.fault_writes(Some(("/deviceAssignment/assignDevicesToOwner", WriteFault::Stall)));
+    let args = [&DAY1[..], &["--timeout", "1", "--concurrency", "2", "--backoff-ms", "10", "--rate", "200"]].concat();
+    let started = std::time::Instant::now();
+    let run = w.run_api(&emu, &[&["apply"][..], &args].concat());
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Telemetron stopped answering at ") && run.stderr.contains("4 in a row"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Check --base-url"), "a slow server is not a wrong URL: {}", run.stderr);
+    // Four unanswered attempts at a 1 s timeout, two at a time: a few seconds, not minutes.
+    assert!(took < std::time::Duration::from_secs(15), "held the run {took:?}");
+    let conn = rusqlite::Connection::open(w.join("s.db")).unwrap();
+    let open: i64 = conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0)).unwrap();
+    assert!(open > 0, "the calls in flight stay unknown outcomes");
+    assert_eq!(last_outcome(&w), "stopped");
+
+    emu.emulator.fault_writes(None);
+    w.run_api(&emu, &[&["apply"][..], &args].concat()).expect(0);
+    let plan = w.run(&[&["plan", "--format", "json"][..], &DAY1].concat()).expect(0).json();
+    assert_eq!(plan["summary"]["api_calls"], 0, "{}", plan["operations"]);
+    let (remote, recorded) = (crate::apply::remote(&emu), crate::apply::recorded(&w.join("s.db")));
+    assert_eq!(remote, recorded, "Telemetron and the snapshot agree");
+}

@@ -36,6 +36,9 @@ pub struct Caller<'a> {
     answered: AtomicBool,
     /// When the first call went unanswered, while nothing has answered yet.
     unanswered_since: Mutex<Option<Instant>>,
+    /// Attempts in a row that got no answer (a timeout, a connection failure) since the last
+    /// answer of any kind: at [`Caller::dead_after`], the server has stopped answering.
+    unanswered_streak: AtomicU64,
     /// The send times of the last second, and the most any one-second window held.
     window: Mutex<(std::collections::VecDeque<Instant>, u64)>,
 }
@@ -67,6 +70,7 @@ impl<'a> Caller<'a> {
             jitter_state: AtomicU64::new(seed | 1),
             answered: AtomicBool::new(false),
             unanswered_since: Mutex::new(None),
+            unanswered_streak: AtomicU64::new(0),
             window: Mutex::new((std::collections::VecDeque::new(), 0)),
         }
     }
@@ -116,6 +120,30 @@ impl<'a> Caller<'a> {
         self.stop.load(Ordering::Relaxed) || lock(&self.fatal).is_some()
     }
 
+    /// How many attempts in a row may go unanswered before the run stops: twice the calls in
+    /// flight, so that every one of them has timed out twice with no answer between.
+    pub fn dead_after(&self) -> u64 {
+        2 * self.opts.concurrency.max(1) as u64
+    }
+
+    /// Counts an unanswered attempt; at [`Caller::dead_after`] in a row, stops the run (the
+    /// calls in flight keep their journalled intents for the next run's read-back).
+    fn count_unanswered(&self, e: &ApiError) {
+        let streak = self.unanswered_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak < self.dead_after() {
+            return;
+        }
+        let mut fatal = lock(&self.fatal);
+        if fatal.is_none() {
+            let now = crate::time::now_rfc3339();
+            let hhmm = now.get(11..16).unwrap_or(&now);
+            *fatal = Some(format!(
+                "Telemetron stopped answering at {hhmm} UTC after {} calls ({streak} in a row got no answer; the last: {e}); the next run continues",
+                self.calls()
+            ));
+        }
+    }
+
     /// An unanswered call's error, or, while nothing has ever answered, a fatal one when the
     /// failure cannot be transient (TLS, an unknown host) or has lasted [`UNREACHABLE_FOR`].
     fn unreachable(&self, e: ApiError) -> ApiError {
@@ -134,13 +162,21 @@ impl<'a> Caller<'a> {
             ApiError::Transport { kind: TransportKind::Dns, message, .. } => {
                 format!("the host name does not resolve ({message})")
             }
+            // A slow server is not a wrong URL: timeouts are the dead-server breaker's to judge.
+            ApiError::Timeout { .. } => return e,
             _ => {
                 let since = *lock(&self.unanswered_since).get_or_insert_with(Instant::now);
                 if since.elapsed() < UNREACHABLE_FOR {
                     return e;
                 }
                 // The threshold, not the moment this call noticed it: the same words every time.
-                format!("nothing has answered for {} s ({e})", UNREACHABLE_FOR.as_secs())
+                match &e {
+                    ApiError::Transport { kind: TransportKind::Refused, .. } => format!(
+                        "nothing listens there: every connection was refused for {} s ({e})",
+                        UNREACHABLE_FOR.as_secs()
+                    ),
+                    _ => format!("nothing has answered for {} s ({e})", UNREACHABLE_FOR.as_secs()),
+                }
             }
         };
         ApiError::Misconfigured { endpoint, why, base: None }
@@ -247,9 +283,13 @@ impl<'a> Caller<'a> {
                 }
             }
             let result = match result {
-                Err(e) if e.is_unanswered() => Err(self.unreachable(e)),
+                Err(e) if e.is_unanswered() => {
+                    self.count_unanswered(&e);
+                    Err(self.unreachable(e))
+                }
                 other => {
                     self.answered.store(true, Ordering::Relaxed);
+                    self.unanswered_streak.store(0, Ordering::Relaxed);
                     other
                 }
             };
