@@ -234,3 +234,32 @@ fn a_server_that_stops_answering_stops_the_run() {
     let (remote, recorded) = (crate::apply::remote(&emu), crate::apply::recorded(&w.join("s.db")));
     assert_eq!(remote, recorded, "Telemetron and the snapshot agree");
 }
+
+/// A customer Telemetron lost (deleted behind the tool's back) comes back whole: the update's
+/// 404 creates it again, the snapshot forgets the assignments Telemetron lost with it, and its
+/// devices are assigned again by the next run at the latest.
+#[test]
+fn a_lost_customer_comes_back_with_its_devices() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    small_export(&w);
+    w.run_api(&emu, &SMALL).expect(0);
+    let whole = remote_text(&emu);
+    let drift = telemetron_sync::emulator::Drift {
+        org: 0,
+        customer: "a@x.io".into(),
+        set: Default::default(),
+        assign: vec![],
+        unassign: vec![],
+        delete: true,
+        delete_devices: vec![],
+    };
+    emu.emulator.drift(&drift).unwrap();
+    // A changed name, so that the night's work sends the customer's update.
+    w.write("in/customers.csv", "email,name,phone\na@x.io,Ann Smith,+1 1\nb@x.io,Bob,+1 2\n");
+    let run = w.run_api(&emu, &SMALL).expect(0);
+    assert!(run.stderr.contains("no longer has this customer"), "{}", run.stderr);
+    w.run_api(&emu, &SMALL).expect(0);
+    assert_eq!(remote_text(&emu), whole.replace("\"Ann\"", "\"Ann Smith\""), "Telemetron is exact again");
+    let plan = w.run(&["plan", "--input-dir", "in", "--state", "s.db", "--format", "json"]).expect(0).json();
+    assert_eq!(plan["summary"]["api_calls"], 0, "{}", plan["operations"]);
+}

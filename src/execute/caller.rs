@@ -192,12 +192,10 @@ impl<'a> Caller<'a> {
     }
 
     /// Create (a 409 turns into an update of the existing customer) or update by id (an id
-    /// Telemetron does not know turns into the create path).
-    pub async fn upsert_customer(
-        &self,
-        client: &Client,
-        w: &CustomerWork,
-    ) -> Option<Result<Option<TelemetronId>, ApiError>> {
+    /// Telemetron does not know turns into the create path). Says the customer's id, and
+    /// whether it was created again: Telemetron had lost the customer the snapshot knew, and
+    /// with it every assignment the snapshot holds for it.
+    pub async fn upsert_customer(&self, client: &Client, w: &CustomerWork) -> Option<Result<Upserted, ApiError>> {
         let update = |id: &str| api::CustomerUpsert {
             email: w.email.to_string(),
             name: w.record.name().map(Into::into),
@@ -206,12 +204,20 @@ impl<'a> Caller<'a> {
             address: Some(w.record.address().unwrap_or("").into()),
             telemetron_customer_id: Some(id.to_string()),
         };
+        let mut lost = false;
         if let Some(id) = &w.telemetron_id {
             let req = update(id.as_str());
             match self.call(|| client.create_or_update_customer(&req)).await? {
-                Ok(r) => return Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone())))),
+                Ok(r) => {
+                    let id = r.telemetron_customer_id.map(|i| TelemetronId::new(&i)).or(Some(id.clone()));
+                    return Some(Ok(Upserted { id, recreated: false }));
+                }
                 Err(e) if e.rejection() == Some(&Rejection::NotFound) => {
-                    tracing::info!(customer = %w.email, "the stored Telemetron id is unknown there; creating by email");
+                    tracing::warn!(
+                        customer = %w.email,
+                        "Telemetron no longer has this customer (404 on its update); creating it again, and its devices are assigned again"
+                    );
+                    lost = true;
                 }
                 Err(e) => return Some(Err(e)),
             }
@@ -224,7 +230,10 @@ impl<'a> Caller<'a> {
             telemetron_customer_id: None,
         };
         match self.call(|| client.create_or_update_customer(&create)).await? {
-            Ok(r) => Some(Ok(r.telemetron_customer_id.map(|i| TelemetronId::new(&i)))),
+            Ok(r) => {
+                let id = r.telemetron_customer_id.map(|i| TelemetronId::new(&i));
+                Some(Ok(Upserted { id, recreated: lost }))
+            }
             Err(ApiError::Rejected { rejection: Rejection::AlreadyExists { telemetron_customer_id }, .. }) => {
                 // Not an upsert: the customer exists (perhaps created by our own earlier attempt
                 // whose answer was lost). Update it, so that it ends up as the export says —
@@ -243,7 +252,9 @@ impl<'a> Caller<'a> {
                 };
                 let req = update(&id);
                 match self.call(|| client.create_or_update_customer(&req)).await? {
-                    Ok(_) => Some(Ok(Some(TelemetronId::new(&id)))),
+                    // Lost by its stored id, yet found by its email: its assignments are not
+                    // known either way, so they are sent again.
+                    Ok(_) => Some(Ok(Upserted { id: Some(TelemetronId::new(&id)), recreated: lost })),
                     Err(e) => Some(Err(e)),
                 }
             }
@@ -324,6 +335,13 @@ impl<'a> Caller<'a> {
             }
         }
     }
+}
+
+/// A customer created or updated: its Telemetron id, and whether it was created again because
+/// Telemetron had lost it.
+pub struct Upserted {
+    pub id: Option<TelemetronId>,
+    pub recreated: bool,
 }
 
 /// How often a retry's wait looks at the stop flag.

@@ -93,15 +93,29 @@ impl Exec<'_> {
         self.answered(&result);
         match result {
             None => {}
-            Some(Ok(id)) => {
-                (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
-                self.done(kind, 1);
-            }
+            Some(Ok(upserted)) => self.customer_upserted(kind, w.email, upserted, w.record),
             Some(Err(e)) => {
                 lock(&self.failed_customers).insert(w.email.clone());
                 self.fail_customer(kind, &w.email, &w.record, e.to_string());
             }
         }
+    }
+
+    /// Records a customer Telemetron confirmed. One it had lost and that was created again has
+    /// none of the assignments the snapshot holds for it: the snapshot forgets them first, so
+    /// that the next run assigns its devices again from the export.
+    fn customer_upserted(
+        &self,
+        kind: &'static str,
+        email: Email,
+        upserted: super::caller::Upserted,
+        record: CustomerRecord,
+    ) {
+        if upserted.recreated {
+            (self.confirm)(Confirmed::CustomerMissing(email.clone()));
+        }
+        (self.confirm)(Confirmed::Customer { email, id: upserted.id, record });
+        self.done(kind, 1);
     }
 
     pub(super) async fn device(&self, w: DeviceWork) {
@@ -173,10 +187,7 @@ impl Exec<'_> {
                 };
                 match self.caller.upsert_customer(self.client, &w).await {
                     None => {}
-                    Some(Ok(id)) => {
-                        (self.confirm)(Confirmed::Customer { email: w.email, id, record: w.record });
-                        self.done("customers_created", 1);
-                    }
+                    Some(Ok(upserted)) => self.customer_upserted("customers_created", w.email, upserted, w.record),
                     Some(Err(e)) => self.fail_customer(
                         "customers_created",
                         email,
