@@ -263,3 +263,172 @@ fn a_lost_customer_comes_back_with_its_devices() {
     let plan = w.run(&["plan", "--input-dir", "in", "--state", "s.db", "--format", "json"]).expect(0).json();
     assert_eq!(plan["summary"]["api_calls"], 0, "{}", plan["operations"]);
 }
+
+/// A field the export empties reaches Telemetron: the name becomes what Telemetron names a
+/// customer without one (the email's local part), phone and address are sent empty. What
+/// Telemetron holds afterwards is read back and recorded: where it kept a value, the snapshot
+/// holds that value (warned once, with the count), never one Telemetron does not have.
+#[test]
+fn clearing_a_field_reaches_telemetron_or_is_recorded_as_kept() {
+    use telemetron_sync::emulator::EmptyOnUpdate;
+    for mode in [EmptyOnUpdate::Clears, EmptyOnUpdate::Kept] {
+        let (w, emu) = (Workdir::new(), Emu::with(|c| c.empty_on_update = mode));
+        w.write("in/customers.csv", "email,name,phone,address\na@x.io,Ann,+1 1,Street 1\nb@x.io,Bob,+1 2,\n");
+        let args = ["apply", "--input-dir", "in", "--state", "s.db"];
+        w.run_api(&emu, &args).expect(0);
+        w.write("in/customers.csv", "email,name,phone,address\na@x.io,,,\nb@x.io,Bob,+1 2,\n");
+        let run = w.run_api(&emu, &args).expect(0);
+        let org = emu.org();
+        let ann = org["customers"].as_array().unwrap().iter().find(|c| c["email"] == "a@x.io").unwrap().clone();
+        assert_eq!(ann["name"], "a", "{mode:?}: the name Telemetron gives a customer without one");
+        let snap = telemetron_sync::snapshot::read(&w.join("s.db")).unwrap();
+        let stored = &snap.customers.iter().find(|(e, _)| e.as_str() == "a@x.io").unwrap().1.record;
+        assert_eq!(stored.name(), None, "{mode:?}");
+        match mode {
+            EmptyOnUpdate::Clears => {
+                assert!(ann.get("phone").is_none() && ann.get("address").is_none(), "{ann}");
+                assert_eq!((stored.phone(), stored.address()), (None, None));
+                assert!(!run.stderr.contains("kept"), "{}", run.stderr);
+            }
+            EmptyOnUpdate::Kept => {
+                assert_eq!((ann["phone"].as_str(), ann["address"].as_str()), (Some("+1 1"), Some("Street 1")));
+                assert_eq!(
+                    (stored.phone(), stored.address()),
+                    (Some("+1 1"), Some("Street 1")),
+                    "what Telemetron kept"
+                );
+                assert_eq!(run.stderr.matches("kept a name, phone or address").count(), 1, "{}", run.stderr);
+                assert!(run.stderr.contains("1 customer(s)"), "{}", run.stderr);
+            }
+        }
+        // The snapshot and Telemetron agree: verify finds no drift the tool made itself.
+        let verify = w.run_api(&emu, &["verify", "--state", "s.db", "--all", "--format", "json"]).expect(0).json();
+        assert_eq!(verify["summary"]["drifted"], 0, "{mode:?}: {verify}");
+    }
+
+    // `undo` follows the same rule: a customer that had no name gets its default name back.
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.write(
+        "in/customers.csv",
+        "email,name
+c@x.io,
+",
+    );
+    let args = ["apply", "--input-dir", "in", "--state", "s.db"];
+    w.run_api(&emu, &args).expect(0);
+    w.write(
+        "in/customers.csv",
+        "email,name
+c@x.io,Carol
+",
+    );
+    w.run_api(&emu, &args).expect(0);
+    assert_eq!(emu.org()["customers"][0]["name"], "Carol");
+    let history = w.run(&["history", "--state", "s.db", "--format", "json"]).expect(0).json();
+    let renamed = history.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).max().unwrap().to_string();
+    w.run_api(&emu, &["undo", renamed.as_str(), "--state", "s.db", "--apply"]).expect(0);
+    assert_eq!(emu.org()["customers"][0]["name"], "c", "the undo names it as Telemetron names a customer without one");
+}
+
+/// Day 1 and day 2 of an export where day 2 changes every device's properties, moves four
+/// devices from a to c and gives b six new devices; `bad` names the records Telemetron refuses.
+fn isolation_days(w: &Workdir) {
+    let devices = |fw: &str, extra: &[&str]| {
+        let mut s = String::from("identifier,type,fw\n");
+        for i in 1..=30 {
+            s += &format!("D{i:02},lock,{fw}\n");
+        }
+        for d in extra {
+            s += &format!("{d},cam,{fw}\n");
+        }
+        s
+    };
+    let customers = "email,name\na@x.io,Ann\nb@x.io,Bob\nc@x.io,Cy\n";
+    let mut own1 = String::from("device_identifier,customer_email\nD05,b@x.io\n");
+    for i in 1..=30 {
+        own1 += &format!("D{i:02},{}\n", ["a@x.io", "b@x.io", "c@x.io"][(i - 1) / 10]);
+    }
+    let mut own2 = own1.replace("D01,a@x.io", "D01,c@x.io").replace("D02,a@x.io", "D02,c@x.io");
+    own2 = own2.replace("D03,a@x.io", "D03,c@x.io").replace("D04,a@x.io", "D04,c@x.io");
+    let new = ["N01", "N02", "N03", "N04", "N05", "BAD1"];
+    for d in new {
+        own2 += &format!("{d},b@x.io\n");
+    }
+    w.write("day1/customers.csv", customers)
+        .write("day1/devices.csv", devices("1", &[]))
+        .write("day1/ownership.csv", own1);
+    w.write("day2/customers.csv", customers)
+        .write("day2/devices.csv", devices("2", &new))
+        .write("day2/ownership.csv", own2);
+}
+
+fn apply_day(w: &Workdir, emu: &Emu, day: &str) -> crate::util::Run {
+    w.run_api(emu, &["apply", "--input-dir", day, "--state", "s.db", "--rate", "500", "--max-retries", "0"])
+}
+
+/// One record Telemetron refuses holds back no other: a refused bulk call is split in the same
+/// run until the refused records are found; every other change of the night goes through (the
+/// other transfers, the new devices, every other device's properties), the refused ones are
+/// failed with Telemetron's words, counted as refused, and sent again the next night.
+#[test]
+fn one_refused_record_holds_back_no_other() {
+    // The same night without a refused record, for the calls it makes.
+    let (clean_w, clean) = (Workdir::new(), Emu::start());
+    isolation_days(&clean_w);
+    apply_day(&clean_w, &clean, "day1").expect(0);
+    let before = clean.writes().len();
+    apply_day(&clean_w, &clean, "day2").expect(0);
+    let clean_calls = clean.writes().len() - before;
+
+    let (w, emu) = (Workdir::new(), Emu::start());
+    isolation_days(&w);
+    apply_day(&w, &emu, "day1").expect(0);
+    emu.emulator.refuse(&["D02", "BAD1"]);
+    let before = emu.writes().len();
+    let run = apply_day(&w, &emu, "day2");
+    let calls = emu.writes().len() - before;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refused by Telemetron: ") && run.stderr.contains("invalid device identifier or email"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("refused by Telemetron record by record")
+            || run.stderr.contains("refused by Telemetron record by record"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    eprintln!(
+        "day 2 calls: {clean_calls} without a refused record, {calls} with two (D02 in a transfer and the properties, BAD1 new)"
+    );
+    // Each refused record costs at most two calls per halving of each call it is in.
+    assert!(calls <= clean_calls + 4 * 2 * 6, "{calls} calls against {clean_calls}");
+
+    let (remote, recorded) = (crate::apply::remote(&emu), crate::apply::recorded(&w.join("s.db")));
+    assert_eq!(remote, recorded, "the snapshot holds exactly what Telemetron confirmed");
+    let (_, devices) = remote;
+    for (ident, (_, props, owners)) in &devices {
+        let want_fw = if ident == "D02" { "1" } else { "2" };
+        assert_eq!(props.get("fw").map(String::as_str), Some(want_fw), "{ident}");
+        let want: &[&str] = match ident.as_str() {
+            "D01" | "D03" | "D04" => &["c@x.io"],
+            "D02" => &["a@x.io"],
+            "D05" => &["a@x.io", "b@x.io"],
+            "N01" | "N02" | "N03" | "N04" | "N05" => &["b@x.io"],
+            _ => continue,
+        };
+        assert_eq!(owners, want, "{ident}");
+    }
+    assert!(!devices.contains_key("BAD1"));
+
+    // The next night sends the refused records again (and only them), alone.
+    let before = emu.writes().len();
+    apply_day(&w, &emu, "day2").expect(3);
+    let again = emu.writes().len() - before;
+    assert!(again <= 6, "only the refused records are sent again: {again} calls");
+    emu.emulator.refuse(&[]);
+    apply_day(&w, &emu, "day2").expect(0);
+    assert_eq!(crate::apply::remote(&emu), crate::apply::remote(&clean), "the same end as the clean night");
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::emulator::{AllUnknownAssign, EmailMatch, PropertiesOnUpdate};
+use crate::emulator::{AllUnknownAssign, EmailMatch, EmptyOnUpdate, PropertiesOnUpdate};
 
 /// Keeps Telemetron's device ownership in step with your CSV exports.
 #[derive(Debug, Parser)]
@@ -287,6 +287,13 @@ pub struct EmulatorArgs {
     /// How creating a customer matches emails for its 409 [UNDOC in ext-v1]
     #[arg(long, value_enum, default_value_t = EmailMatch::Exact)]
     pub email_match: EmailMatch,
+    /// What a customer update does with an empty phone or address [UNDOC in ext-v1]
+    #[arg(long, value_enum, default_value_t = EmptyOnUpdate::Clears)]
+    pub empty_on_update: EmptyOnUpdate,
+    /// Refuse (400) every write that names this device identifier or email (repeatable), as a
+    /// server that finds one record invalid would
+    #[arg(long, value_name = "KEY")]
+    pub refuse: Vec<String>,
 }
 
 /// Where the exports and the snapshot are.
@@ -324,7 +331,7 @@ pub struct InputArgs {
 /// How the difference is grouped into calls: `plan` and `apply`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PlanningArgs {
-    /// Devices per assign/unassign call [default: 1000]
+    /// Devices per assign/unassign and bulk-metadata call [default: 1000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: Option<u32>,
     /// Plan one create call per new customer and device and assignments per customer, instead
@@ -707,6 +714,18 @@ impl ValueEnum for EmailMatch {
             EmailMatch::FoldAccents => {
                 PossibleValue::new("fold-accents").help("also ignoring accents: the 409 names the other customer")
             }
+        })
+    }
+}
+
+impl ValueEnum for EmptyOnUpdate {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[EmptyOnUpdate::Clears, EmptyOnUpdate::Kept]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            EmptyOnUpdate::Clears => PossibleValue::new("clears").help("\"\" clears the field"),
+            EmptyOnUpdate::Kept => PossibleValue::new("kept").help("\"\" keeps the old value"),
         })
     }
 }

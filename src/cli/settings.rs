@@ -232,6 +232,8 @@ impl Settings {
         if let Some(args) = args {
             if let Some(n) = args.batch_size {
                 batching.batch_size = n as usize;
+                // Bulk-metadata honours it too, up to its documented 1,000 a call.
+                batching.metadata_batch_size = n as usize;
             }
             batching.optimize = !args.no_optimize;
         }
@@ -450,6 +452,8 @@ pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Co
         properties_on_update: args.device_properties,
         all_unknown_assign: args.all_unknown_assign,
         email_match: args.email_match,
+        empty_on_update: args.empty_on_update,
+        refuse: args.refuse.clone(),
     })
 }
 

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::state::{OrgState, TicketRec};
-use super::{AllUnknownAssign, Config, EmailMatch, PropertiesOnUpdate};
+use super::{AllUnknownAssign, Config, EmailMatch, EmptyOnUpdate, PropertiesOnUpdate};
 use crate::api::BULK_METADATA_MAX;
 use crate::model::Email;
 
@@ -57,6 +57,27 @@ pub(super) fn dispatch(org: &mut OrgState, cfg: &Config, method: &Method, path: 
         "/deviceAssignment/unassignDevicesFromOwner" => unassign_devices(org, &body),
         "/ticket/createTicket" => create_ticket(org, &body),
         _ => not_found("Not found"),
+    }
+}
+
+/// The answer to a write that names one of the refused records ([`super::Emulator::refuse`]).
+pub(super) fn refused(refuse: &[String], path: &str, body: &[u8]) -> Option<Reply> {
+    if refuse.is_empty() || path.starts_with("/customer/getCustomer") || path == "/customer/queryCustomer" {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    names_refused(refuse, &v).then(|| bad("invalid device identifier or email"))
+}
+
+/// Whether a request names one of the refused records anywhere: a string value, or a key of
+/// bulk-metadata's `devices`, compared trimmed and without case.
+fn names_refused(refuse: &[String], v: &Value) -> bool {
+    let hit = |s: &str| refuse.iter().any(|r| r.trim().eq_ignore_ascii_case(s.trim()));
+    match v {
+        Value::String(s) => hit(s),
+        Value::Array(items) => items.iter().any(|i| names_refused(refuse, i)),
+        Value::Object(map) => map.iter().any(|(k, v)| hit(k) || names_refused(refuse, v)),
+        _ => false,
     }
 }
 
@@ -188,10 +209,11 @@ fn upsert_customer(org: &mut OrgState, cfg: &Config, body: &Map<String, Value>) 
             if let Some(n) = field("name").filter(|n| !n.is_empty()) {
                 c.name = n;
             }
-            if let Some(p) = field("phone") {
+            let clears = cfg.empty_on_update == EmptyOnUpdate::Clears;
+            if let Some(p) = field("phone").filter(|p| clears || !p.is_empty()) {
                 c.phone = (!p.is_empty()).then_some(p);
             }
-            if let Some(a) = field("address") {
+            if let Some(a) = field("address").filter(|a| clears || !a.is_empty()) {
                 c.address = (!a.is_empty()).then_some(a);
             }
             c.updated_at = now();

@@ -22,7 +22,8 @@
 //!   applied in order (the last wins); each still gets its own result.
 //! - Emails are trimmed and lower-cased everywhere, so the 409 check, lookups and unassign are
 //!   case-insensitive.
-//! - Customer update: omitted fields are kept, `""` clears phone and address; the email may change
+//! - Customer update: omitted fields are kept, `""` clears phone and address (`--empty-on-update
+//!   kept` keeps them, [`EmptyOnUpdate::Kept`]), `""` for the name is ignored; the email may change
 //!   unless another customer has it (409 with that customer's id). `name` defaults to the email's
 //!   local part on create only.
 //! - The 409 on create compares emails trimmed and lower-cased; `--email-match fold-accents`
@@ -49,6 +50,9 @@
 //!   that confirms nothing, applied or not ([`WriteFault::Answer`]).
 //! - `--rate-limit N` allows N API requests in any one second (a sliding window, as many real
 //!   gateways count); the rest get 429 with `Retry-After: 1` and do not count. Admin routes are neither limited, failed, delayed nor logged.
+//! - Records the server refuses (`--refuse KEY`, [`Config::refuse`]): a write that names one of
+//!   them anywhere (an identifier, an email, a bulk-metadata key) is a 400 "invalid device
+//!   identifier or email", and the rest of its request is not applied either.
 //! - A documented request field of the wrong JSON type is a 400 `Invalid field F: expected T`
 //!   (`null` counts as absent). `getCustomer`'s id is percent-decoded. A body over 8 MiB
 //!   ([`MAX_BODY`]) is a 413 with the usual `{"error": …}` shape.
@@ -104,6 +108,16 @@ pub enum EmailMatch {
     FoldAccents,
 }
 
+/// What a customer update does with `""` for phone or address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptyOnUpdate {
+    /// Clears the field.
+    #[default]
+    Clears,
+    /// Keeps the old value, as a server that treats an empty string as "not given" would.
+    Kept,
+}
+
 /// What happens to a request once it is applied, on the endpoint [`Emulator::fault_writes`] names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteFault {
@@ -131,6 +145,10 @@ pub struct Config {
     pub properties_on_update: PropertiesOnUpdate,
     pub all_unknown_assign: AllUnknownAssign,
     pub email_match: EmailMatch,
+    pub empty_on_update: EmptyOnUpdate,
+    /// Identifiers and emails the server refuses: any write naming one of them, alone or in a
+    /// bulk request, is a 400 "invalid device identifier or email" and changes nothing.
+    pub refuse: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -145,6 +163,8 @@ impl std::fmt::Debug for Config {
             .field("properties_on_update", &self.properties_on_update)
             .field("all_unknown_assign", &self.all_unknown_assign)
             .field("email_match", &self.email_match)
+            .field("empty_on_update", &self.empty_on_update)
+            .field("refuse", &self.refuse)
             .finish()
     }
 }
@@ -177,6 +197,9 @@ struct Inner {
     window: Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// The endpoint (the end of its path) whose writes meet a fault, and the fault.
     write_fault: Mutex<Option<(String, WriteFault)>>,
+    /// Records every write naming one of them is refused (set from [`Config::refuse`], changed
+    /// by [`Emulator::refuse`]).
+    refused: Mutex<Vec<String>>,
     /// Requests applied and then held unanswered.
     stalled: AtomicU64,
 }
@@ -184,8 +207,10 @@ struct Inner {
 impl Emulator {
     pub fn new(config: Config) -> Emulator {
         let orgs = (0..config.api_keys.len()).map(|i| OrgState::new(format!("org_{:06}", i + 1))).collect();
+        let refused = Mutex::new(config.refuse.clone());
         Emulator {
             inner: Arc::new(Inner {
+                refused,
                 config,
                 started: Instant::now(),
                 orgs: Mutex::new(orgs),
@@ -202,6 +227,12 @@ impl Emulator {
     /// say) is applied and then meets `fault`; `None` ends it.
     pub fn fault_writes(&self, fault: Option<(&str, WriteFault)>) {
         *self.inner.write_fault.lock().unwrap_or_else(|p| p.into_inner()) = fault.map(|(e, f)| (e.to_string(), f));
+    }
+
+    /// From now on, every write naming one of `keys` (an identifier or an email) is refused
+    /// with a 400, and changes nothing; an empty list ends it.
+    pub fn refuse(&self, keys: &[&str]) {
+        *self.inner.refused.lock().unwrap_or_else(|p| p.into_inner()) = keys.iter().map(|k| k.to_string()).collect();
     }
 
     /// How many requests were applied and then held unanswered ([`WriteFault::Stall`]).
@@ -430,6 +461,10 @@ fn handle(emu: &Emulator, n: u64, method: &Method, path: &str, headers: &HeaderM
         return (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "Internal server error (injected)"}), vec![]);
     }
     let rest = path.strip_prefix(API_PREFIX).unwrap_or(path);
+    let refused = emu.inner.refused.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some((status, value)) = handlers::refused(&refused, rest, body) {
+        return (status, value, vec![]);
+    }
     let (status, value) = {
         let mut orgs = emu.inner.orgs.lock().unwrap_or_else(|p| p.into_inner());
         handlers::dispatch(&mut orgs[org], cfg, method, rest, body)

@@ -14,6 +14,16 @@ use crate::plan::DeviceCreates;
 
 use super::*;
 
+/// Whether Telemetron refused a request as a whole for what it holds: a 4xx other than auth,
+/// rate limiting and the answers an endpoint documents (404 not found, 409, "not assigned").
+/// Nothing of such a request was applied, and a record in it may be what is refused.
+pub(super) fn refused_whole(e: &crate::client::ApiError) -> bool {
+    matches!(
+        e,
+        crate::client::ApiError::Rejected { status: 400..=499, rejection: Rejection::Invalid | Rejection::Other, .. }
+    )
+}
+
 impl Exec<'_> {
     pub(super) async fn unassign(&self, customer: Email, devices: Vec<DeviceIdent>) {
         let kind = "assignments_removed";
@@ -55,6 +65,22 @@ impl Exec<'_> {
                             "not in the answer of unassignDevicesFromOwner".into(),
                         );
                     }
+                }
+            }
+            Some(Err(e)) if refused_whole(&e) && devices.len() > 1 => {
+                // One record may spoil the request: nothing of it was applied. Halves go out
+                // again at once, down to single devices, so that every other one goes through.
+                self.settle(ids, false);
+                let (a, b) = devices.split_at(devices.len() / 2);
+                tracing::info!(customer = %customer, devices = devices.len(), "unassignDevicesFromOwner refused ({e}); sending it in halves to find the refused record");
+                Box::pin(self.unassign(customer.clone(), a.to_vec())).await;
+                Box::pin(self.unassign(customer, b.to_vec())).await;
+                return;
+            }
+            Some(Err(e)) if refused_whole(&e) => {
+                lock(&self.failed_unassign).extend(devices.iter().cloned());
+                for d in &devices {
+                    self.refuse(kind, format!("{d} -> {customer}"), e.to_string());
                 }
             }
             Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => {
@@ -189,11 +215,36 @@ impl Exec<'_> {
                 self.settle(ids, unknown);
                 self.set_types_of_existing(existed).await;
             }
+            Some(Err(e)) if refused_whole(&e) && send.len() > 1 => {
+                // Nothing of it was applied: halves go out again at once, down to single
+                // devices, each creating what it holds (the customer is created by whichever
+                // goes first, and updated to the export's fields by the other).
+                self.settle(ids, false);
+                tracing::info!(customer = %customer, devices = send.len(), "assignDevicesToOwner refused ({e}); sending it in halves to find the refused record");
+                let (a, b) = send.split_at(send.len() / 2);
+                for half in [a, b] {
+                    let creates = create.as_ref().and_then(|c| {
+                        let of: Vec<DeviceIdent> = half.iter().filter(|d| creating.contains(d)).cloned().collect();
+                        (!of.is_empty()).then(|| DeviceCreates { device_type: c.device_type.clone(), only: Some(of) })
+                    });
+                    Box::pin(self.assign_to_customer(
+                        customer.clone(),
+                        half.to_vec(),
+                        creates,
+                        create_customer.clone(),
+                    ))
+                    .await;
+                }
+            }
             Some(Err(e)) => {
                 let error = e.to_string();
                 fail_creates(&error);
+                let refused = refused_whole(&e);
                 for d in &send {
-                    self.fail(kind, format!("{d} -> {customer}"), error.clone());
+                    match refused {
+                        true => self.refuse(kind, format!("{d} -> {customer}"), error.clone()),
+                        false => self.fail(kind, format!("{d} -> {customer}"), error.clone()),
+                    }
                 }
                 self.settle(ids, unknown);
             }

@@ -198,7 +198,9 @@ impl<'a> Caller<'a> {
     pub async fn upsert_customer(&self, client: &Client, w: &CustomerWork) -> Option<Result<Upserted, ApiError>> {
         let update = |id: &str| api::CustomerUpsert {
             email: w.email.to_string(),
-            name: w.record.name().map(Into::into),
+            // A customer without a name is named after its email's local part, as Telemetron
+            // names one created without a name; leaving the name out would keep the old one.
+            name: Some(w.record.name().unwrap_or(w.email.local_part()).into()),
             // An empty string clears a field on update; leaving it out would keep the old value.
             phone: Some(w.record.phone().unwrap_or("").into()),
             address: Some(w.record.address().unwrap_or("").into()),

@@ -20,10 +20,10 @@ impl Exec<'_> {
         }
         match call {
             ApiCall::CreateCustomer { email, record } => {
-                self.customer(CustomerWork { email, telemetron_id: None, record, create: true }).await
+                self.customer(CustomerWork { email, telemetron_id: None, record, create: true, clears: false }).await
             }
-            ApiCall::UpdateCustomer { email, telemetron_id, record } => {
-                self.customer(CustomerWork { email, telemetron_id, record, create: false }).await
+            ApiCall::UpdateCustomer { email, telemetron_id, record, clears } => {
+                self.customer(CustomerWork { email, telemetron_id, record, create: false, clears }).await
             }
             ApiCall::UpsertDevice { identifier, device_type, properties, create } => {
                 self.device(DeviceWork { identifier, device_type, properties, create }).await
@@ -71,6 +71,13 @@ impl Exec<'_> {
         lock(&self.counts).entry(kind).or_default().done += n;
     }
 
+    /// A record Telemetron refused on its own (a 4xx for a request naming it alone, after a
+    /// refused bulk call was split down to it): failed, and counted as refused.
+    pub(super) fn refuse(&self, kind: &'static str, key: String, error: String) {
+        lock(&self.counts).entry(kind).or_default().refused += 1;
+        self.fail(kind, key, format!("refused by Telemetron: {error}"));
+    }
+
     pub(super) fn fail(&self, kind: &'static str, key: String, error: String) {
         lock(&self.counts).entry(kind).or_default().failed += 1;
         tracing::warn!(kind, key = %key, "failed: {error}");
@@ -93,12 +100,42 @@ impl Exec<'_> {
         self.answered(&result);
         match result {
             None => {}
+            Some(Ok(upserted)) if w.clears && !upserted.recreated => {
+                let record = self.held_record(&w).await.unwrap_or(w.record);
+                self.customer_upserted(kind, w.email, upserted, record)
+            }
             Some(Ok(upserted)) => self.customer_upserted(kind, w.email, upserted, w.record),
             Some(Err(e)) => {
                 lock(&self.failed_customers).insert(w.email.clone());
                 self.fail_customer(kind, &w.email, &w.record, e.to_string());
             }
         }
+    }
+
+    /// The customer's details as Telemetron holds them after an update that emptied a field
+    /// (read back: the update's answer does not show them), counted when a field was kept. The
+    /// name Telemetron gives a customer without one (its email's local part) reads as none.
+    /// `None` when the read-back failed: the update's own record stands, as before.
+    async fn held_record(&self, w: &CustomerWork) -> Option<CustomerRecord> {
+        let c = match self.caller.call(|| self.client.query_customer(w.email.as_str())).await? {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(customer = %w.email, "the update emptied a field, and reading the customer back failed ({e}); the snapshot records the export's value");
+                return None;
+            }
+        };
+        let some = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let name = some(c.name).filter(|n| n != w.email.local_part());
+        let held = CustomerRecord::new(
+            name.as_deref(),
+            some(c.phone).as_deref(),
+            some(c.address).as_deref(),
+            w.record.source_id(),
+        );
+        if held != w.record {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(held)
     }
 
     /// Records a customer Telemetron confirmed. One it had lost and that was created again has
@@ -184,6 +221,7 @@ impl Exec<'_> {
                     telemetron_id: id.map(TelemetronId::new),
                     record,
                     create: false,
+                    clears: false,
                 };
                 match self.caller.upsert_customer(self.client, &w).await {
                     None => {}
@@ -273,9 +311,25 @@ impl Exec<'_> {
                     }
                 }
             }
+            Some(Err(e)) if super::assign::refused_whole(&e) && batch.len() > 1 => {
+                // Bulk-metadata runs as one statement: nothing was applied. Halves go out
+                // again, down to single devices, so that every other device is updated.
+                tracing::info!(
+                    devices = batch.len(),
+                    "bulk-metadata refused ({e}); sending it in halves to find the refused record"
+                );
+                let mut a = batch;
+                let b = a.split_off(a.len() / 2);
+                Box::pin(self.properties(a)).await;
+                Box::pin(self.properties(b)).await;
+            }
             Some(Err(e)) => {
+                let refused = super::assign::refused_whole(&e);
                 for (d, _) in batch {
-                    self.fail(kind, d.to_string(), e.to_string());
+                    match refused {
+                        true => self.refuse(kind, d.to_string(), e.to_string()),
+                        false => self.fail(kind, d.to_string(), e.to_string()),
+                    }
                 }
             }
         }

@@ -17,7 +17,7 @@
 //! channel.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,9 @@ pub struct CustomerWork {
     pub telemetron_id: Option<TelemetronId>,
     pub record: CustomerRecord,
     pub create: bool,
+    /// The update empties a field the snapshot holds: Telemetron's answer does not show what
+    /// it kept, so the customer is read back before it is recorded.
+    pub clears: bool,
 }
 
 /// A device to create, or whose type to change.
@@ -127,7 +130,16 @@ pub const KINDS: [&str; 7] = [
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
     pub done: u64,
+    /// Every failure, the refused ones included.
     pub failed: u64,
+    /// Failures Telemetron refused as invalid, record by record: retrying the same request
+    /// cannot help, the export row (or Telemetron) must change.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a run went.
@@ -158,6 +170,9 @@ impl Outcome {
     }
     pub fn done(&self) -> u64 {
         self.operations.values().map(|c| c.done).sum()
+    }
+    pub fn refused(&self) -> u64 {
+        self.operations.values().map(|c| c.refused).sum()
     }
 }
 
@@ -191,6 +206,8 @@ struct Exec<'a> {
     failed_customers: Mutex<FxHashSet<Email>>,
     failed_devices: Mutex<FxHashSet<DeviceIdent>>,
     failed_unassign: Mutex<FxHashSet<DeviceIdent>>,
+    /// Customers whose update emptied a field Telemetron kept (read back).
+    kept: AtomicU64,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -258,6 +275,7 @@ pub async fn execute(
         failed_customers: Mutex::new(FxHashSet::default()),
         failed_devices: Mutex::new(FxHashSet::default()),
         failed_unassign: Mutex::new(FxHashSet::default()),
+        kept: AtomicU64::new(0),
     };
     let n = opts.concurrency.max(1);
     // Early calls open the customers phase; the rest of it follows once the rest is made.
@@ -321,6 +339,13 @@ pub async fn execute(
         }
     }
     progress.finish();
+    let kept = ex.kept.load(Ordering::Relaxed);
+    if kept > 0 {
+        tracing::warn!(
+            customers = kept,
+            "{kept} customer(s) kept a name, phone or address the export emptied: Telemetron did not clear it, and the snapshot records the value it kept"
+        );
+    }
 
     let elapsed = started.elapsed().as_secs_f64();
     let calls = ex.caller.calls();

@@ -105,8 +105,14 @@ pub(super) fn conclude(
         How::Stopped(why) | How::OutOfTime(why) => why.clone(),
         How::Partial => {
             let mut parts = Vec::new();
-            if failed > 0 {
-                parts.push(format!("{failed} failed operation(s), which the next run retries"));
+            let refused = outcome.refused();
+            if failed > refused {
+                parts.push(format!("{} failed operation(s), which the next run retries", failed - refused));
+            }
+            if refused > 0 {
+                parts.push(format!(
+                    "{refused} operation(s) refused by Telemetron record by record (named above with its words), which the next run sends again; fix the export rows"
+                ));
             }
             if spec.rejected > 0 {
                 parts.push(format!(

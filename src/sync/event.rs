@@ -142,6 +142,9 @@ impl Checked {
                     Some(s) => calls.customer_updates.push(ApiCall::UpdateCustomer {
                         email: email.clone(),
                         telemetron_id: s.telemetron_id,
+                        clears: [(phone, old.phone()), (address, old.address())]
+                            .iter()
+                            .any(|(new, before)| new.as_deref() == Some("") && before.is_some()),
                         record,
                     }),
                     None => calls.customers.push(ApiCall::CreateCustomer { email: email.clone(), record }),

@@ -61,11 +61,12 @@ pub(super) fn build_calls<'a, S: Sink>(
     calls: &mut S,
 ) -> (Vec<(&'a DeviceIdent, &'a Properties)>, Option<Grouping>) {
     let batch = batching.batch_size.max(1);
-    for (email, id, record) in &p.customer_updates {
+    for (email, id, record, clears) in &p.customer_updates {
         calls.push(Phase::CustomerUpdates, || ApiCall::UpdateCustomer {
             email: (*email).clone(),
             telemetron_id: id.cloned(),
             record: (*record).clone(),
+            clears: *clears,
         });
     }
     for (ident, t) in &p.type_changes {

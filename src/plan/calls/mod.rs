@@ -50,6 +50,8 @@ pub enum ApiCall {
         email: Email,
         telemetron_id: Option<TelemetronId>,
         record: CustomerRecord,
+        /// The update empties a field the snapshot holds: what Telemetron keeps is read back.
+        clears: bool,
     },
     /// `POST /device`: a create (with its properties) or a type change.
     UpsertDevice {
@@ -189,7 +191,7 @@ impl Calls {
 /// What the operations of a plan say, sorted into what the planner needs.
 struct Parts<'a> {
     customer_creates: Vec<(&'a Email, &'a CustomerRecord)>,
-    customer_updates: Vec<(&'a Email, Option<&'a TelemetronId>, &'a CustomerRecord)>,
+    customer_updates: Vec<(&'a Email, Option<&'a TelemetronId>, &'a CustomerRecord, bool)>,
     device_creates: Vec<&'a DeviceCreate>,
     type_changes: Vec<(&'a DeviceIdent, &'a Arc<str>)>,
     property_changes: Vec<(&'a DeviceIdent, &'a Properties)>,
@@ -220,7 +222,10 @@ fn parts(ops: &[Operation]) -> Parts<'_> {
     for op in ops {
         match op {
             Operation::CreateCustomer(c) => p.customer_creates.push((&c.email, &c.record)),
-            Operation::UpdateCustomer(u) => p.customer_updates.push((&u.email, u.telemetron_id.as_ref(), &u.after)),
+            Operation::UpdateCustomer(u) => {
+                let clears = u.changes.values().any(|c| c.before.is_some() && c.after.is_none());
+                p.customer_updates.push((&u.email, u.telemetron_id.as_ref(), &u.after, clears))
+            }
             Operation::CreateDevice(c) => p.device_creates.push(c),
             Operation::UpdateDevice(u) => {
                 if let Some(Change { after: Some(t), .. }) = &u.device_type {
