@@ -456,8 +456,18 @@ fn damages(org: &Org, seed: u64, random_per_file: usize, cuts_per_file: usize) -
     out
 }
 
+/// How the generated ownership file names its customers.
+#[derive(Clone, Copy, PartialEq)]
+enum Keyed {
+    Email,
+    /// By `customer_id` only (the customers file carries the ids), the email cell empty.
+    Id,
+    /// By both.
+    Both,
+}
+
 /// A generated organisation shaped like a real one, day 1 and day 2, in `dir`.
-fn generate(dir: &Path, seed: u64) {
+fn generate(dir: &Path, seed: u64, keyed: Keyed) {
     let mut rng = Rng(seed);
     let first = ["José", "Zoë", "Łukasz", "Анна", "李", "Mary-Jane", "O'Brien", "Søren", "Aiyana", "Dương"];
     let last = ["García", "Ångström", "Nowak", "Иванова", "小龙", "Smith", "Müller", "Ñúñez", "Kowalczyk", "Nguyễn"];
@@ -503,20 +513,32 @@ fn generate(dir: &Path, seed: u64) {
                  own: &[(usize, usize)]| {
         let d = dir.join(day);
         std::fs::create_dir_all(&d).unwrap();
-        let mut c = String::from("email,name,phone,address\n");
-        for (e, n, p, a) in customers {
-            c += &format!("{e},{n},{p},{a}\n");
+        let mut c = String::from(if keyed == Keyed::Email {
+            "email,name,phone,address\n"
+        } else {
+            "email,name,phone,address,customer_id\n"
+        });
+        for (i, (e, n, p, a)) in customers.iter().enumerate() {
+            c += &format!("{e},{n},{p},{a}");
+            c += &if keyed == Keyed::Email { "\n".to_string() } else { format!(",K{i:03}\n") };
         }
         let mut v = String::from("identifier,type,firmware,location\n");
         for (i, t, f, l) in devices {
             v += &format!("{i},{t},{f},{l}\n");
         }
-        let mut o = String::from("device_identifier,customer_email\n");
+        let mut o = String::from(match keyed {
+            Keyed::Email => "device_identifier,customer_email\n",
+            _ => "device_identifier,customer_email,customer_id\n",
+        });
         let mut own = own.to_vec();
         own.sort_by_key(|(d, c)| (devices[*d].0.clone(), *c));
         own.dedup();
         for (d, c) in own {
-            o += &format!("{},{}\n", devices[d].0, customers[c].0);
+            o += &match keyed {
+                Keyed::Email => format!("{},{}\n", devices[d].0, customers[c].0),
+                Keyed::Id => format!("{},,K{c:03}\n", devices[d].0),
+                Keyed::Both => format!("{},{},K{c:03}\n", devices[d].0, customers[c].0),
+            };
         }
         std::fs::write(d.join("customers.csv"), c).unwrap();
         std::fs::write(d.join("devices.csv"), v).unwrap();
@@ -541,21 +563,26 @@ fn generate(dir: &Path, seed: u64) {
 #[test]
 fn damaged_exports_never_remove_or_change_what_the_clean_ones_would_not() {
     let sample = repo().join("sample-data");
-    let orgs = {
-        let gen_dir = Workdir::new();
-        generate(gen_dir.path(), 0x5eed_0001);
-        vec![
-            (
-                "sample",
-                Org::new(&sample.join("day1"), &sample.join("day2"), Some(&sample.join("config.toml"))),
-                0x0ddba11,
-            ),
-            ("generated", Org::new(&gen_dir.join("day1"), &gen_dir.join("day2"), None), 0xfeed_beef),
-        ]
-    };
+    // Ownership files keyed by email, by customer_id only, and by both.
+    let dirs = [Keyed::Email, Keyed::Id, Keyed::Both].map(|k| {
+        let dir = Workdir::new();
+        generate(dir.path(), 0x5eed_0001, k);
+        dir
+    });
+    let orgs = vec![
+        (
+            "sample",
+            Org::new(&sample.join("day1"), &sample.join("day2"), Some(&sample.join("config.toml"))),
+            0x0ddba11,
+            (400, 150),
+        ),
+        ("generated", Org::new(&dirs[0].join("day1"), &dirs[0].join("day2"), None), 0xfeed_beef, (400, 150)),
+        ("generated-by-id", Org::new(&dirs[1].join("day1"), &dirs[1].join("day2"), None), 0x1d_0001, (250, 80)),
+        ("generated-by-both", Org::new(&dirs[2].join("day1"), &dirs[2].join("day2"), None), 0xb0_7400, (250, 80)),
+    ];
     let (mut total, mut failures) = (0, Vec::new());
-    for (tag, org, seed) in &orgs {
-        let (n, f) = run_all(org, tag, damages(org, *seed, 400, 150));
+    for (tag, org, seed, (random, cuts)) in &orgs {
+        let (n, f) = run_all(org, tag, damages(org, *seed, *random, *cuts));
         total += n;
         failures.extend(f);
     }

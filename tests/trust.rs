@@ -432,3 +432,23 @@ fn one_refused_record_holds_back_no_other() {
     apply_day(&w, &emu, "day2").expect(0);
     assert_eq!(crate::apply::remote(&emu), crate::apply::remote(&clean), "the same end as the clean night");
 }
+
+/// A rejected ownership row holds everything it could name: its customer by `customer_id`, and
+/// every device its damaged identifier may mean (case and control or invisible characters set
+/// aside); a row that can mean nothing withholds every removal. The inputs of issue 38.
+#[test]
+fn a_rejected_ownership_row_keyed_by_customer_id_removes_nothing() {
+    let w = Workdir::new();
+    for day in ["d1", "d2"] {
+        w.write(&format!("{day}/customers.csv"), "email,name,customer_id\na@x.io,Ann,K1\nb@x.io,Bob,K2\n");
+        w.write(&format!("{day}/devices.csv"), "identifier,type\nD1,t\nD2,t\n");
+    }
+    w.write("d1/ownership.csv", "device_identifier,customer_email,customer_id\nD1,,K1\nD2,,K2\n");
+    w.run(&["baseline", "--input-dir", "d1", "--state", "s.db"]).expect(0);
+    for damaged in ["D2\0,,K2", "\x1fD2,,K2", "d2,,k2", "d2,b@x,", "d2,,K2", "D2\u{200b},,K2", "\0,,K9", "\0\0,,"] {
+        w.write("d2/ownership.csv", format!("device_identifier,customer_email,customer_id\nD1,,K1\n{damaged}\n"));
+        let plan = w.run(&["plan", "--input-dir", "d2", "--state", "s.db", "--format", "json"]).expect(0).json();
+        assert_eq!(plan["operations"], serde_json::json!([]), "{damaged:?}: {}", plan["operations"]);
+        assert_eq!(plan["rejected"].as_array().unwrap().len(), 1, "{damaged:?}");
+    }
+}

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::model::{CustomerRef, Customers, Export, Ownership, OwnershipRow, Reject, SnapshotData, Warning};
-use crate::model::{Email, SortedMap, Wanted};
+use crate::model::{
+    CustomerRef, Customers, DamagedRow, Export, Ownership, OwnershipRow, Reject, RowRef, SnapshotData, Warning,
+};
+use crate::model::{DeviceIdent, Email, SortedMap, Wanted, loose_key};
 
 #[derive(Debug)]
 pub(super) enum SourceId<'a> {
@@ -114,6 +116,8 @@ pub struct ResolvedOwnership {
     ownership: Ownership,
     rejects: Vec<Reject>,
     warnings: Vec<Warning>,
+    /// Rejected rows that could mean no known entity: they withhold every removal.
+    unattributed: Vec<RowRef>,
 }
 
 impl ResolvedOwnership {
@@ -121,6 +125,7 @@ impl ResolvedOwnership {
     pub fn put_into(self, export: &mut Export) {
         export.ownership = Some(self.ownership);
         export.warnings.extend(self.warnings);
+        export.unattributed.extend(self.unattributed);
         export.add_rejects(self.rejects);
     }
 }
@@ -153,6 +158,14 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
             if let Ok(e) = Email::parse(customer) {
                 own.held_customers.insert(e);
             }
+            // The names it gives may be damaged copies of known ones (`d2` for `D2`).
+            let is_email = customer.contains('@');
+            own.damaged.push(DamagedRow {
+                line,
+                device: Some(device.to_string()),
+                email: is_email.then(|| customer.to_string()),
+                customer_id: (!is_email).then(|| customer.to_string()),
+            });
             late.push(Reject {
                 file: file.clone(),
                 line,
@@ -229,6 +242,7 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
         }
         true
     });
+    let unattributed = hold_what_damaged_rows_mean(&mut own, export, snap, &file);
     // Sorted by device, customer and line: each device's owners come together, sorted, and a
     // pair given twice is merged into its first line. An export listed in device order needs
     // only each device's few rows sorted.
@@ -278,5 +292,55 @@ pub fn resolve_ownership(mut own: Ownership, export: &Export, snap: &SnapshotDat
     own.owners = Wanted::from_sorted(rows);
     repeats.sort_by_key(|w| w.line);
     warnings.extend(repeats);
-    ResolvedOwnership { ownership: own, rejects: late, warnings }
+    ResolvedOwnership { ownership: own, rejects: late, warnings, unattributed }
+}
+
+/// Holds every entity a rejected row's damaged keys could mean — a known device, email or
+/// customer_id equal to it once control and invisible characters and case are set aside — and
+/// gives back the rows that could mean none: they withhold every removal.
+fn hold_what_damaged_rows_mean(
+    own: &mut Ownership,
+    export: &Export,
+    snap: &SnapshotData,
+    file: &Arc<str>,
+) -> Vec<RowRef> {
+    let damaged = std::mem::take(&mut own.damaged);
+    if damaged.is_empty() {
+        return Vec::new();
+    }
+    let mut devices: FxHashMap<String, Vec<DeviceIdent>> = FxHashMap::default();
+    let file_devices = export.devices.iter().flat_map(|d| d.entries.keys());
+    for d in file_devices.chain(snap.devices.keys()) {
+        devices.entry(loose_key(d.as_str())).or_default().push(d.clone());
+    }
+    let (mut emails, mut ids): (FxHashMap<String, Vec<Email>>, FxHashMap<String, Vec<Email>>) = Default::default();
+    let file_customers =
+        export.customers.iter().flat_map(|c| c.entries.iter().map(|(e, entry)| (e, entry.record.source_id())));
+    let snap_customers = snap.customers.iter().map(|(e, c)| (e, c.record.source_id()));
+    for (e, id) in file_customers.chain(snap_customers) {
+        emails.entry(loose_key(e.as_str())).or_default().push(e.clone());
+        if let Some(id) = id {
+            ids.entry(loose_key(id)).or_default().push(e.clone());
+        }
+    }
+    let mut unattributed = Vec::new();
+    for row in damaged {
+        let mut named = false;
+        let mut hold = |map: &FxHashMap<String, Vec<Email>>, key: &Option<String>, own: &mut Ownership| {
+            for e in key.as_deref().and_then(|k| map.get(&loose_key(k))).into_iter().flatten() {
+                own.held_customers.insert(e.clone());
+                named = true;
+            }
+        };
+        hold(&emails, &row.email, own);
+        hold(&ids, &row.customer_id, own);
+        for d in row.device.as_deref().and_then(|k| devices.get(&loose_key(k))).into_iter().flatten() {
+            own.held_devices.insert(d.clone());
+            named = true;
+        }
+        if !named {
+            unattributed.push(RowRef { file: file.clone(), line: row.line });
+        }
+    }
+    unattributed
 }

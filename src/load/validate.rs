@@ -12,8 +12,8 @@ use super::*;
 use crate::config::{CustomerColumns, OwnershipColumns};
 use crate::error::Error;
 use crate::model::{
-    CustomerEntry, CustomerRef, Customers, DeviceEntry, Devices, Export, Ownership, OwnershipRow, PresentFields,
-    RowRef, Warning,
+    CustomerEntry, CustomerRef, Customers, DamagedRow, DeviceEntry, Devices, Export, Ownership, OwnershipRow,
+    PresentFields, RowRef, Warning,
 };
 use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, PropertyKeys, PropertyValues};
 
@@ -286,6 +286,7 @@ pub(super) fn read_ownership(
     let mut held_devices = FxHashSet::default();
     let mut held_customers = FxHashSet::default();
     let mut unattributed = Vec::new();
+    let mut damaged = Vec::new();
     let mut rows = Vec::new();
     let mut pending = Pending::default();
     let name = file.name.clone();
@@ -307,6 +308,17 @@ pub(super) fn read_ownership(
                 let names_nothing = device_cells.is_empty();
                 if bad.structural || names_nothing {
                     unattributed.push(RowRef { file: name.clone(), line: bad.line });
+                } else {
+                    // Resolution holds what its damaged keys may mean, or withholds removals.
+                    let first = |col: Option<usize>| {
+                        col.and_then(|c| bad.cells(c).into_iter().map(|s| s.trim().to_string()).find(|s| !s.is_empty()))
+                    };
+                    damaged.push(DamagedRow {
+                        line: bad.line,
+                        device: device_cells.first().map(|s| s.to_string()),
+                        email: first(email_col),
+                        customer_id: first(id_col),
+                    });
                 }
                 return None;
             }
@@ -353,15 +365,27 @@ pub(super) fn read_ownership(
             }
             (Ok(device), Err((col, why))) => {
                 held_devices.insert(device);
+                // The customer it meant keeps its devices too, if it can be told.
+                damaged.push(DamagedRow {
+                    line: row.line,
+                    device: Some(cell.to_string()),
+                    email: email_cell.map(str::to_string),
+                    customer_id: id_cell.map(str::to_string),
+                });
                 Some(reject(col, why))
             }
             (Err(why), customer) => {
-                match customer {
-                    Ok(CustomerRef::Email(e) | CustomerRef::InFile(e)) => {
-                        held_customers.insert(e);
-                    }
-                    _ => unattributed.push(RowRef { file: name.clone(), line: row.line }),
+                if let Ok(CustomerRef::Email(e) | CustomerRef::InFile(e)) = &customer {
+                    held_customers.insert(e.clone());
                 }
+                // Resolution holds every device the damaged identifier may mean, and the
+                // customer an id names; a row that means nothing withholds every removal.
+                damaged.push(DamagedRow {
+                    line: row.line,
+                    device: Some(cell.to_string()),
+                    email: email_cell.map(str::to_string),
+                    customer_id: id_cell.map(str::to_string),
+                });
                 Some(reject(Some(device_col), why))
             }
         }
@@ -370,6 +394,7 @@ pub(super) fn read_ownership(
     out.rows = rows;
     out.held_devices = held_devices;
     out.held_customers = held_customers;
+    out.damaged = damaged;
     export.unattributed.extend(unattributed);
     export.rejects.extend(rejects);
     file.finish("ownership", export);

@@ -200,6 +200,18 @@ pub struct Ownership {
     pub held_customers: FxHashSet<Email>,
     /// Rows not applied because their device or customer is held.
     pub held_rows: u64,
+    /// Rejected rows whose keys could not be read as they are: resolution holds every entity
+    /// each could plausibly mean, and a row that means none withholds every removal.
+    pub(crate) damaged: Vec<DamagedRow>,
+}
+
+/// The raw keys of a rejected ownership row, as far as the row has them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DamagedRow {
+    pub(crate) line: u64,
+    pub(crate) device: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) customer_id: Option<String>,
 }
 
 /// A rejected row that stops every assignment removal of the run: an ownership row that

@@ -125,6 +125,18 @@ pub fn describe_char(c: char) -> String {
 }
 
 /// Unicode's format characters (general category Cf), which render as nothing.
+/// A key as a damaged copy of it may still be recognised: without control or invisible format
+/// characters and surrounding space, lower-cased. Two keys with the same loose form may be one
+/// entity, so a rejected row holds every entity its damaged key loosely equals.
+pub fn loose_key(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !is_format_char(*c))
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 fn is_format_char(c: char) -> bool {
     matches!(c as u32,
         0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
