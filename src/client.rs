@@ -162,6 +162,13 @@ impl ApiError {
         matches!(self, ApiError::Unauthorized { .. } | ApiError::Redirected { .. } | ApiError::Misconfigured { .. })
     }
 
+    /// Whether Telemetron refused the request for what it holds: a 4xx other than auth, rate
+    /// limiting and the answers an endpoint documents (404 not found, 409 exists, "not
+    /// assigned"). Nothing of it was applied, and one record in a bulk request may be the cause.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ApiError::Rejected { status: 400..=499, rejection: Rejection::Invalid | Rejection::Other, .. })
+    }
+
     /// Whether no answer came at all (the request may not have reached anything).
     pub fn is_unanswered(&self) -> bool {
         matches!(self, ApiError::Transport { .. } | ApiError::Timeout { .. })

@@ -12,6 +12,21 @@ fn event_stream(w: &Workdir, emu: &Emu) -> std::process::Child {
     event_stream_with(w, emu, &["--rate", "100"])
 }
 
+type Results = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// An [`event_stream`] that has answered one event (Ann signing up): the child, its stdin and
+/// its answers' lines.
+fn stream_past_a_first_event(w: &Workdir, emu: &Emu) -> (std::process::Child, std::process::ChildStdin, Results) {
+    use std::io::{BufRead, Write};
+    let mut child = event_stream(w, emu);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut results = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+    (child, stdin, results)
+}
+
 /// [`event_stream`] with these flags.
 pub(crate) fn event_stream_with(w: &Workdir, emu: &Emu, flags: &[&str]) -> std::process::Child {
     w.command(&[&["event", "--stdin", "--state", "state.db"][..], flags].concat())
@@ -144,15 +159,10 @@ fn a_stream_with_a_bad_line_answers_every_line_and_goes_on() {
 /// holds the lock waits for it.
 #[test]
 fn an_event_stream_and_apply_take_turns_with_the_lock() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let (w, emu) = (Workdir::new(), Emu::start());
     w.copy_dir(&repo().join("sample-data"), "sample-data");
-    let mut child = event_stream(&w, &emu);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut results = BufReader::new(child.stdout.take().unwrap()).lines();
-    writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();
-    let first: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["ok"], true, "{first}");
+    let (mut child, mut stdin, mut results) = stream_past_a_first_event(&w, &emu);
 
     // The stream is open and idle: apply gets the lock.
     w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"]).expect(0);
@@ -176,14 +186,8 @@ fn an_event_stream_and_apply_take_turns_with_the_lock() {
 /// stream must see it between events too.
 #[test]
 fn an_idle_stream_ends_on_sigterm() {
-    use std::io::{BufRead, BufReader, Write};
     let (w, emu) = (Workdir::new(), Emu::start());
-    let mut child = event_stream(&w, &emu);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut results = BufReader::new(child.stdout.take().unwrap()).lines();
-    writeln!(stdin, r#"{{"event": "customer", "email": "ann@x.io", "name": "Ann"}}"#).unwrap();
-    let first: serde_json::Value = serde_json::from_str(&results.next().unwrap().unwrap()).unwrap();
-    assert_eq!(first["ok"], true, "{first}");
+    let (mut child, stdin, _results) = stream_past_a_first_event(&w, &emu);
     let signalled = std::time::Instant::now();
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();

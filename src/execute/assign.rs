@@ -14,16 +14,6 @@ use crate::plan::DeviceCreates;
 
 use super::*;
 
-/// Whether Telemetron refused a request as a whole for what it holds: a 4xx other than auth,
-/// rate limiting and the answers an endpoint documents (404 not found, 409, "not assigned").
-/// Nothing of such a request was applied, and a record in it may be what is refused.
-pub(super) fn refused_whole(e: &crate::client::ApiError) -> bool {
-    matches!(
-        e,
-        crate::client::ApiError::Rejected { status: 400..=499, rejection: Rejection::Invalid | Rejection::Other, .. }
-    )
-}
-
 impl Exec<'_> {
     pub(super) async fn unassign(&self, customer: Email, devices: Vec<DeviceIdent>) {
         let kind = "assignments_removed";
@@ -67,7 +57,7 @@ impl Exec<'_> {
                     }
                 }
             }
-            Some(Err(e)) if refused_whole(&e) && devices.len() > 1 => {
+            Some(Err(e)) if e.is_refused() && devices.len() > 1 => {
                 // One record may spoil the request: nothing of it was applied. Halves go out
                 // again at once, down to single devices, so that every other one goes through.
                 self.settle(ids, false);
@@ -77,7 +67,7 @@ impl Exec<'_> {
                 Box::pin(self.unassign(customer, b.to_vec())).await;
                 return;
             }
-            Some(Err(e)) if refused_whole(&e) => {
+            Some(Err(e)) if e.is_refused() => {
                 lock(&self.failed_unassign).extend(devices.iter().cloned());
                 for d in &devices {
                     self.refuse(kind, format!("{d} -> {customer}"), e.to_string());
@@ -215,7 +205,7 @@ impl Exec<'_> {
                 self.settle(ids, unknown);
                 self.set_types_of_existing(existed).await;
             }
-            Some(Err(e)) if refused_whole(&e) && send.len() > 1 => {
+            Some(Err(e)) if e.is_refused() && send.len() > 1 => {
                 // Nothing of it was applied: halves go out again at once, down to single
                 // devices, each creating what it holds (the customer is created by whichever
                 // goes first, and updated to the export's fields by the other).
@@ -239,7 +229,7 @@ impl Exec<'_> {
             Some(Err(e)) => {
                 let error = e.to_string();
                 fail_creates(&error);
-                let refused = refused_whole(&e);
+                let refused = e.is_refused();
                 for d in &send {
                     match refused {
                         true => self.refuse(kind, format!("{d} -> {customer}"), error.clone()),

@@ -311,7 +311,7 @@ impl Exec<'_> {
                     }
                 }
             }
-            Some(Err(e)) if super::assign::refused_whole(&e) && batch.len() > 1 => {
+            Some(Err(e)) if e.is_refused() && batch.len() > 1 => {
                 // Bulk-metadata runs as one statement: nothing was applied. Halves go out
                 // again, down to single devices, so that every other device is updated.
                 tracing::info!(
@@ -324,7 +324,7 @@ impl Exec<'_> {
                 Box::pin(self.properties(b)).await;
             }
             Some(Err(e)) => {
-                let refused = super::assign::refused_whole(&e);
+                let refused = e.is_refused();
                 for (d, _) in batch {
                     match refused {
                         true => self.refuse(kind, d.to_string(), e.to_string()),
