@@ -306,6 +306,18 @@ fn clearing_a_field_reaches_telemetron_or_is_recorded_as_kept() {
         assert_eq!(verify["summary"]["drifted"], 0, "{mode:?}: {verify}");
     }
 
+    // A customer named after its local part in the export, whose phone is emptied, keeps that
+    // name in the snapshot: nothing is warned, and the next night has nothing to send.
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.write("in/customers.csv", "email,name,phone\nd@x.io,d,+1 4\n");
+    let args = ["apply", "--input-dir", "in", "--state", "s.db"];
+    w.run_api(&emu, &args).expect(0);
+    w.write("in/customers.csv", "email,name,phone\nd@x.io,d,\n");
+    let run = w.run_api(&emu, &args).expect(0);
+    assert!(!run.stderr.contains("kept a name"), "{}", run.stderr);
+    let plan = w.run(&["plan", "--input-dir", "in", "--state", "s.db", "--format", "json"]).expect(0).json();
+    assert_eq!(plan["summary"]["api_calls"], 0, "{}", plan["operations"]);
+
     // `undo` follows the same rule: a customer that had no name gets its default name back.
     let (w, emu) = (Workdir::new(), Emu::start());
     w.write(

@@ -125,7 +125,12 @@ impl Exec<'_> {
             }
         };
         let some = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let name = some(c.name).filter(|n| n != w.email.local_part());
+        // The export's own name, even when it is the local part; else the local part reads as
+        // none (what an emptied name is sent as).
+        let name = match some(c.name) {
+            Some(n) if Some(n.as_str()) == w.record.name() => Some(n),
+            other => other.filter(|n| n != w.email.local_part()),
+        };
         let held = CustomerRecord::new(
             name.as_deref(),
             some(c.phone).as_deref(),
