@@ -61,6 +61,8 @@ pub struct RunSection {
     pub backoff_ms: Option<u64>,
     /// As `--max-duration`: "90m", "2h", "45s".
     pub max_duration: Option<String>,
+    /// As `--quarantine-after`: runs in a row a record must be refused in to be held back.
+    pub quarantine_after: Option<u32>,
 }
 
 /// `run.rate` in the config: a number, or `"auto"`.

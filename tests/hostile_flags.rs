@@ -85,6 +85,8 @@ fn no_numeric_flag_value_panics() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (plan.clone(), "--timeout"),
         (plan.clone(), "--batch-size"),
+        (plan.clone(), "--quarantine-after"),
+        (apply.clone(), "--quarantine-after"),
         (plan.clone(), "--max-report-size"),
         (plan.clone(), "--rate"),
         (plan.clone(), "--max-unassign"),

@@ -412,6 +412,14 @@ fn one_refused_record_holds_back_no_other() {
         run.stdout,
         run.stderr
     );
+    // Each refused record is named with the export row it came from (a removal has none).
+    for line in [
+        "failed properties replaced D02 (day2/devices.csv:3): refused by Telemetron",
+        "failed assignments added BAD1 -> b@x.io (day2/ownership.csv:38): refused by Telemetron",
+        "failed assignments removed D02 -> a@x.io: refused by Telemetron",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} not in\n{}", run.stdout);
+    }
     eprintln!(
         "day 2 calls: {clean_calls} without a refused record, {calls} with two (D02 in a transfer and the properties, BAD1 new)"
     );
@@ -463,4 +471,118 @@ fn a_rejected_ownership_row_keyed_by_customer_id_removes_nothing() {
         assert_eq!(plan["operations"], serde_json::json!([]), "{damaged:?}: {}", plan["operations"]);
         assert_eq!(plan["rejected"].as_array().unwrap().len(), 1, "{damaged:?}");
     }
+}
+
+/// A record Telemetron refuses night after night is quarantined after three nights (by
+/// default): the fourth sends nothing for it, nor for what waits for it (a transfer's assign
+/// waits for its unassign), lists it in the plan, the apply summary, the report and the
+/// metrics, and the run is partial. A changed export row goes out again at once;
+/// `--retry-quarantined` sends the rest, and a confirmation clears them for good.
+#[test]
+fn a_record_refused_night_after_night_is_quarantined_until_its_row_changes() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    isolation_days(&w);
+    apply_day(&w, &emu, "day1").expect(0);
+    emu.emulator.refuse(&["D02", "BAD1"]);
+    for night in 1..=3 {
+        let run = apply_day(&w, &emu, "day2");
+        assert_eq!(run.code, 3, "night {night}: {}", run.stderr);
+        assert!(!run.stdout.contains("quarantined"), "night {night}: {}", run.stdout);
+    }
+    let plan = w.run(&["plan", "--input-dir", "day2", "--state", "s.db", "--format", "json"]).expect(0).json();
+    let held: Vec<(String, String, u64)> = plan["quarantined"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no quarantine in {plan}"))
+        .iter()
+        .map(|q| {
+            (
+                q["record"].as_str().unwrap().to_string(),
+                q["key"].as_str().unwrap().to_string(),
+                q["runs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("properties", "D02", 3),
+        ("unassignment", "D02 -> a@x.io", 3),
+        ("assignment", "D02 -> c@x.io", 0),
+        ("assignment", "BAD1 -> b@x.io", 3),
+    ] {
+        assert!(held.contains(&(want.0.into(), want.1.into(), want.2)), "{want:?} not in {held:?}");
+    }
+    assert_eq!(plan["summary"]["quarantined"].as_u64(), Some(held.len() as u64));
+    let text = w.run(&["plan", "--input-dir", "day2", "--state", "s.db"]).expect(0).stdout;
+    assert!(
+        text.contains("Quarantined: refused by Telemetron run after run") && text.contains("D02 -> a@x.io"),
+        "{text}"
+    );
+    assert!(text.contains("assignment BAD1 -> b@x.io: refused in 3 run(s) in a row, last in run 4: "), "{text}");
+    assert!(
+        text.contains("(day2/ownership.csv:38)") && text.contains("properties D02: refused in 3 run(s) in a row"),
+        "{text}"
+    );
+
+    // The fourth night: nothing quarantined is sent; only BAD1's create, which no call made
+    // alone before, goes out (and is refused: its first night as a device).
+    let before = emu.writes().len();
+    let run = w.run_api(
+        &emu,
+        &[
+            "apply",
+            "--input-dir",
+            "day2",
+            "--state",
+            "s.db",
+            "--rate",
+            "500",
+            "--report",
+            "r.json",
+            "--metrics-file",
+            "m.prom",
+        ],
+    );
+    let sent: Vec<String> = emu.writes()[before..].iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(sent.len() == 1 && sent[0].ends_with("/device"), "{sent:#?}");
+    assert!(
+        run.stdout.contains("quarantined unassignment D02 -> a@x.io: refused in 3 run(s) in a row"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("quarantined record(s)") || run.stderr.contains("quarantined record(s)"),
+        "{}",
+        run.stdout
+    );
+    let report: serde_json::Value = serde_json::from_str(&w.read("r.json")).unwrap();
+    assert_eq!(report["quarantined"].as_array().map(Vec::len), Some(held.len()), "{report}");
+    let metrics = w.read("m.prom");
+    assert!(
+        metrics.contains(&format!("telemetron_sync_last_run_quarantined_records{{command=\"apply\"}} {}", held.len())),
+        "{metrics}"
+    );
+
+    // D02's properties change in the export: that row goes out again at once.
+    let devices = w.read("day2/devices.csv").replace("D02,lock,2", "D02,lock,3");
+    w.write("day2/devices.csv", devices);
+    emu.emulator.refuse(&["BAD1"]);
+    apply_day(&w, &emu, "day2").expect(3);
+    let (_, devices) = crate::apply::remote(&emu);
+    assert_eq!(devices["D02"].1.get("fw").map(String::as_str), Some("3"));
+
+    // Telemetron takes D02 again: --retry-quarantined sends the transfer, and once confirmed
+    // nothing is held any more.
+    emu.emulator.refuse(&[]);
+    w.run_api(&emu, &["apply", "--input-dir", "day2", "--state", "s.db", "--rate", "500", "--retry-quarantined"])
+        .expect(0);
+    let plan = w.run(&["plan", "--input-dir", "day2", "--state", "s.db", "--format", "json"]).expect(0).json();
+    assert_eq!(plan["operations"], serde_json::json!([]), "{plan}");
+    assert!(plan.get("quarantined").is_none(), "{plan}");
+    let (remote, recorded) = (crate::apply::remote(&emu), crate::apply::recorded(&w.join("s.db")));
+    assert_eq!(remote, recorded);
+    assert_eq!(remote.1["D02"].2, ["c@x.io"]);
+    assert_eq!(remote.1["BAD1"].2, ["b@x.io"]);
+    let db = rusqlite::Connection::open(w.join("s.db")).unwrap();
+    let left: i64 = db.query_row("SELECT count(*) FROM refusals", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "a confirmation clears the record's refusals");
 }

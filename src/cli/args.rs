@@ -338,7 +338,17 @@ pub struct PlanningArgs {
     /// of folding creates into assign calls and grouping by minimum vertex cover
     #[arg(long)]
     pub no_optimize: bool,
+    /// Hold back a record Telemetron refused in this many runs in a row, until its export row
+    /// changes [default: 3; config: run.quarantine_after]
+    #[arg(long, value_name = "RUNS", value_parser = clap::value_parser!(u32).range(1..=MAX_QUARANTINE_AFTER as i64))]
+    pub quarantine_after: Option<u32>,
+    /// Send the quarantined records again (they are still counted, and cleared once confirmed)
+    #[arg(long)]
+    pub retry_quarantined: bool,
 }
+
+/// The most runs `--quarantine-after` and `run.quarantine_after` take.
+pub const MAX_QUARANTINE_AFTER: u32 = 1000;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -480,7 +490,7 @@ pub struct ApplyArgs {
     pub planning: PlanningArgs,
     /// Execute this saved plan (from `plan --out`) exactly; refused if the inputs or the snapshot
     /// changed since it was made
-    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size"])]
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["input_dir", "customers", "devices", "ownership", "strict", "rejects", "batch_size", "quarantine_after", "retry_quarantined"])]
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,

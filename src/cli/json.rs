@@ -103,7 +103,8 @@ mod tests {
     #[test]
     fn writes_what_serde_json_writes() {
         for n in [0, 1, 16 * CHUNK, 19 * CHUNK + 17] {
-            let mut doc = crate::plan::build_uncounted(crate::diff::Diff::default(), &Default::default());
+            let mut doc =
+                crate::plan::build_uncounted(crate::diff::Diff::default(), &Default::default(), Default::default());
             doc.operations = (0..n)
                 .map(|i| {
                     Operation::Assign(Assignment {

@@ -26,6 +26,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("last_run_retries", "Retries in the last run.", "gauge"),
     ("last_run_failed_operations", "Operations that failed in the last run (the next run retries them).", "gauge"),
     ("last_run_rejected_rows", "Export rows the last run rejected (they need fixing in the export).", "gauge"),
+    (
+        "last_run_refused_operations",
+        "Operations Telemetron refused record by record in the last run (among the failed ones; the export rows need fixing).",
+        "gauge",
+    ),
+    (
+        "last_run_quarantined_records",
+        "Records the last run held back: refused by Telemetron run after run, not sent until their export rows change.",
+        "gauge",
+    ),
     ("last_run_calls_left", "Planned calls the last run did not send (a stop or --max-duration).", "gauge"),
     ("last_run_drifted_customers", "verify: customers whose read-back differed from the snapshot.", "gauge"),
 ];
@@ -86,6 +96,8 @@ fn try_write(path: &Path, command: &str, started: f64, result: &Result<Ended, Er
     put("last_run_failed_operations", &label, f.failed_operations.to_string());
     put("last_run_rejected_rows", &label, f.rejected_rows.to_string());
     put("last_run_calls_left", &label, f.calls_left.to_string());
+    put("last_run_refused_operations", &label, f.refused_operations.to_string());
+    put("last_run_quarantined_records", &label, f.quarantined.to_string());
     if let Some(d) = f.drifted {
         put("last_run_drifted_customers", &label, d.to_string());
     }

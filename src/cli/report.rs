@@ -115,7 +115,7 @@ pub fn write_plan_text(
 }
 
 /// The summary's counts of changes, as the reports label them (the calls apart).
-pub fn summary_rows(sum: &crate::plan::Summary) -> [(&'static str, usize); 11] {
+pub fn summary_rows(sum: &crate::plan::Summary) -> [(&'static str, usize); 12] {
     [
         ("customers to create", sum.customers_to_create),
         ("customers to update", sum.customers_to_update),
@@ -128,7 +128,29 @@ pub fn summary_rows(sum: &crate::plan::Summary) -> [(&'static str, usize); 11] {
         ("devices not in the export", sum.devices_not_in_export),
         ("rejected rows", sum.rejected_rows),
         ("warnings", sum.warnings),
+        ("quarantined (not sent)", sum.quarantined),
     ]
+}
+
+/// The title of the quarantine's section.
+pub const QUARANTINE_TITLE: &str =
+    "Quarantined: refused by Telemetron run after run, not sent until the export row changes (or --retry-quarantined)";
+
+/// One record the quarantine held back, as the reports and `apply` list it.
+pub fn quarantine_line(q: &crate::plan::quarantine::Quarantined) -> String {
+    let at = q.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
+    let line = match &q.waits_for {
+        Some(w) => format!("{} {}: waits for the quarantined {w}", q.record.as_str(), q.key),
+        None => format!(
+            "{} {}: refused in {} run(s) in a row, last in run {}: {}",
+            q.record.as_str(),
+            q.key,
+            q.runs,
+            q.last_run.unwrap_or_default(),
+            q.message
+        ),
+    };
+    line + &at
 }
 
 /// One kind of change, as the reports list it: one line per change, before -> after.
@@ -188,6 +210,7 @@ pub fn change_sections(plan: &Plan) -> Vec<Section> {
             "Devices no longer in the export (they stay in Telemetron: ext-v1 has no delete)",
             nie.devices.iter().map(|d| d.to_string()).collect(),
         ),
+        sec("quarantined", QUARANTINE_TITLE, plan.quarantined.iter().map(quarantine_line).collect()),
     ]
 }
 

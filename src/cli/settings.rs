@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::args::{Command, EventArgs, ExecArgs, GlobalArgs, GuardArgs, InputArgs, PlanningArgs, WindowArgs};
+use super::args::{
+    Command, EventArgs, ExecArgs, GlobalArgs, GuardArgs, InputArgs, MAX_QUARANTINE_AFTER, PlanningArgs, WindowArgs,
+};
 use super::env;
 use crate::config::{ConfigFile, parse_delimiter};
 use crate::error::Error;
@@ -53,6 +55,8 @@ pub struct Settings {
     pub backoff: Duration,
     pub max_duration: Option<Duration>,
     pub guard: crate::plan::guard::Limits,
+    /// `run.quarantine_after`, checked.
+    quarantine_after: Option<u32>,
     pub quiet: bool,
 }
 
@@ -159,7 +163,16 @@ impl Settings {
             _ => None,
         };
         let guard = guard_limits(flags.guard, &config, &config_error)?;
+        let quarantine_after = match run.quarantine_after {
+            Some(n) if !(1..=MAX_QUARANTINE_AFTER).contains(&n) => {
+                return Err(config_error(format!(
+                    "run.quarantine_after must be a number of runs from 1 to {MAX_QUARANTINE_AFTER}, not {n}"
+                )));
+            }
+            n => n,
+        };
         Ok(Settings {
+            quarantine_after,
             state: flags.state.cloned().or_else(|| in_config(&config.state)).unwrap_or_else(|| DEFAULT_STATE.into()),
             state_named: flags.state.is_some() || config.state.is_some(),
             metrics_file: global.metrics_file.clone().or_else(|| in_config(&config.metrics_file)),
@@ -223,6 +236,16 @@ impl Settings {
             backoff_base: self.backoff,
             backoff_max: Duration::from_secs(30),
             batching,
+        }
+    }
+
+    /// When a record Telemetron refused run after run is held back: each flag beats the
+    /// config's `run.quarantine_after`.
+    pub fn quarantine(&self, args: Option<&PlanningArgs>) -> crate::plan::quarantine::Rule {
+        use crate::plan::quarantine::{DEFAULT_AFTER, Rule};
+        Rule {
+            after: args.and_then(|a| a.quarantine_after).or(self.quarantine_after).unwrap_or(DEFAULT_AFTER),
+            retry: args.is_some_and(|a| a.retry_quarantined),
         }
     }
 
@@ -408,6 +431,7 @@ impl InputSettings {
             strict: args.strict,
             rejects: args.rejects.clone(),
             batching: settings.batching(planning),
+            quarantine: settings.quarantine(planning),
             allow_empty: args.allow_empty.iter().map(|k| k.name()).collect(),
             missing,
         })

@@ -13,6 +13,7 @@ use crate::cli::exit::{Ended, How};
 use crate::cli::settings::ApplySettings;
 use crate::error::Error;
 use crate::execute;
+use crate::plan::quarantine::Quarantined;
 use crate::plan::{self, Operation};
 use crate::snapshot::{self, Lock, Store};
 use crate::sync::{self, Ran, Work};
@@ -31,14 +32,14 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
     let saved = saved.map(|(path, doc)| saved_plan(doc, path, &settings.state)).transpose()?;
     // What an earlier run sent without learning the outcome is read back before planning.
     sync::writing_run(&settings.state, "apply", &client, &a.opts, |run_id, settled| {
-        let (operations, rejected, warnings) = match saved {
+        let (operations, rejected, warnings, mut quarantined) = match saved {
             Some(_) if settled => {
                 return Err(Error::Setup(format!(
                     "the snapshot {} changed since the plan was made: calls of an earlier run whose outcome was unknown were just read back from Telemetron; nothing was sent. Run `plan --out` again and review it",
                     settings.state.display()
                 )));
             }
-            Some((operations, rejected)) => (operations, rejected, 0),
+            Some((operations, rejected, quarantined)) => (operations, rejected, 0, quarantined),
             None => {
                 let mut p = super::prepare(&settings)?;
                 let t = Instant::now();
@@ -51,12 +52,14 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
                     warnings: std::mem::take(&mut p.export.warnings),
                     ..Default::default()
                 };
+                let refused = std::mem::take(&mut p.refused);
                 drop(p);
                 super::return_freed_memory();
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "front freed");
-                let doc = plan::build_uncounted(diff, &kept);
+                let held = plan::Held { refused: &refused, rule: settings.quarantine };
+                let doc = plan::build_uncounted(diff, &kept, held);
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
-                (doc.operations, kept.rejects.len(), kept.warnings.len())
+                (doc.operations, kept.rejects.len(), kept.warnings.len(), doc.quarantined)
             }
         };
         let progress = crate::cli::progress::for_stderr(a.quiet);
@@ -72,17 +75,25 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
             keep_undo: Some(a.keep_undo),
             undoes: None,
             rejected,
+            quarantined: quarantined.len(),
             progress: progress.as_ref(),
         };
-        let ran = sync::run(&spec, Work::Operations(operations))?;
-        show(&ran, &spec, &api.base_url, a.report.as_deref())?;
+        let mut ran = sync::run(&spec, Work::Operations(operations))?;
+        super::locate(&settings.sources, &mut ran.outcome.failures, &mut quarantined);
+        show(&ran, &spec, &api.base_url, a.report.as_deref(), &quarantined)?;
         Ok(ran.ended(warnings as u64))
     })
 }
 
 /// Prints a writing run's summary and writes its report: `apply` and `undo --apply`. A run the
 /// guard refused shows nothing here (its reason is the final error).
-pub(super) fn show(ran: &Ran, spec: &sync::Spec<'_>, base_url: &str, report: Option<&Path>) -> Result<(), Error> {
+pub(super) fn show(
+    ran: &Ran,
+    spec: &sync::Spec<'_>,
+    base_url: &str,
+    report: Option<&Path>,
+    quarantined: &[Quarantined],
+) -> Result<(), Error> {
     if matches!(ran.how, How::Refused(_)) {
         return Ok(());
     }
@@ -95,6 +106,7 @@ pub(super) fn show(ran: &Ran, spec: &sync::Spec<'_>, base_url: &str, report: Opt
             "base_url": base_url,
             "rejected_rows": rejected,
             "calls_left": left,
+            "quarantined": quarantined,
             "summary": outcome,
         });
         crate::cli::files::replace(path, crate::cli::files::Access::Private, |out| {
@@ -129,11 +141,21 @@ pub(super) fn show(ran: &Ran, spec: &sync::Spec<'_>, base_url: &str, report: Opt
         if left > 0 {
             writeln!(out, "  {:<22} {left:>13}", "calls left")?;
         }
+        if !quarantined.is_empty() {
+            writeln!(out, "  {:<22} {:>13}", "quarantined", quarantined.len())?;
+        }
         for f in outcome.failures.iter().take(20) {
-            writeln!(out, "  failed {} {}: {}", f.kind.replace('_', " "), f.key, f.error)?;
+            let at = f.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
+            writeln!(out, "  failed {} {}{at}: {}", f.kind.replace('_', " "), f.key, f.error)?;
         }
         if outcome.failures.len() > 20 {
             writeln!(out, "  ... and {} more failures (--report FILE lists them all)", outcome.failures.len() - 20)?;
+        }
+        for q in quarantined.iter().take(20) {
+            writeln!(out, "  quarantined {}", crate::cli::report::quarantine_line(q))?;
+        }
+        if quarantined.len() > 20 {
+            writeln!(out, "  ... and {} more quarantined (--report FILE lists them all)", quarantined.len() - 20)?;
         }
         writeln!(out, "{}", ran.verdict)
     })
@@ -163,7 +185,11 @@ fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
 }
 
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
-fn saved_plan(doc: plan::SavedPlanRead, path: &Path, state: &Path) -> Result<(Vec<Operation>, usize), Error> {
+fn saved_plan(
+    doc: plan::SavedPlanRead,
+    path: &Path,
+    state: &Path,
+) -> Result<(Vec<Operation>, usize, Vec<Quarantined>), Error> {
     if doc.format != plan::FORMAT {
         return Err(Error::BadFile {
             path: path.to_owned(),
@@ -204,7 +230,7 @@ fn saved_plan(doc: plan::SavedPlanRead, path: &Path, state: &Path) -> Result<(Ve
         // Made while the snapshot was missing, and it still is: this plan creates it.
         (None, Some(id)) if doc.snapshot.missing => {
             Store::open_as(state, Some(id))?;
-            return Ok((doc.operations, doc.rejected.len()));
+            return Ok((doc.operations, doc.rejected.len(), doc.quarantined));
         }
         (None, _) => return Err(other("does not exist".into())),
         (Some(now), Some(then)) if now == then => {}
@@ -218,7 +244,7 @@ fn saved_plan(doc: plan::SavedPlanRead, path: &Path, state: &Path) -> Result<(Ve
             version.generation
         )));
     }
-    Ok((doc.operations, doc.rejected.len()))
+    Ok((doc.operations, doc.rejected.len(), doc.quarantined))
 }
 
 /// The snapshot a saved plan applies to: the one it names, unless `--state` (or the config, or

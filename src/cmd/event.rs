@@ -159,6 +159,7 @@ impl Events<'_> {
                 keep_undo: None,
                 undoes: None,
                 rejected: 0,
+                quarantined: 0,
                 progress: &crate::execute::Silent,
             };
             let ran = sync::run(&spec, sync::Work::Calls(calls))?;

@@ -78,3 +78,38 @@ pub(crate) fn release<T>(value: T) {
 }
 
 pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
+
+/// Names the export rows that the refused records and the quarantined ones came from
+/// (`file:line`), by reading the files again: only when there are any. A file that cannot be
+/// read again names none; the run's outcome stands.
+pub(crate) fn locate(
+    sources: &crate::load::Sources,
+    failures: &mut [crate::execute::Failure],
+    quarantined: &mut [crate::plan::quarantine::Quarantined],
+) {
+    use crate::model::RecordKind;
+    let wanted: Vec<(RecordKind, &str)> = failures
+        .iter()
+        .filter(|f| f.refused)
+        .filter_map(|f| Some((RecordKind::of_operation(f.kind)?, f.key.as_str())))
+        .chain(quarantined.iter().map(|q| (q.record, q.key.as_str())))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let found = match crate::load::lines_of(sources, &wanted) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!("the refused records' export rows could not be found again: {e}");
+            return;
+        }
+    };
+    for f in failures.iter_mut().filter(|f| f.refused) {
+        if let Some(kind) = RecordKind::of_operation(f.kind) {
+            f.source = found.get(&(kind, f.key.clone())).cloned();
+        }
+    }
+    for q in quarantined {
+        q.source = found.get(&(q.record, q.key.clone())).cloned();
+    }
+}

@@ -14,6 +14,7 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
     let changes = !p.diff.is_empty();
     let t = std::time::Instant::now();
     let mut doc = super::plan_doc(&mut p, settings, &args.guard);
+    super::locate(&settings.sources, &mut [], &mut doc.quarantined);
     let settled = crate::snapshot::settled_rate(&settings.state)?;
     match (args.rate_auto, settled) {
         (true, Some(r)) => doc.set_estimate(r, "auto_settled", None),
@@ -67,6 +68,7 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
     let figures = Figures {
         rejected_rows: p.export.rejects.len() as u64,
         warnings: p.export.warnings.len() as u64,
+        quarantined: doc.summary.quarantined as u64,
         ..Figures::default()
     };
     super::release(p);

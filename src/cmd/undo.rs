@@ -52,11 +52,12 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
             keep_undo: None,
             undoes: Some(args.run),
             rejected: 0,
+            quarantined: 0,
             progress: progress.as_ref(),
         };
         let sent = now.operations.len();
         let ran = crate::sync::run(&spec, crate::sync::Work::Operations(now.operations))?;
-        super::apply::show(&ran, &spec, &api.base_url, None)?;
+        super::apply::show(&ran, &spec, &api.base_url, None, &[])?;
         let ended = ran.ended(0);
         if matches!(ended.how, How::Refused(_)) {
             return Ok(ended);

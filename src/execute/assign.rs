@@ -8,7 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::api;
 use crate::client::Rejection;
-use crate::model::Assignment;
+use crate::model::{Assignment, Fingerprint, RecordKind, Refusal, pair_key};
 use crate::model::{CustomerRecord, DeviceIdent, Email};
 use crate::plan::DeviceCreates;
 
@@ -70,7 +70,7 @@ impl Exec<'_> {
             Some(Err(e)) if e.is_refused() => {
                 lock(&self.failed_unassign).extend(devices.iter().cloned());
                 for d in &devices {
-                    self.refuse(kind, format!("{d} -> {customer}"), e.to_string());
+                    self.refuse(kind, pair_refusal(RecordKind::Unassignment, d, &customer, &e));
                 }
             }
             Some(Err(e)) if e.rejection() == Some(&Rejection::NotFound) => {
@@ -232,8 +232,8 @@ impl Exec<'_> {
                 let refused = e.is_refused();
                 for d in &send {
                     match refused {
-                        true => self.refuse(kind, format!("{d} -> {customer}"), error.clone()),
-                        false => self.fail(kind, format!("{d} -> {customer}"), error.clone()),
+                        true => self.refuse(kind, pair_refusal(RecordKind::Assignment, d, &customer, &e)),
+                        false => self.fail(kind, pair_key(d, &customer), error.clone()),
                     }
                 }
                 self.settle(ids, unknown);
@@ -320,6 +320,18 @@ impl Exec<'_> {
                 self.settle(ids, unknown);
                 self.set_types_of_existing(existed).await;
             }
+            Some(Err(e)) if e.is_refused() && send.len() > 1 => {
+                // As for assignDevicesToOwner: nothing was applied; halves go out again, down
+                // to single customers, each creating the customers it holds (and the device,
+                // which the half that goes first creates).
+                self.settle(ids, false);
+                tracing::info!(device = %device, customers = send.len(), "assignDeviceToOwners refused ({e}); sending it in halves to find the refused record");
+                let (a, b) = send.split_at(send.len() / 2);
+                for half in [a, b] {
+                    let creates = half.iter().filter_map(|c| Some((c.clone(), creating.get(c)?.clone()))).collect();
+                    Box::pin(self.assign_device(device.clone(), half.to_vec(), create.clone(), creates)).await;
+                }
+            }
             Some(Err(e)) => {
                 if create.is_none() && e.rejection() == Some(&Rejection::NotFound) {
                     // Sent without autoCreateDevice: Telemetron does not have the device.
@@ -328,10 +340,18 @@ impl Exec<'_> {
                 let error = e.to_string();
                 fail_creates(&creating, &error);
                 for c in &send {
-                    self.fail(kind, format!("{device} -> {c}"), error.clone());
+                    match e.is_refused() {
+                        true => self.refuse(kind, pair_refusal(RecordKind::Assignment, &device, c, &e)),
+                        false => self.fail(kind, pair_key(&device, c), error.clone()),
+                    }
                 }
                 self.settle(ids, unknown);
             }
         }
     }
+}
+
+/// A pair Telemetron refused on its own.
+fn pair_refusal(record: RecordKind, device: &DeviceIdent, customer: &Email, e: &crate::client::ApiError) -> Refusal {
+    Refusal { record, key: pair_key(device, customer), fingerprint: Fingerprint::pair(), message: e.to_string() }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::api;
-use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
+use crate::model::{CustomerRecord, DeviceIdent, Email, Fingerprint, Properties, RecordKind, Refusal, TelemetronId};
 use crate::plan::ApiCall;
 
 use super::*;
@@ -73,25 +73,38 @@ impl Exec<'_> {
 
     /// A record Telemetron refused on its own (a 4xx for a request naming it alone, after a
     /// refused bulk call was split down to it): failed, and counted as refused.
-    pub(super) fn refuse(&self, kind: &'static str, key: String, error: String) {
+    pub(super) fn refuse(&self, kind: &'static str, refusal: Refusal) {
+        let key = refusal.key.clone();
+        let error = self.note_refusal(kind, refusal);
+        lock(&self.counts).entry(kind).or_default().failed += 1;
+        tracing::warn!(kind, key = %key, "failed: {error}");
+        lock(&self.failures).push(Failure { kind, key, error, refused: true, source: None });
+    }
+
+    /// Counts a refusal and hands it to the snapshot (which counts the runs in a row that
+    /// refused the record); returns the failure's words.
+    fn note_refusal(&self, kind: &'static str, refusal: Refusal) -> String {
         lock(&self.counts).entry(kind).or_default().refused += 1;
-        self.fail(kind, key, format!("refused by Telemetron: {error}"));
+        let error = format!("refused by Telemetron: {}", refusal.message);
+        (self.confirm)(Confirmed::Refused(refusal));
+        error
     }
 
     pub(super) fn fail(&self, kind: &'static str, key: String, error: String) {
         lock(&self.counts).entry(kind).or_default().failed += 1;
         tracing::warn!(kind, key = %key, "failed: {error}");
-        lock(&self.failures).push(Failure { kind, key, error });
+        lock(&self.failures).push(Failure { kind, key, error, refused: false, source: None });
     }
 
     /// [`fail`](Self::fail) for a customer's own call: an error that echoes the record's name,
     /// phone or address logs them as tokens with `--log-pii=false` (the failure kept for the
     /// report keeps them).
-    fn fail_customer(&self, kind: &'static str, email: &Email, record: &CustomerRecord, error: String) {
+    fn fail_customer(&self, kind: &'static str, w: &CustomerWork, error: String, refused: bool) {
         lock(&self.counts).entry(kind).or_default().failed += 1;
+        let record = &w.record;
         let fields = [("name", record.name()), ("phone", record.phone()), ("address", record.address())];
-        tracing::warn!(kind, key = %email, "failed: {}", crate::pii::scrub_values(&error, &fields));
-        lock(&self.failures).push(Failure { kind, key: email.to_string(), error });
+        tracing::warn!(kind, key = %w.email, "failed: {}", crate::pii::scrub_values(&error, &fields));
+        lock(&self.failures).push(Failure { kind, key: w.email.to_string(), error, refused, source: None });
     }
 
     pub(super) async fn customer(&self, w: CustomerWork) {
@@ -107,7 +120,20 @@ impl Exec<'_> {
             Some(Ok(upserted)) => self.customer_upserted(kind, w.email, upserted, w.record),
             Some(Err(e)) => {
                 lock(&self.failed_customers).insert(w.email.clone());
-                self.fail_customer(kind, &w.email, &w.record, e.to_string());
+                let refused = e.is_refused();
+                let error = match refused {
+                    true => self.note_refusal(
+                        kind,
+                        Refusal {
+                            record: RecordKind::Customer,
+                            key: w.email.to_string(),
+                            fingerprint: Fingerprint::customer(&w.record),
+                            message: e.to_string(),
+                        },
+                    ),
+                    false => e.to_string(),
+                };
+                self.fail_customer(kind, &w, error, refused);
             }
         }
     }
@@ -184,6 +210,12 @@ impl Exec<'_> {
                 });
                 self.done(kind, 1);
             }
+            Some(Err(e)) if e.is_refused() => {
+                lock(&self.failed_devices).insert(w.identifier.clone());
+                let fingerprint = Fingerprint::device(&w.device_type, w.properties.as_ref().filter(|_| w.create));
+                let key = w.identifier.to_string();
+                self.refuse(kind, Refusal { record: RecordKind::Device, key, fingerprint, message: e.to_string() });
+            }
             Some(Err(e)) => {
                 lock(&self.failed_devices).insert(w.identifier.clone());
                 self.fail(kind, w.identifier.to_string(), e.to_string());
@@ -233,9 +265,9 @@ impl Exec<'_> {
                     Some(Ok(upserted)) => self.customer_upserted("customers_created", w.email, upserted, w.record),
                     Some(Err(e)) => self.fail_customer(
                         "customers_created",
-                        email,
-                        &w.record,
+                        &w,
                         format!("it existed already, and updating it to the export's fields failed: {e}"),
+                        false,
                     ),
                 }
             }
@@ -330,9 +362,17 @@ impl Exec<'_> {
             }
             Some(Err(e)) => {
                 let refused = e.is_refused();
-                for (d, _) in batch {
+                for (d, p) in batch {
                     match refused {
-                        true => self.refuse(kind, d.to_string(), e.to_string()),
+                        true => self.refuse(
+                            kind,
+                            Refusal {
+                                record: RecordKind::Properties,
+                                key: d.to_string(),
+                                fingerprint: Fingerprint::properties(&p),
+                                message: e.to_string(),
+                            },
+                        ),
                         false => self.fail(kind, d.to_string(), e.to_string()),
                     }
                 }

@@ -113,6 +113,12 @@ pub struct Failure {
     /// The entity: an email, an identifier, or `device -> customer`.
     pub key: String,
     pub error: String,
+    /// Telemetron refused the record on its own: sending it again cannot help.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+    /// The export's `file:line` it came from, when one gives it (found after the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The kinds of operation, in execution order.

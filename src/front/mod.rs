@@ -23,6 +23,8 @@ pub struct InputSettings {
     pub strict: bool,
     pub rejects: Option<PathBuf>,
     pub batching: Batching,
+    /// When a record Telemetron refused run after run is held back.
+    pub quarantine: crate::plan::quarantine::Rule,
     /// Kinds whose file may be header-only although the snapshot holds entities of the kind.
     pub allow_empty: Vec<&'static str>,
     /// Files the input folder was expected to hold and does not: their kind is not reconciled.
@@ -34,6 +36,15 @@ pub struct Prepared {
     pub export: Export,
     pub snap: SnapshotData,
     pub diff: Diff,
+    /// The records Telemetron refused, as the snapshot counts them.
+    pub refused: Vec<crate::model::Refused>,
+}
+
+impl Prepared {
+    /// What the plan holds back of this diff, by `settings`' rule.
+    pub fn held<'a>(&'a self, settings: &InputSettings) -> crate::plan::Held<'a> {
+        crate::plan::Held { refused: &self.refused, rule: settings.quarantine }
+    }
 }
 
 /// The plan `plan` would print for these settings, with the guard's verdict: the whole front
@@ -44,7 +55,8 @@ pub fn plan_for(settings: &InputSettings, limits: &crate::plan::guard::Limits) -
 
 /// The plan document of a prepared front (whose diff it takes), with the guard's verdict on it.
 pub fn plan_doc(p: &mut Prepared, settings: &InputSettings, limits: &crate::plan::guard::Limits) -> crate::plan::Plan {
-    let mut doc = crate::plan::build(std::mem::take(&mut p.diff), &p.export, settings.batching);
+    let diff = std::mem::take(&mut p.diff);
+    let mut doc = crate::plan::build(diff, &p.export, p.held(settings), settings.batching);
     doc.guard = Some(crate::plan::guard::check(&doc.operations, p.snap.totals(), limits));
     doc
 }
@@ -99,7 +111,8 @@ pub fn prepare(settings: &InputSettings) -> Result<Prepared, Error> {
         rss_mib = crate::mem::rss_mib(),
         "diff computed"
     );
-    Ok(Prepared { export, snap, diff })
+    let refused = crate::snapshot::refusals(&settings.state)?;
+    Ok(Prepared { export, snap, diff, refused })
 }
 
 /// Once the assignments are diffed, nothing reads the wanted rows again: the plan built next
@@ -200,7 +213,7 @@ pub fn prepare_beside<T: Send>(
     if let Some(a) = assigned.into_inner() {
         diff.set_assignments(a);
     }
-    Ok((Prepared { export, snap, diff }, beside))
+    Ok((Prepared { export, snap, diff, refused: Vec::new() }, beside))
 }
 
 /// A file the input folder lacks is a warning of the plan: its kind is not reconciled.

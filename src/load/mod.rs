@@ -14,6 +14,8 @@ mod csv_file;
 pub mod source;
 pub use source::sha256_file;
 
+mod lines;
+pub use lines::lines_of;
 mod rejects;
 mod resolve;
 mod validate;

@@ -1,5 +1,5 @@
-//! What flows from the executor to the snapshot: Telemetron's confirmations, and the
-//! journal's intents. Defined here so that neither stage imports the other.
+//! What flows from the executor to the snapshot: Telemetron's confirmations (and refusals),
+//! and the journal's intents. Defined here so that neither stage imports the other.
 
 use std::sync::Arc;
 
@@ -44,6 +44,9 @@ pub enum Confirmed {
     /// Telemetron has no customer with this email (read back by `verify --heal`): the snapshot
     /// forgets it and its assignments, so the next run creates it again.
     CustomerMissing(Email),
+    /// Not a confirmation: Telemetron refused this record on its own. The snapshot counts the
+    /// runs in a row it was refused in, for the quarantine; a confirmation of it clears them.
+    Refused(super::Refusal),
 }
 
 /// A (device, customer) pair an assign or unassign call is about to be sent for.

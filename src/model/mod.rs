@@ -20,6 +20,8 @@ mod snapshot_data;
 pub use snapshot_data::*;
 mod confirmed;
 pub use confirmed::*;
+mod refusal;
+pub use refusal::*;
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@
 
 pub mod cover;
 pub mod guard;
+pub mod quarantine;
 
 mod calls;
 pub use calls::*;
@@ -45,7 +46,7 @@ use crate::diff::{
     RemovalsWithheld,
 };
 use crate::model::{CustomerRecord, DeviceIdent, Email, Properties, TelemetronId};
-use crate::model::{Export, InputInfo, Reject, SnapshotVersion, Warning};
+use crate::model::{Export, InputInfo, Refused, Reject, SnapshotVersion, Warning};
 
 /// One change, as the plan document lists it, in execution order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +138,10 @@ pub struct Summary {
     /// rate limiter, not the answers, sets the pace), in whole seconds.
     #[serde(default)]
     pub estimated_seconds: u64,
+    /// Records held back: refused by Telemetron run after run ([`quarantine`]), or waiting for
+    /// one that was. Not in the operations, nor in the counts above.
+    #[serde(default)]
+    pub quarantined: usize,
 }
 
 /// The rate the duration estimate assumes, and why.
@@ -199,6 +204,9 @@ pub struct Plan {
     pub removals_withheld: Option<RemovalsWithheld>,
     pub rejected: Vec<Reject>,
     pub warnings: Vec<Warning>,
+    /// What the quarantine held back ([`quarantine::hold`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<quarantine::Quarantined>,
     /// What the safety guard says of this plan (set by the command, which knows the limits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::plan::guard::Verdict>,
@@ -243,6 +251,9 @@ pub struct SavedPlanRead {
     pub operations: Vec<Operation>,
     #[serde(default)]
     pub rejected: Vec<serde_json::Value>,
+    /// What the quarantine held back when the plan was made.
+    #[serde(default)]
+    pub quarantined: Vec<quarantine::Quarantined>,
     pub inputs: Vec<InputInfo>,
     pub snapshot: SnapshotVersion,
     /// Absent from the plans of earlier versions.
@@ -252,9 +263,16 @@ pub struct SavedPlanRead {
 
 pub const FORMAT: &str = "telemetron-sync-plan/1";
 
+/// What the snapshot says Telemetron refused, and when that holds a record back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Held<'a> {
+    pub refused: &'a [Refused],
+    pub rule: quarantine::Rule,
+}
+
 /// Builds the plan document, with the calls it needs and their lower bound counted.
-pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
-    let mut plan = build_uncounted(diff, export);
+pub fn build(diff: Diff, export: &Export, held: Held<'_>, batching: Batching) -> Plan {
+    let mut plan = build_uncounted(diff, export, held);
     let (api_calls, lower_bound) = call_count_and_lower_bound(&plan.operations, batching);
     plan.summary.api_calls = api_calls;
     plan.summary.api_calls_lower_bound = lower_bound;
@@ -263,7 +281,7 @@ pub fn build(diff: Diff, export: &Export, batching: Batching) -> Plan {
 
 /// [`build`] without counting the calls (`summary.api_calls` and the bound are 0): for `apply`,
 /// which makes the calls themselves next, and would otherwise group a migration twice.
-pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
+pub fn build_uncounted(diff: Diff, export: &Export, held: Held<'_>) -> Plan {
     // The diff is taken, not borrowed: its entries move into the operations instead of being
     // copied (a migration has millions).
     let Diff {
@@ -278,7 +296,7 @@ pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
         devices_not_in_export,
         removals_withheld,
     } = diff;
-    let summary = Summary {
+    let mut summary = Summary {
         customers_to_create: customers_to_create.len(),
         customers_to_update: customers_to_update.len(),
         devices_to_create: devices_to_create.len(),
@@ -294,6 +312,7 @@ pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
         assignment_removals_withheld: removals_withheld.as_ref().map_or(0, |w| w.count),
         warnings: export.warnings.len(),
         estimated_seconds: 0,
+        quarantined: 0,
     };
     let mut operations = Vec::with_capacity(
         customers_to_create.len()
@@ -309,6 +328,7 @@ pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
     operations.extend(devices_to_update.iter().map(|u| Operation::UpdateDevice(Box::new(u.into()))));
     operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
     operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
+    let quarantined = quarantine::hold(&mut operations, &mut summary, held.refused, held.rule);
     Plan {
         format: FORMAT,
         summary,
@@ -318,6 +338,7 @@ pub fn build_uncounted(diff: Diff, export: &Export) -> Plan {
         removals_withheld,
         rejected: export.rejects.clone(),
         warnings: export.warnings.clone(),
+        quarantined,
         guard: None,
         estimate: None,
     }

@@ -21,7 +21,7 @@ mod store;
 mod writer;
 
 pub use lock::Lock;
-pub use read::{Reading, Share, open, read, version_and_totals};
+pub use read::{Reading, Share, open, read, refusals, version_and_totals};
 pub use runs::{RunRecord, runs, settled_rate, undo_plan, undone_by};
 pub use schema::{SCHEMA_VERSION, new_snapshot_id};
 pub use store::{Store, UnsettledIntent};

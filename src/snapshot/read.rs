@@ -405,3 +405,44 @@ pub fn version_and_totals(path: &Path) -> Result<(SnapshotVersion, crate::model:
     };
     Ok((version, totals))
 }
+
+/// The records Telemetron refused on their own, as the snapshot counts them (none before the
+/// schema had them: the next writing command migrates it).
+pub fn refusals(path: &Path) -> Result<Vec<crate::model::Refused>, Error> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let (conn, version) = open_read_only(path)?;
+    if version < 5 {
+        return Ok(Vec::new());
+    }
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    let mut st = conn
+        .prepare("SELECT record, key, fingerprint, runs, last_run, message FROM refusals ORDER BY record, key")
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::model::Refused {
+                    record: crate::model::RecordKind::Customer,
+                    key: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                    runs: r.get(3)?,
+                    last_run: r.get(4)?,
+                    message: r.get(5)?,
+                },
+            ))
+        })
+        .map_err(err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, mut refused) = row.map_err(err)?;
+        // A kind this build does not know (a newer one wrote it) is left for that build.
+        if let Some(k) = crate::model::RecordKind::parse(&kind) {
+            refused.record = k;
+            out.push(refused);
+        }
+    }
+    Ok(out)
+}

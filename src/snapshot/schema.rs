@@ -51,6 +51,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
      );",
     // 4: an undo run names the run it undoes, so a second undo of it can be refused.
     "ALTER TABLE runs ADD COLUMN undoes INTEGER;",
+    // 5: records Telemetron refused on their own, with how many runs in a row refused the same
+    // content (the quarantine; see `plan::quarantine`). A confirmation of the record clears it.
+    "CREATE TABLE refusals (
+         record TEXT NOT NULL,
+         key TEXT NOT NULL,
+         fingerprint TEXT NOT NULL,
+         runs INTEGER NOT NULL,
+         last_run INTEGER NOT NULL,
+         message TEXT NOT NULL,
+         PRIMARY KEY (record, key)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build reads and writes.

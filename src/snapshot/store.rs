@@ -133,7 +133,7 @@ impl Store {
     pub fn writer(&mut self) -> Result<Writer<'_>, Error> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| Error::snapshot(&path, e))?;
-        Ok(Writer { tx, path })
+        Ok(Writer { tx, path, refusals: None })
     }
 
     /// Runs `write` in one transaction through SQLite's rollback journal instead of the WAL,

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use rusqlite::params;
 
 use crate::error::Error;
-use crate::model::{Assignment, Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, TelemetronId};
+use crate::model::{
+    Assignment, Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, RecordKind, Refusal,
+    TelemetronId, pair_key,
+};
 
 const PUT_CUSTOMER: &str = "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -40,6 +43,9 @@ fn rows_at_once(sql: &str, width: usize, rows: usize) -> String {
 pub struct Writer<'a> {
     pub(super) tx: rusqlite::Transaction<'a>,
     pub(super) path: PathBuf,
+    /// Whether the snapshot holds refused records, asked once per transaction: a confirmation
+    /// clears its record's refusals only when there are any (nearly never), at no cost else.
+    pub(super) refusals: Option<bool>,
 }
 
 impl Writer<'_> {
@@ -250,6 +256,7 @@ impl Writer<'_> {
     /// Records one of Telemetron's confirmations: the one mapping from what Telemetron
     /// answered to what the snapshot says.
     pub fn record(&mut self, c: &Confirmed) -> Result<(), Error> {
+        self.clear_refusal(c)?;
         match c {
             Confirmed::Customer { email, id, record } => self.put_customer(email, id.as_ref(), record),
             Confirmed::DeviceCreated { identifier, id, device_type, properties } => {
@@ -264,7 +271,55 @@ impl Writer<'_> {
             Confirmed::Unassigned(a) => self.unassign(&a.device, &a.customer),
             Confirmed::DeviceMissing(d) => self.remove_device(d),
             Confirmed::CustomerMissing(e) => self.remove_customer(e),
+            Confirmed::Refused(r) => self.refused(r),
         }
+    }
+
+    /// Counts a refusal: one more run in a row when it refused the same content, the first
+    /// when the content changed. The run is the one under way: the latest begun (its writer
+    /// holds the lock).
+    pub fn refused(&mut self, r: &Refusal) -> Result<(), Error> {
+        self.refusals = Some(true);
+        self.exec(
+            "INSERT INTO refusals (record, key, fingerprint, runs, last_run, message)
+                 VALUES (?1, ?2, ?3, 1, coalesce((SELECT max(id) FROM runs), 0), ?4)
+                 ON CONFLICT (record, key) DO UPDATE SET
+                     runs = CASE
+                         WHEN fingerprint IS NOT excluded.fingerprint THEN 1
+                         WHEN last_run = excluded.last_run THEN runs
+                         ELSE runs + 1 END,
+                     fingerprint = excluded.fingerprint, last_run = excluded.last_run,
+                     message = excluded.message",
+            params![r.record.as_str(), r.key, r.fingerprint, r.message],
+        )
+    }
+
+    /// A record Telemetron confirmed is no longer refused.
+    fn clear_refusal(&mut self, c: &Confirmed) -> Result<(), Error> {
+        let any = match self.refusals {
+            Some(any) => any,
+            None => {
+                let any = self
+                    .tx
+                    .query_row("SELECT EXISTS (SELECT 1 FROM refusals)", [], |r| r.get::<_, bool>(0))
+                    .map_err(|e| self.err(e))?;
+                *self.refusals.insert(any)
+            }
+        };
+        if !any {
+            return Ok(());
+        }
+        let (record, key) = match c {
+            Confirmed::Customer { email, .. } => (RecordKind::Customer, email.to_string()),
+            Confirmed::DeviceCreated { identifier, .. } | Confirmed::DeviceType { identifier, .. } => {
+                (RecordKind::Device, identifier.to_string())
+            }
+            Confirmed::DeviceProperties { identifier, .. } => (RecordKind::Properties, identifier.to_string()),
+            Confirmed::Assigned(a) => (RecordKind::Assignment, pair_key(&a.device, &a.customer)),
+            Confirmed::Unassigned(a) => (RecordKind::Unassignment, pair_key(&a.device, &a.customer)),
+            Confirmed::DeviceMissing(_) | Confirmed::CustomerMissing(_) | Confirmed::Refused(_) => return Ok(()),
+        };
+        self.exec("DELETE FROM refusals WHERE record = ?1 AND key = ?2", params![record.as_str(), key])
     }
 
     /// Commits everything written, bumping the generation.

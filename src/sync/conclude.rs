@@ -25,6 +25,8 @@ pub struct Ran {
     pub left: u64,
     /// Rows the front rejected (left out of the work).
     pub rejected: usize,
+    /// Records the quarantine held back (left out of the work).
+    pub quarantined: usize,
     pub how: How,
     /// One sentence: how the run ended and what happens next.
     pub verdict: String,
@@ -47,6 +49,7 @@ impl Ran {
             planned: 0,
             left: 0,
             rejected: spec.rejected,
+            quarantined: spec.quarantined,
             how: How::Refused(verdict.clone()),
             verdict,
             word: "refused",
@@ -65,6 +68,8 @@ impl Ran {
             rejected_rows: self.rejected as u64,
             warnings,
             calls_left: self.left,
+            refused_operations: o.refused(),
+            quarantined: self.quarantined as u64,
             drifted: None,
         };
         Ended::with(self.how.clone(), figures)
@@ -95,7 +100,7 @@ pub(super) fn conclude(
             "stopped early: {why}; {sent} of {} planned calls were sent, {left} left; the next run continues",
             ending.planned
         )),
-        (None, None) if failed > 0 || spec.rejected > 0 => How::Partial,
+        (None, None) if failed > 0 || spec.rejected > 0 || spec.quarantined > 0 => How::Partial,
         (None, None) => How::Done,
     };
     if let How::OutOfTime(why) = &how {
@@ -112,6 +117,12 @@ pub(super) fn conclude(
             if refused > 0 {
                 parts.push(format!(
                     "{refused} operation(s) refused by Telemetron record by record (named above with its words), which the next run sends again; fix the export rows"
+                ));
+            }
+            if spec.quarantined > 0 {
+                parts.push(format!(
+                    "{} quarantined record(s), refused by Telemetron run after run and not sent until their export rows change (listed above; --retry-quarantined sends them)",
+                    spec.quarantined
                 ));
             }
             if spec.rejected > 0 {
@@ -135,8 +146,21 @@ pub(super) fn conclude(
         map.insert("failed_operations".into(), failed.into());
         map.insert("rejected_rows".into(), spec.rejected.into());
         map.insert("calls_left".into(), left.into());
+        if spec.quarantined > 0 {
+            map.insert("quarantined".into(), spec.quarantined.into());
+        }
     }
-    let ran = Ran { run_id, outcome, planned: ending.planned, left, rejected: spec.rejected, how, verdict, word };
+    let ran = Ran {
+        run_id,
+        outcome,
+        planned: ending.planned,
+        left,
+        rejected: spec.rejected,
+        quarantined: spec.quarantined,
+        how,
+        verdict,
+        word,
+    };
     // A run that made enough calls to learn the limit keeps what it found for the next one.
     if let (Some(rate), true) = (ran.outcome.settled_rate, ran.outcome.calls >= 50 && ending.recorder.is_none()) {
         store.set_auto_rate(rate)?;

@@ -36,6 +36,10 @@ pub struct Figures {
     pub warnings: u64,
     /// Calls planned and not sent (a stop, the time window).
     pub calls_left: u64,
+    /// Operations Telemetron refused record by record (among the failed ones).
+    pub refused_operations: u64,
+    /// Records the quarantine held back (refused run after run, or waiting for one that was).
+    pub quarantined: u64,
     /// `verify`: customers whose read-back differed from the snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drifted: Option<u64>,

@@ -62,6 +62,8 @@ pub struct Spec<'a> {
     pub undoes: Option<i64>,
     /// Rows the front rejected: the run is partial if any were.
     pub rejected: usize,
+    /// Records the quarantine held back: the run is partial if any were.
+    pub quarantined: usize,
     pub progress: &'a dyn Progress,
 }
 
