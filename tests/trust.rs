@@ -215,10 +215,14 @@ fn a_server_that_stops_answering_stops_the_run() {
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        run.stderr.contains("Telemetron stopped answering at ") && run.stderr.contains("4 in a row"),
+        run.stderr.contains("Telemetron stopped answering at ") && run.stderr.contains("4 attempts in a row"),
         "{}",
         run.stderr
     );
+    // Told once, with counts that agree: the calls it names are the calls sent.
+    let last = run.stderr.lines().rfind(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert_eq!(last.matches("the next run continues").count(), 1, "{last}");
+    assert_eq!(last.matches("planned calls were sent").count(), 1, "{last}");
     assert!(!run.stderr.contains("Check --base-url"), "a slow server is not a wrong URL: {}", run.stderr);
     // Four unanswered attempts at a 1 s timeout, two at a time: a few seconds, not minutes.
     assert!(took < std::time::Duration::from_secs(15), "held the run {took:?}");

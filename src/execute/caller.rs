@@ -14,6 +14,12 @@ use crate::model::TelemetronId;
 use super::adaptive::Adaptive;
 use super::{CustomerWork, Options, lock};
 
+tokio::task_local! {
+    /// Set once the planned call under way sent a request ([`Exec::run`](super::Exec)): the
+    /// calls a run made of those it planned, whatever follow-ups, halves and retries it took.
+    pub(super) static SENT: std::cell::Cell<bool>;
+}
+
 type Limiter = governor::DefaultDirectRateLimiter;
 
 /// The slowest rate the limiter paces (one call every 100 s).
@@ -89,6 +95,7 @@ impl<'a> Caller<'a> {
     }
 
     fn count_send(&self) {
+        let _ = SENT.try_with(|sent| sent.set(true));
         self.calls.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut w = lock(&self.window);
@@ -138,8 +145,7 @@ impl<'a> Caller<'a> {
             let now = crate::time::now_rfc3339();
             let hhmm = now.get(11..16).unwrap_or(&now);
             *fatal = Some(format!(
-                "Telemetron stopped answering at {hhmm} UTC after {} calls ({streak} in a row got no answer; the last: {e}); the next run continues",
-                self.calls()
+                "Telemetron stopped answering at {hhmm} UTC ({streak} attempts in a row got no answer; the last: {e})"
             ));
         }
     }
@@ -285,6 +291,11 @@ impl<'a> Caller<'a> {
             if self.stopping() {
                 return last.map(Err);
             }
+            // A retry is counted when it is sent: one a stop kept back is neither a call nor a
+            // retry, so that calls less retries is the calls sent, whoever counts.
+            if attempt > 0 {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            }
             self.count_send();
             let sent = Instant::now();
             let result = f().await;
@@ -317,7 +328,6 @@ impl<'a> Caller<'a> {
                 }
                 Err(e) if e.is_retryable() && attempt < self.opts.max_retries => {
                     attempt += 1;
-                    self.retries.fetch_add(1, Ordering::Relaxed);
                     let backoff =
                         self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(self.opts.backoff_max);
                     let wait = self.jitter(backoff).max(e.retry_after().unwrap_or_default().min(self.opts.backoff_max));

@@ -18,6 +18,18 @@ impl Exec<'_> {
         if self.caller.stopping() {
             return;
         }
+        let sent = super::caller::SENT
+            .scope(std::cell::Cell::new(false), async {
+                self.dispatch(call).await;
+                super::caller::SENT.with(std::cell::Cell::get)
+            })
+            .await;
+        if sent {
+            self.made.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn dispatch(&self, call: ApiCall) {
         match call {
             ApiCall::CreateCustomer { email, record } => {
                 self.customer(CustomerWork { email, telemetron_id: None, record, create: true, clears: false }).await

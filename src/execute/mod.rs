@@ -154,8 +154,12 @@ pub struct Outcome {
     /// By kind: customers_created, customers_updated, devices_created, device_types_changed,
     /// assignments_removed, assignments_added, properties_replaced.
     pub operations: BTreeMap<&'static str, Counts>,
+    /// HTTP requests, retries and follow-ups (a read-back, a split call's halves) included.
     pub calls: u64,
     pub retries: u64,
+    /// The planned calls that were sent: the calls a stop or the cron window left are the
+    /// planned ones less these.
+    pub planned_calls_sent: u64,
     pub elapsed_seconds: f64,
     /// The achieved average.
     pub calls_per_second: f64,
@@ -214,6 +218,8 @@ struct Exec<'a> {
     failed_unassign: Mutex<FxHashSet<DeviceIdent>>,
     /// Customers whose update emptied a field Telemetron kept (read back).
     kept: AtomicU64,
+    /// Planned calls that were sent (at least their first request).
+    made: AtomicU64,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -282,6 +288,7 @@ pub async fn execute(
         failed_devices: Mutex::new(FxHashSet::default()),
         failed_unassign: Mutex::new(FxHashSet::default()),
         kept: AtomicU64::new(0),
+        made: AtomicU64::new(0),
     };
     let n = opts.concurrency.max(1);
     // Early calls open the customers phase; the rest of it follows once the rest is made.
@@ -360,6 +367,7 @@ pub async fn execute(
         operations: std::mem::take(&mut *lock(&ex.counts)),
         calls,
         retries: ex.caller.retries(),
+        planned_calls_sent: ex.made.load(Ordering::Relaxed),
         elapsed_seconds: elapsed,
         calls_per_second: if elapsed > 0.0 { calls as f64 / elapsed } else { 0.0 },
         busiest_second: ex.caller.busiest_second(),

@@ -85,7 +85,7 @@ pub(super) fn conclude(
     ending: &Ending,
 ) -> Result<Ran, Error> {
     let failed = outcome.failed();
-    let sent = outcome.calls.saturating_sub(outcome.retries);
+    let sent = outcome.planned_calls_sent;
     let left = ending.planned.saturating_sub(sent);
     let how = match (&ending.recorder, &outcome.stopped) {
         (Some(why), _) => How::Stopped(format!(
