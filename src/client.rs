@@ -246,34 +246,58 @@ pub struct Client {
 
 /// Checks a base URL: https anywhere, plain http only to a loopback host.
 pub fn check_base_url(raw: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("base URL {raw:?} is not a URL: {e}"))?;
+    let shown = redact_url(raw.trim());
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("base URL {shown:?} is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // It would go out as Basic auth beside the key, and be shown wherever the URL is.
+        return Err(format!(
+            "base URL {shown:?} holds a user name or password; ext-v1 takes only the API key (TELEMETRON_API_KEY or --api-key-file): remove the part before '@'"
+        ));
+    }
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if !loopback {
+            if !is_loopback(&url) {
                 return Err(format!(
-                    "base URL {raw:?} uses plain http to a host that is not loopback; the API key would cross the network unencrypted: use https"
+                    "base URL {shown:?} uses plain http to a host that is not loopback; the API key would cross the network unencrypted: use https"
                 ));
             }
         }
-        other => return Err(format!("base URL {raw:?} has scheme {other:?}; use https")),
+        other => return Err(format!("base URL {shown:?} has scheme {other:?}; use https")),
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("base URL {raw:?} must not have a query or fragment"));
+        return Err(format!("base URL {shown:?} must not have a query or fragment"));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Whether the URL's host is this machine.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A URL as it may be shown: whatever comes before an `@` in any of its `/`-separated parts
+/// (a `user:password@`) replaced by `***`, even in text that does not parse as a URL.
+pub fn redact_url(raw: &str) -> String {
+    raw.split('/')
+        .map(|part| match part.rfind('@') {
+            Some(at) => format!("***{}", &part[at..]),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Client {
     pub fn new(base_url: &str, key: &ApiKey, timeout: Duration) -> Result<Client, String> {
         install_crypto_provider();
         let base = check_base_url(base_url)?;
+        let loopback = reqwest::Url::parse(&base).is_ok_and(|u| is_loopback(&u));
         let mut headers = HeaderMap::new();
         let mut value =
             HeaderValue::from_str(key.expose()).map_err(|_| "the API key cannot be sent in a header".to_string())?;
@@ -286,9 +310,12 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(64)
             // reqwest strips only the standard credential headers on a redirect, not x-api-key.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            .redirect(reqwest::redirect::Policy::none());
+        // A proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) would get a loopback request in clear, key
+        // and all, and may be another machine: this machine is reached directly. An https base
+        // URL may go through HTTPS_PROXY (honouring NO_PROXY): the proxy sees only CONNECT.
+        let http = if loopback { http.no_proxy() } else { http };
+        let http = http.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(Client { http, base, timeout })
     }
 
@@ -565,6 +592,13 @@ mod tests {
         assert!(check_base_url("http://example.com/api").unwrap_err().contains("use https"));
         assert!(check_base_url("http://10.0.0.1/api").is_err());
         assert!(check_base_url("ftp://x/").is_err());
+        for raw in ["https://ann:s3cret@admin.telemetron.ai/api", "http://s3cret@127.0.0.1:1/x", "https://:s3cret@h/"] {
+            let e = check_base_url(raw).unwrap_err();
+            assert!(e.contains("user name or password") && !e.contains("s3cret"), "{e}");
+        }
+        assert!(!check_base_url("htp:/ann:s3cret@x").unwrap_err().contains("s3cret"));
+        assert_eq!(redact_url("https://a:b@h:1/p"), "https://***@h:1/p");
+        assert_eq!(redact_url("https://h/p@q"), "https://h/p@q");
     }
 
     #[test]

