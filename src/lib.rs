@@ -27,6 +27,7 @@ pub mod plan;
 pub mod private;
 pub mod snapshot;
 pub mod sync;
+pub mod text;
 pub mod time;
 
 pub use error::Error;

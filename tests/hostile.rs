@@ -111,3 +111,36 @@ fn the_rejects_file_holds_no_formula_and_no_control_character() {
     assert_eq!(n, 5, "{text}");
     assert!(text.contains("'=HYPERLINK("), "the formula is kept as text: {text}");
 }
+
+/// Text from outside is inert on a terminal: a server's message holding escape sequences (set
+/// the title, clear the screen, the 8-bit CSI) and an export's cells holding them reach stderr
+/// and stdout escaped, never raw.
+#[test]
+fn escape_sequences_from_a_server_or_an_export_never_reach_the_terminal() {
+    let raw = |s: &str| s.contains(['\u{1b}', '\u{7}', '\u{9b}']);
+    let server = crate::hostile_server::hostile();
+    *server.answer.lock().unwrap() = crate::hostile_server::Answer {
+        status: 400,
+        headers: vec![("content-type", "application/json".into())],
+        body: br#"{"success": false, "error": "\u001b]0;pwned\u0007\u001b[2J bad \u009b1m"}"#.to_vec(),
+    };
+    let w = sample();
+    for args in [
+        &["customer", "query", "a@x.io"][..],
+        &["apply", "--config", "sample-data/config.toml", "--input-dir", "sample-data/day1", "--state", "s.db"][..],
+        &["--log-format", "json", "customer", "query", "a@x.io"][..],
+    ] {
+        let run = w.run_at(&server.base_url, KEY, args);
+        assert!([1, 3].contains(&run.code), "{args:?}: {}", run.stderr);
+        assert!(!raw(&run.stdout) && !raw(&run.stderr), "{args:?}: {:?}", run.stderr);
+        assert!(run.stderr.contains("]0;pwned"), "{args:?}: the message is still shown: {}", run.stderr);
+    }
+
+    w.write("x/customers.csv", "email,name\na@x.io,\"\u{1b}]0;pwned\u{7}Ann\"\nb@x.io,Bob \u{9b}2J\nc@x.io,Cy\n");
+    w.write("x/devices.csv", "identifier,type,note\nD1,t,\"x\u{1b}[2J\u{9b}1my\"\nD2,t,ok\n");
+    for format in ["text", "markdown", "json"] {
+        let run = w.run(&["plan", "--input-dir", "x", "--state", "s2.db", "--format", format]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!raw(&run.stdout) && !raw(&run.stderr), "{format}: {:?}\n{:?}", run.stdout, run.stderr);
+    }
+}

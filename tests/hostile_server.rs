@@ -12,20 +12,20 @@ use crate::apply::sample;
 use crate::util::KEY;
 
 #[derive(Clone)]
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A server that gives every request the answer set last.
-struct Hostile {
-    base_url: String,
-    answer: Arc<Mutex<Answer>>,
+pub(crate) struct Hostile {
+    pub(crate) base_url: String,
+    pub(crate) answer: Arc<Mutex<Answer>>,
     _rt: tokio::runtime::Runtime,
 }
 
-fn hostile() -> Hostile {
+pub(crate) fn hostile() -> Hostile {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let answer = Arc::new(Mutex::new(Answer { status: 200, headers: vec![], body: b"{}".to_vec() }));
     let shared = answer.clone();

@@ -69,7 +69,7 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     let error = exit::final_error(result);
     if !is_json() {
         if let Some(e) = &error {
-            let _ = writeln!(std::io::stderr().lock(), "error: {}", crate::pii::scrub(e));
+            let _ = writeln!(std::io::stderr().lock(), "error: {}", crate::text::inert(&crate::pii::scrub(e)));
         }
         return code;
     }
@@ -82,7 +82,7 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     let mut line = run_finished(exit::outcome_word(result), code);
     line.insert("command".into(), command.into());
     if let Some(e) = error {
-        line.insert("error".into(), crate::pii::scrub(&e).into());
+        line.insert("error".into(), crate::text::inert(&crate::pii::scrub(&e)).into());
     }
     let figures = result.as_ref().map(|e| e.figures.clone()).unwrap_or_default();
     if let Ok(Value::Object(f)) = serde_json::to_value(&figures) {
@@ -105,7 +105,7 @@ pub fn usage_error_json(message: &str) {
 /// The final error as a JSON line.
 fn error_line(message: &str, code: i32) {
     let mut line = base_object("ERROR");
-    line.insert("message".into(), crate::pii::scrub(message).into());
+    line.insert("message".into(), crate::text::inert(&crate::pii::scrub(message)).into());
     line.insert("exit_code".into(), code.into());
     let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(line));
 }
@@ -186,10 +186,18 @@ struct Fields {
 }
 
 impl Fields {
-    /// Every string that reaches a log line passes [`crate::pii::scrub`] here.
+    /// Every string that reaches a log line passes [`crate::pii::scrub`] here, and has its
+    /// control characters escaped ([`crate::text::inert`]): a server's message or an export's
+    /// cell cannot drive the terminal.
     fn put(&mut self, field: &Field, v: Value) {
         let v = match v {
-            Value::String(s) if !crate::pii::allowed() => Value::String(crate::pii::scrub(&s).into_owned()),
+            Value::String(s) if !crate::pii::allowed() => {
+                Value::String(crate::text::inert(&crate::pii::scrub(&s)).into_owned())
+            }
+            Value::String(s) => match crate::text::inert(&s) {
+                std::borrow::Cow::Borrowed(_) => Value::String(s),
+                std::borrow::Cow::Owned(o) => Value::String(o),
+            },
             v => v,
         };
         if field.name() == "message" {
@@ -227,7 +235,8 @@ impl Visit for Fields {
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 pub fn stdout_write(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    // Nothing printed carries a control character but line feeds and tabs (`crate::text`).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::text::Inert::new(stdout.lock()));
     match f(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Error::Io { what: "write to", path: "stdout".into(), source: e })

@@ -49,24 +49,11 @@ pub fn write_rejects(out: &mut dyn std::io::Write, rejects: &[Reject]) -> std::i
 
 /// A cell a spreadsheet shows as text, never runs: one that begins with `=`, `+`, `-`, `@`, a
 /// tab or a carriage return (a formula, or one hidden behind white space: OWASP's CSV injection
-/// rule) gets a leading `'`; control characters but line feeds and tabs, and the C1 controls
-/// (terminal escapes among them), become visible `\u{..}` escapes.
+/// rule) gets a leading `'`; control characters are escaped ([`crate::text::inert`]).
 pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
-    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let control = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
-    if !formula && !cell.chars().any(control) {
-        return std::borrow::Cow::Borrowed(cell);
+    let inert = crate::text::inert(cell);
+    if !cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        return inert;
     }
-    let mut out = String::with_capacity(cell.len() + 8);
-    if formula {
-        out.push('\'');
-    }
-    for c in cell.chars() {
-        if control(c) {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    std::borrow::Cow::Owned(format!("'{inert}"))
 }
