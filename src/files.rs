@@ -17,19 +17,27 @@ pub enum Access {
     Shared,
 }
 
+/// The most a shared file's mode gives: its owner writes, everyone reads (the umask may narrow it).
+pub const SHARED_MODE: u32 = 0o644;
+
+/// 64 bits no other process can predict: std's hasher keys come from the OS's random source.
+fn unguessable() -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    std::collections::hash_map::RandomState::new().hash_one(nanos)
+}
+
 /// Writes `path` through `write`, all or nothing.
 pub fn replace(path: &Path, access: Access, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A name no one can guess, created only if nothing is there (a link planted under it is
+    // not followed: the create fails).
+    let tmp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), unguessable()));
     let written = (|| {
         let file = match access {
-            Access::Private => {
-                // A leftover of a killed process with the same id would keep its mode.
-                let _ = std::fs::remove_file(&tmp);
-                crate::private::create_new(&tmp)?
-            }
-            Access::Shared => std::fs::File::create(&tmp)?,
+            Access::Private => crate::private::create_new(&tmp)?,
+            Access::Shared => crate::private::create_new_with(&tmp, SHARED_MODE)?,
         };
         let mut out = BufWriter::with_capacity(1 << 20, file);
         write(&mut out)?;

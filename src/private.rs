@@ -21,9 +21,20 @@ pub fn options() -> OpenOptions {
     options
 }
 
-/// Creates `path`, which must not exist yet, with [`MODE`].
+/// Creates `path`, which must not exist yet, with [`MODE`]. Exclusive: a link at `path`,
+/// even one to nothing, makes it fail rather than be followed.
 pub fn create_new(path: &Path) -> io::Result<File> {
-    options().write(true).create_new(true).open(path)
+    create_new_with(path, MODE)
+}
+
+/// [`create_new`] with another mode (narrowed by the umask).
+pub fn create_new_with(path: &Path, mode: u32) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.write(true).create_new(true).open(path)
 }
 
 /// The permission bits of `path` when its group or others have any access to it.

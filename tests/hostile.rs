@@ -144,3 +144,69 @@ fn escape_sequences_from_a_server_or_an_export_never_reach_the_terminal() {
         assert!(!raw(&run.stdout) && !raw(&run.stderr), "{format}: {:?}\n{:?}", run.stdout, run.stderr);
     }
 }
+
+/// Links planted where the tool writes are never followed: the temp files of the files it
+/// replaces (metrics, reports, rejects) have names no one can guess and are created
+/// exclusively; a lock file that is a link (or has other names) is refused, not truncated; a
+/// `--state` that is a link to nothing is refused, not created with the umask's mode. The
+/// metrics file is at most 0644, whatever the umask.
+#[cfg(unix)]
+#[test]
+fn planted_links_are_never_followed() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::os::unix::process::CommandExt;
+    let w = sample();
+    w.write("victim.txt", "precious\n");
+    let victim = w.join("victim.txt");
+    let day1 = ["--config", "sample-data/config.toml", "--input-dir", "sample-data/day1"];
+
+    // The temp name of old was `.NAME.PID.tmp`: links for the next pids stand ready.
+    let next = std::process::Command::new("true").spawn().unwrap();
+    let pid = next.id();
+    for p in pid..pid + 400 {
+        for name in ["m.prom", "report.md", "r.csv"] {
+            let _ = symlink(&victim, w.join(&format!(".{name}.{p}.tmp")));
+        }
+    }
+    let mut cmd = w.command(
+        &[
+            &["--metrics-file", "m.prom", "plan"][..],
+            &day1,
+            &["--state", "s.db", "--format", "markdown", "--out-report", "report.md", "--rejects", "r.csv"],
+        ]
+        .concat(),
+    );
+    // SAFETY: umask is async-signal-safe and touches nothing but the child's mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(w.read("victim.txt"), "precious\n", "a planted link was followed");
+    let mode = std::fs::metadata(w.join("m.prom")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the metrics file under umask 000");
+
+    // A lock file that is a link, or a second name of another file, is refused by name.
+    symlink(&victim, w.join("s.db.lock")).unwrap();
+    let run = w.run(&[&["baseline"][..], &day1, &["--state", "s.db"]].concat());
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("s.db.lock") && run.stderr.contains("symbolic link"), "{}", run.stderr);
+    std::fs::remove_file(w.join("s.db.lock")).unwrap();
+    std::fs::hard_link(&victim, w.join("s.db.lock")).unwrap();
+    let run = w.run(&[&["baseline"][..], &day1, &["--state", "s.db"]].concat());
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("hard links"), "{}", run.stderr);
+    assert_eq!(w.read("victim.txt"), "precious\n", "the lock file's victim was changed");
+    std::fs::remove_file(w.join("s.db.lock")).unwrap();
+
+    // A --state that is a link to nothing is refused; nothing is created at its target.
+    symlink(w.join("elsewhere.db"), w.join("dangling.db")).unwrap();
+    let run = w.run(&[&["baseline"][..], &day1, &["--state", "dangling.db"]].concat());
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert!(!w.join("elsewhere.db").exists());
+    let _ = next.wait_with_output();
+}

@@ -28,13 +28,11 @@ impl Lock {
     pub fn try_acquire(state: &Path) -> Result<Result<Lock, String>, Error> {
         use std::io::{Read, Seek, Write};
         let path = PathBuf::from(format!("{}.lock", canonical(state).display()));
-        let mut file = crate::private::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| Error::Io { what: "open the lock file", path: path.clone(), source })?;
+        let mut file = match crate::private::options().read(true).write(true).create_new(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open_existing(&path)?,
+            Err(source) => return Err(Error::Io { what: "create the lock file", path, source }),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -48,9 +46,11 @@ impl Lock {
                 return Err(Error::Io { what: "lock", path, source });
             }
         }
-        let _ = file.set_len(0);
+        // Written over the start, never truncated: always the same width, so that a longer
+        // holder line of an earlier run leaves nothing behind.
+        let holder = format!("process {} (since {})", std::process::id(), crate::time::now_rfc3339());
         let _ = file.rewind();
-        let _ = writeln!(file, "process {} (since {})", std::process::id(), crate::time::now_rfc3339());
+        let _ = writeln!(file, "{holder:<HOLDER_WIDTH$}");
         let _ = file.flush();
         Ok(Ok(Lock { _file: file, path }))
     }
@@ -58,6 +58,40 @@ impl Lock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The width of the holder line a lock file holds.
+const HOLDER_WIDTH: usize = 72;
+
+/// Opens a lock file that is there already, if it is one: a regular file of one name, not a
+/// link (which is not followed). Anything else was planted, and is refused by name.
+fn open_existing(path: &Path) -> Result<std::fs::File, Error> {
+    let refuse = |what: &str| {
+        Error::Setup(format!(
+            "the lock file {} is {what}, not a file this tool made; nothing was changed. Remove it (the tool makes its own), and check who could write to that folder",
+            path.display()
+        ))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(refuse("a symbolic link")),
+        Err(source) => return Err(Error::Io { what: "open the lock file", path: path.to_owned(), source }),
+    };
+    let meta =
+        file.metadata().map_err(|source| Error::Io { what: "read the lock file", path: path.to_owned(), source })?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    #[cfg(unix)]
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(refuse("a file with other names (hard links)"));
+    }
+    Ok(file)
 }
 
 /// The file a snapshot path names, symlinks and `..` resolved; for a file not created yet, its

@@ -60,6 +60,16 @@ impl Store {
     /// the caller to log once it can say which run did it.
     pub fn open_migrating(path: &Path, id: Option<&str>) -> Result<(Store, Option<i64>), Error> {
         if !path.exists() {
+            if let Ok(target) = std::fs::read_link(path) {
+                // SQLite would follow it and create the target with the umask's mode.
+                return Err(Error::snapshot(
+                    path,
+                    format!(
+                        "is a symbolic link to {}, which does not exist; nothing was created. Give the real path of the snapshot, or remove the link",
+                        target.display()
+                    ),
+                ));
+            }
             // Made here, not by SQLite, so that it is private from its first byte (SQLite
             // gives the -wal and -shm files the same mode). Empty is a valid database.
             match crate::private::create_new(path) {
