@@ -209,9 +209,42 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string().trim_end().to_string() })
+        toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: toml_message(&text, &e) })
     }
+}
+
+/// A TOML error as it may be shown: where (line and column) and what, without the line itself
+/// and with every value the parser quotes left out — an API key put under a mistyped name must
+/// not reach a log.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().and_then(|span| text.get(..span.start)).map(|before| {
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    // Quoted values: `"..."` and `'...'` (keys and expectations are named in backticks).
+    let mut message = String::new();
+    let mut quote = None;
+    for c in e.message().trim_end().chars() {
+        match quote {
+            Some(q) if c == q => {
+                message.push('…');
+                message.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                message.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        message.push('…');
+    }
+    format!("{}{message}", at.unwrap_or_default())
 }
 
 /// Parses a delimiter setting: one ASCII character, or `\t` / `tab`.
@@ -253,6 +286,20 @@ mod tests {
     fn typos_are_refused() {
         let err = toml::from_str::<ConfigFile>("[customers.columns]\nemial = \"x\"").unwrap_err();
         assert!(err.to_string().contains("emial"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_place_not_the_value() {
+        for (text, place) in [
+            ("[api]\napi_kye = \"tlm_live_SECRET\"\n", "line 2, column 1"),
+            ("[api]\ntimeout = \"tlm_live_SECRET\"\n", "line 2, column 11"),
+            ("[run]\nconcurrency = 'tlm_live_SECRET'\n", "line 2, column 15"),
+            ("[api]\nbase_url = \"tlm_live_SECRET\n", "line 2"),
+        ] {
+            let e = toml::from_str::<ConfigFile>(text).unwrap_err();
+            let m = toml_message(text, &e);
+            assert!(!m.contains("SECRET") && m.starts_with(place), "{text:?}: {m}");
+        }
     }
 
     #[test]

@@ -210,3 +210,57 @@ fn planted_links_are_never_followed() {
     assert!(!w.join("elsewhere.db").exists());
     let _ = next.wait_with_output();
 }
+
+/// A config error says where and what, never the value: an API key pasted under a mistyped
+/// name stays out of stderr, text and JSON alike. The HTML report runs only its own style and
+/// script (by hash), posts no form and takes no `<base>`.
+#[test]
+fn config_errors_echo_no_value_and_the_html_report_runs_only_its_own_code() {
+    let w = sample();
+    for (config, place) in [
+        ("[api]\napi_kye = \"tlm_live_SECRET123\"\n", "line 2"),
+        ("[run]\nconcurrency = \"tlm_live_SECRET123\"\n", "line 2"),
+        ("[api]\nbase_url = \"tlm_live_SECRET123\n", "line 2"),
+        ("[run]\nrate = \"tlm_live_SECRET123\"\n", "run.rate"),
+        ("[run]\nmax_duration = \"tlm_live_SECRET123\"\n", "run.max_duration"),
+        ("[guard]\nmax_unassign = \"tlm_live_SECRET123\"\n", "guard.max_unassign"),
+    ] {
+        w.write("bad.toml", config);
+        for json in [false, true] {
+            let mut args = vec!["apply", "--config", "bad.toml", "--input-dir", "sample-data/day1", "--state", "s.db"];
+            if json {
+                args.extend(["--log-format", "json"]);
+            }
+            let run = w.run(&args);
+            assert_eq!(run.code, 1, "{}", run.stderr);
+            assert!(run.stderr.contains(place), "{config:?}: {}", run.stderr);
+            assert!(
+                !run.stderr.contains("SECRET123") && !run.stdout.contains("SECRET123"),
+                "{config:?}: {}",
+                run.stderr
+            );
+        }
+    }
+
+    let html = w
+        .run(&[
+            "plan",
+            "--config",
+            "sample-data/config.toml",
+            "--input-dir",
+            "sample-data/day1",
+            "--state",
+            "s.db",
+            "--format",
+            "html",
+        ])
+        .expect(0)
+        .stdout;
+    let csp = html.split("Content-Security-Policy\" content=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    for part in
+        ["default-src 'none'", "form-action 'none'", "base-uri 'none'", "style-src 'sha256-", "script-src 'sha256-"]
+    {
+        assert!(csp.contains(part), "{part} not in {csp}");
+    }
+}

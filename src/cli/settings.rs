@@ -129,8 +129,8 @@ impl Settings {
             None => None,
             Some(crate::config::RateValue::Number(n)) => Some(RateFlag::Fixed(*n)),
             Some(crate::config::RateValue::Text(t)) if t == "auto" => Some(RateFlag::Auto),
-            Some(crate::config::RateValue::Text(t)) => {
-                return Err(config_error(format!("run.rate must be a number or \"auto\", not {t:?}")));
+            Some(crate::config::RateValue::Text(_)) => {
+                return Err(config_error("run.rate must be a number of requests per second or \"auto\"".into()));
             }
         };
         let (rate, rate_auto) = match flag_rate.or(cfg_rate).unwrap_or(RateFlag::Fixed(DEFAULT_RATE)) {
@@ -157,9 +157,12 @@ impl Settings {
             (Some(flag), _) => {
                 Some(parse_duration(flag).map_err(|m| Error::Usage(format!("--max-duration {flag:?}: {m}")))?)
             }
-            (None, Some(cfg)) if flags.window.is_some() => {
-                Some(parse_duration(cfg).map_err(|m| config_error(format!("run.max_duration {cfg:?}: {m}")))?)
-            }
+            (None, Some(cfg)) if flags.window.is_some() => Some(parse_duration(cfg).map_err(|_| {
+                config_error(format!(
+                    "run.max_duration must be a duration such as \"90m\", \"2h\" or \"1h30m\", of at most {} days",
+                    MAX_DURATION.as_secs() / 86_400
+                ))
+            })?),
             _ => None,
         };
         let guard = guard_limits(flags.guard, &config, &config_error)?;
@@ -291,7 +294,10 @@ fn guard_limits(
     let pick = |flag: Option<&String>, cfg: &Option<crate::config::LimitValue>, name: &str, key: &str| match (flag, cfg)
     {
         (Some(v), _) => parse(v, name).map(Some).map_err(Error::Usage),
-        (None, Some(v)) => parse(&v.as_text(), key).map(Some).map_err(config_error),
+        // A config error names the key, not its value (config errors never echo values).
+        (None, Some(v)) => Limit::parse(&v.as_text())
+            .map(Some)
+            .ok_or_else(|| config_error(format!("{key} must be a number (50) or a percentage (10%)"))),
         (None, None) => Ok(None),
     };
     Ok(crate::plan::guard::Limits {
