@@ -245,6 +245,10 @@ pub struct Client {
 }
 
 /// Checks a base URL: https anywhere, plain http only to a loopback host.
+/// The most of an answer's body the client reads (a customer with tens of thousands of devices
+/// is a few MiB).
+pub const MAX_ANSWER: usize = 16 << 20;
+
 pub fn check_base_url(raw: &str) -> Result<String, String> {
     let shown = redact_url(raw.trim());
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("base URL {shown:?} is not a URL: {e}"))?;
@@ -394,6 +398,60 @@ impl Client {
         self.send(endpoint, self.http.post(url).json(body)).await
     }
 
+    /// An answer's body, read up to [`MAX_ANSWER`]: a bigger one is not read on (its outcome
+    /// is unknown, as for a body that does not parse), so that no server can make a run hold
+    /// more than that per call in flight.
+    async fn body(
+        &self,
+        endpoint: Endpoint,
+        status: u16,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ApiError> {
+        let over = || ApiError::Decode {
+            endpoint,
+            status,
+            message: format!(
+                "the answer is over {} MiB and was not read on (ext-v1's answers are a few hundred KB at most)",
+                MAX_ANSWER >> 20
+            ),
+        };
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(over());
+        }
+        // Each chunk is copied at once into segments of our own: a chunk kept would pin the
+        // connection's whole read buffer, and one buffer grown by doubling would leave the
+        // allocator holding every size it passed through. An answer of one segment (nearly
+        // all: the length is given, and under 1 MiB) is returned as it is.
+        const SEGMENT: usize = 1 << 20;
+        let first = response.content_length().map_or(16 << 10, |n| n as usize).min(SEGMENT);
+        let (mut segments, mut len) = (vec![Vec::with_capacity(first)], 0);
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(endpoint, e))? {
+            len += chunk.len();
+            if len > MAX_ANSWER {
+                return Err(over());
+            }
+            let mut rest = &chunk[..];
+            while let Some(segment) = segments.last_mut().filter(|_| !rest.is_empty()) {
+                let room = segment.capacity() - segment.len();
+                if room == 0 {
+                    segments.push(Vec::with_capacity(SEGMENT));
+                    continue;
+                }
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                segment.extend_from_slice(now);
+                rest = later;
+            }
+        }
+        if segments.len() == 1 {
+            return Ok(segments.pop().unwrap_or_default());
+        }
+        let mut bytes = Vec::with_capacity(len);
+        for segment in segments {
+            bytes.extend_from_slice(&segment);
+        }
+        Ok(bytes)
+    }
+
     async fn send<Resp: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
@@ -416,7 +474,7 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;
+        let bytes = self.body(endpoint, status, response).await?;
         if status == 404 && !is_api_error(&bytes) {
             return Err(ApiError::Misconfigured {
                 endpoint,

@@ -3,8 +3,18 @@
 
 /// The process's resident memory in MiB where the system tells it (Linux).
 pub fn rss_mib() -> Option<u64> {
+    status_mib("VmRSS:")
+}
+
+/// The most resident memory the process has held since it started (its high-water mark), in
+/// MiB, where the system tells it (Linux): `run_finished` reports it.
+pub fn peak_rss_mib() -> Option<u64> {
+    status_mib("VmHWM:")
+}
+
+fn status_mib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim();
+    let kb = status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim();
     kb.parse::<u64>().ok().map(|kb| kb / 1024)
 }
 

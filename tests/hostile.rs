@@ -264,3 +264,89 @@ fn config_errors_echo_no_value_and_the_html_report_runs_only_its_own_code() {
         assert!(csp.contains(part), "{part} not in {csp}");
     }
 }
+
+/// What is written to a measured run's stdin.
+type Feed = Box<dyn FnOnce(&mut dyn std::io::Write) + Send>;
+
+/// Runs `cmd` (with `--log-format json`) to its end, with `input` written to its stdin
+/// meanwhile; its outcome and the peak resident memory its `run_finished` line reports (the
+/// process's own high-water mark since its exec: a measure taken from outside, such as
+/// `wait4`'s, also counts the test process it was forked from).
+fn run_measured(cmd: &mut std::process::Command, input: Option<Feed>) -> (Run, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        if let Some(f) = input {
+            f(&mut stdin);
+        }
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    let stderr = err.join().unwrap();
+    let finished: serde_json::Value =
+        stderr.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| panic!("{stderr}"));
+    let peak = finished["peak_rss_mib"].as_u64().unwrap_or_else(|| panic!("{finished}"));
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    };
+    (run, peak)
+}
+
+/// No server answer and no event line can make the tool hold more than a bounded amount: a
+/// 300 MB answer (chunked, no length given) is read up to 16 MiB and refused; a 300 MB event
+/// line is refused after 64 KiB. Each run stays under 100 MB.
+#[test]
+fn a_huge_answer_or_event_line_is_refused_within_bounded_memory() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let base_url = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(|| async {
+            let chunk = bytes_of(1 << 20);
+            let stream = futures::stream::iter((0..300).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+            axum::response::Response::new(axum::body::Body::from_stream(stream))
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/api/ext-v1")
+    });
+    let w = crate::util::Workdir::new();
+    let mut cmd = w.command(&["--log-format", "json", "customer", "query", "a@x.io", "--timeout", "60"]);
+    cmd.env("TELEMETRON_BASE_URL", &base_url).env("TELEMETRON_API_KEY", KEY);
+    let (run, peak) = run_measured(&mut cmd, None);
+    eprintln!("a 300 MB answer: exit {}, peak {peak} MiB", run.code);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("over 16 MiB"), "{}", run.stderr);
+    assert!(peak < 100, "peak {peak} MiB");
+
+    let emu = Emu::start();
+    let mut cmd = w.command(&["--log-format", "json", "event", "--stdin", "--state", "s.db"]);
+    cmd.env("TELEMETRON_BASE_URL", &emu.base_url).env("TELEMETRON_API_KEY", KEY);
+    let feed: Feed = Box::new(|stdin| {
+        let chunk = vec![b'a'; 1 << 20];
+        let _ = stdin.write_all(b"{\"event\": \"");
+        for _ in 0..300 {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let (run, peak) = run_measured(&mut cmd, Some(feed));
+    eprintln!("a 300 MB event line: exit {}, peak {peak} MiB", run.code);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("over 64 KiB"), "{}", run.stderr);
+    assert!(peak < 100, "peak {peak} MiB");
+}
+
+fn bytes_of(n: usize) -> axum::body::Bytes {
+    axum::body::Bytes::from(vec![b'x'; n])
+}

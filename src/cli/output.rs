@@ -92,6 +92,9 @@ pub fn finished(command: &str, result: &Result<Ended, Error>) -> i32 {
     }
     let elapsed = STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
     line.insert("elapsed_seconds".into(), ((elapsed * 1000.0).round() / 1000.0).into());
+    if let Some(peak) = crate::mem::peak_rss_mib() {
+        line.insert("peak_rss_mib".into(), peak.into());
+    }
     let _ = writeln!(std::io::stderr().lock(), "{}", Value::Object(line));
     code
 }

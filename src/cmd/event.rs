@@ -119,15 +119,49 @@ pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
 fn stdin_lines() -> mpsc::Receiver<Result<String, Error>> {
     let (tx, rx) = mpsc::sync_channel(16);
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let line = line.map_err(|source| Error::Io { what: "read", path: "stdin".into(), source });
-            let end = line.is_err();
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let line = read_line(&mut stdin);
+            let end = !matches!(line, Ok(Some(_)));
+            let Some(line) = line.transpose() else { return };
             if tx.send(line).is_err() || end {
                 return;
             }
         }
     });
     rx
+}
+
+/// The longest event line read (an event is one JSON object of a few hundred bytes).
+pub const MAX_EVENT_LINE: usize = 64 << 10;
+
+/// The next line of `input` without its line break, `None` at its end; a line longer than
+/// [`MAX_EVENT_LINE`] is an error, not read on.
+fn read_line(input: &mut impl std::io::BufRead) -> Result<Option<String>, Error> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let read = |e| Error::Io { what: "read", path: "stdin".into(), source: e };
+    let n = input.by_ref().take(MAX_EVENT_LINE as u64 + 1).read_until(b'\n', &mut buf).map_err(read)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    } else if buf.len() > MAX_EVENT_LINE {
+        return Err(Error::BadFile {
+            path: "stdin".into(),
+            message: format!(
+                "an event line is over {} KiB; an event is one JSON object on one line of a few hundred bytes. The stream stops here",
+                MAX_EVENT_LINE >> 10
+            ),
+        });
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| Error::BadFile { path: "stdin".into(), message: "an event line is not UTF-8".into() })
 }
 
 impl Events<'_> {
