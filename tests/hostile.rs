@@ -350,3 +350,29 @@ fn a_huge_answer_or_event_line_is_refused_within_bounded_memory() {
 fn bytes_of(n: usize) -> axum::body::Bytes {
     axum::body::Bytes::from(vec![b'x'; n])
 }
+
+/// The emulator, meant for this machine, says so when it listens where others can reach it.
+#[test]
+fn an_emulator_reachable_from_other_machines_warns() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let w = crate::util::Workdir::new();
+    for (listen, warns) in [("0.0.0.0:0", true), ("127.0.0.1:0", false)] {
+        let mut child = w
+            .command(&["emulator", "--listen", listen])
+            .env("TELEMETRON_API_KEY", KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        assert!(first.contains("emulator listening"), "{first}");
+        // SAFETY: SIGTERM to our own child, which ends it as Ctrl-C would.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains("other machines can reach"), warns, "{listen}: {stderr}");
+        assert!(!stderr.contains(KEY), "{stderr}");
+    }
+}

@@ -11,6 +11,13 @@ pub fn run(listen: std::net::SocketAddr, config: emulator::Config) -> Result<cra
             .map_err(|e| Error::Setup(format!("cannot listen on {}: {e}", listen)))?;
         let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
         let orgs = config.api_keys.len();
+        // Said before the address is printed: whoever waits for that line has seen it.
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "the emulator listens where other machines can reach it: it is for tests and rehearsals, and its admin routes (/_emulator/...) need no key. Listen on 127.0.0.1 unless that is what you want"
+            );
+        }
         super::stdout_write(|out| {
             writeln!(out, "emulator listening on http://{addr}{} ({orgs} organization(s))", emulator::API_PREFIX)?;
             writeln!(out, "admin: http://{addr}/_emulator/state  http://{addr}/_emulator/requests")
