@@ -54,7 +54,7 @@ impl<W: std::io::Write> std::io::Write for Inert<W> {
             match bytes.peek() {
                 Some(&b @ 0x80..=0x9f) => {
                     bytes.next();
-                    out.extend(format!("\\u{{{b:x}}}").bytes());
+                    escape(&mut out, b);
                 }
                 _ => out.push(0xc2),
             }
@@ -62,11 +62,11 @@ impl<W: std::io::Write> std::io::Write for Inert<W> {
         while let Some(b) = bytes.next() {
             match b {
                 b'\n' | b'\t' => out.push(b),
-                0x00..=0x1f | 0x7f => out.extend(format!("\\u{{{b:x}}}").bytes()),
+                0x00..=0x1f | 0x7f => escape(&mut out, b),
                 0xc2 => match bytes.peek() {
                     Some(&c @ 0x80..=0x9f) => {
                         bytes.next();
-                        out.extend(format!("\\u{{{c:x}}}").bytes());
+                        escape(&mut out, c);
                     }
                     None => self.pending = true,
                     Some(_) => out.push(b),
@@ -84,6 +84,11 @@ impl<W: std::io::Write> std::io::Write for Inert<W> {
         }
         self.inner.flush()
     }
+}
+
+/// The control character `c` (its code point: one byte, or a C1's second byte) as `\u{..}`.
+fn escape(out: &mut Vec<u8>, c: u8) {
+    out.extend(format!("\\u{{{c:x}}}").bytes());
 }
 
 /// Whether `buf` holds a byte [`Inert`] changes: looked for 64 bytes at a time without an early

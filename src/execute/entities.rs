@@ -88,9 +88,7 @@ impl Exec<'_> {
     pub(super) fn refuse(&self, kind: &'static str, refusal: Refusal) {
         let key = refusal.key.clone();
         let error = self.note_refusal(kind, refusal);
-        lock(&self.counts).entry(kind).or_default().failed += 1;
-        tracing::warn!(kind, key = %key, "failed: {error}");
-        lock(&self.failures).push(Failure { kind, key, error, refused: true, source: None });
+        self.record_failure(Failure { kind, key, error, refused: true, source: None }, None);
     }
 
     /// Counts a refusal and hands it to the snapshot (which counts the runs in a row that
@@ -103,20 +101,26 @@ impl Exec<'_> {
     }
 
     pub(super) fn fail(&self, kind: &'static str, key: String, error: String) {
-        lock(&self.counts).entry(kind).or_default().failed += 1;
-        tracing::warn!(kind, key = %key, "failed: {error}");
-        lock(&self.failures).push(Failure { kind, key, error, refused: false, source: None });
+        self.record_failure(Failure { kind, key, error, refused: false, source: None }, None);
     }
 
     /// [`fail`](Self::fail) for a customer's own call: an error that echoes the record's name,
     /// phone or address logs them as tokens with `--log-pii=false` (the failure kept for the
     /// report keeps them).
     fn fail_customer(&self, kind: &'static str, w: &CustomerWork, error: String, refused: bool) {
-        lock(&self.counts).entry(kind).or_default().failed += 1;
         let record = &w.record;
         let fields = [("name", record.name()), ("phone", record.phone()), ("address", record.address())];
-        tracing::warn!(kind, key = %w.email, "failed: {}", crate::pii::scrub_values(&error, &fields));
-        lock(&self.failures).push(Failure { kind, key: w.email.to_string(), error, refused, source: None });
+        let logged = crate::pii::scrub_values(&error, &fields).into_owned();
+        let failure = Failure { kind, key: w.email.to_string(), error, refused, source: None };
+        self.record_failure(failure, Some(&logged));
+    }
+
+    /// Every failure is counted, logged (as `logged` when its error must not be shown as it
+    /// is) and kept for the report here.
+    fn record_failure(&self, failure: Failure, logged: Option<&str>) {
+        lock(&self.counts).entry(failure.kind).or_default().failed += 1;
+        tracing::warn!(kind = failure.kind, key = %failure.key, "failed: {}", logged.unwrap_or(&failure.error));
+        lock(&self.failures).push(failure);
     }
 
     pub(super) async fn customer(&self, w: CustomerWork) {
