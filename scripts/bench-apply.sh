@@ -27,4 +27,4 @@ start_emulator --latency-ms 50
 
 TELEMETRON_BASE_URL=$base TELEMETRON_API_KEY=bench-key /usr/bin/time -f "apply wall %e s, peak RSS %M KB, CPU user %U s sys %S s" \
   $bin -q apply --input-dir "$dir/day1" --state "$dir/state.db" --rate "$rate" --concurrency "$concurrency"
-curl -s "$admin/_emulator/requests" | target/release/examples/request_log_stats --limit "$rate"
+curl -s -H "x-api-key: bench-key" "$admin/_emulator/requests" | target/release/examples/request_log_stats --limit "$rate"

@@ -22,7 +22,7 @@ while kill -0 $pid 2>/dev/null; do
   sleep 0.5
   h=$(awk '/VmHWM/ {print $2}' /proc/$pid/status 2>/dev/null || true)
   [ -n "$h" ] && hwm=$h
-  n=$( (curl -s "$admin/_emulator/requests" || true) | grep -o "\"path\"" | wc -l || true)
+  n=$( (curl -s -H "x-api-key: bench-key" "$admin/_emulator/requests" || true) | grep -o "\"path\"" | wc -l || true)
   elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   if [ -z "$first" ] && [ "$n" -gt 0 ]; then
     first=$elapsed

@@ -24,4 +24,4 @@ start_emulator --latency-ms "${LATENCY_MS:-20}" --rate-limit "$limit"
 
 TELEMETRON_BASE_URL=$base TELEMETRON_API_KEY=bench-key \
   $bin -q apply --input-dir "$dir/day1" --state "$dir/state.db" --rate auto --concurrency "$concurrency" --backoff-ms 100
-curl -s "$admin/_emulator/requests" | target/release/examples/request_log_stats --hidden-limit "$limit"
+curl -s -H "x-api-key: bench-key" "$admin/_emulator/requests" | target/release/examples/request_log_stats --hidden-limit "$limit"

@@ -47,6 +47,12 @@ pub enum Error {
     #[error("snapshot {path}: {message}")]
     Snapshot { path: PathBuf, message: String },
 
+    /// The snapshot is damaged; nothing is written into it.
+    #[error(
+        "snapshot {path} is damaged ({what}); nothing was written into it. Restore it from a backup, or move it aside and rebuild a fresh one with `telemetron-sync verify --all --heal`. `telemetron-sync snapshot check` examines it"
+    )]
+    Damaged { path: PathBuf, what: String },
+
     /// Another run holds the snapshot's lock: exit 75, so a wrapper can try again later.
     #[error(
         "snapshot {path} is in use by {holder}; wait for it to finish (or stop it) and run again. Two runs on one snapshot would each send the same changes"
@@ -78,7 +84,28 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn snapshot(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    /// A snapshot error; one that says the file is damaged (a page's checksum or SQLite's own
+    /// structure does not match) becomes [`Error::Damaged`].
+    pub(crate) fn snapshot(path: &std::path::Path, e: impl std::fmt::Display + 'static) -> Error {
+        let any: &dyn std::any::Any = &e;
+        if let Some(e) = any.downcast_ref::<rusqlite::Error>()
+            && let Some(what) = damage(e)
+        {
+            return Error::Damaged { path: path.to_owned(), what };
+        }
         Error::Snapshot { path: path.to_owned(), message: e.to_string() }
+    }
+}
+
+/// What an error of SQLite's says of damage, if it says the file is damaged: a page that does
+/// not match its checksum (see `snapshot::pages`), or a structure SQLite cannot read.
+pub fn damage(e: &rusqlite::Error) -> Option<String> {
+    let rusqlite::Error::SqliteFailure(f, _) = e else { return None };
+    if f.extended_code == rusqlite::ffi::SQLITE_IOERR_DATA {
+        Some("a page does not match its checksum".into())
+    } else if f.code == rusqlite::ErrorCode::DatabaseCorrupt {
+        Some(format!("SQLite: {e}"))
+    } else {
+        None
     }
 }

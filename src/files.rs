@@ -27,13 +27,18 @@ fn unguessable() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(nanos)
 }
 
-/// Writes `path` through `write`, all or nothing.
-pub fn replace(path: &Path, access: Access, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+/// A name beside `path` that no one can guess, for a file made to be renamed onto it.
+pub fn temp_beside(path: &Path) -> std::path::PathBuf {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), unguessable()))
+}
+
+/// Writes `path` through `write`, all or nothing.
+pub fn replace(path: &Path, access: Access, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     // A name no one can guess, created only if nothing is there (a link planted under it is
     // not followed: the create fails).
-    let tmp = dir.join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), unguessable()));
+    let tmp = temp_beside(path);
     let written = (|| {
         let file = match access {
             Access::Private => crate::private::create_new(&tmp)?,

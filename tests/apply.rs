@@ -338,7 +338,7 @@ pub(crate) fn big_org(w: &Workdir, dir: &str) {
 
 /// Intents no run has settled yet.
 pub(crate) fn unsettled(w: &Workdir) -> i64 {
-    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("state.db"));
     conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0)).unwrap()
 }
 

@@ -518,7 +518,8 @@ fn admin_routes_show_state_and_the_request_log() {
     });
     let (state, log): (Value, Value) = rt().block_on(async {
         let base = emu.base_url.trim_end_matches("/api/ext-v1").to_string();
-        let get = |p: &str| reqwest::get(format!("{base}{p}"));
+        let admin = reqwest::Client::new();
+        let get = |p: &str| admin.get(format!("{base}{p}")).header("x-api-key", KEY).send();
         (
             get("/_emulator/state").await.unwrap().json().await.unwrap(),
             get("/_emulator/requests").await.unwrap().json().await.unwrap(),

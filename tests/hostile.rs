@@ -352,21 +352,23 @@ fn bytes_of(n: usize) -> axum::body::Bytes {
 }
 
 /// The emulator, meant for this machine, says so when it listens where others can reach it.
-#[test]
-fn an_emulator_reachable_from_other_machines_warns() {
+/// Starts the real binary's emulator with `cmd`; returns it and the first line it printed (its
+/// address).
+fn spawn_emulator(cmd: &mut std::process::Command) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    (child, first)
+}
+
+#[test]
+fn an_emulator_reachable_from_other_machines_warns() {
     let w = crate::util::Workdir::new();
     for (listen, warns) in [("0.0.0.0:0", true), ("127.0.0.1:0", false)] {
-        let mut child = w
-            .command(&["emulator", "--listen", listen])
-            .env("TELEMETRON_API_KEY", KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let (child, first) =
+            spawn_emulator(w.command(&["emulator", "--listen", listen]).env("TELEMETRON_API_KEY", KEY));
         assert!(first.contains("emulator listening"), "{first}");
         // SAFETY: SIGTERM to our own child, which ends it as Ctrl-C would.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -375,4 +377,140 @@ fn an_emulator_reachable_from_other_machines_warns() {
         assert_eq!(stderr.contains("other machines can reach"), warns, "{listen}: {stderr}");
         assert!(!stderr.contains(KEY), "{stderr}");
     }
+}
+
+/// A damaged snapshot is refused before any call, and left exactly as it was: 4 KiB of zeros in
+/// the middle of a page (read as valid rows before page checksums: 44 spurious updates).
+/// `plan` and `apply` refuse, naming the file and what to do; `snapshot check` names the page.
+#[test]
+fn a_damaged_snapshot_is_refused_before_any_call_and_left_as_it_was() {
+    let (w, emu) = (crate::util::Workdir::new(), Emu::start());
+    let mut devices = String::from("identifier,type,site\n");
+    for i in 0..4000 {
+        devices.push_str(&format!("SN-{:07},thermostat,Zürich Hauptbahnhof Gleis {}\n", (i * 7919) % 100_003, i % 17));
+    }
+    w.write("devices.csv", devices);
+    w.run(&["baseline", "--devices", "devices.csv", "--state", "s.db"]).expect(0);
+    let clean = std::fs::read(w.join("s.db")).unwrap();
+    let size = u16::from_be_bytes([clean[16], clean[17]]) as usize;
+    let pages = clean.len() / size;
+    assert!(pages >= 8, "{pages} pages");
+    for page in [pages / 2, pages - 1] {
+        let mut bytes = clean.clone();
+        let at = page * size + size / 2 - 2048;
+        bytes[at..at + 4096].fill(0);
+        std::fs::write(w.join("s.db"), &bytes).unwrap();
+
+        let plan = w.run(&["plan", "--devices", "devices.csv", "--state", "s.db"]);
+        assert_eq!(plan.code, 1, "page {page}: {}{}", plan.stdout, plan.stderr);
+        assert!(plan.stderr.contains("s.db") && plan.stderr.contains("is damaged"), "{}", plan.stderr);
+        assert!(plan.stderr.contains("backup") && plan.stderr.contains("verify --all --heal"), "{}", plan.stderr);
+
+        let apply = w.run_api(&emu, &["apply", "--devices", "devices.csv", "--state", "s.db"]);
+        assert_eq!(apply.code, 1, "page {page}: {}", apply.stderr);
+        assert!(apply.stderr.contains(&format!("page {} of {pages} does not match", page + 1)), "{}", apply.stderr);
+        assert!(!apply.stderr.contains("Free space"), "the wrong hint: {}", apply.stderr);
+
+        let check = w.run(&["snapshot", "check", "--state", "s.db"]);
+        assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+        assert!(check.stdout.contains(&format!("page {} of {pages} does not match", page + 1)), "{}", check.stdout);
+
+        assert!(std::fs::read(w.join("s.db")).unwrap() == bytes, "page {page}: the file was changed");
+        let wal = std::fs::metadata(w.join("s.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "nothing was written beside it either");
+        assert!(!w.join("s.db-journal").exists());
+    }
+    assert!(emu.emulator.requests().is_empty(), "no call was made");
+    std::fs::write(w.join("s.db"), &clean).unwrap();
+    let check = w.run(&["snapshot", "check", "--state", "s.db"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains("every checksum matches") && check.stdout.contains("integrity: ok"),
+        "{}",
+        check.stdout
+    );
+    w.run(&["plan", "--devices", "devices.csv", "--state", "s.db"]).expect(0);
+}
+
+/// Sends `raw` on a new connection to `addr` and reads what comes back until the server closes
+/// it or `wait` passes: the answer, and how long the server took to close (`None`: it did not).
+fn exchange(addr: &str, raw: &str, wait: Duration) -> (String, Option<Duration>) {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let t = std::time::Instant::now();
+    conn.write_all(raw.as_bytes()).unwrap();
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) if t.elapsed() < wait => {
+                return (String::from_utf8_lossy(&got).into_owned(), Some(t.elapsed()));
+            }
+            Ok(0) | Err(_) => return (String::from_utf8_lossy(&got).into_owned(), None),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The emulator (issue 39, item 7), through the real binary: its admin routes need the key like
+/// the API, checked before a body is read (a keyless upload that never comes is answered at
+/// once); a connection that sends half its headers, or sits idle after an answer, is closed
+/// after the header timeout; the request log keeps only the newest requests; and its key, read
+/// from a file, is not on its command line for `ps` to show.
+#[test]
+fn the_emulator_checks_the_key_on_every_route_closes_stalled_connections_and_bounds_its_log() {
+    let w = crate::util::Workdir::new();
+    w.write("keys", format!("{KEY}\n"));
+    let args = ["emulator", "--listen", "127.0.0.1:0", "--api-key-file", "keys", "--header-timeout", "1"];
+    let (child, first) =
+        spawn_emulator(w.command(&[&args[..], &["--request-log", "5"]].concat()).env_remove("TELEMETRON_API_KEY"));
+    let addr = first.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap().to_string();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(KEY), "the key is on the command line");
+
+    let wait = Duration::from_secs(5);
+    let keyed = format!("x-api-key: {KEY}\r\n");
+    for (method, path) in [("GET", "/_emulator/state"), ("GET", "/_emulator/requests"), ("POST", "/_emulator/drift")] {
+        let ask = |key: &str| {
+            let raw = format!(
+                "{method} {path} HTTP/1.1\r\nhost: x\r\n{key}content-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+            );
+            exchange(&addr, &raw, wait).0
+        };
+        let without = ask("");
+        assert!(without.starts_with("HTTP/1.1 401"), "{method} {path} without a key: {without}");
+        let with = ask(&keyed);
+        assert!(with.starts_with("HTTP/1.1 200") || with.starts_with("HTTP/1.1 400"), "{method} {path}: {with}");
+    }
+    // A keyless upload of 8 MB that never comes is answered at once, its body never awaited.
+    let raw = "POST /_emulator/drift HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 8000000\r\n\r\n";
+    let (answer, _) = exchange(&addr, raw, wait);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    // Half a request's headers, then nothing: closed after the timeout, not held open.
+    let (answer, closed) = exchange(&addr, "GET /_emulator/state HTTP/1.1\r\nhost: x\r\n", wait);
+    let closed = closed.unwrap_or_else(|| panic!("a half-sent request was held open: {answer}"));
+    assert!(closed >= Duration::from_millis(900), "closed after {closed:?}");
+    // An answered request on a kept-alive connection, then silence: closed too.
+    let raw = format!("GET /_emulator/state HTTP/1.1\r\nhost: x\r\n{keyed}\r\n");
+    let (answer, closed) = exchange(&addr, &raw, wait);
+    assert!(answer.starts_with("HTTP/1.1 200") && closed.is_some(), "an idle connection was held open: {answer}");
+
+    for i in 0..8 {
+        let raw = format!(
+            "POST /api/ext-v1/customer/queryCustomer HTTP/1.1\r\nhost: x\r\n{keyed}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{{\"email\":\"n{i}@x.io\"}}",
+            r#"{"email":"nX@x.io"}"#.len()
+        );
+        exchange(&addr, &raw, wait);
+    }
+    let raw = format!("GET /_emulator/requests HTTP/1.1\r\nhost: x\r\n{keyed}connection: close\r\n\r\n");
+    let (answer, _) = exchange(&addr, &raw, wait);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let log: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(log.as_array().map(Vec::len), Some(5), "{body}");
+    assert!(answer.to_ascii_lowercase().contains("x-requests-dropped: 3"), "{answer}");
+    // SAFETY: SIGTERM to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(KEY));
 }

@@ -322,7 +322,7 @@ fn rate_auto_settles_under_a_hidden_limit_and_keeps_it() {
         .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(settled > 10.0 && settled <= 210.0, "it rose from its start and stayed near the limit: {settled}");
     assert_eq!(remote(&emu), recorded(&w.join("state.db")));
-    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("state.db"));
     let kept: String = conn.query_row("SELECT value FROM meta WHERE key = 'auto_rate'", [], |r| r.get(0)).unwrap();
     assert_eq!(kept.parse::<f64>().unwrap(), settled);
     // The next run starts near it (and says so).
@@ -437,7 +437,7 @@ fn a_baseline_killed_while_it_writes_changes_nothing() {
     w.run(&["baseline", "-q", "--input-dir", "day2", "--state", "state.db"]).expect(0);
     let last = plan(&w).json();
     assert_eq!(last["summary"]["api_calls"], 0, "{}", last["summary"]);
-    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("state.db"));
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal", "the snapshot is back in WAL mode for apply's readers");
 }
@@ -450,7 +450,7 @@ fn a_baseline_killed_while_it_writes_changes_nothing() {
 fn a_baseline_refused_for_its_ownership_file_records_nothing() {
     let w = bulk_days();
     let tables = |w: &Workdir| {
-        let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+        let conn = crate::util::open_snapshot(w.join("state.db"));
         ["customers", "devices", "assignments"].map(|t| {
             let mut st = conn.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2")).unwrap();
             let n = st.column_count();

@@ -167,7 +167,7 @@ fn with_rate_auto_the_estimate_uses_the_rate_the_last_run_settled_at() {
     let json: serde_json::Value = serde_json::from_str(&plan(&w, &["--format", "json", "--rate", "auto"])).unwrap();
     assert_eq!(json["estimate"]["basis"], "auto_start", "no auto run yet");
     // A settled rate, as an auto run stores it.
-    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("state.db"));
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('auto_rate', '250')", []).unwrap();
     drop(conn);
     let json: serde_json::Value = serde_json::from_str(&plan(&w, &["--format", "json", "--rate", "auto"])).unwrap();

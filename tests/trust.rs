@@ -226,7 +226,7 @@ fn a_server_that_stops_answering_stops_the_run() {
     assert!(!run.stderr.contains("Check --base-url"), "a slow server is not a wrong URL: {}", run.stderr);
     // Four unanswered attempts at a 1 s timeout, two at a time: a few seconds, not minutes.
     assert!(took < std::time::Duration::from_secs(15), "held the run {took:?}");
-    let conn = rusqlite::Connection::open(w.join("s.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("s.db"));
     let open: i64 = conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0)).unwrap();
     assert!(open > 0, "the calls in flight stay unknown outcomes");
     assert_eq!(last_outcome(&w), "stopped");
@@ -586,7 +586,7 @@ fn a_record_refused_night_after_night_is_quarantined_until_its_row_changes() {
     assert_eq!(remote, recorded);
     assert_eq!(remote.1["D02"].2, ["c@x.io"]);
     assert_eq!(remote.1["BAD1"].2, ["b@x.io"]);
-    let db = rusqlite::Connection::open(w.join("s.db")).unwrap();
+    let db = crate::util::open_snapshot(w.join("s.db"));
     let left: i64 = db.query_row("SELECT count(*) FROM refusals", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "a confirmation clears the record's refusals");
 }

@@ -126,7 +126,7 @@ fn a_damaged_undo_plan_stops_undo_and_sends_nothing() {
         let args = ["apply", "--config", CONFIG, "--input-dir", day, "--state", "state.db", "--rate", "500"];
         w.run_api(&emu, &args).expect(if day.ends_with('1') { 0 } else { 3 });
     }
-    let conn = rusqlite::Connection::open(w.join("state.db")).unwrap();
+    let conn = crate::util::open_snapshot(w.join("state.db"));
     let stored: Vec<u8> = conn.query_row("SELECT plan FROM undo WHERE run_id = 2", [], |r| r.get(0)).unwrap();
     let mut garbled = stored.clone();
     let mid = garbled.len() / 2;

@@ -199,3 +199,10 @@ impl Workdir {
         }
     }
 }
+
+/// Opens a snapshot as the tool does, through its page-checking VFS: a test's own writes keep
+/// every page's checksum (a write through plain SQLite would read as damage).
+pub fn open_snapshot(path: impl AsRef<Path>) -> rusqlite::Connection {
+    telemetron_sync::snapshot::check_pages();
+    rusqlite::Connection::open(path).unwrap()
+}

@@ -260,9 +260,20 @@ pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// An API key the emulator accepts, one organization each (repeatable) [default: $TELEMETRON_API_KEY]
+    /// An API key the emulator accepts, one organization each (repeatable; visible to `ps`:
+    /// prefer --api-key-file or $TELEMETRON_API_KEY)
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,
+    /// Read the keys the emulator accepts from this file, one per line (one organization each)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Close a connection that takes longer than this to send a request's headers, or stays idle
+    /// this long between requests
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// How many requests the request log (GET /_emulator/requests) keeps, the newest
+    #[arg(long, value_name = "N", default_value_t = crate::emulator::REQUEST_LOG)]
+    pub request_log: usize,
     /// Delay before every answer, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -684,6 +695,12 @@ pub struct HistoryArgs {
 pub enum SnapshotCommand {
     /// Create the snapshot if missing and bring its schema up to date
     Migrate {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Check the snapshot for damage: every page's checksum, then SQLite's full integrity check
+    /// (read-only; exit 1 when damaged)
+    Check {
         #[command(flatten)]
         state: StateArgs,
     },

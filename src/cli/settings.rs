@@ -100,7 +100,7 @@ impl<'a> CommandFlags<'a> {
                 ..none
             },
             Command::History(a) => CommandFlags { state: a.state.state.as_ref(), ..none },
-            Command::Snapshot(SnapshotCommand::Migrate { state }) => {
+            Command::Snapshot(SnapshotCommand::Migrate { state } | SnapshotCommand::Check { state }) => {
                 CommandFlags { state: state.state.as_ref(), ..none }
             }
             _ => none,
@@ -458,10 +458,18 @@ impl ApiSettings {
     }
 }
 
-/// The emulator's configuration from its flags: the keys it accepts are `--api-key` or, failing
-/// that, `TELEMETRON_API_KEY`.
+/// The emulator's configuration from its flags: the keys it accepts are `--api-key` and the lines
+/// of `--api-key-file` or, failing both, `TELEMETRON_API_KEY`.
 pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Config, Error> {
     let mut keys = args.api_keys.clone();
+    if let Some(file) = &args.api_key_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Usage(format!("--api-key-file {}: cannot read: {e}", file.display())))?;
+        keys.extend(text.lines().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string));
+        if keys.is_empty() {
+            return Err(Error::Usage(format!("--api-key-file {}: holds no key", file.display())));
+        }
+    }
     if keys.is_empty() {
         match std::env::var(super::env::API_KEY) {
             Ok(k) if !k.trim().is_empty() => keys.push(k.trim().to_string()),
@@ -483,6 +491,8 @@ pub fn emulator_config(args: &super::EmulatorArgs) -> Result<crate::emulator::Co
         all_unknown_assign: args.all_unknown_assign,
         email_match: args.email_match,
         empty_on_update: args.empty_on_update,
+        header_timeout: Some(Duration::from_secs(args.header_timeout)),
+        request_log: Some(args.request_log),
         refuse: args.refuse.clone(),
     })
 }

@@ -15,12 +15,12 @@ pub fn run(listen: std::net::SocketAddr, config: emulator::Config) -> Result<cra
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
-                "the emulator listens where other machines can reach it: it is for tests and rehearsals, and its admin routes (/_emulator/...) need no key. Listen on 127.0.0.1 unless that is what you want"
+                "the emulator listens where other machines can reach it: it is for tests and rehearsals, holds its data in memory, and speaks plain HTTP (keys travel in clear). Listen on 127.0.0.1 unless that is what you want"
             );
         }
         super::stdout_write(|out| {
             writeln!(out, "emulator listening on http://{addr}{} ({orgs} organization(s))", emulator::API_PREFIX)?;
-            writeln!(out, "admin: http://{addr}/_emulator/state  http://{addr}/_emulator/requests")
+            writeln!(out, "admin: http://{addr}/_emulator/state  http://{addr}/_emulator/requests (with the key in x-api-key)")
         })?;
         tracing::info!(%addr, ?config, "emulator started");
         emulator::serve(listener, Emulator::new(config), super::shutdown_signal())

@@ -13,7 +13,10 @@
 //! Admin routes outside the API path: `GET /_emulator/state` (every organization's customers,
 //! devices with their owners, tickets) and `GET /_emulator/requests` (the request log: time,
 //! method, path, status) read; `POST /_emulator/drift` changes a record behind the API's back,
-//! as a dashboard edit or another integration would, for rehearsing `verify` and drift.
+//! as a dashboard edit or another integration would, for rehearsing `verify` and drift. Every
+//! route, these included, needs a key the emulator accepts (`x-api-key`), checked before a body
+//! is read. The request log keeps the newest [`REQUEST_LOG`] requests (its answer's
+//! `x-requests-dropped` header counts those let go).
 //!
 //! # Choices where the reference is silent ([UNDOC])
 //!
@@ -149,7 +152,18 @@ pub struct Config {
     /// Identifiers and emails the server refuses: any write naming one of them, alone or in a
     /// bulk request, is a 400 "invalid device identifier or email" and changes nothing.
     pub refuse: Vec<String>,
+    /// How long a connection may take to send a request's headers, and may stay idle between
+    /// requests, before it is closed; `None`: [`HEADER_TIMEOUT`].
+    pub header_timeout: Option<Duration>,
+    /// How many requests the request log keeps (the newest); `None`: [`REQUEST_LOG`].
+    pub request_log: Option<usize>,
 }
+
+/// How long a connection may take to send a request's headers or stay idle, unless configured.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many requests the request log keeps unless configured (about 30 MB of them).
+pub const REQUEST_LOG: usize = 200_000;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +179,8 @@ impl std::fmt::Debug for Config {
             .field("email_match", &self.email_match)
             .field("empty_on_update", &self.empty_on_update)
             .field("refuse", &self.refuse)
+            .field("header_timeout", &self.header_timeout)
+            .field("request_log", &self.request_log)
             .finish()
     }
 }
@@ -191,7 +207,9 @@ struct Inner {
     config: Config,
     started: Instant,
     orgs: Mutex<Vec<OrgState>>,
-    log: Mutex<Vec<LoggedRequest>>,
+    /// The newest requests (at most `Config::request_log`), and how many older ones were let go.
+    log: Mutex<std::collections::VecDeque<LoggedRequest>>,
+    dropped: AtomicU64,
     counter: AtomicU64,
     /// When the requests of the last second were admitted (for the rate limit).
     window: Mutex<std::collections::VecDeque<std::time::Instant>>,
@@ -214,7 +232,8 @@ impl Emulator {
                 config,
                 started: Instant::now(),
                 orgs: Mutex::new(orgs),
-                log: Mutex::new(Vec::new()),
+                log: Mutex::new(std::collections::VecDeque::new()),
+                dropped: AtomicU64::new(0),
                 counter: AtomicU64::new(0),
                 window: Mutex::new(std::collections::VecDeque::new()),
                 write_fault: Mutex::new(None),
@@ -248,7 +267,23 @@ impl Emulator {
 
     /// The request log, as `GET /_emulator/requests` shows it.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.inner.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// How many requests the log let go to stay within its bound.
+    pub fn requests_dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Adds a request to the log, letting the oldest go past its bound.
+    fn log(&self, entry: LoggedRequest) {
+        let max = self.inner.config.request_log.unwrap_or(REQUEST_LOG);
+        let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.push_back(entry);
+        while log.len() > max {
+            log.pop_front();
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A deterministic draw in [0, 1) for the `n`th request and purpose `salt`.
@@ -285,16 +320,81 @@ pub fn app(emulator: Emulator) -> Router {
         .route("/_emulator/drift", axum::routing::post(admin_drift))
         .route("/api/ext-v1/{*rest}", any(api))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(emulator.clone(), require_key))
         .with_state(emulator)
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Every route, the admin routes included, answers 401 to a request without a key it accepts,
+/// before anything reads its body. An API request refused so is logged like any other.
+async fn require_key(
+    State(emu): State<Emulator>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let key = request.headers().get(crate::api::KEY_HEADER).and_then(|v| v.to_str().ok());
+    if key.is_some_and(|k| emu.inner.config.api_keys.iter().any(|known| known == k)) {
+        return next.run(request).await;
+    }
+    if request.uri().path().starts_with(API_PREFIX) {
+        emu.log(LoggedRequest {
+            time: crate::time::now_rfc3339(),
+            t_ms: emu.inner.started.elapsed().as_secs_f64() * 1000.0,
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            status: StatusCode::UNAUTHORIZED.as_u16(),
+        });
+    }
+    (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized: invalid or missing API key"}))).into_response()
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight. A
+/// connection that takes longer than the header timeout to send a request's headers, or stays
+/// idle that long between requests, is closed (a server that waited for ever could be held
+/// open by anyone who can connect).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     emulator: Emulator,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(emulator)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let timeout = emulator.inner.config.header_timeout.unwrap_or(HEADER_TIMEOUT);
+    let app = app(emulator);
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, say: the connections open go on; try again shortly.
+                Err(e) => {
+                    tracing::debug!("emulator: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout);
+            let mut connection = std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Binds `addr` and serves in the background; returns the bound address (useful with port 0)
@@ -335,7 +435,8 @@ async fn admin_state(State(emu): State<Emulator>) -> impl IntoResponse {
 }
 
 async fn admin_requests(State(emu): State<Emulator>) -> impl IntoResponse {
-    axum::Json(emu.requests())
+    let dropped = emu.requests_dropped().to_string();
+    ([("x-requests-dropped", dropped)], axum::Json(emu.requests()))
 }
 
 /// A change made behind the API's back (`POST /_emulator/drift`), in the first organization
@@ -426,7 +527,7 @@ async fn api(
         },
         _ => (status, body),
     };
-    emu.inner.log.lock().unwrap_or_else(|p| p.into_inner()).push(LoggedRequest {
+    emu.log(LoggedRequest {
         time,
         t_ms: arrived.as_secs_f64() * 1000.0,
         method: method.to_string(),

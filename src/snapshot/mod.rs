@@ -13,14 +13,18 @@
 /// How many runs' undo plans are kept unless configured otherwise (`--keep-undo`).
 pub const KEEP_UNDO: u32 = 30;
 
+mod integrity;
 mod lock;
+mod pages;
 mod read;
 mod runs;
 mod schema;
 mod store;
 mod writer;
 
+pub use integrity::{Checked, check};
 pub use lock::Lock;
+pub use pages::{Scan, register as check_pages, scan};
 pub use read::{Reading, Share, open, read, refusals, version_and_totals};
 pub use runs::{RunRecord, runs, settled_rate, undo_plan, undone_by};
 pub use schema::{SCHEMA_VERSION, new_snapshot_id};

@@ -1,5 +1,6 @@
 //! The schema: its migrations, its version, and the snapshot's identity.
 
+use std::ffi::c_int;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -62,7 +63,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
          message TEXT NOT NULL,
          PRIMARY KEY (record, key)
      ) WITHOUT ROWID;",
+    // 6: every page carries a checksum (`pages`); an older file is sealed (copied into a file
+    // with room for them) before this runs. From here on a file without room is damaged.
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('pages', 'sealed');",
 ];
+
+/// The schema version from which every page of the file is sealed.
+pub(super) const SEALED_SINCE: i64 = 6;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -70,6 +77,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Opens an existing snapshot read-only; returns the connection and its schema version.
 pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
     crate::private::warn_if_snapshot_open(path);
+    super::pages::register();
     let open = |flags: OpenFlags| {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
@@ -90,13 +98,23 @@ pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
         conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     }
     let version = schema_version(&conn, path)?;
+    if version >= SEALED_SINCE
+        && super::pages::reserved(&conn).map_err(|e| Error::snapshot(path, e))? != c_int::from(super::pages::RESERVE)
+    {
+        return Err(Error::Damaged {
+            path: path.to_owned(),
+            what: "its header no longer reserves room for page checksums".into(),
+        });
+    }
     Ok((conn, version))
 }
 
 pub(super) fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
-    let v: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| Error::snapshot(path, format!("not a readable SQLite file ({e}); point --state at a snapshot")))?;
+    let v: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| match crate::error::damage(&e) {
+            Some(what) => Error::Damaged { path: path.to_owned(), what },
+            None => Error::snapshot(path, format!("not a readable SQLite file ({e}); point --state at a snapshot")),
+        })?;
     if v > SCHEMA_VERSION {
         return Err(Error::snapshot(
             path,

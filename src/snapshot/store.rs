@@ -1,13 +1,15 @@
 //! The snapshot opened for writing: creation and migration, the runs table, undo plans, the
 //! journal's intents.
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Writer;
 use super::read::load;
-use super::schema::{MIGRATIONS, SCHEMA_VERSION, new_snapshot_id, schema_version};
+use super::schema::{MIGRATIONS, SCHEMA_VERSION, SEALED_SINCE, new_snapshot_id, schema_version};
+use super::{integrity, pages};
 use crate::error::Error;
 use crate::model::{CustomerRecord, DeviceIdent, Email, SnapshotData, StoredCustomer, TelemetronId};
 
@@ -17,6 +19,70 @@ const WRITER_BUSY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a bulk write and a reader wait for each other: in the rollback journal a reader
 /// keeps the writer from writing and the writer keeps readers out (a minute for 10 M devices).
 pub(super) const BULK_BUSY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Opens the snapshot for writing, with the settings every writer uses.
+fn connect(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    conn.busy_timeout(WRITER_BUSY).map_err(err)?;
+    // Takes effect only on a file that has no pages yet: a new snapshot. A quarter as many
+    // pages to write and balance in a bulk write (`baseline` at 10 M: 37.3 -> 35.9 s).
+    conn.pragma_update(None, "page_size", 16384).map_err(err)?;
+    let pages_now: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(err)?;
+    if pages_now == 0 {
+        // A new file: its pages have room for checksums from the first.
+        pages::reserve(&conn).map_err(err)?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    Ok(conn)
+}
+
+/// Gives a snapshot from before page checksums its checksums: copied whole (`VACUUM INTO`) into
+/// a new private file beside it whose pages have room for them, which then takes its place. A
+/// kill at any moment leaves the old file or the new one. Once, at the first write of a newer
+/// build; the caller holds the lock.
+fn seal(conn: Connection, path: &Path) -> Result<Connection, Error> {
+    let err = |e: rusqlite::Error| Error::snapshot(path, e);
+    // Out of WAL first: a WAL left beside the file would be read into the new one.
+    let mode: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0)).map_err(err)?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(Error::snapshot(
+            path,
+            "another process has the snapshot open, and its pages are being given checksums (once, by this version); run again when it is done",
+        ));
+    }
+    let tmp = crate::files::temp_beside(path);
+    let copied = (|| {
+        crate::private::create_new(&tmp).map_err(|e| Error::snapshot(&tmp, format!("cannot create: {e}")))?;
+        pages::seal_from_the_start(&tmp);
+        pages::reserve(&conn).map_err(err)?;
+        let to = tmp.to_str().ok_or_else(|| Error::snapshot(path, "the snapshot's folder is not valid UTF-8"))?;
+        conn.execute("VACUUM INTO ?1", [to]).map_err(err)?;
+        match pages::scan(&tmp) {
+            Ok(pages::Scan::Intact { .. }) => {}
+            other => {
+                return Err(Error::snapshot(
+                    path,
+                    format!("its copy with page checksums did not check out ({other:?})"),
+                ));
+            }
+        }
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::snapshot(&tmp, e))?;
+        drop(conn);
+        std::fs::rename(&tmp, path).map_err(|e| Error::snapshot(path, format!("cannot replace: {e}")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    tracing::info!(snapshot = %path.display(), "the snapshot's pages now carry checksums");
+    connect(path)
+}
 
 /// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +125,7 @@ impl Store {
     /// Opens (creating and migrating) without saying so; returns the schema migrated from, for
     /// the caller to log once it can say which run did it.
     pub fn open_migrating(path: &Path, id: Option<&str>) -> Result<(Store, Option<i64>), Error> {
+        pages::register();
         if !path.exists() {
             if let Ok(target) = std::fs::read_link(path) {
                 // SQLite would follow it and create the target with the umask's mode.
@@ -79,16 +146,29 @@ impl Store {
             }
         } else {
             crate::private::warn_if_snapshot_open(path);
+            // Every page's checksum, before SQLite opens the file: nothing is written into a
+            // damaged snapshot, not even this run's record.
+            integrity::before_writing(path)?;
         }
-        let mut conn = Connection::open(path).map_err(|e| Error::snapshot(path, format!("cannot open: {e}")))?;
+        // Nothing in it yet (made now, or by a run stopped before its first commit): every
+        // page it gets is sealed, whatever order SQLite writes them in.
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0)
+        {
+            pages::seal_from_the_start(path);
+        }
+        let mut conn = connect(path)?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
-        conn.busy_timeout(WRITER_BUSY).map_err(err)?;
-        // Takes effect only on a file that has no pages yet: a new snapshot. A quarter as many
-        // pages to write and balance in a bulk write (`baseline` at 10 M: 37.3 -> 35.9 s).
-        conn.pragma_update(None, "page_size", 16384).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         let version = schema_version(&conn, path)?;
+        if pages::reserved(&conn).map_err(err)? != c_int::from(pages::RESERVE) {
+            if version >= SEALED_SINCE {
+                return Err(Error::Damaged {
+                    path: path.to_owned(),
+                    what: "its header no longer reserves room for page checksums".into(),
+                });
+            }
+            conn = seal(conn, path)?;
+        }
         if version < SCHEMA_VERSION {
             // Every pending migration in one transaction: a kill at any moment leaves the old
             // schema or the new one, never a half-made file that the next run cannot use.

@@ -504,3 +504,106 @@ fn bulk_writes_of_any_length_write_what_row_by_row_writes() {
         assert!(n == 0 || bulk.iter().any(|r| r.starts_with("c000@x.io|cust_0|")), "{n} rows: the stored id kept");
     }
 }
+
+/// A snapshot of `n` devices, closed: its path.
+fn devices_snapshot(n: usize) -> PathBuf {
+    let path = tempdir().join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let mut w = store.writer().unwrap();
+    for i in 0..n {
+        let props = Properties::from_json(&format!(r#"{{"fw":"1.{i}","site":"Zürich-{i:05}"}}"#)).unwrap();
+        let record = DeviceRecord { device_type: Some("thermostat".into()), properties: props };
+        w.put_device(&DeviceIdent::parse(&format!("SN-{:08}", (i * 7919) % 100_003)).unwrap(), None, &record).unwrap();
+    }
+    w.commit().unwrap();
+    drop(store);
+    path
+}
+
+/// The page size and the number of pages of the file at `path`.
+fn pages_of(path: &std::path::Path) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    (size, bytes.len() / size)
+}
+
+#[test]
+fn every_page_of_a_new_snapshot_is_sealed() {
+    let path = devices_snapshot(3000);
+    let (_, pages) = pages_of(&path);
+    assert!(pages > 3, "{pages} pages");
+    assert_eq!(scan(&path).unwrap(), Scan::Intact { pages: pages as u64 });
+}
+
+/// The damage the issue found: 4 KiB of zeros in the middle of a devices page was read as
+/// rows. Now reading refuses, naming the damage, and a writer refuses before writing a byte.
+#[test]
+fn a_zeroed_stretch_of_a_page_is_refused_by_readers_and_writers_alike() {
+    let path = devices_snapshot(3000);
+    let (size, pages) = pages_of(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = pages / 2;
+    let at = page * size + size / 2 - 2048;
+    bytes[at..at + 4096].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(scan(&path).unwrap(), Scan::Damaged { page: page as u64 + 1, pages: pages as u64 });
+
+    let e = read(&path).unwrap_err().to_string();
+    assert!(e.contains("is damaged") && e.contains("verify --all --heal"), "{e}");
+    let e = Store::open(&path).unwrap_err().to_string();
+    assert!(e.contains(&format!("page {} of {pages}", page + 1)), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file is left exactly as it was");
+    let checked = check(&path).unwrap();
+    assert!(!checked.ok(), "{checked:?}");
+}
+
+/// A snapshot written before page checksums (schema 5, no room reserved) is sealed at its first
+/// write by this version: its rows unchanged, every page checked from then on.
+#[test]
+fn a_snapshot_from_before_checksums_is_sealed_at_its_first_write() {
+    let path = tempdir().join("old.db");
+    let conn = rusqlite::Connection::open_with_flags_and_vfs(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
+        c"unix",
+    )
+    .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    for sql in &super::schema::MIGRATIONS[..5] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO meta VALUES ('snapshot_id', 'old'), ('generation', '4');
+         INSERT INTO devices (identifier, type) VALUES ('D1', 'thermostat');
+         INSERT INTO assignments VALUES ('D1', 'a@b.co');
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(conn);
+    assert_eq!(scan(&path).unwrap(), Scan::Unsealed);
+    let before = read(&path).unwrap();
+    Store::open(&path).unwrap();
+    assert!(matches!(scan(&path).unwrap(), Scan::Intact { .. }), "{:?}", scan(&path));
+    let after = read(&path).unwrap();
+    assert_eq!((after.version.id.as_deref(), after.version.generation), (Some("old"), 4));
+    assert_eq!(format!("{:?}", after.devices), format!("{:?}", before.devices));
+    assert!(check(&path).unwrap().ok());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A header that no longer reserves room for checksums would turn every check off: a snapshot
+/// of a version that seals its pages is refused instead.
+#[test]
+fn a_header_that_lost_its_reserved_bytes_is_refused() {
+    let path = devices_snapshot(10);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] = 0;
+    std::fs::write(&path, &bytes).unwrap();
+    for e in [read(&path).unwrap_err().to_string(), Store::open(&path).unwrap_err().to_string()] {
+        // In this process the file is known to be sealed, so page 1 fails its check; a process
+        // that did not make it finds the header without room (both are damage).
+        assert!(e.contains("is damaged ("), "{e}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

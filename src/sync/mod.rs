@@ -91,6 +91,8 @@ pub fn begin_run(state: &Path, kind: &str) -> Result<i64, Error> {
 /// refusal. Any other result was recorded where it was made.
 pub fn end_run(state: &Path, run_id: i64, result: Result<Ended, Error>) -> Result<Ended, Error> {
     let (word, why) = match &result {
+        // Nothing is written into a damaged snapshot, not even how the run ended.
+        Err(Error::Damaged { .. }) => return result,
         Err(Error::KeyRefused(m)) => ("refused_key", m.clone()),
         Err(Error::Unreachable(m)) => ("unreachable", m.clone()),
         Err(e) => ("failed", e.to_string()),
