@@ -36,6 +36,24 @@ pub struct ConfigFile {
     pub devices: DeviceSection,
     #[serde(default)]
     pub ownership: FileSection<OwnershipColumns>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[limits]`: what one input may cost before it is refused (see `load::Limits`; the defaults
+/// are far above a real export's needs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The longest record (a row), in KiB (default 1024).
+    pub max_record_kib: Option<u64>,
+    /// How many times its stored size a compressed file may expand to (default 1000).
+    pub max_expansion: Option<u64>,
+    /// The most a compressed file may expand to, in GiB (default 64).
+    pub max_decompressed_gib: Option<u64>,
+    /// Rejected rows (and warnings) of each file kept in full and listed; the rest are counted
+    /// (default 10000).
+    pub rejects_kept: Option<usize>,
 }
 
 /// `[api]`: where Telemetron is and how long to wait for it.

@@ -514,3 +514,71 @@ fn the_emulator_checks_the_key_on_every_route_closes_stalled_connections_and_bou
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains(KEY));
 }
+
+/// A zstd file of `frames` frames, each `chunk` compressed: what a bomb looks like (a few KB that
+/// expand to hundreds of MB), made without compressing hundreds of MB here.
+fn zst_frames(first: &[u8], chunk: &[u8], frames: usize) -> Vec<u8> {
+    let compress = |b: &[u8]| ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest);
+    let (head, body) = (compress(first), compress(chunk));
+    let mut out = head;
+    for _ in 0..frames {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Hostile inputs cost memory in proportion to the limits, not to the file (issue 39, item 4):
+/// a 100 MB line and a 7 KB `.zst` that expands to a 300 MB line are refused once a record runs
+/// past 1 MiB; a 20 KB `.zst` of valid rows that expands 5,000 times is refused past 64 MiB; a
+/// small `.zst` of 2 million rejected rows is planned, its first 10,000 rejects listed and the
+/// rest counted. Every error names the file and the `[limits]` setting; every run stays under
+/// 100 MB (the run's own `peak_rss_mib`).
+#[test]
+fn hostile_inputs_are_refused_or_counted_within_bounded_memory() {
+    let w = crate::util::Workdir::new();
+    let mut long = b"email,name\na@x.io,Ann\nb@x.io,".to_vec();
+    long.resize(long.len() + (100 << 20), b'x');
+    long.extend_from_slice(b"\nc@x.io,Cy\n");
+    w.write("long.csv", long);
+    w.write("bomb.csv.zst", zst_frames(b"email,name\nb@x.io,", &vec![b'y'; 1 << 20], 300));
+    let row = b"bob@x.io,Bob\n";
+    w.write("ratio.csv.zst", zst_frames(b"email,name\n", &row.repeat((1 << 20) / row.len()), 100));
+    let bad = b"not an email,Bob\n";
+    let per_chunk = (1 << 20) / bad.len();
+    w.write("rejects.csv.zst", zst_frames(b"email,name\n", &bad.repeat(per_chunk), 2_000_000 / per_chunk + 1));
+    let plan = |file: &str| {
+        let args = ["--log-format", "json", "plan", "--customers", file, "--state", "s.db", "--format", "json"];
+        run_measured(&mut w.command(&args), None)
+    };
+    for (file, says) in [
+        ("long.csv", "runs past 1024 KiB without ending"),
+        ("bomb.csv.zst", "runs past 1024 KiB without ending"),
+        ("ratio.csv.zst", "expands more than 1000 times its stored size"),
+    ] {
+        let (run, peak) = plan(file);
+        assert_eq!(run.code, 1, "{file}: {}", run.stderr);
+        assert!(run.stderr.contains(file) && run.stderr.contains(says), "{file}: {}", run.stderr);
+        assert!(run.stderr.contains("[limits] max_"), "{file}: {}", run.stderr);
+        assert!(peak < 100, "{file}: peak {peak} MiB");
+    }
+    // Every row rejected: the file is refused (as a broken export), counted rows included.
+    let (run, peak) = plan("rejects.csv.zst");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("every one of its 2") && run.stderr.contains("row(s) was rejected"), "{}", run.stderr);
+    assert!(peak < 100, "2 M rejected rows: peak {peak} MiB");
+    // With one good row, the plan goes ahead: its first 10,000 rejects listed, the rest counted.
+    let mut with_good = zst_frames(b"email,name\nann@x.io,Ann\n", b"", 0);
+    with_good.extend_from_slice(&std::fs::read(w.join("rejects.csv.zst")).unwrap());
+    w.write("mostly.csv.zst", with_good);
+    let (run, peak) = plan("mostly.csv.zst");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let rejected = doc["summary"]["rejected_rows"].as_u64().unwrap();
+    assert!(rejected >= 2_000_000, "{rejected}");
+    assert_eq!(doc["rejected"].as_array().map(Vec::len), Some(10_000));
+    assert!(peak < 100, "2 M rejected rows and one good: peak {peak} MiB");
+    // A real export that needs more says so in the config.
+    w.write("limits.toml", "[limits]\nmax_record_kib = 204800\n");
+    let run = w.run(&["--config", "limits.toml", "plan", "--customers", "long.csv", "--state", "s.db"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

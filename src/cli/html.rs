@@ -148,7 +148,7 @@ pub fn write(
         data_of(plan, table.id, &mut data)?;
         out.write_all(b"\"</script></section>\n")?;
     }
-    if plan.operations.is_empty() && plan.rejected.is_empty() {
+    if plan.operations.is_empty() && plan.summary.rejected_rows == 0 {
         out.write_all(b"<p>Nothing to change: Telemetron is in step with the exports.</p>\n")?;
     }
     out.write_all(b"<script>")?;
@@ -169,8 +169,8 @@ fn rows_of(plan: &Plan, id: &str) -> usize {
         "assignments_to_add" => s.assignments_to_add,
         "customers_not_in_export" => plan.not_in_export.customers.len(),
         "devices_not_in_export" => plan.not_in_export.devices.len(),
-        "rejected_rows" => plan.rejected.len(),
-        _ => plan.warnings.len(),
+        "rejected_rows" => plan.summary.rejected_rows,
+        _ => plan.summary.warnings,
     }
 }
 

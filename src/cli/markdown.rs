@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::report::{Section, change_sections, estimate_lines, reject_line, summary_rows, warning_line};
+use super::report::{Section, change_sections, estimate_lines, summary_rows};
 use crate::model::{InputInfo, SnapshotVersion};
 use crate::plan::Plan;
 
@@ -66,7 +66,7 @@ pub fn render(plan: &Plan, inputs: &[InputInfo], state: &Path, snapshot: &Snapsh
     }
 
     let mut sections: Vec<Section> = change_sections(plan).into_iter().filter(|s| !s.lines.is_empty()).collect();
-    let rejected: Vec<String> = plan.rejected.iter().map(reject_line).collect();
+    let rejected: Vec<String> = super::report::rejected_lines(plan);
     if !rejected.is_empty() {
         sections.push(Section {
             id: "rejected_rows",
@@ -74,13 +74,13 @@ pub fn render(plan: &Plan, inputs: &[InputInfo], state: &Path, snapshot: &Snapsh
             lines: rejected,
         });
     }
-    let warnings: Vec<String> = plan.warnings.iter().map(warning_line).collect();
+    let warnings: Vec<String> = super::report::warning_lines(plan);
     if !warnings.is_empty() {
         sections.push(Section { id: "warnings", title: "Warnings".into(), lines: warnings });
     }
 
     let mut out = head;
-    if plan.operations.is_empty() && plan.rejected.is_empty() {
+    if plan.operations.is_empty() && plan.summary.rejected_rows == 0 {
         out.push_str("\nNothing to change: Telemetron is in step with the exports.\n");
     }
     // What the sections may take: the limit less the head and the closing note's room. Each

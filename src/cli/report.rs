@@ -82,12 +82,8 @@ pub fn write_plan_text(
             rows.join(", ")
         );
     }
-    section(
-        &mut s,
-        "Rejected rows (left out of this plan; their entities are left unchanged)",
-        plan.rejected.iter().map(reject_line).collect(),
-    );
-    section(&mut s, "Warnings", plan.warnings.iter().map(warning_line).collect());
+    section(&mut s, "Rejected rows (left out of this plan; their entities are left unchanged)", rejected_lines(plan));
+    section(&mut s, "Warnings", warning_lines(plan));
     if let Some(v) = plan.guard.as_ref().filter(|v| v.refused || v.forced) {
         let then = if v.forced {
             "would go ahead because of --force"
@@ -101,13 +97,13 @@ pub fn write_plan_text(
         );
     }
     if plan.operations.is_empty() {
-        if plan.rejected.is_empty() {
+        if plan.summary.rejected_rows == 0 {
             let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
         } else {
             let _ = writeln!(
                 s,
                 "\nNothing to change from the rows that were read; {} rejected row(s) were left out: fix them in the export (listed above) for Telemetron to be in step.",
-                plan.rejected.len()
+                plan.summary.rejected_rows
             );
         }
     }
@@ -275,4 +271,28 @@ pub fn props_inline(p: &Properties) -> String {
         let _ = write!(s, "  {k}={v:?}");
     }
     s
+}
+
+/// The rejected rows a plan lists, and a line counting those it only counted (past
+/// `[limits] rejects_kept` in a file).
+pub fn rejected_lines(plan: &Plan) -> Vec<String> {
+    let mut lines: Vec<String> = plan.rejected.iter().map(reject_line).collect();
+    let unlisted = plan.summary.rejected_rows.saturating_sub(plan.rejected.len());
+    if unlisted > 0 {
+        lines.push(format!(
+            "... and {} more rejected rows, counted but not listed ([limits] rejects_kept keeps the first of each file)",
+            crate::plan::thousands(unlisted)
+        ));
+    }
+    lines
+}
+
+/// The warnings a plan lists, and a line counting those it only counted.
+pub fn warning_lines(plan: &Plan) -> Vec<String> {
+    let mut lines: Vec<String> = plan.warnings.iter().map(warning_line).collect();
+    let unlisted = plan.summary.warnings.saturating_sub(plan.warnings.len());
+    if unlisted > 0 {
+        lines.push(format!("... and {} more warnings, counted but not listed", crate::plan::thousands(unlisted)));
+    }
+    lines
 }

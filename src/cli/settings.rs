@@ -355,6 +355,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub use crate::front::InputSettings;
 
+/// The config's `[limits]`, over the defaults.
+fn limits(section: &crate::config::LimitsSection) -> crate::load::Limits {
+    let d = crate::load::Limits::default();
+    crate::load::Limits {
+        record: section.max_record_kib.map_or(d.record, |k| k.saturating_mul(1 << 10).max(1)),
+        expansion: section.max_expansion.map_or(d.expansion, |x| x.max(1)),
+        decompressed: section.max_decompressed_gib.map_or(d.decompressed, |g| g.saturating_mul(1 << 30).max(1)),
+        rejects_kept: section.rejects_kept.unwrap_or(d.rejects_kept),
+    }
+}
+
 impl InputSettings {
     /// The export files and how to read them: flags beat the config's sections. Without
     /// `require_inputs` no file is needed (`apply --plan` takes its operations from the plan).
@@ -432,7 +443,7 @@ impl InputSettings {
             ));
         }
         Ok(InputSettings {
-            sources: Sources { customers, devices, ownership },
+            sources: Sources { customers, devices, ownership, limits: limits(&config.limits) },
             state: settings.state.clone(),
             strict: args.strict,
             rejects: args.rejects.clone(),

@@ -170,7 +170,7 @@ fn metadata_from_csv(path: &std::path::Path, s: &Settings) -> Result<(Vec<api::B
             message: "no devices to send; it has no valid device row".into(),
         });
     }
-    Ok((batches, export.rejects.len()))
+    Ok((batches, export.rejected_rows()))
 }
 
 pub fn assign(args: &AssignArgs, s: &Settings) -> Result<Ended, Error> {

@@ -49,7 +49,9 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
                 let diff = std::mem::take(&mut p.diff);
                 let kept = crate::model::Export {
                     rejects: std::mem::take(&mut p.export.rejects),
+                    rejects_unlisted: std::mem::take(&mut p.export.rejects_unlisted),
                     warnings: std::mem::take(&mut p.export.warnings),
+                    warnings_unlisted: p.export.warnings_unlisted,
                     ..Default::default()
                 };
                 let refused = std::mem::take(&mut p.refused);
@@ -59,7 +61,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
                 let held = plan::Held { refused: &refused, rule: settings.quarantine };
                 let doc = plan::build_uncounted(diff, &kept, held);
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan built");
-                (doc.operations, kept.rejects.len(), kept.warnings.len(), doc.quarantined)
+                (doc.operations, kept.rejected_rows(), kept.warning_count(), doc.quarantined)
             }
         };
         let progress = crate::cli::progress::for_stderr(a.quiet);

@@ -60,9 +60,9 @@ pub fn run(settings: &InputSettings) -> Result<Ended, Error> {
             "devices_recorded": d.devices_to_create.len() + d.devices_to_update.len(),
             "assignments_added": d.assignments_to_add.len(),
             "assignments_removed": d.assignments_to_remove.len(),
-            "rejected_rows": p.export.rejects.len(),
+            "rejected_rows": p.export.rejected_rows(),
         });
-        let outcome = if p.export.rejects.is_empty() { "ok" } else { "partial" };
+        let outcome = if p.export.rejected_rows() == 0 { "ok" } else { "partial" };
         store.finish_run(run_id, outcome, &summary)?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot written");
         super::stdout_write(|out| {
@@ -79,7 +79,7 @@ pub fn run(settings: &InputSettings) -> Result<Ended, Error> {
         })?;
         let figures = Figures {
             run_id: Some(run_id),
-            rejected_rows: p.export.rejects.len() as u64,
+            rejected_rows: p.export.rejected_rows() as u64,
             warnings: p.export.warnings.len() as u64,
             ..Figures::default()
         };

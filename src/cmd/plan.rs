@@ -66,8 +66,8 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
     }
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan written");
     let figures = Figures {
-        rejected_rows: p.export.rejects.len() as u64,
-        warnings: p.export.warnings.len() as u64,
+        rejected_rows: p.export.rejected_rows() as u64,
+        warnings: p.export.warning_count() as u64,
         quarantined: doc.summary.quarantined as u64,
         ..Figures::default()
     };

@@ -242,10 +242,15 @@ fn report_rows(export: &Export, settings: &InputSettings) -> Result<(), Error> {
             load::reject_line_for_log(r)
         );
     }
-    if export.rejects.len() > STDERR_REJECTS {
+    if export.rejected_rows() > STDERR_REJECTS {
+        let all = if export.rejects_unlisted.is_empty() {
+            "them all"
+        } else {
+            "the first of each file: [limits] rejects_kept"
+        };
         tracing::warn!(
-            "... and {} more rejected rows (--rejects FILE writes them all)",
-            export.rejects.len() - STDERR_REJECTS
+            "... and {} more rejected rows (--rejects FILE writes {all})",
+            export.rejected_rows() - STDERR_REJECTS
         );
     }
     for w in export.warnings.iter().take(STDERR_REJECTS) {
@@ -262,8 +267,8 @@ fn report_rows(export: &Export, settings: &InputSettings) -> Result<(), Error> {
         crate::files::replace(path, crate::files::Access::Private, |out| load::write_rejects(out, &export.rejects))
             .map_err(|source| Error::Io { what: "write the rejects file", path: path.clone(), source })?;
     }
-    if settings.strict && !export.rejects.is_empty() {
-        return Err(Error::Strict { count: export.rejects.len() });
+    if settings.strict && export.rejected_rows() > 0 {
+        return Err(Error::Strict { count: export.rejected_rows() });
     }
     Ok(())
 }
@@ -299,7 +304,7 @@ fn refuse_all_rejected(export: &Export) -> Result<(), Error> {
     for input in export.inputs.iter().filter(|i| i.rows > 0) {
         let mut lines: Vec<u64> = export.rejects.iter().filter(|r| *r.file == *input.path).map(|r| r.line).collect();
         lines.dedup();
-        if lines.len() as u64 >= input.rows {
+        if (lines.len() + export.unlisted_rejects_of(&input.path)) as u64 >= input.rows {
             let first = export.rejects.iter().find(|r| *r.file == *input.path).map(load::reject_line_for_log);
             return Err(Error::BadFile {
                 path: input.path.clone().into(),

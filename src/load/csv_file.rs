@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::source::{OpenError, Source, count_line_breaks};
-use super::{Export, InputInfo, Reject};
+use super::source::{OpenError, OverLimit, Source, count_line_breaks};
+use super::{Export, InputInfo, Limits, Reject};
 use crate::config::Column;
 use crate::error::Error;
+use crate::model::Capped;
 
 /// An open export with its header read.
 pub(super) struct CsvFile {
@@ -23,6 +24,8 @@ pub(super) struct CsvFile {
     reader: csv::Reader<Source>,
     pub headers: Vec<String>,
     rows: u64,
+    /// How many of its rejected rows and warnings are kept in full ([`Limits::rejects_kept`]).
+    pub rejects_kept: usize,
 }
 
 /// One well-formed data row: its line, and its fields as UTF-8.
@@ -141,8 +144,8 @@ fn estimate_rows(size: u64, pos: u64, rows: u64) -> usize {
 }
 
 impl CsvFile {
-    pub fn open(path: &Path, delimiter: u8) -> Result<CsvFile, Error> {
-        let source = Source::open(path).map_err(|e| match e {
+    pub fn open(path: &Path, delimiter: u8, limits: &Limits) -> Result<CsvFile, Error> {
+        let source = Source::open(path, limits).map_err(|e| match e {
             OpenError::Io(source) => Error::Io { what: "open", path: path.to_owned(), source },
             OpenError::NotCompressed(kind) => Error::BadFile {
                 path: path.to_owned(),
@@ -187,7 +190,15 @@ impl CsvFile {
             headers.push(h.trim().to_string());
         }
         let name: Arc<str> = path.display().to_string().into();
-        Ok(CsvFile { path: path.to_owned(), name, delimiter, reader, headers, rows: 0 })
+        Ok(CsvFile {
+            path: path.to_owned(),
+            name,
+            delimiter,
+            reader,
+            headers,
+            rows: 0,
+            rejects_kept: limits.rejects_kept,
+        })
     }
 
     /// The index of the column named `name` (case-insensitive), if the header has it once.
@@ -268,7 +279,7 @@ impl CsvFile {
     pub fn for_each_row(
         &mut self,
         multiline: Multiline<'_>,
-        rejects: &mut Vec<Reject>,
+        rejects: &mut Capped<Reject>,
         mut f: impl FnMut(RowEvent<'_>, &dyn Fn(Option<usize>, String) -> Reject) -> Option<Reject>,
     ) -> Result<(), Error> {
         let mut cur = csv::ByteRecord::new();
@@ -513,6 +524,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn csv_fatal(path: &Path, e: csv::Error) -> Error {
     match e.into_kind() {
+        // A limit the file went past: refused with what to do, not as a read error.
+        csv::ErrorKind::Io(source) if source.get_ref().is_some_and(|e| e.is::<OverLimit>()) => {
+            Error::BadFile { path: path.to_owned(), message: format!("refused: {source}") }
+        }
         csv::ErrorKind::Io(source) => Error::Io { what: "read", path: path.to_owned(), source },
         other => Error::BadFile { path: path.to_owned(), message: format!("{other:?}") },
     }

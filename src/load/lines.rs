@@ -8,7 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::Sources;
 use super::csv_file::{CsvFile, Multiline, RowEvent};
 use crate::error::Error;
-use crate::model::{DeviceIdent, Email, RecordKind};
+use crate::model::{Capped, DeviceIdent, Email, RecordKind};
 
 /// The `file:line` of each record asked for that an export row gives: a customer's row, a
 /// device's (its type and its properties), an assignment's ownership row (by device, and by
@@ -44,12 +44,12 @@ pub fn lines_of(
         }
     };
     if let Some(spec) = sources.customers.as_ref().filter(|_| !customers.is_empty()) {
-        let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+        let mut file = CsvFile::open(&spec.path, spec.delimiter, &sources.limits)?;
         let col = file.required(&spec.columns.email, "customers", "email")?;
         let free: Vec<usize> = (0..file.headers.len()).filter(|c| *c != col).collect();
         let multiline = Multiline::Only { free: &free, key: col, is_key: |s| Email::parse(s).is_ok() };
         let name = file.name.clone();
-        file.for_each_row(multiline, &mut Vec::new(), |event, _| {
+        file.for_each_row(multiline, &mut Capped::new(0), |event, _| {
             if let RowEvent::Row(row) = event
                 && let Ok(email) = Email::parse(row.field(col))
                 && customers.contains(email.as_str())
@@ -60,13 +60,13 @@ pub fn lines_of(
         })?;
     }
     if let Some(spec) = sources.devices.as_ref().map(|d| &d.file).filter(|_| !devices.is_empty()) {
-        let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+        let mut file = CsvFile::open(&spec.path, spec.delimiter, &sources.limits)?;
         let col = file.required(&spec.columns.identifier, "devices", "identifier")?;
         let free: Vec<usize> = (0..file.headers.len()).filter(|c| *c != col).collect();
         let is_key = |s: &str| DeviceIdent::parse(s.trim_matches('"')).is_ok();
         let multiline = Multiline::Only { free: &free, key: col, is_key };
         let name = file.name.clone();
-        file.for_each_row(multiline, &mut Vec::new(), |event, _| {
+        file.for_each_row(multiline, &mut Capped::new(0), |event, _| {
             if let RowEvent::Row(row) = event
                 && let Ok(ident) = DeviceIdent::parse(row.field(col))
                 && devices.contains(ident.as_str())
@@ -78,11 +78,11 @@ pub fn lines_of(
         })?;
     }
     if let Some(spec) = sources.ownership.as_ref().filter(|_| !pairs.is_empty()) {
-        let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+        let mut file = CsvFile::open(&spec.path, spec.delimiter, &sources.limits)?;
         let device_col = file.required(&spec.columns.device_identifier, "ownership", "device_identifier")?;
         let email_col = file.column(&spec.columns.customer_email, "ownership", "customer_email")?;
         let name = file.name.clone();
-        file.for_each_row(Multiline::Never, &mut Vec::new(), |event, _| {
+        file.for_each_row(Multiline::Never, &mut Capped::new(0), |event, _| {
             let RowEvent::Row(row) = event else { return None };
             let Ok(device) = DeviceIdent::parse(row.field(device_col)) else { return None };
             let customers = pairs.get(device.as_str())?;

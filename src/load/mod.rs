@@ -51,6 +51,34 @@ pub struct Sources {
     pub customers: Option<FileSpec<CustomerColumns>>,
     pub devices: Option<DeviceFileSpec>,
     pub ownership: Option<FileSpec<OwnershipColumns>>,
+    pub limits: Limits,
+}
+
+/// What one input may cost, so that a hostile or broken file cannot take the machine's memory
+/// or hours of its time. Past the first three the file is refused (an error naming the line or
+/// the sizes, and the `[limits]` setting that raises it); past the last, rejected rows and
+/// warnings are counted instead of kept. Each is far above what a real export needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest record (a row, with any line breaks quoted in it), in bytes.
+    pub record: u64,
+    /// How many times its stored size a compressed file may expand to, past the first
+    /// [`EXPANSION_FREE`] bytes (CSV compresses 5 to 20 times; a bomb, thousands of times).
+    pub expansion: u64,
+    /// The most bytes a compressed file may expand to.
+    pub decompressed: u64,
+    /// Rejected rows (and warnings) of one file kept in full: listed, logged, written to the
+    /// rejects file. The rest are counted.
+    pub rejects_kept: usize,
+}
+
+/// How many bytes any compressed file may expand to before its ratio is looked at.
+pub const EXPANSION_FREE: u64 = 64 << 20;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { record: 1 << 20, expansion: 1000, decompressed: 64 << 30, rejects_kept: 10_000 }
+    }
 }
 
 /// Reads every given file. Fatal problems are errors; bad rows are collected in the result.
@@ -100,17 +128,17 @@ fn read_part_beside(
     match part {
         Part::Customers => {
             if let Some(spec) = &sources.customers {
-                export.customers = Some(read_customers(spec, &mut export)?);
+                export.customers = Some(read_customers(spec, &sources.limits, &mut export)?);
             }
         }
         Part::Devices => {
             if let Some(spec) = &sources.devices {
-                export.devices = Some(read_devices(spec, &mut export)?);
+                export.devices = Some(read_devices(spec, &sources.limits, &mut export)?);
             }
         }
         Part::Ownership => {
             if let Some(spec) = &sources.ownership {
-                export.ownership = Some(read_ownership(spec, &mut export, customers, devices)?);
+                export.ownership = Some(read_ownership(spec, &sources.limits, &mut export, customers, devices)?);
             }
         }
     }

@@ -10,7 +10,10 @@
 
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use super::Limits;
 
 use sha2::{Digest, Sha256};
 
@@ -33,6 +36,22 @@ pub enum OpenError {
     NotCompressed(&'static str),
 }
 
+/// A [`Limits`] an input went past: the message says which, and how to raise it.
+#[derive(Debug)]
+pub struct OverLimit(pub String);
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+fn over_limit(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, OverLimit(message))
+}
+
 /// An open input: a reader over its (decompressed) bytes that tracks lines and the file's end.
 pub struct Source {
     inner: Box<dyn Read + Send>,
@@ -49,13 +68,15 @@ pub struct Source {
     prev: u8,
     total: u64,
     last: Option<u8>,
+    /// The longest record allowed ([`Limits::record`]).
+    max_record: u64,
 }
 
 impl Source {
-    /// Opens `path` (`-` is standard input).
-    pub fn open(path: &Path) -> Result<Source, OpenError> {
+    /// Opens `path` (`-` is standard input), to be read within `limits`.
+    pub fn open(path: &Path, limits: &Limits) -> Result<Source, OpenError> {
         let hasher = Arc::new(Mutex::new(Sha256::new()));
-        let (inner, size, compression) = decompressed(path, hasher.clone())?;
+        let (inner, size, compression) = decompressed(path, hasher.clone(), Some(limits))?;
         let size = size.filter(|_| compression == Compression::None);
         Ok(Source {
             inner,
@@ -68,6 +89,7 @@ impl Source {
             prev: 0,
             total: 0,
             last: None,
+            max_record: limits.record,
         })
     }
 
@@ -153,6 +175,15 @@ impl Source {
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Every byte from the start of the last record read on is held (here and by the CSV
+        // parser): a record that does not end is refused before it costs more than the limit.
+        if self.total - self.cursor > self.max_record {
+            return Err(over_limit(format!(
+                "a record starting on line {} or the one after it runs past {} KiB without ending (a real row is far shorter): the file is damaged, or a quote was left open. If the export really holds such rows, raise [limits] max_record_kib",
+                self.breaks + 1,
+                self.max_record >> 10
+            )));
+        }
         let n = self.inner.read(buf)?;
         if n > 0 {
             self.window.extend_from_slice(&buf[..n]);
@@ -185,7 +216,7 @@ fn breaks_after(prev: u8, bytes: &[u8]) -> u64 {
 /// The SHA-256 of a file as stored, as [`Source::sha256`] gives it after a whole read.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let hasher = Arc::new(Mutex::new(Sha256::new()));
-    let mut r = Hashing { inner: std::fs::File::open(path)?, hasher: hasher.clone() };
+    let mut r = Hashing { inner: std::fs::File::open(path)?, hasher: hasher.clone(), read: Arc::default() };
     io::copy(&mut r, &mut io::sink())?;
     let h = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(hex(&h.finalize()))
@@ -199,16 +230,48 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// A reader that hashes what passes through it.
+/// A reader that hashes what passes through it, and counts it.
 struct Hashing<R> {
     inner: R,
     hasher: Arc<Mutex<Sha256>>,
+    read: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.lock().unwrap_or_else(|p| p.into_inner()).update(&buf[..n]);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A decompressed stream held to [`Limits`]: refused once it expands past the total allowed, or
+/// (past [`super::EXPANSION_FREE`]) past the ratio allowed to the bytes stored.
+struct Bounded<R> {
+    inner: R,
+    stored: Arc<AtomicU64>,
+    out: u64,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let stored = self.stored.load(Ordering::Relaxed).max(1);
+        if self.out > self.limits.decompressed {
+            return Err(over_limit(format!(
+                "it expands past {} GiB when decompressed (the limit); if the export really is that large, raise [limits] max_decompressed_gib",
+                self.limits.decompressed >> 30
+            )));
+        }
+        if self.out > super::EXPANSION_FREE && self.out / stored > self.limits.expansion {
+            return Err(over_limit(format!(
+                "it expands more than {} times its stored size ({stored} bytes stored, {} so far): a compression bomb, or not an export. If it really is an export, raise [limits] max_expansion",
+                self.limits.expansion, self.out
+            )));
+        }
         Ok(n)
     }
 }
@@ -221,7 +284,7 @@ type Opened = (Box<dyn Read + Send>, Option<u64>, Compression);
 /// bytes, not the name), hashed into `hasher` as stored: the one reader of every input the tool
 /// takes — the exports, and a saved plan (`apply --plan`). Also says the file's size when it is
 /// a plain regular file, and how it was stored.
-fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>) -> Result<Opened, OpenError> {
+fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>, limits: Option<&Limits>) -> Result<Opened, OpenError> {
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
         (Box::new(io::stdin()), None)
     } else {
@@ -229,7 +292,8 @@ fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>) -> Result<Opened, OpenE
         let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         (Box::new(file), size)
     };
-    let mut hashing = Hashing { inner: raw, hasher };
+    let stored = Arc::new(AtomicU64::new(0));
+    let mut hashing = Hashing { inner: raw, hasher, read: stored.clone() };
     // The first bytes tell the compression; they are read and put back in front.
     let mut head = [0u8; 4];
     let mut got = 0;
@@ -259,10 +323,14 @@ fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>) -> Result<Opened, OpenE
         }
     }
     let stream = io::Cursor::new(head).chain(hashing);
-    let inner: Box<dyn Read + Send> = match compression {
-        Compression::None => Box::new(stream),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        Compression::Zstd => Box::new(Zstd::new(stream)),
+    let inner: Box<dyn Read + Send> = match (compression, limits) {
+        (Compression::None, _) => Box::new(stream),
+        (Compression::Gzip, None) => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        (Compression::Zstd, None) => Box::new(Zstd::new(stream)),
+        (Compression::Gzip, Some(&limits)) => {
+            Box::new(Bounded { inner: flate2::read::MultiGzDecoder::new(stream), stored, out: 0, limits })
+        }
+        (Compression::Zstd, Some(&limits)) => Box::new(Bounded { inner: Zstd::new(stream), stored, out: 0, limits }),
     };
     Ok((inner, size, compression))
 }
@@ -270,7 +338,7 @@ fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>) -> Result<Opened, OpenE
 /// A file's bytes as a stream, decompressed when they are gzip or zstd: [`decompressed`] for a
 /// reader that needs neither lines nor a hash (a saved plan).
 pub fn reader(path: &Path) -> Result<Box<dyn Read + Send>, OpenError> {
-    decompressed(path, Arc::new(Mutex::new(Sha256::new()))).map(|(inner, _, _)| inner)
+    decompressed(path, Arc::new(Mutex::new(Sha256::new())), None).map(|(inner, _, _)| inner)
 }
 
 /// A zstd stream of one or more frames, decoded as it is read.

@@ -25,6 +25,7 @@ impl Files {
                 ignore_columns: vec!["notes".into()],
             }),
             ownership: p("o.csv").map(|path| FileSpec { path, delimiter: b',', columns: OwnershipColumns::default() }),
+            limits: Limits::default(),
         }
     }
 

@@ -11,11 +11,11 @@ use super::csv_file::{CsvFile, Multiline, RowEvent, raw_text};
 use super::*;
 use crate::config::{CustomerColumns, OwnershipColumns};
 use crate::error::Error;
+use crate::model::{Capped, CustomerRecord, DeviceIdent, DeviceRecord, Email, PropertyKeys, PropertyValues};
 use crate::model::{
     CustomerEntry, CustomerRef, Customers, DamagedRow, DeviceEntry, Devices, Export, Ownership, OwnershipRow,
     PresentFields, RowRef, Warning,
 };
-use crate::model::{CustomerRecord, DeviceIdent, DeviceRecord, Email, PropertyKeys, PropertyValues};
 
 pub(super) fn describe_difference(a: &CustomerRecord, b: &CustomerRecord) -> String {
     let mut fields = Vec::new();
@@ -72,9 +72,13 @@ pub(super) fn keyed_row<'a, K: std::hash::Hash + Eq>(
     }
 }
 
-pub(super) fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Export) -> Result<Customers, Error> {
+pub(super) fn read_customers(
+    spec: &FileSpec<CustomerColumns>,
+    limits: &Limits,
+    export: &mut Export,
+) -> Result<Customers, Error> {
     let cols = &spec.columns;
-    let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+    let mut file = CsvFile::open(&spec.path, spec.delimiter, limits)?;
     let email_col = file.required(&cols.email, "customers", "email")?;
     let name_col = file.column(&cols.name, "customers", "name")?;
     let phone_col = file.column(&cols.phone, "customers", "phone")?;
@@ -89,8 +93,8 @@ pub(super) fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Expo
     };
     let mut out = Customers { present, ..Customers::default() };
     let mut held = FxHashSet::default();
-    let mut warnings = Vec::new();
-    let mut rejects = Vec::new();
+    let mut warnings = Capped::new(file.rejects_kept);
+    let mut rejects = Capped::new(file.rejects_kept);
     let mut truncated = Vec::new();
     let name = file.name.clone();
     let free_text: Vec<usize> = [name_col, phone_col, address_col].into_iter().flatten().collect();
@@ -140,15 +144,14 @@ pub(super) fn read_customers(spec: &FileSpec<CustomerColumns>, export: &mut Expo
         out.entries.swap_remove(e);
     }
     export.unattributed.extend(truncated.into_iter().map(|line| RowRef { file: name.clone(), line }));
-    export.warnings.extend(warnings);
-    export.rejects.extend(rejects);
+    export.add_capped(&name, rejects, warnings);
     file.finish("customers", export);
     Ok(out)
 }
 
-pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result<Devices, Error> {
+pub(super) fn read_devices(spec: &DeviceFileSpec, limits: &Limits, export: &mut Export) -> Result<Devices, Error> {
     let cols = &spec.file.columns;
-    let mut file = CsvFile::open(&spec.file.path, spec.file.delimiter)?;
+    let mut file = CsvFile::open(&spec.file.path, spec.file.delimiter, limits)?;
     let ident_col = file.required(&cols.identifier, "devices", "identifier")?;
     let type_col = file.column(&cols.device_type, "devices", "type")?;
     for ignored in &spec.ignore_columns {
@@ -188,8 +191,8 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
     let mut types: FxHashMap<Box<str>, Arc<str>> = FxHashMap::default();
     let mut out = Devices::default();
     let mut held = FxHashSet::default();
-    let mut warnings = Vec::new();
-    let mut rejects = Vec::new();
+    let mut warnings = Capped::new(file.rejects_kept);
+    let mut rejects = Capped::new(file.rejects_kept);
     let mut truncated = Vec::new();
     let name = file.name.clone();
     let delimiter = file.delimiter;
@@ -257,8 +260,7 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
         out.untyped_records.remove(d);
     }
     export.unattributed.extend(truncated.into_iter().map(|line| RowRef { file: name.clone(), line }));
-    export.warnings.extend(warnings);
-    export.rejects.extend(rejects);
+    export.add_capped(&name, rejects, warnings);
     file.finish("devices", export);
     Ok(out)
 }
@@ -267,12 +269,13 @@ pub(super) fn read_devices(spec: &DeviceFileSpec, export: &mut Export) -> Result
 /// was checked there); with `devices`, likewise an identifier too long to be held inline.
 pub(super) fn read_ownership(
     spec: &FileSpec<OwnershipColumns>,
+    limits: &Limits,
     export: &mut Export,
     customers: Option<&Customers>,
     devices: Option<&Devices>,
 ) -> Result<Ownership, Error> {
     let cols = &spec.columns;
-    let mut file = CsvFile::open(&spec.path, spec.delimiter)?;
+    let mut file = CsvFile::open(&spec.path, spec.delimiter, limits)?;
     let device_col = file.required(&cols.device_identifier, "ownership", "device_identifier")?;
     let email_col = file.column(&cols.customer_email, "ownership", "customer_email")?;
     let id_col = file.column(&cols.customer_id, "ownership", "customer_id")?;
@@ -282,7 +285,7 @@ pub(super) fn read_ownership(
         return Err(file.missing(&wanted, &names, "ownership", "customer_email"));
     }
     let mut out = Ownership::default();
-    let mut rejects = Vec::new();
+    let mut rejects = Capped::new(file.rejects_kept);
     let mut held_devices = FxHashSet::default();
     let mut held_customers = FxHashSet::default();
     let mut unattributed = Vec::new();
@@ -396,7 +399,7 @@ pub(super) fn read_ownership(
     out.held_customers = held_customers;
     out.damaged = damaged;
     export.unattributed.extend(unattributed);
-    export.rejects.extend(rejects);
+    export.add_capped(&name, rejects, Capped::new(0));
     file.finish("ownership", export);
     Ok(out)
 }

@@ -224,14 +224,51 @@ pub struct RowRef {
     pub line: u64,
 }
 
+/// A list that keeps its first `keep` items in full and counts the rest: a file of millions of
+/// bad rows costs what a few thousand do (the rows are in the file; the count says how many).
+#[derive(Debug, Clone, Default)]
+pub struct Capped<T> {
+    pub kept: Vec<T>,
+    pub unlisted: usize,
+    keep: usize,
+}
+
+impl<T> Capped<T> {
+    pub fn new(keep: usize) -> Capped<T> {
+        Capped { kept: Vec::new(), unlisted: 0, keep }
+    }
+
+    pub fn push(&mut self, item: T) {
+        if self.kept.len() < self.keep {
+            self.kept.push(item);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Every item pushed, kept or not.
+    pub fn len(&self) -> usize {
+        self.kept.len() + self.unlisted
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The three exports, read and validated.
 #[derive(Debug, Default)]
 pub struct Export {
     pub customers: Option<Customers>,
     pub devices: Option<Devices>,
     pub ownership: Option<Ownership>,
+    /// The rejected rows kept in full (see `load::Limits::rejects_kept`), in file and line order.
     pub rejects: Vec<Reject>,
+    /// Rejected rows past those kept, by file: counted, not listed.
+    pub rejects_unlisted: Vec<(Arc<str>, usize)>,
     pub warnings: Vec<Warning>,
+    /// Warnings past those kept.
+    pub warnings_unlisted: usize,
     pub inputs: Vec<InputInfo>,
     /// Rows that withhold every assignment removal while they are rejected.
     pub unattributed: Vec<RowRef>,
@@ -241,14 +278,51 @@ impl Export {
     /// Adds a part read by [`read_part`]; parts joined in the order customers, devices,
     /// ownership give what [`read`] gives.
     pub fn join(&mut self, part: Export) {
-        let Export { customers, devices, ownership, rejects, warnings, inputs, unattributed } = part;
+        let Export {
+            customers,
+            devices,
+            ownership,
+            rejects,
+            rejects_unlisted,
+            warnings,
+            warnings_unlisted,
+            inputs,
+            unattributed,
+        } = part;
         self.customers = self.customers.take().or(customers);
         self.devices = self.devices.take().or(devices);
         self.ownership = self.ownership.take().or(ownership);
         self.rejects.extend(rejects);
+        self.rejects_unlisted.extend(rejects_unlisted);
         self.warnings.extend(warnings);
+        self.warnings_unlisted += warnings_unlisted;
         self.inputs.extend(inputs);
         self.unattributed.extend(unattributed);
+    }
+
+    /// Every rejected row, listed or not.
+    pub fn rejected_rows(&self) -> usize {
+        self.rejects.len() + self.rejects_unlisted.iter().map(|(_, n)| n).sum::<usize>()
+    }
+
+    /// The rejected rows of `file` counted but not listed.
+    pub fn unlisted_rejects_of(&self, file: &str) -> usize {
+        self.rejects_unlisted.iter().filter(|(f, _)| **f == *file).map(|(_, n)| n).sum()
+    }
+
+    /// Every warning, listed or not.
+    pub fn warning_count(&self) -> usize {
+        self.warnings.len() + self.warnings_unlisted
+    }
+
+    /// Adds one file's rejects and warnings, as many as were kept of them.
+    pub(crate) fn add_capped(&mut self, file: &Arc<str>, rejects: Capped<Reject>, warnings: Capped<Warning>) {
+        self.rejects.extend(rejects.kept);
+        if rejects.unlisted > 0 {
+            self.rejects_unlisted.push((file.clone(), rejects.unlisted));
+        }
+        self.warnings.extend(warnings.kept);
+        self.warnings_unlisted += warnings.unlisted;
     }
 
     /// Adds rows rejected after reading, keeping every reject in file and line order.
