@@ -165,7 +165,7 @@ pub(super) fn show(
 
 /// Reads a saved plan as it streams from the file, through the loader's reader: gzip-compressed
 /// JSON as `plan --out` writes it, the plain JSON of earlier versions, or zstd.
-fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
+fn read_saved(path: &Path) -> Result<plan::SavedPlan<'static, plan::Applied>, Error> {
     use crate::load::source::{OpenError, reader};
     let stream = reader(path).map_err(|e| match e {
         OpenError::Io(source) => Error::Io { what: "read the plan", path: path.to_owned(), source },
@@ -174,9 +174,7 @@ fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
             message: format!("its name says {how}, but it is not; a file cut short or damaged. Make the plan again"),
         },
     })?;
-    let parsed: Result<plan::SavedPlanRead, _> =
-        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, stream));
-    parsed.map_err(|e| Error::BadFile {
+    plan::read_saved(stream).map_err(|e| Error::BadFile {
         path: path.to_owned(),
         message: if e.is_io() || e.is_eof() {
             format!("cannot be read to the end ({e}); a file cut short or damaged. Make the plan again")
@@ -188,23 +186,23 @@ fn read_saved(path: &Path) -> Result<plan::SavedPlanRead, Error> {
 
 /// Reads a saved plan and checks it is still the plan the inputs and the snapshot give.
 fn saved_plan(
-    doc: plan::SavedPlanRead,
+    doc: plan::SavedPlan<'static, plan::Applied>,
     path: &Path,
     state: &Path,
 ) -> Result<(Vec<Operation>, usize, Vec<Quarantined>), Error> {
-    if doc.format != plan::FORMAT {
+    if doc.plan.format != plan::FORMAT {
         return Err(Error::BadFile {
             path: path.to_owned(),
             message: format!(
                 "plan format {:?}; this build applies {:?}. Make the plan again",
-                doc.format,
+                doc.plan.format,
                 plan::FORMAT
             ),
         });
     }
     // An input path in the plan is absolute, or relative to the plan file's folder.
     let plan_dir = path.parent().unwrap_or(Path::new(""));
-    for input in &doc.inputs {
+    for input in doc.inputs.iter() {
         let input_path = plan_dir.join(&input.path);
         let now = crate::load::sha256_file(&input_path).map_err(|source| Error::Io {
             what: "read the plan's input",
@@ -232,7 +230,8 @@ fn saved_plan(
         // Made while the snapshot was missing, and it still is: this plan creates it.
         (None, Some(id)) if doc.snapshot.missing => {
             Store::open_as(state, Some(id))?;
-            return Ok((doc.operations, doc.rejected.len(), doc.quarantined));
+            let rejected = doc.plan.rejected_rows();
+            return Ok((doc.plan.operations, rejected, doc.plan.quarantined));
         }
         (None, _) => return Err(other("does not exist".into())),
         (Some(now), Some(then)) if now == then => {}
@@ -246,13 +245,19 @@ fn saved_plan(
             version.generation
         )));
     }
-    Ok((doc.operations, doc.rejected.len(), doc.quarantined))
+    let rejected = doc.plan.rejected_rows();
+    Ok((doc.plan.operations, rejected, doc.plan.quarantined))
 }
 
 /// The snapshot a saved plan applies to: the one it names, unless `--state` (or the config, or
 /// the environment) names another, which is refused. A plan of an earlier version names none,
 /// and takes the one given.
-fn plan_state(doc: &plan::SavedPlanRead, path: &Path, given: &Path, named: bool) -> Result<PathBuf, Error> {
+fn plan_state(
+    doc: &plan::SavedPlan<'static, plan::Applied>,
+    path: &Path,
+    given: &Path,
+    named: bool,
+) -> Result<PathBuf, Error> {
     let Some(theirs) = doc.state.as_deref().map(PathBuf::from) else { return Ok(given.to_owned()) };
     if !named || super::absolute_path(given) == theirs {
         return Ok(theirs);

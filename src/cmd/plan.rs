@@ -32,7 +32,12 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
             version.missing = true;
         }
         let state = super::absolute_path(&settings.state);
-        let saved = SavedPlan { plan: &doc, inputs: &inputs, snapshot: &version, state: &state.to_string_lossy() };
+        let saved = SavedPlan {
+            plan: &doc,
+            inputs: inputs.into(),
+            snapshot: std::borrow::Cow::Borrowed(&version),
+            state: Some(state.to_string_lossy()),
+        };
         write_saved(path, &saved).map_err(|source| Error::Io {
             what: "write the plan to",
             path: path.clone(),
@@ -80,7 +85,7 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
 /// file, it is an artefact for `apply --plan`; `zcat PLAN | jq .` shows it). A migration's
 /// operations repeat every export row with its field names; compressed, the plan is under half
 /// the size of its inputs instead of three times it, and is never held in memory whole.
-fn write_saved(path: &std::path::Path, saved: &SavedPlan<'_>) -> std::io::Result<()> {
+fn write_saved(path: &std::path::Path, saved: &SavedPlan<'_, &crate::plan::Plan>) -> std::io::Result<()> {
     crate::cli::files::replace(path, crate::cli::files::Access::Private, |out| {
         // serde_json writes a few bytes at a time; the compressor wants them in blocks.
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());

@@ -36,6 +36,7 @@ pub use calls::*;
 mod undo;
 pub use undo::*;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -233,32 +234,55 @@ impl Plan {
     }
 }
 
-/// What `plan --out` adds, so that a later `apply --plan` can refuse a stale plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct SavedPlan<'a> {
+/// A saved plan (`plan --out`): the plan, and what a later `apply --plan` checks it against so
+/// as to refuse a stale one. One layout both ways: `plan --out` writes a `SavedPlan<&Plan>`,
+/// `apply --plan` reads back a `SavedPlan<Applied>`, the part of the plan it needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedPlan<'a, P> {
     #[serde(flatten)]
-    pub plan: &'a Plan,
-    pub inputs: &'a [InputInfo],
-    pub snapshot: &'a SnapshotVersion,
-    /// The snapshot's absolute path: `apply --plan` uses it, and refuses another.
-    pub state: &'a str,
+    pub plan: P,
+    pub inputs: Cow<'a, [InputInfo]>,
+    pub snapshot: Cow<'a, SnapshotVersion>,
+    /// The snapshot's absolute path: `apply --plan` uses it, and refuses another. Absent from
+    /// the plans of earlier versions.
+    #[serde(default)]
+    pub state: Option<Cow<'a, str>>,
 }
 
-/// A saved plan as `apply --plan` reads it back: what [`SavedPlan`] wrote that it needs.
+/// The part of a saved plan's [`Plan`] that `apply --plan` reads back.
 #[derive(Debug, Deserialize)]
-pub struct SavedPlanRead {
+pub struct Applied {
     pub format: String,
     pub operations: Vec<Operation>,
+    /// The rejected rows listed (only counted here).
     #[serde(default)]
-    pub rejected: Vec<serde_json::Value>,
+    pub rejected: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub summary: AppliedSummary,
     /// What the quarantine held back when the plan was made.
     #[serde(default)]
     pub quarantined: Vec<quarantine::Quarantined>,
-    pub inputs: Vec<InputInfo>,
-    pub snapshot: SnapshotVersion,
-    /// Absent from the plans of earlier versions.
+}
+
+/// The counts of a saved plan's summary that `apply --plan` reads back.
+#[derive(Debug, Default, Deserialize)]
+pub struct AppliedSummary {
+    /// Every rejected row, listed or only counted (absent from earlier versions' plans).
     #[serde(default)]
-    pub state: Option<String>,
+    pub rejected_rows: usize,
+}
+
+/// Reads a saved plan back from its (decompressed) bytes, as it streams: what `apply --plan`
+/// needs of it.
+pub fn read_saved(stream: impl std::io::Read) -> serde_json::Result<SavedPlan<'static, Applied>> {
+    serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, stream))
+}
+
+impl Applied {
+    /// The rows the plan's inputs had rejected.
+    pub fn rejected_rows(&self) -> usize {
+        self.rejected.len().max(self.summary.rejected_rows)
+    }
 }
 
 pub const FORMAT: &str = "telemetron-sync-plan/1";

@@ -420,3 +420,30 @@ fn durations_read_as_people_say_them() {
     assert_eq!(human_duration(7_500), "2 h 05 min");
     assert_eq!(human_duration(155_600), "1 d 20 h");
 }
+
+/// A saved plan has one layout both ways: what `plan --out` writes, `apply --plan` reads back
+/// (operations, inputs, snapshot, state, and the count of rejected rows, listed or not).
+#[test]
+fn a_saved_plan_reads_back_as_written() {
+    let email = Email::parse("a@x.io").unwrap();
+    let mut plan = build_uncounted(crate::diff::Diff::default(), &Export::default(), Held::default());
+    plan.operations = vec![
+        Operation::CreateCustomer(CustomerCreate { email: email.clone(), record: CustomerRecord::default() }),
+        Operation::Assign(Assignment { device: DeviceIdent::parse("D1").unwrap(), customer: email }),
+    ];
+    plan.summary.rejected_rows = 12_345;
+    let inputs = [InputInfo { kind: "customers".into(), path: "c.csv".into(), sha256: "ab".into(), rows: 3 }];
+    let snapshot = SnapshotVersion { id: Some("s1".into()), generation: 7, schema: 6, missing: false };
+    let written = SavedPlan {
+        plan: &plan,
+        inputs: Cow::Borrowed(&inputs[..]),
+        snapshot: Cow::Borrowed(&snapshot),
+        state: Some(Cow::Borrowed("/x/s.db")),
+    };
+    let bytes = serde_json::to_vec(&written).unwrap();
+    let read = read_saved(&bytes[..]).unwrap();
+    assert_eq!(read.plan.format, FORMAT);
+    assert_eq!(serde_json::to_value(&read.plan.operations).unwrap(), serde_json::to_value(&plan.operations).unwrap());
+    assert_eq!(read.plan.rejected_rows(), 12_345);
+    assert_eq!((&*read.inputs, &*read.snapshot, read.state.as_deref()), (&inputs[..], &snapshot, Some("/x/s.db")));
+}
