@@ -49,7 +49,7 @@ pub enum Error {
 
     /// The snapshot is damaged; nothing is written into it.
     #[error(
-        "snapshot {path} is damaged ({what}); nothing was written into it. Restore it from a backup, or move it aside and rebuild a fresh one with `telemetron-sync verify --all --heal`. `telemetron-sync snapshot check` examines it"
+        "snapshot {path} is damaged ({what}); nothing was written into it. Restore it from a backup; or move it aside, record the current exports in a fresh one with `telemetron-sync baseline`, then read back what Telemetron really holds with `telemetron-sync verify --all --heal`. `telemetron-sync snapshot check` examines it"
     )]
     Damaged { path: PathBuf, what: String },
 
