@@ -263,6 +263,12 @@ fn report_rows(export: &Export, settings: &InputSettings) -> Result<(), Error> {
             load::warning_line(w)
         );
     }
+    if export.warning_count() > STDERR_REJECTS {
+        tracing::warn!(
+            "... and {} more warnings (the plan's reports list them)",
+            export.warning_count() - STDERR_REJECTS
+        );
+    }
     if let Some(path) = &settings.rejects {
         crate::files::replace(path, crate::files::Access::Private, |out| load::write_rejects(out, &export.rejects))
             .map_err(|source| Error::Io { what: "write the rejects file", path: path.clone(), source })?;
