@@ -590,3 +590,46 @@ fn a_record_refused_night_after_night_is_quarantined_until_its_row_changes() {
     let left: i64 = db.query_row("SELECT count(*) FROM refusals", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "a confirmation clears the record's refusals");
 }
+
+/// `history RUN` tells what became of each record a run did not get confirmed (issue 40, item
+/// 3): refused by Telemetron, with its words and the export row, night after night; then held
+/// back by the quarantine, with why; a page at a time; in text and JSON.
+#[test]
+fn history_of_one_run_tells_each_record_it_did_not_get_confirmed() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    isolation_days(&w);
+    apply_day(&w, &emu, "day1").expect(0);
+    let clean = w.run(&["history", "1", "--state", "s.db"]).expect(0).stdout;
+    assert!(clean.contains("every record it sent was confirmed"), "{clean}");
+    emu.emulator.refuse(&["D02", "BAD1"]);
+    for _ in 1..=4 {
+        apply_day(&w, &emu, "day2").expect(3);
+    }
+    let night1 = w.run(&["history", "2", "--state", "s.db"]).expect(0).stdout;
+    assert!(night1.starts_with("run 2 (apply): ") && night1.contains("Records not confirmed ("), "{night1}");
+    assert!(
+        night1.lines().any(|l| l.contains("refused")
+            && l.contains("properties_replaced D02 (day2/devices.csv:")
+            && l.contains("invalid device identifier or email")),
+        "{night1}"
+    );
+    let night4 = w.run(&["history", "5", "--state", "s.db", "--format", "json"]).expect(0).json();
+    let records = night4["records"].as_array().unwrap_or_else(|| panic!("{night4}"));
+    let held =
+        records.iter().find(|r| r["key"] == "D02 -> a@x.io").unwrap_or_else(|| panic!("D02 -> a@x.io not in {night4}"));
+    assert_eq!((held["outcome"].as_str(), held["kind"].as_str()), (Some("quarantined"), Some("unassignment")));
+    assert!(held["message"].as_str().unwrap().starts_with("refused in 3 run(s) in a row"), "{held}");
+    // A removal has no export row; an assignment has its ownership row.
+    assert!(held.get("source").is_none(), "{held}");
+    let bad = records.iter().find(|r| r["key"] == "BAD1 -> b@x.io").unwrap_or_else(|| panic!("{night4}"));
+    assert_eq!(bad["outcome"].as_str(), Some("quarantined"), "{bad}");
+    assert!(bad["source"].as_str().is_some_and(|s| s.starts_with("day2/ownership.csv:")), "{bad}");
+    assert_eq!(night4["run"]["id"].as_i64(), Some(5));
+    assert_eq!(night4["records_total"].as_u64(), Some(records.len() as u64));
+    // A page at a time.
+    let page = w.run(&["history", "5", "--state", "s.db", "--limit", "1"]).expect(0).stdout;
+    assert!(page.contains(&format!("... {} more (--skip 1)", records.len() - 1)), "{page}");
+    let none = w.run(&["history", "99", "--state", "s.db"]);
+    assert_ne!(none.code, 0);
+    assert!(none.stderr.contains("has no run 99"), "{}", none.stderr);
+}

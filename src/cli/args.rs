@@ -681,11 +681,18 @@ pub enum PlanFormat {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// One run to show whole: its summary, and what became of each record it did not get
+    /// confirmed (refused, failed, quarantined), with Telemetron's messages
+    #[arg(value_name = "RUN")]
+    pub run: Option<i64>,
     #[command(flatten)]
     pub state: StateArgs,
-    /// How many runs to show, newest first
+    /// How many runs to show, newest first; with RUN, how many of its records
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// With RUN: leave out its first N records (to page through them)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: usize,
     /// Output format
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

@@ -82,6 +82,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
         };
         let mut ran = sync::run(&spec, Work::Operations(operations))?;
         super::locate(&settings.sources, &mut ran.outcome.failures, &mut quarantined);
+        super::log_outcomes(&settings.state, run_id, &ran.outcome.failures, &quarantined, a.keep_undo);
         show(&ran, &spec, &api.base_url, a.report.as_deref(), &quarantined)?;
         Ok(ran.ended(warnings as u64))
     })

@@ -197,6 +197,7 @@ impl Events<'_> {
                 progress: &crate::execute::Silent,
             };
             let ran = sync::run(&spec, sync::Work::Calls(calls))?;
+            super::log_outcomes(self.state, run_id, &ran.outcome.failures, &[], crate::snapshot::KEEP_UNDO);
             // The event's result replaces the engine's summary as the run's, in its history.
             let mut store = Store::open(self.state)?;
             result = sync::event_result(name, &checked, &ran, &store)?;

@@ -9,6 +9,9 @@ use crate::snapshot;
 
 pub fn run(args: &HistoryArgs, s: &Settings) -> Result<Ended, Error> {
     let path = s.existing_state()?;
+    if let Some(id) = args.run {
+        return one_run(args, path, id);
+    }
     let runs = snapshot::runs(path, args.limit)?;
     super::stdout_write(|out| match args.format {
         ReportFormat::Json => {
@@ -35,6 +38,55 @@ pub fn run(args: &HistoryArgs, s: &Settings) -> Result<Ended, Error> {
                     r.outcome.as_deref().unwrap_or("unfinished"),
                     r.summary.as_ref().map(summary_text).unwrap_or_default()
                 )?;
+            }
+            Ok(())
+        }
+    })?;
+    Ok(Ended::done())
+}
+
+/// `history RUN`: the run, and its part of the sync log, a page at a time.
+fn one_run(args: &HistoryArgs, path: &std::path::Path, id: i64) -> Result<Ended, Error> {
+    let Some(run) = snapshot::run(path, id)? else {
+        return Err(Error::NotHeld(format!("{} has no run {id}; `history` lists the runs it has", path.display())));
+    };
+    let (records, total) = snapshot::run_log(path, id, args.skip, args.limit)?;
+    let inert = crate::text::inert;
+    super::stdout_write(|out| match args.format {
+        ReportFormat::Json => {
+            let doc = serde_json::json!({
+                "run": run,
+                "records": records,
+                "records_total": total,
+                "skipped": args.skip,
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+            writeln!(out)
+        }
+        ReportFormat::Text => {
+            writeln!(
+                out,
+                "run {} ({}): {} to {}, {}",
+                run.id,
+                run.kind,
+                run.started_at,
+                run.finished_at.as_deref().unwrap_or("-"),
+                run.outcome.as_deref().unwrap_or("unfinished")
+            )?;
+            if let Some(summary) = &run.summary {
+                writeln!(out, "  {}", inert(&summary_text(summary)))?;
+            }
+            if total == 0 {
+                return writeln!(out, "  every record it sent was confirmed (nothing refused, failed or quarantined)");
+            }
+            writeln!(out, "\nRecords not confirmed ({total}):")?;
+            for r in &records {
+                let from = r.source.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+                writeln!(out, "  {:<12} {} {}{from}: {}", r.outcome, r.kind, inert(&r.key), inert(&r.message))?;
+            }
+            let shown = args.skip + records.len();
+            if shown < total {
+                writeln!(out, "  ... {} more (--skip {shown})", total - shown)?;
             }
             Ok(())
         }

@@ -82,6 +82,45 @@ pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
 /// Names the export rows that the refused records and the quarantined ones came from
 /// (`file:line`), by reading the files again: only when there are any. A file that cannot be
 /// read again names none; the run's outcome stands.
+/// Writes what became of the records run `run_id` did not get confirmed (refused, failed,
+/// quarantined) into the snapshot's sync log, which `history RUN` shows; keeps the log of the
+/// newest `keep` runs. A log that cannot be written is said, not an error: the run is done.
+pub(crate) fn log_outcomes(
+    state: &std::path::Path,
+    run_id: i64,
+    failures: &[crate::execute::Failure],
+    quarantined: &[crate::plan::quarantine::Quarantined],
+    keep: u32,
+) {
+    use crate::snapshot::LogEntry;
+    let failed = failures.iter().map(|f| LogEntry {
+        kind: f.kind.to_string(),
+        key: f.key.clone(),
+        outcome: if f.refused { "refused" } else { "failed" }.into(),
+        message: f.error.clone(),
+        source: f.source.clone(),
+    });
+    let held = quarantined.iter().map(|q| LogEntry {
+        kind: q.record.as_str().to_string(),
+        key: q.key.clone(),
+        outcome: "quarantined".into(),
+        message: match &q.waits_for {
+            Some(first) => format!("waits for {first}, which is quarantined"),
+            None => {
+                format!("refused in {} run(s) in a row; not sent until its export row changes: {}", q.runs, q.message)
+            }
+        },
+        source: q.source.clone(),
+    });
+    let entries: Vec<LogEntry> = failed.chain(held).collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::snapshot::Store::open(state).and_then(|mut s| s.log_outcomes(run_id, &entries, keep)) {
+        tracing::warn!("the sync log could not be written ({e}); the run's summary has its counts");
+    }
+}
+
 pub(crate) fn locate(
     sources: &crate::load::Sources,
     failures: &mut [crate::execute::Failure],

@@ -26,9 +26,9 @@ pub use integrity::{Checked, check};
 pub use lock::Lock;
 pub use pages::{Scan, register as check_pages, scan};
 pub use read::{Reading, Share, open, read, refusals, version_and_totals};
-pub use runs::{RunRecord, runs, settled_rate, undo_plan, undone_by};
+pub use runs::{RunRecord, run, run_log, runs, settled_rate, undo_plan, undone_by};
 pub use schema::{SCHEMA_VERSION, new_snapshot_id};
-pub use store::{Store, UnsettledIntent};
+pub use store::{LogEntry, Store, UnsettledIntent};
 pub use writer::Writer;
 
 #[cfg(test)]

@@ -140,3 +140,39 @@ pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
+
+/// Run `run_id`'s part of the sync log, in the order it was written, up to `limit` entries
+/// after the first `skip`; and how many it has in all.
+pub fn run_log(path: &Path, run_id: i64, skip: usize, limit: usize) -> Result<(Vec<super::LogEntry>, usize), Error> {
+    let (conn, version) = open_read_only(path)?;
+    if version < 7 {
+        return Ok((Vec::new(), 0));
+    }
+    let err = |e| Error::snapshot(path, e);
+    let total: i64 =
+        conn.query_row("SELECT count(*) FROM sync_log WHERE run_id = ?1", [run_id], |r| r.get(0)).map_err(err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, key, outcome, message, source FROM sync_log WHERE run_id = ?1
+             ORDER BY seq LIMIT ?2 OFFSET ?3",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(rusqlite::params![run_id, limit as i64, skip as i64], |r| {
+            Ok(super::LogEntry {
+                kind: r.get(0)?,
+                key: r.get(1)?,
+                outcome: r.get(2)?,
+                message: r.get(3)?,
+                source: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(err)?;
+    Ok((rows, total as usize))
+}
+
+/// One run, if the snapshot has it.
+pub fn run(path: &Path, run_id: i64) -> Result<Option<RunRecord>, Error> {
+    Ok(runs(path, usize::MAX)?.into_iter().find(|r| r.id == run_id))
+}

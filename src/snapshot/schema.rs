@@ -66,6 +66,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 6: every page carries a checksum (`pages`); an older file is sealed (copied into a file
     // with room for them) before this runs. From here on a file without room is damaged.
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('pages', 'sealed');",
+    // 7: the sync log: what became of each record a run did not get confirmed (refused, failed,
+    // quarantined), with Telemetron's message and the export row; `history RUN` reads it. Kept
+    // for as many runs as the undo plans.
+    "CREATE TABLE sync_log (
+         run_id INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         key TEXT NOT NULL,
+         outcome TEXT NOT NULL,
+         message TEXT NOT NULL,
+         source TEXT,
+         PRIMARY KEY (run_id, seq)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version from which every page of the file is sealed.

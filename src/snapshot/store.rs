@@ -84,6 +84,23 @@ fn seal(conn: Connection, path: &Path) -> Result<Connection, Error> {
     connect(path)
 }
 
+/// What became of one record in a run, for the sync log (see `snapshot::run_log`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    /// The kind of change (`customers_created`, `assignments_added`, ...).
+    pub kind: String,
+    /// The record: an email, an identifier, or `device -> customer`.
+    pub key: String,
+    /// `refused` (by Telemetron, on its own), `failed` (no answer that confirms it, after the
+    /// retries), or `quarantined` (held back, not sent).
+    pub outcome: String,
+    /// Telemetron's message, or why it was held back.
+    pub message: String,
+    /// The export's `file:line` it comes from, when one gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
 /// One unsettled intent: a pair an assign or unassign call was sent for, outcome unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsettledIntent {
@@ -321,6 +338,38 @@ impl Store {
             )
             .map_err(err)?;
         Ok(())
+    }
+
+    /// Adds `entries` to run `run_id`'s part of the sync log, in one transaction, and lets go of
+    /// the log of runs older than the newest `keep` runs that have one.
+    pub fn log_outcomes(&mut self, run_id: i64, entries: &[LogEntry], keep: u32) -> Result<(), Error> {
+        let path = self.path.clone();
+        let err = |e| Error::snapshot(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let next: i64 = tx
+                .query_row("SELECT coalesce(max(seq), 0) FROM sync_log WHERE run_id = ?1", [run_id], |r| r.get(0))
+                .map_err(err)?;
+            let mut put = tx
+                .prepare(
+                    "INSERT INTO sync_log (run_id, seq, kind, key, outcome, message, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for (i, e) in entries.iter().enumerate() {
+                put.execute(params![run_id, next + 1 + i as i64, e.kind, e.key, e.outcome, e.message, e.source])
+                    .map_err(err)?;
+            }
+            // The newest `keep` runs that logged anything: a stream of events that all went
+            // through does not push last night's log out.
+            tx.execute(
+                "DELETE FROM sync_log WHERE run_id < (SELECT coalesce(min(run_id), 0) FROM
+                     (SELECT DISTINCT run_id FROM sync_log ORDER BY run_id DESC LIMIT ?1))",
+                [keep.max(1)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     /// Marks run `id` as the undo of run `target`.
