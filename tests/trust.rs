@@ -565,6 +565,13 @@ fn a_record_refused_night_after_night_is_quarantined_until_its_row_changes() {
         metrics.contains(&format!("telemetron_sync_last_run_quarantined_records{{command=\"apply\"}} {}", held.len())),
         "{metrics}"
     );
+    // Stuck records stay counted night after night, for an alert (D02's properties and
+    // unassignment, BAD1's assignment and, refused tonight, its create).
+    let failing = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("telemetron_sync_records_failing{command=\"apply\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(failing, "4", "{metrics}");
 
     // D02's properties change in the export: that row goes out again at once.
     let devices = w.read("day2/devices.csv").replace("D02,lock,2", "D02,lock,3");

@@ -36,6 +36,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Records the last run held back: refused by Telemetron run after run, not sent until their export rows change.",
         "gauge",
     ),
+    (
+        "records_failing",
+        "Records Telemetron refused in their latest attempt and has not confirmed since (after apply; alert when it stays above 0 for nights).",
+        "gauge",
+    ),
     ("last_run_calls_left", "Planned calls the last run did not send (a stop or --max-duration).", "gauge"),
     ("last_run_drifted_customers", "verify: customers whose read-back differed from the snapshot.", "gauge"),
 ];
@@ -100,6 +105,9 @@ fn try_write(path: &Path, command: &str, started: f64, result: &Result<Ended, Er
     put("last_run_quarantined_records", &label, f.quarantined.to_string());
     if let Some(d) = f.drifted {
         put("last_run_drifted_customers", &label, d.to_string());
+    }
+    if let Some(n) = f.records_failing {
+        put("records_failing", &label, n.to_string());
     }
 
     let mut text = String::new();

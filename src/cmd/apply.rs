@@ -84,7 +84,9 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
         super::locate(&settings.sources, &mut ran.outcome.failures, &mut quarantined);
         super::log_outcomes(&settings.state, run_id, &ran.outcome.failures, &quarantined, a.keep_undo);
         show(&ran, &spec, &api.base_url, a.report.as_deref(), &quarantined)?;
-        Ok(ran.ended(warnings as u64))
+        let mut ended = ran.ended(warnings as u64);
+        ended.figures.records_failing = snapshot::refusals(&settings.state).ok().map(|r| r.len() as u64);
+        Ok(ended)
     })
 }
 

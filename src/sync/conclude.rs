@@ -71,6 +71,7 @@ impl Ran {
             refused_operations: o.refused(),
             quarantined: self.quarantined as u64,
             drifted: None,
+            records_failing: None,
         };
         Ended::with(self.how.clone(), figures)
     }

@@ -43,6 +43,10 @@ pub struct Figures {
     /// `verify`: customers whose read-back differed from the snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drifted: Option<u64>,
+    /// `apply`: records Telemetron refused in their latest attempt and has not confirmed since,
+    /// in this run or an earlier one (the snapshot's refusals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_failing: Option<u64>,
 }
 
 /// What a command returns when it did not fail outright.
