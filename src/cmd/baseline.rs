@@ -80,7 +80,7 @@ pub fn run(settings: &InputSettings) -> Result<Ended, Error> {
         let figures = Figures {
             run_id: Some(run_id),
             rejected_rows: p.export.rejected_rows() as u64,
-            warnings: p.export.warnings.len() as u64,
+            warnings: p.export.warning_count() as u64,
             ..Figures::default()
         };
         super::release(p);

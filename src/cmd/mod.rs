@@ -79,9 +79,6 @@ pub(crate) fn release<T>(value: T) {
 
 pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
 
-/// Names the export rows that the refused records and the quarantined ones came from
-/// (`file:line`), by reading the files again: only when there are any. A file that cannot be
-/// read again names none; the run's outcome stands.
 /// Writes what became of the records run `run_id` did not get confirmed (refused, failed,
 /// quarantined) into the snapshot's sync log, which `history RUN` shows; keeps the log of the
 /// newest `keep` runs. A log that cannot be written is said, not an error: the run is done.
@@ -121,6 +118,9 @@ pub(crate) fn log_outcomes(
     }
 }
 
+/// Names the export rows that the refused records and the quarantined ones came from
+/// (`file:line`), by reading the files again: only when there are any. A file that cannot be
+/// read again names none; the run's outcome stands.
 pub(crate) fn locate(
     sources: &crate::load::Sources,
     failures: &mut [crate::execute::Failure],

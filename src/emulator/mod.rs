@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Serialize;
@@ -326,13 +326,19 @@ pub fn app(emulator: Emulator) -> Router {
 
 /// Every route, the admin routes included, answers 401 to a request without a key it accepts,
 /// before anything reads its body. An API request refused so is logged like any other.
+/// The organization whose key a request carries (set by [`require_key`]).
+#[derive(Debug, Clone, Copy)]
+struct Org(usize);
+
 async fn require_key(
     State(emu): State<Emulator>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let key = request.headers().get(crate::api::KEY_HEADER).and_then(|v| v.to_str().ok());
-    if key.is_some_and(|k| emu.inner.config.api_keys.iter().any(|known| known == k)) {
+    if let Some(org) = key.and_then(|k| emu.inner.config.api_keys.iter().position(|known| known == k)) {
+        let mut request = request;
+        request.extensions_mut().insert(Org(org));
         return next.run(request).await;
     }
     if request.uri().path().starts_with(API_PREFIX) {
@@ -486,7 +492,7 @@ async fn api(
     State(emu): State<Emulator>,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    axum::Extension(Org(org)): axum::Extension<Org>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     // A body it cannot read (too large, say) gets the API's error shape, not plain text.
@@ -509,7 +515,7 @@ async fn api(
         Some((endpoint, WriteFault::Answer { applied: false, body })) if path.ends_with(endpoint.as_str()) => {
             (StatusCode::OK, serde_json::from_str(body).unwrap_or(Value::Null), vec![])
         }
-        _ => handle(&emu, n, &method, &path, &headers, &body),
+        _ => handle(&emu, n, org, &method, &path, &body),
     };
     let (status, body) = match fault {
         // Only a request that was applied meets the fault (not a 401, a 429 or a 400).
@@ -543,12 +549,9 @@ async fn api(
 
 type Answer = (StatusCode, Value, Vec<(&'static str, HeaderValue)>);
 
-fn handle(emu: &Emulator, n: u64, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
+/// Answers an API request of organization `org` (its key was checked by [`require_key`]).
+fn handle(emu: &Emulator, n: u64, org: usize, method: &Method, path: &str, body: &[u8]) -> Answer {
     let cfg = &emu.inner.config;
-    let key = headers.get(crate::api::KEY_HEADER).and_then(|v| v.to_str().ok());
-    let Some(org) = key.and_then(|k| cfg.api_keys.iter().position(|known| known == k)) else {
-        return (StatusCode::UNAUTHORIZED, json!({"error": "Unauthorized: invalid or missing API key"}), vec![]);
-    };
     if !emu.admit() {
         return (
             StatusCode::TOO_MANY_REQUESTS,

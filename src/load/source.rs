@@ -323,14 +323,14 @@ fn decompressed(path: &Path, hasher: Arc<Mutex<Sha256>>, limits: Option<&Limits>
         }
     }
     let stream = io::Cursor::new(head).chain(hashing);
-    let inner: Box<dyn Read + Send> = match (compression, limits) {
-        (Compression::None, _) => Box::new(stream),
-        (Compression::Gzip, None) => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        (Compression::Zstd, None) => Box::new(Zstd::new(stream)),
-        (Compression::Gzip, Some(&limits)) => {
-            Box::new(Bounded { inner: flate2::read::MultiGzDecoder::new(stream), stored, out: 0, limits })
-        }
-        (Compression::Zstd, Some(&limits)) => Box::new(Bounded { inner: Zstd::new(stream), stored, out: 0, limits }),
+    let inner: Box<dyn Read + Send> = match compression {
+        Compression::None => Box::new(stream),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        Compression::Zstd => Box::new(Zstd::new(stream)),
+    };
+    let inner: Box<dyn Read + Send> = match limits {
+        Some(&limits) if compression != Compression::None => Box::new(Bounded { inner, stored, out: 0, limits }),
+        _ => inner,
     };
     Ok((inner, size, compression))
 }

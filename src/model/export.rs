@@ -245,15 +245,6 @@ impl<T> Capped<T> {
             self.unlisted += 1;
         }
     }
-
-    /// Every item pushed, kept or not.
-    pub fn len(&self) -> usize {
-        self.kept.len() + self.unlisted
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The three exports, read and validated.

@@ -302,23 +302,18 @@ pub fn register() {
 /// Asks SQLite to reserve room for seals in `conn`'s main file: applied at once to a file with
 /// no pages yet, by the next `VACUUM` to one that has.
 pub(super) fn reserve(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let mut n: c_int = c_int::from(RESERVE);
-    // SAFETY: a file control on the connection's own handle, with the int it documents.
-    let rc = unsafe {
-        ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_RESERVE_BYTES,
-            &mut n as *mut c_int as *mut c_void,
-        )
-    };
-    if rc == ffi::SQLITE_OK { Ok(()) } else { Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None)) }
+    reserve_bytes(conn, c_int::from(RESERVE)).map(drop)
 }
 
-/// How many bytes per page `conn`'s main file reserves (8 when its pages are sealed).
-pub(super) fn reserved(conn: &rusqlite::Connection) -> rusqlite::Result<c_int> {
-    let mut n: c_int = -1;
-    // SAFETY: as in `reserve`; a negative value asks without changing anything.
+/// Whether `conn`'s main file reserves room for seals (asked before any [`reserve`] on it).
+pub(super) fn reserved(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    reserve_bytes(conn, -1).map(|n| n == c_int::from(RESERVE))
+}
+
+/// `SQLITE_FCNTL_RESERVE_BYTES`: asks for `n` bytes reserved per page (a negative `n` asks
+/// nothing) and answers how many are reserved or asked for.
+fn reserve_bytes(conn: &rusqlite::Connection, mut n: c_int) -> rusqlite::Result<c_int> {
+    // SAFETY: a file control on the connection's own handle, with the int it documents.
     let rc = unsafe {
         ffi::sqlite3_file_control(
             conn.handle(),

@@ -117,16 +117,26 @@ fn stored_plan<T: serde::de::DeserializeOwned>(
 
 /// Runs recorded in the snapshot, newest first. A missing file has none.
 pub fn runs(path: &Path, limit: usize) -> Result<Vec<RunRecord>, Error> {
+    runs_where(path, "ORDER BY id DESC LIMIT ?1", limit as i64)
+}
+
+/// One run, if the snapshot has it.
+pub fn run(path: &Path, run_id: i64) -> Result<Option<RunRecord>, Error> {
+    Ok(runs_where(path, "WHERE id = ?1", run_id)?.pop())
+}
+
+/// The runs `tail` (an SQL clause taking one parameter, `arg`) picks.
+fn runs_where(path: &Path, tail: &str, arg: i64) -> Result<Vec<RunRecord>, Error> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let (conn, _) = open_read_only(path)?;
     let err = |e: rusqlite::Error| Error::snapshot(path, e);
     let mut stmt = conn
-        .prepare("SELECT id, kind, started_at, finished_at, outcome, summary FROM runs ORDER BY id DESC LIMIT ?1")
+        .prepare(&format!("SELECT id, kind, started_at, finished_at, outcome, summary FROM runs {tail}"))
         .map_err(err)?;
     let rows = stmt
-        .query_map([limit as i64], |r| {
+        .query_map([arg], |r| {
             let summary: Option<String> = r.get(5)?;
             Ok(RunRecord {
                 id: r.get(0)?,
@@ -170,9 +180,4 @@ pub fn run_log(path: &Path, run_id: i64, skip: usize, limit: usize) -> Result<(V
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(err)?;
     Ok((rows, total as usize))
-}
-
-/// One run, if the snapshot has it.
-pub fn run(path: &Path, run_id: i64) -> Result<Option<RunRecord>, Error> {
-    Ok(runs(path, usize::MAX)?.into_iter().find(|r| r.id == run_id))
 }

@@ -1,6 +1,5 @@
 //! The schema: its migrations, its version, and the snapshot's identity.
 
-use std::ffi::c_int;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -111,15 +110,19 @@ pub(super) fn open_read_only(path: &Path) -> Result<(Connection, i64), Error> {
         conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     }
     let version = schema_version(&conn, path)?;
-    if version >= SEALED_SINCE
-        && super::pages::reserved(&conn).map_err(|e| Error::snapshot(path, e))? != c_int::from(super::pages::RESERVE)
-    {
-        return Err(Error::Damaged {
-            path: path.to_owned(),
-            what: "its header no longer reserves room for page checksums".into(),
-        });
-    }
+    sealed(&conn, path, version)?;
     Ok((conn, version))
+}
+
+/// Whether the file `conn` has open reserves room for page checksums; a file of a schema that
+/// always does, and does not, is damaged (its header lost the reserve, and with it every check).
+pub(super) fn sealed(conn: &Connection, path: &Path, version: i64) -> Result<bool, Error> {
+    let sealed = super::pages::reserved(conn).map_err(|e| Error::snapshot(path, e))?;
+    if !sealed && version >= SEALED_SINCE {
+        let what = "its header no longer reserves room for page checksums".into();
+        return Err(Error::Damaged { path: path.to_owned(), what });
+    }
+    Ok(sealed)
 }
 
 pub(super) fn schema_version(conn: &Connection, path: &Path) -> Result<i64, Error> {

@@ -1,14 +1,13 @@
 //! The snapshot opened for writing: creation and migration, the runs table, undo plans, the
 //! journal's intents.
 
-use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Writer;
 use super::read::load;
-use super::schema::{MIGRATIONS, SCHEMA_VERSION, SEALED_SINCE, new_snapshot_id, schema_version};
+use super::schema::{MIGRATIONS, SCHEMA_VERSION, new_snapshot_id, schema_version, sealed};
 use super::{integrity, pages};
 use crate::error::Error;
 use crate::model::{CustomerRecord, DeviceIdent, Email, SnapshotData, StoredCustomer, TelemetronId};
@@ -177,13 +176,7 @@ impl Store {
         let mut conn = connect(path)?;
         let err = |e: rusqlite::Error| Error::snapshot(path, e);
         let version = schema_version(&conn, path)?;
-        if pages::reserved(&conn).map_err(err)? != c_int::from(pages::RESERVE) {
-            if version >= SEALED_SINCE {
-                return Err(Error::Damaged {
-                    path: path.to_owned(),
-                    what: "its header no longer reserves room for page checksums".into(),
-                });
-            }
+        if !sealed(&conn, path, version)? {
             conn = seal(conn, path)?;
         }
         if version < SCHEMA_VERSION {
