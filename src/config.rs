@@ -81,6 +81,8 @@ pub struct RunSection {
     pub max_duration: Option<String>,
     /// As `--quarantine-after`: runs in a row a record must be refused in to be held back.
     pub quarantine_after: Option<u32>,
+    /// As `--keep-runs`: how many runs' undo plans and sync log are kept.
+    pub keep_runs: Option<u32>,
 }
 
 /// `run.rate` in the config: a number, or `"auto"`.

@@ -613,7 +613,7 @@ fn history_of_one_run_tells_each_record_it_did_not_get_confirmed() {
         apply_day(&w, &emu, "day2").expect(3);
     }
     let night1 = w.run(&["history", "2", "--state", "s.db"]).expect(0).stdout;
-    assert!(night1.starts_with("run 2 (apply): ") && night1.contains("Records not confirmed ("), "{night1}");
+    assert!(night1.starts_with("run 2 (apply): ") && night1.contains("Sync log ("), "{night1}");
     assert!(
         night1.lines().any(|l| l.contains("refused")
             && l.contains("properties_replaced D02 (day2/devices.csv:")

@@ -509,9 +509,10 @@ pub struct ApplyArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
-    /// Keep the undo plans of this many runs (the newest; older ones are dropped)
-    #[arg(long, value_name = "N", default_value_t = crate::snapshot::KEEP_UNDO, value_parser = clap::value_parser!(u32).range(1..))]
-    pub keep_undo: u32,
+    /// Keep the undo plans and the sync log of this many runs, the newest (older ones are
+    /// dropped) [default: the config's run.keep_runs, else 30]
+    #[arg(long, alias = "keep-undo", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_runs: Option<u32>,
     /// Write the run's summary, with every failed operation and its error, to this JSON file
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

@@ -57,6 +57,8 @@ pub struct Settings {
     pub guard: crate::plan::guard::Limits,
     /// `run.quarantine_after`, checked.
     quarantine_after: Option<u32>,
+    /// How many runs' undo plans and sync log are kept: `--keep-runs`, `run.keep_runs`, 30.
+    pub keep_runs: u32,
     pub quiet: bool,
 }
 
@@ -69,6 +71,7 @@ pub struct CommandFlags<'a> {
     pub rate: Option<super::args::RateFlag>,
     pub window: Option<&'a WindowArgs>,
     pub guard: Option<&'a GuardArgs>,
+    pub keep_runs: Option<u32>,
 }
 
 impl<'a> CommandFlags<'a> {
@@ -86,6 +89,7 @@ impl<'a> CommandFlags<'a> {
                 exec: Some(&a.exec),
                 window: Some(&a.window),
                 guard: Some(&a.guard),
+                keep_runs: a.keep_runs,
                 ..none
             },
             Command::Verify(a) => CommandFlags { state: a.state.state.as_ref(), exec: Some(&a.exec), ..none },
@@ -174,8 +178,13 @@ impl Settings {
             }
             n => n,
         };
+        let keep_runs = match flags.keep_runs.or(run.keep_runs) {
+            Some(0) => return Err(config_error("run.keep_runs must be 1 or more".into())),
+            n => n.unwrap_or(crate::snapshot::KEEP_RUNS),
+        };
         Ok(Settings {
             quarantine_after,
+            keep_runs,
             state: flags.state.cloned().or_else(|| in_config(&config.state)).unwrap_or_else(|| DEFAULT_STATE.into()),
             state_named: flags.state.is_some() || config.state.is_some(),
             metrics_file: global.metrics_file.clone().or_else(|| in_config(&config.metrics_file)),
@@ -552,7 +561,7 @@ pub struct ApplySettings {
     /// `--max-duration`, counted from the start: reading and planning use the window up too.
     pub deadline: Option<std::time::Instant>,
     pub guard: crate::plan::guard::Limits,
-    pub keep_undo: u32,
+    pub keep_runs: u32,
     pub report: Option<PathBuf>,
     pub quiet: bool,
 }
@@ -569,7 +578,7 @@ impl ApplySettings {
             api: s.api()?,
             deadline,
             guard: s.guard.clone(),
-            keep_undo: args.keep_undo,
+            keep_runs: s.keep_runs,
             report: args.report.clone(),
             quiet: s.quiet,
         })

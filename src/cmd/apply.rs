@@ -74,7 +74,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
             client: client.clone(),
             guard: Some(a.guard.clone()),
             deadline: a.deadline,
-            keep_undo: Some(a.keep_undo),
+            keep_undo: Some(a.keep_runs),
             undoes: None,
             rejected,
             quarantined: quarantined.len(),
@@ -82,7 +82,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
         };
         let mut ran = sync::run(&spec, Work::Operations(operations))?;
         super::locate(&settings.sources, &mut ran.outcome.failures, &mut quarantined);
-        super::log_outcomes(&settings.state, run_id, &ran.outcome.failures, &quarantined, a.keep_undo);
+        super::log_outcomes(&settings.state, run_id, &ran.outcome.failures, &quarantined, a.keep_runs);
         show(&ran, &spec, &api.base_url, a.report.as_deref(), &quarantined)?;
         let mut ended = ran.ended(warnings as u64);
         ended.figures.records_failing = snapshot::refusals(&settings.state).ok().map(|r| r.len() as u64);

@@ -42,10 +42,12 @@ struct Events<'a> {
     state: &'a std::path::Path,
     client: Client,
     opts: Options,
+    keep_runs: u32,
 }
 
 pub fn run(args: &EventArgs, s: &Settings) -> Result<Ended, Error> {
-    let events = Events { state: &s.state, client: s.api()?.client()?, opts: s.event_options() };
+    let events =
+        Events { state: &s.state, client: s.api()?.client()?, opts: s.event_options(), keep_runs: s.keep_runs };
 
     if let Some(event) = &args.event {
         let _lock = Lock::acquire(events.state)?;
@@ -197,7 +199,7 @@ impl Events<'_> {
                 progress: &crate::execute::Silent,
             };
             let ran = sync::run(&spec, sync::Work::Calls(calls))?;
-            super::log_outcomes(self.state, run_id, &ran.outcome.failures, &[], crate::snapshot::KEEP_UNDO);
+            super::log_outcomes(self.state, run_id, &ran.outcome.failures, &[], self.keep_runs);
             // The event's result replaces the engine's summary as the run's, in its history.
             let mut store = Store::open(self.state)?;
             result = sync::event_result(name, &checked, &ran, &store)?;

@@ -77,12 +77,16 @@ fn one_run(args: &HistoryArgs, path: &std::path::Path, id: i64) -> Result<Ended,
                 writeln!(out, "  {}", inert(&summary_text(summary)))?;
             }
             if total == 0 {
-                return writeln!(out, "  every record it sent was confirmed (nothing refused, failed or quarantined)");
+                return writeln!(
+                    out,
+                    "  every record it sent was confirmed (nothing removed, refused, failed or quarantined)"
+                );
             }
-            writeln!(out, "\nRecords not confirmed ({total}):")?;
+            writeln!(out, "\nSync log ({total}: what it removed, and each record not simply confirmed):")?;
             for r in &records {
                 let from = r.source.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
-                writeln!(out, "  {:<12} {} {}{from}: {}", r.outcome, r.kind, inert(&r.key), inert(&r.message))?;
+                let message = if r.message.is_empty() { String::new() } else { format!(": {}", inert(&r.message)) };
+                writeln!(out, "  {:<12} {} {}{from}{message}", r.outcome, r.kind, inert(&r.key))?;
             }
             let shown = args.skip + records.len();
             if shown < total {

@@ -79,9 +79,10 @@ pub(crate) fn release<T>(value: T) {
 
 pub(crate) use crate::sync::{runtime, shutdown_signal, stop_on_signal};
 
-/// Writes what became of the records run `run_id` did not get confirmed (refused, failed,
-/// quarantined) into the snapshot's sync log, which `history RUN` shows; keeps the log of the
-/// newest `keep` runs. A log that cannot be written is said, not an error: the run is done.
+/// Writes what became of the records run `run_id` did not get confirmed (refused, failed after
+/// its retries, not sent for a failure it waited on, quarantined) into the snapshot's sync log,
+/// which `history RUN` and `explain` show; keeps the log and the undo plans of the newest `keep`
+/// runs. A log that cannot be written is said, not an error: the run is done.
 pub(crate) fn log_outcomes(
     state: &std::path::Path,
     run_id: i64,
@@ -93,8 +94,18 @@ pub(crate) fn log_outcomes(
     let failed = failures.iter().map(|f| LogEntry {
         kind: f.kind.to_string(),
         key: f.key.clone(),
-        outcome: if f.refused { "refused" } else { "failed" }.into(),
-        message: f.error.clone(),
+        outcome: match (f.refused, f.error.starts_with("not sent")) {
+            (true, _) => "refused",
+            (false, true) => "not_sent",
+            (false, false) => "failed",
+        }
+        .into(),
+        // The outcome says it: the message is what follows.
+        message: ["refused by Telemetron: ", "not sent: "]
+            .iter()
+            .find_map(|p| f.error.strip_prefix(p))
+            .unwrap_or(&f.error)
+            .to_string(),
         source: f.source.clone(),
     });
     let held = quarantined.iter().map(|q| LogEntry {
@@ -110,10 +121,12 @@ pub(crate) fn log_outcomes(
         source: q.source.clone(),
     });
     let entries: Vec<LogEntry> = failed.chain(held).collect();
-    if entries.is_empty() {
-        return;
-    }
-    if let Err(e) = crate::snapshot::Store::open(state).and_then(|mut s| s.log_outcomes(run_id, &entries, keep)) {
+    let written = crate::snapshot::Store::open(state).and_then(|mut s| match entries.is_empty() {
+        // What the run's own writes logged (removals, settled calls) is pruned here too.
+        true => s.keep_runs(keep),
+        false => s.log_outcomes(run_id, &entries, keep),
+    });
+    if let Err(e) = written {
         tracing::warn!("the sync log could not be written ({e}); the run's summary has its counts");
     }
 }

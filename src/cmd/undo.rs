@@ -57,7 +57,7 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
         };
         let sent = now.operations.len();
         let ran = crate::sync::run(&spec, crate::sync::Work::Operations(now.operations))?;
-        super::log_outcomes(&state, run_id, &ran.outcome.failures, &[], crate::snapshot::KEEP_UNDO);
+        super::log_outcomes(&state, run_id, &ran.outcome.failures, &[], s.keep_runs);
         super::apply::show(&ran, &spec, &api.base_url, None, &[])?;
         let ended = ran.ended(0);
         if matches!(ended.how, How::Refused(_)) {

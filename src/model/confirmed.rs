@@ -49,6 +49,24 @@ pub enum Confirmed {
     Refused(super::Refusal),
 }
 
+impl Confirmed {
+    /// The record this confirms, keyed as refusals are: none for a record Telemetron does not
+    /// have, or for a refusal.
+    pub fn record_key(&self) -> Option<(super::RecordKind, String)> {
+        use super::{RecordKind, pair_key};
+        Some(match self {
+            Confirmed::Customer { email, .. } => (RecordKind::Customer, email.to_string()),
+            Confirmed::DeviceCreated { identifier, .. } | Confirmed::DeviceType { identifier, .. } => {
+                (RecordKind::Device, identifier.to_string())
+            }
+            Confirmed::DeviceProperties { identifier, .. } => (RecordKind::Properties, identifier.to_string()),
+            Confirmed::Assigned(a) => (RecordKind::Assignment, pair_key(&a.device, &a.customer)),
+            Confirmed::Unassigned(a) => (RecordKind::Unassignment, pair_key(&a.device, &a.customer)),
+            Confirmed::DeviceMissing(_) | Confirmed::CustomerMissing(_) | Confirmed::Refused(_) => return None,
+        })
+    }
+}
+
 /// A (device, customer) pair an assign or unassign call is about to be sent for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {

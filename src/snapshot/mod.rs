@@ -10,9 +10,10 @@
 //! the snapshot moved under it. [`Writer::record`] maps each of Telemetron's confirmations to its
 //! write.
 
-/// How many runs' undo plans are kept unless configured otherwise (`--keep-undo`).
-pub const KEEP_UNDO: u32 = 30;
+/// How many runs' undo plans and sync log are kept unless configured otherwise (`--keep-runs`).
+pub const KEEP_RUNS: u32 = 30;
 
+mod about;
 mod integrity;
 mod lock;
 mod pages;
@@ -22,6 +23,7 @@ mod schema;
 mod store;
 mod writer;
 
+pub use about::{About, LogRow, RunRef, about};
 pub use integrity::{Checked, check};
 pub use lock::Lock;
 pub use pages::{Scan, register as check_pages, scan};

@@ -78,6 +78,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
          source TEXT,
          PRIMARY KEY (run_id, seq)
      ) WITHOUT ROWID;",
+    // 8: each record row names the run whose confirmation (or baseline) last wrote it; the
+    // sync log also holds what leaves no row (a removal, a record Telemetron no longer has, a
+    // call settled by reading back), with the time of each entry. `explain` reads both.
+    "ALTER TABLE customers ADD COLUMN confirmed_by INTEGER;
+     ALTER TABLE devices ADD COLUMN confirmed_by INTEGER;
+     ALTER TABLE assignments ADD COLUMN confirmed_by INTEGER;
+     ALTER TABLE sync_log ADD COLUMN at TEXT;",
 ];
 
 /// The schema version from which every page of the file is sealed.

@@ -90,8 +90,10 @@ pub struct LogEntry {
     pub kind: String,
     /// The record: an email, an identifier, or `device -> customer`.
     pub key: String,
-    /// `refused` (by Telemetron, on its own), `failed` (no answer that confirms it, after the
-    /// retries), or `quarantined` (held back, not sent).
+    /// `confirmed` (a removal: what leaves no row), `refused` (by Telemetron, on its own),
+    /// `failed` (no answer that confirms it, after the retries), `not_sent` (what it waited on
+    /// failed), `quarantined` (held back), `settled` (an unknown outcome, read back),
+    /// `not_found` (Telemetron does not have it: forgotten), `read_back` (`verify --heal`).
     pub outcome: String,
     /// Telemetron's message, or why it was held back.
     pub message: String,
@@ -233,7 +235,7 @@ impl Store {
     pub fn writer(&mut self) -> Result<Writer<'_>, Error> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| Error::snapshot(&path, e))?;
-        Ok(Writer { tx, path, refusals: None })
+        Ok(Writer { tx, path, refusals: None, run: None, seq: None, confirms: "confirmed" })
     }
 
     /// Runs `write` in one transaction through SQLite's rollback journal instead of the WAL,
@@ -333,8 +335,8 @@ impl Store {
         Ok(())
     }
 
-    /// Adds `entries` to run `run_id`'s part of the sync log, in one transaction, and lets go of
-    /// the log of runs older than the newest `keep` runs that have one.
+    /// Adds `entries` to run `run_id`'s part of the sync log, in one transaction, and keeps the
+    /// log and the undo plans of the newest `keep` runs that have them ([`Store::keep_runs`]).
     pub fn log_outcomes(&mut self, run_id: i64, entries: &[LogEntry], keep: u32) -> Result<(), Error> {
         let path = self.path.clone();
         let err = |e| Error::snapshot(&path, e);
@@ -345,24 +347,24 @@ impl Store {
                 .map_err(err)?;
             let mut put = tx
                 .prepare(
-                    "INSERT INTO sync_log (run_id, seq, kind, key, outcome, message, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO sync_log (run_id, seq, kind, key, outcome, message, source, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
+            let at = crate::time::now_rfc3339();
             for (i, e) in entries.iter().enumerate() {
-                put.execute(params![run_id, next + 1 + i as i64, e.kind, e.key, e.outcome, e.message, e.source])
+                put.execute(params![run_id, next + 1 + i as i64, e.kind, e.key, e.outcome, e.message, e.source, at])
                     .map_err(err)?;
             }
-            // The newest `keep` runs that logged anything: a stream of events that all went
-            // through does not push last night's log out.
-            tx.execute(
-                "DELETE FROM sync_log WHERE run_id < (SELECT coalesce(min(run_id), 0) FROM
-                     (SELECT DISTINCT run_id FROM sync_log ORDER BY run_id DESC LIMIT ?1))",
-                [keep.max(1)],
-            )
-            .map_err(err)?;
+            keep_runs(&tx, keep).map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+
+    /// Lets go of the sync log and the undo plans of all but the newest `keep` runs that have
+    /// them: a stream of events that all went through does not push last night's log out.
+    pub fn keep_runs(&mut self, keep: u32) -> Result<(), Error> {
+        keep_runs(&self.conn, keep).map_err(|e| Error::snapshot(&self.path, e))
     }
 
     /// Marks run `id` as the undo of run `target`.
@@ -396,4 +398,18 @@ impl Store {
     pub fn auto_rate(&self) -> Result<Option<f64>, Error> {
         super::runs::auto_rate_in(&self.conn, &self.path)
     }
+}
+
+/// [`Store::keep_runs`] on an open connection or transaction.
+fn keep_runs(conn: &Connection, keep: u32) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM sync_log WHERE run_id < (SELECT coalesce(min(run_id), 0) FROM
+             (SELECT DISTINCT run_id FROM sync_log ORDER BY run_id DESC LIMIT ?1))",
+        [keep.max(1)],
+    )?;
+    conn.execute(
+        "DELETE FROM undo WHERE run_id IN (SELECT run_id FROM undo ORDER BY run_id DESC LIMIT -1 OFFSET ?1)",
+        [keep.max(1)],
+    )?;
+    Ok(())
 }

@@ -607,3 +607,54 @@ fn a_header_that_lost_its_reserved_bytes_is_refused() {
     }
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// Every write of a record row names the run under way; what leaves no row (a removal, a
+/// device Telemetron does not have) is in the run's log, newest first; and only the newest
+/// `keep` runs keep their log and their undo plan.
+#[test]
+fn a_row_names_the_run_that_wrote_it_and_the_log_keeps_what_leaves_none() {
+    use crate::model::Confirmed;
+    let path = tempdir().join("s.db");
+    let mut store = Store::open(&path).unwrap();
+    let (e, d1, d2) =
+        (Email::parse("a@b.co").unwrap(), DeviceIdent::parse("D1").unwrap(), DeviceIdent::parse("D2").unwrap());
+    let pair = |d: &DeviceIdent| Assignment { device: d.clone(), customer: e.clone() };
+    let first = store.begin_run("apply").unwrap();
+    let mut w = store.writer().unwrap();
+    w.record(&Confirmed::Customer { email: e.clone(), id: None, record: rec("A") }).unwrap();
+    w.record(&Confirmed::Assigned(pair(&d1))).unwrap();
+    w.record(&Confirmed::Assigned(pair(&d2))).unwrap();
+    w.commit().unwrap();
+    let second = store.begin_run("event").unwrap();
+    let mut w = store.writer().unwrap();
+    w.record(&Confirmed::Assigned(pair(&d1))).unwrap();
+    w.record(&Confirmed::Unassigned(pair(&d2))).unwrap();
+    w.record(&Confirmed::DeviceMissing(d1.clone())).unwrap();
+    w.commit().unwrap();
+    let about_e = about(&path, "a@b.co").unwrap();
+    let by = about_e.customer.as_ref().and_then(|c| c.confirmed_by.clone()).unwrap();
+    assert_eq!((by.id, by.kind.as_deref()), (first, Some("apply")));
+    let log: Vec<(i64, &str, &str, &str)> =
+        about_e.log.iter().map(|l| (l.run, l.kind.as_str(), l.key.as_str(), l.outcome.as_str())).collect();
+    assert_eq!(log, [(second, "assignments_removed", "D2 -> a@b.co", "confirmed")]);
+    let about_d1 = about(&path, "D1").unwrap();
+    assert!(about_d1.device.is_none() && about_d1.assignments.is_empty(), "{about_d1:?}");
+    assert_eq!(about_d1.log[0].outcome, "not_found");
+    assert!(about_d1.log[0].at.is_some());
+
+    // The log and the undo plans of the newest `keep` runs only.
+    for _ in 0..3 {
+        let run = store.begin_run("apply").unwrap();
+        store.put_undo(run, &serde_json::json!({"run": run}), 30).unwrap();
+        let mut w = store.writer().unwrap();
+        w.log("assignments_removed", "D9 -> a@b.co", "confirmed", "").unwrap();
+        w.commit().unwrap();
+    }
+    store.keep_runs(2).unwrap();
+    let runs: Vec<i64> = about(&path, "D9").unwrap().log.iter().map(|l| l.run).collect();
+    assert_eq!(runs, [second + 3, second + 2]);
+    let plan = |run| undo_plan::<serde_json::Value>(&path, run).unwrap().and_then(|(_, p)| p);
+    assert!(plan(second + 1).is_none());
+    assert_eq!(plan(second + 2), Some(serde_json::json!({"run": second + 2})));
+    assert!(about(&path, "D2").unwrap().log.is_empty(), "the pruned run's log is gone");
+}

@@ -6,21 +6,27 @@ use rusqlite::params;
 
 use crate::error::Error;
 use crate::model::{
-    Assignment, Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, RecordKind, Refusal,
-    TelemetronId, pair_key,
+    Assignment, Confirmed, CustomerRecord, DeviceIdent, DeviceRecord, Email, Properties, Refusal, TelemetronId,
+    pair_key,
 };
 
-const PUT_CUSTOMER: &str = "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+// Every statement that writes a record row names the run that wrote it (`confirmed_by`): what
+// `explain` tells as the run that last confirmed the record.
+const PUT_CUSTOMER: &str = "INSERT INTO customers (email, telemetron_id, name, phone, address, source_id, confirmed_by)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
     ON CONFLICT (email) DO UPDATE SET
         telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
         name = excluded.name, phone = excluded.phone, address = excluded.address,
-        source_id = coalesce(excluded.source_id, source_id)";
-const PUT_DEVICE: &str = "INSERT INTO devices (identifier, telemetron_id, type, properties) VALUES (?1, ?2, ?3, ?4)
+        source_id = coalesce(excluded.source_id, source_id), confirmed_by = excluded.confirmed_by";
+const PUT_DEVICE: &str = "INSERT INTO devices (identifier, telemetron_id, type, properties, confirmed_by)
+    VALUES (?1, ?2, ?3, ?4, ?5)
     ON CONFLICT (identifier) DO UPDATE SET
         telemetron_id = coalesce(excluded.telemetron_id, telemetron_id),
-        type = excluded.type, properties = excluded.properties";
-const ASSIGN: &str = "INSERT OR IGNORE INTO assignments (device, customer) VALUES (?1, ?2)";
+        type = excluded.type, properties = excluded.properties, confirmed_by = excluded.confirmed_by";
+const ASSIGN: &str = "INSERT INTO assignments (device, customer, confirmed_by) VALUES (?1, ?2, ?3)
+    ON CONFLICT (device, customer) DO UPDATE SET confirmed_by = excluded.confirmed_by";
+/// [`ASSIGN`] of pairs the snapshot does not hold (a baseline's): no conflict to update.
+const ASSIGN_NEW: &str = "INSERT OR IGNORE INTO assignments (device, customer, confirmed_by) VALUES (?1, ?2, ?3)";
 
 /// How many rows one statement of [`Writer::put_many`] inserts (256 wrote no faster at 1 M).
 const ROWS_AT_ONCE: usize = 64;
@@ -46,6 +52,14 @@ pub struct Writer<'a> {
     /// Whether the snapshot holds refused records, asked once per transaction: a confirmation
     /// clears its record's refusals only when there are any (nearly never), at no cost else.
     pub(super) refusals: Option<bool>,
+    /// The run under way (the latest begun: its writer holds the lock), asked once; `None`
+    /// inside when the snapshot has no run (a test's writes).
+    pub(super) run: Option<Option<i64>>,
+    /// The sequence number of the run's last sync-log entry, asked once.
+    pub(super) seq: Option<i64>,
+    /// What the log calls a confirmation recorded here: `confirmed` (an answer to a call), or
+    /// `read_back` (a fact `verify --heal` read).
+    pub confirms: &'static str,
 }
 
 impl Writer<'_> {
@@ -59,6 +73,32 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// The run under way: the latest begun (its writer holds the lock).
+    fn run(&mut self) -> Result<Option<i64>, Error> {
+        if let Some(run) = self.run {
+            return Ok(run);
+        }
+        let run = self.tx.query_row("SELECT max(id) FROM runs", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(*self.run.insert(run))
+    }
+
+    /// Adds an entry to the sync log of the run under way (none without a run).
+    pub fn log(&mut self, kind: &str, key: &str, outcome: &str, message: &str) -> Result<(), Error> {
+        let Some(run) = self.run()? else { return Ok(()) };
+        let seq = match self.seq {
+            Some(seq) => seq,
+            None => self
+                .tx
+                .query_row("SELECT coalesce(max(seq), 0) FROM sync_log WHERE run_id = ?1", [run], |r| r.get(0))
+                .map_err(|e| self.err(e))?,
+        } + 1;
+        self.seq = Some(seq);
+        self.exec(
+            "INSERT INTO sync_log (run_id, seq, kind, key, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![run, seq, kind, key, outcome, message, crate::time::now_rfc3339()],
+        )
+    }
+
     /// Records a customer as Telemetron now has it. A `None` id keeps the id already stored.
     pub fn put_customer(
         &mut self,
@@ -66,6 +106,7 @@ impl Writer<'_> {
         id: Option<&TelemetronId>,
         record: &CustomerRecord,
     ) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
             PUT_CUSTOMER,
             params![
@@ -75,6 +116,7 @@ impl Writer<'_> {
                 record.phone(),
                 record.address(),
                 record.source_id(),
+                run,
             ],
         )
     }
@@ -86,6 +128,7 @@ impl Writer<'_> {
         id: Option<&TelemetronId>,
         record: &DeviceRecord,
     ) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
             PUT_DEVICE,
             params![
@@ -93,44 +136,50 @@ impl Writer<'_> {
                 id.map(TelemetronId::as_str),
                 record.device_type.as_deref(),
                 &*record.properties.json(),
+                run,
             ],
         )
     }
 
     /// Records a device's new type, keeping the rest of its row.
     pub fn set_device_type(&mut self, ident: &DeviceIdent, device_type: &str) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
-            "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
-                 ON CONFLICT (identifier) DO UPDATE SET type = excluded.type",
-            params![ident.as_str(), device_type],
+            "INSERT INTO devices (identifier, type, confirmed_by) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (identifier) DO UPDATE SET type = excluded.type, confirmed_by = excluded.confirmed_by",
+            params![ident.as_str(), device_type, run],
         )
     }
 
     /// Records a device's new (complete) properties, keeping the rest of its row.
     pub fn set_device_properties(&mut self, ident: &DeviceIdent, properties: &Properties) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
-            "INSERT INTO devices (identifier, properties) VALUES (?1, ?2)
-                 ON CONFLICT (identifier) DO UPDATE SET properties = excluded.properties",
-            params![ident.as_str(), &*properties.json()],
+            "INSERT INTO devices (identifier, properties, confirmed_by) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (identifier) DO UPDATE SET
+                     properties = excluded.properties, confirmed_by = excluded.confirmed_by",
+            params![ident.as_str(), &*properties.json(), run],
         )
     }
 
     /// Records that Telemetron has this customer, keeping what the snapshot already says of it
     /// (only a missing Telemetron id is filled in).
     pub fn ensure_customer(&mut self, email: &Email, id: Option<&TelemetronId>) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
-            "INSERT INTO customers (email, telemetron_id) VALUES (?1, ?2)
+            "INSERT INTO customers (email, telemetron_id, confirmed_by) VALUES (?1, ?2, ?3)
                  ON CONFLICT (email) DO UPDATE SET telemetron_id = coalesce(telemetron_id, excluded.telemetron_id)",
-            params![email.as_str(), id.map(TelemetronId::as_str)],
+            params![email.as_str(), id.map(TelemetronId::as_str), run],
         )
     }
 
     /// Records that Telemetron has this device, keeping what the snapshot already says of it.
     pub fn ensure_device(&mut self, ident: &DeviceIdent, device_type: Option<&str>) -> Result<(), Error> {
+        let run = self.run()?;
         self.exec(
-            "INSERT INTO devices (identifier, type) VALUES (?1, ?2)
+            "INSERT INTO devices (identifier, type, confirmed_by) VALUES (?1, ?2, ?3)
                  ON CONFLICT (identifier) DO UPDATE SET type = coalesce(type, excluded.type)",
-            params![ident.as_str(), device_type],
+            params![ident.as_str(), device_type, run],
         )
     }
 
@@ -153,7 +202,8 @@ impl Writer<'_> {
     }
 
     pub fn assign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
-        self.exec(ASSIGN, params![device.as_str(), customer.as_str()])
+        let run = self.run()?;
+        self.exec(ASSIGN, params![device.as_str(), customer.as_str(), run])
     }
 
     pub fn unassign(&mut self, device: &DeviceIdent, customer: &Email) -> Result<(), Error> {
@@ -188,13 +238,15 @@ impl Writer<'_> {
         &mut self,
         rows: impl IntoIterator<Item = (&'r Email, &'r CustomerRecord)>,
     ) -> Result<(), Error> {
-        self.put_many(PUT_CUSTOMER, 6, rows, |st, at, (email, r)| {
+        let run = self.run()?;
+        self.put_many(PUT_CUSTOMER, 7, rows, |st, at, (email, r)| {
             st.raw_bind_parameter(at + 1, email.as_str())?;
             st.raw_bind_parameter(at + 2, None::<&str>)?;
             st.raw_bind_parameter(at + 3, r.name())?;
             st.raw_bind_parameter(at + 4, r.phone())?;
             st.raw_bind_parameter(at + 5, r.address())?;
-            st.raw_bind_parameter(at + 6, r.source_id())
+            st.raw_bind_parameter(at + 6, r.source_id())?;
+            st.raw_bind_parameter(at + 7, run)
         })
     }
 
@@ -204,20 +256,24 @@ impl Writer<'_> {
         rows: impl IntoIterator<Item = (&'r DeviceIdent, Option<&'r str>, &'r Properties)>,
     ) -> Result<(), Error> {
         let mut json = Vec::new();
-        self.put_many(PUT_DEVICE, 4, rows, |st, at, (ident, device_type, properties)| {
+        let run = self.run()?;
+        self.put_many(PUT_DEVICE, 5, rows, |st, at, (ident, device_type, properties)| {
             st.raw_bind_parameter(at + 1, ident.as_str())?;
             st.raw_bind_parameter(at + 2, None::<&str>)?;
             st.raw_bind_parameter(at + 3, device_type)?;
             // Bound texts are copied: the buffer is free again for the next row.
-            st.raw_bind_parameter(at + 4, properties.json_in(&mut json))
+            st.raw_bind_parameter(at + 4, properties.json_in(&mut json))?;
+            st.raw_bind_parameter(at + 5, run)
         })
     }
 
     /// [`assign`](Self::assign) for many pairs.
     pub fn assign_all<'r>(&mut self, pairs: impl IntoIterator<Item = &'r Assignment>) -> Result<(), Error> {
-        self.put_many(ASSIGN, 2, pairs, |st, at, a| {
+        let run = self.run()?;
+        self.put_many(ASSIGN_NEW, 3, pairs, |st, at, a| {
             st.raw_bind_parameter(at + 1, a.device.as_str())?;
-            st.raw_bind_parameter(at + 2, a.customer.as_str())
+            st.raw_bind_parameter(at + 2, a.customer.as_str())?;
+            st.raw_bind_parameter(at + 3, run)
         })
     }
 
@@ -268,9 +324,23 @@ impl Writer<'_> {
                 self.set_device_properties(identifier, properties)
             }
             Confirmed::Assigned(a) => self.assign(&a.device, &a.customer),
-            Confirmed::Unassigned(a) => self.unassign(&a.device, &a.customer),
-            Confirmed::DeviceMissing(d) => self.remove_device(d),
-            Confirmed::CustomerMissing(e) => self.remove_customer(e),
+            // What leaves no row is told by the sync log.
+            Confirmed::Unassigned(a) => {
+                self.unassign(&a.device, &a.customer)?;
+                let outcome = self.confirms;
+                self.log("assignments_removed", &pair_key(&a.device, &a.customer), outcome, "")
+            }
+            Confirmed::DeviceMissing(d) => {
+                self.remove_device(d)?;
+                let why =
+                    "Telemetron does not have this device: forgotten with its assignments, the next plan creates it";
+                self.log("device", d.as_str(), "not_found", why)
+            }
+            Confirmed::CustomerMissing(e) => {
+                self.remove_customer(e)?;
+                let why = "Telemetron has no customer with this email: forgotten with its assignments, the next plan creates it";
+                self.log("customer", e.as_str(), "not_found", why)
+            }
             Confirmed::Refused(r) => self.refused(r),
         }
     }
@@ -309,16 +379,7 @@ impl Writer<'_> {
         if !any {
             return Ok(());
         }
-        let (record, key) = match c {
-            Confirmed::Customer { email, .. } => (RecordKind::Customer, email.to_string()),
-            Confirmed::DeviceCreated { identifier, .. } | Confirmed::DeviceType { identifier, .. } => {
-                (RecordKind::Device, identifier.to_string())
-            }
-            Confirmed::DeviceProperties { identifier, .. } => (RecordKind::Properties, identifier.to_string()),
-            Confirmed::Assigned(a) => (RecordKind::Assignment, pair_key(&a.device, &a.customer)),
-            Confirmed::Unassigned(a) => (RecordKind::Unassignment, pair_key(&a.device, &a.customer)),
-            Confirmed::DeviceMissing(_) | Confirmed::CustomerMissing(_) | Confirmed::Refused(_) => return Ok(()),
-        };
+        let Some((record, key)) = c.record_key() else { return Ok(()) };
         self.exec("DELETE FROM refusals WHERE record = ?1 AND key = ?2", params![record.as_str(), key])
     }
 

@@ -129,8 +129,13 @@ pub fn writing_run(
 pub fn record_facts(state: &Path, facts: &[Confirmed]) -> Result<(), Error> {
     let mut store = Store::open(state)?;
     let mut w = store.writer()?;
+    w.confirms = "read_back";
     for fact in facts {
         w.record(fact)?;
+        // A removal and a record Telemetron does not have are logged by `record`.
+        if let Some((kind, key)) = fact.record_key().filter(|(k, _)| *k != crate::model::RecordKind::Unassignment) {
+            w.log(kind.as_str(), &key, "read_back", "verify --heal recorded what Telemetron holds")?;
+        }
     }
     w.commit()
 }

@@ -63,6 +63,15 @@ pub(super) fn record(
 ) -> Store {
     let mut pending: Vec<Record> = Vec::new();
     let mut deadline = Instant::now() + COMMIT_EVERY;
+    // The time spent writing, for `-vv`: what the snapshot costs a run.
+    let (mut busy, mut commits) = (Duration::ZERO, 0u64);
+    let mut write = |store: &mut Store, batch: Vec<Record>| {
+        let t = Instant::now();
+        let written = write(store, run_id, batch);
+        busy += t.elapsed();
+        commits += 1;
+        written
+    };
     let fail = |e: Error| {
         tracing::error!("the snapshot can no longer be written: {e}; stopping the run");
         *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -84,7 +93,7 @@ pub(super) fn record(
         }
         if now || Instant::now() >= deadline {
             if !pending.is_empty()
-                && let Err(e) = write(&mut store, run_id, std::mem::take(&mut pending))
+                && let Err(e) = write(&mut store, std::mem::take(&mut pending))
             {
                 fail(e);
                 return store;
@@ -93,10 +102,11 @@ pub(super) fn record(
         }
     }
     if !pending.is_empty()
-        && let Err(e) = write(&mut store, run_id, pending)
+        && let Err(e) = write(&mut store, pending)
     {
         fail(e);
     }
+    tracing::debug!(commits, busy_ms = busy.as_millis() as u64, "the recorder has written everything it was handed");
     store
 }
 

@@ -86,19 +86,24 @@ pub fn journal(state: &Path, client: &Client, opts: &Options) -> Result<bool, Er
     let (mut assigned, mut not_assigned) = (0u64, 0u64);
     let mut w = store.writer()?;
     for i in &intents {
-        match &found[&i.customer] {
+        let holds = match &found[&i.customer] {
             Some((id, devices)) if devices.contains(i.device.as_str()) => {
                 w.ensure_customer(&i.customer, Some(id))?;
                 // Its type and properties are what the next plan compares (and sets).
                 w.ensure_device(&i.device, None)?;
                 w.assign(&i.device, &i.customer)?;
                 assigned += 1;
+                "assigned"
             }
             _ => {
                 w.unassign(&i.device, &i.customer)?;
                 not_assigned += 1;
+                "not assigned"
             }
-        }
+        };
+        let kind = if i.assign { "assignments_added" } else { "assignments_removed" };
+        let why = format!("run {} did not learn the outcome of its call; read back from Telemetron: {holds}", i.run_id);
+        w.log(kind, &crate::model::pair_key(&i.device, &i.customer), "settled", &why)?;
         w.settle_intent(i.id)?;
     }
     w.commit()?;
