@@ -11,6 +11,7 @@ mod contract;
 mod damage;
 mod event;
 mod event_storm;
+mod explain;
 mod hostile;
 mod hostile_flags;
 mod hostile_server;

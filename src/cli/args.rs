@@ -72,6 +72,9 @@ pub enum Command {
     Undo(UndoArgs),
     /// List the runs recorded in the snapshot
     History(HistoryArgs),
+    /// Tell everything known of one customer or device: its export rows, the snapshot's record
+    /// and the run that confirmed it, what the next plan does for it (or why nothing), its log
+    Explain(ExplainArgs),
     /// Snapshot maintenance
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -103,6 +106,7 @@ impl Command {
             Command::Event(_) => "event",
             Command::Undo(_) => "undo",
             Command::History(_) => "history",
+            Command::Explain(_) => "explain",
             Command::Snapshot(_) => "snapshot",
             Command::Customer(_) => "customer",
             Command::Device(_) => "device",
@@ -697,6 +701,26 @@ pub struct HistoryArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The records to explain: emails or device identifiers
+    #[arg(value_name = "KEY", required = true)]
+    pub keys: Vec<String>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Also read what Telemetron holds now (queryCustomer: the customer; for a device, each
+    /// owner the export, the snapshot or the log names) and say where it differs from the snapshot
+    #[arg(long)]
+    pub remote: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod env;
 pub mod exit;
+pub mod explain;
 pub use crate::files;
 pub mod html;
 pub mod json;

@@ -104,6 +104,7 @@ impl<'a> CommandFlags<'a> {
                 ..none
             },
             Command::History(a) => CommandFlags { state: a.state.state.as_ref(), ..none },
+            Command::Explain(a) => CommandFlags { state: a.inputs.state.state.as_ref(), guard: Some(&a.guard), ..none },
             Command::Snapshot(SnapshotCommand::Migrate { state } | SnapshotCommand::Check { state }) => {
                 CommandFlags { state: state.state.as_ref(), ..none }
             }
@@ -580,6 +581,33 @@ impl ApplySettings {
             guard: s.guard.clone(),
             keep_runs: s.keep_runs,
             report: args.report.clone(),
+            quiet: s.quiet,
+        })
+    }
+}
+
+/// What `explain` runs with, resolved once.
+#[derive(Debug)]
+pub struct ExplainSettings {
+    pub inputs: InputSettings,
+    pub guard: crate::plan::guard::Limits,
+    pub keys: Vec<String>,
+    pub format: super::ReportFormat,
+    /// With `--remote`: where Telemetron is, and how fast to read it.
+    pub remote: Option<(ApiSettings, crate::execute::Options)>,
+    pub quiet: bool,
+}
+
+impl ExplainSettings {
+    pub fn resolve(s: &Settings, args: &super::ExplainArgs) -> Result<ExplainSettings, Error> {
+        let inputs = InputSettings::resolve(s, &args.inputs, Some(&args.planning), true)?;
+        let remote = if args.remote { Some((s.api()?, s.options(inputs.batching))) } else { None };
+        Ok(ExplainSettings {
+            inputs,
+            guard: s.guard.clone(),
+            keys: args.keys.clone(),
+            format: args.format,
+            remote,
             quiet: s.quiet,
         })
     }

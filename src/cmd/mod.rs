@@ -13,6 +13,7 @@ mod apply;
 mod baseline;
 mod emulator;
 mod event;
+mod explain;
 mod history;
 mod plan;
 mod snapshot_cmd;
@@ -41,6 +42,7 @@ fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
         Command::Plan(args) => plan::run(&PlanSettings::resolve(s, args)?),
         Command::Baseline(args) => baseline::run(&InputSettings::resolve(s, &args.inputs, None, true)?),
         Command::History(args) => history::run(args, s),
+        Command::Explain(args) => explain::run(&crate::cli::settings::ExplainSettings::resolve(s, args)?),
         Command::Snapshot(cmd) => snapshot_cmd::run(cmd, s),
         Command::Customer(cmd) => adhoc::customer(cmd, s),
         Command::Device(cmd) => adhoc::device(cmd, s),

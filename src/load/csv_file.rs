@@ -28,6 +28,12 @@ pub(super) struct CsvFile {
     pub rejects_kept: usize,
 }
 
+/// A file's name and headers, as [`CsvFile::walk`] hands them on.
+pub(super) struct Named {
+    pub name: Arc<str>,
+    pub headers: Vec<String>,
+}
+
 /// One well-formed data row: its line, and its fields as UTF-8.
 pub(super) struct Row<'a> {
     pub line: u64,
@@ -276,6 +282,18 @@ impl CsvFile {
     /// for their shape as [`RowEvent::Bad`] (their reject is already in `rejects`). Rows are
     /// read one ahead, so that the last one is known to be the last: a file that does not end
     /// with a line break may have been cut in that row.
+    /// Calls `f` with each well-formed row, keeping no rejects (the file is read again, after
+    /// the loader has judged it), and the file's name and headers.
+    pub fn walk(&mut self, multiline: Multiline<'_>, mut f: impl FnMut(&Named, &Row<'_>)) -> Result<(), Error> {
+        let named = Named { name: self.name.clone(), headers: self.headers.clone() };
+        self.for_each_row(multiline, &mut Capped::new(0), |event, _| {
+            if let RowEvent::Row(row) = event {
+                f(&named, &row);
+            }
+            None
+        })
+    }
+
     pub fn for_each_row(
         &mut self,
         multiline: Multiline<'_>,

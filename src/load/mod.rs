@@ -15,7 +15,7 @@ pub mod source;
 pub use source::sha256_file;
 
 mod lines;
-pub use lines::lines_of;
+pub use lines::{Cell, NamedRow, lines_of, rows_naming};
 mod rejects;
 mod resolve;
 mod validate;
