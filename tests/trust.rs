@@ -492,8 +492,23 @@ fn a_record_refused_night_after_night_is_quarantined_until_its_row_changes() {
         let run = apply_day(&w, &emu, "day2");
         assert_eq!(run.code, 3, "night {night}: {}", run.stderr);
         assert!(!run.stdout.contains("quarantined"), "night {night}: {}", run.stdout);
+        // Not quarantined yet: every plan report lists it as failing, with Telemetron's words.
+        if night < 3 {
+            for format in ["text", "markdown", "html"] {
+                let report = w.run(&["plan", "--input-dir", "day2", "--state", "s.db", "--format", format]).expect(0);
+                let line = format!("properties D02: refused in {night} run(s) in a row, last in run {}: ", night + 1);
+                assert!(
+                    report.stdout.contains("Failing: refused by Telemetron in their last attempt")
+                        && report.stdout.contains(&line)
+                        && report.stdout.contains("invalid device identifier or email"),
+                    "night {night}, {format}: {}",
+                    report.stdout
+                );
+            }
+        }
     }
     let plan = w.run(&["plan", "--input-dir", "day2", "--state", "s.db", "--format", "json"]).expect(0).json();
+    assert!(plan.get("failing").is_none(), "quarantined, not failing: {plan}");
     let held: Vec<(String, String, u64)> = plan["quarantined"]
         .as_array()
         .unwrap_or_else(|| panic!("no quarantine in {plan}"))

@@ -113,15 +113,19 @@ pub fn write(
             esc(&rows.join(", "))
         )?;
     }
-    if !plan.quarantined.is_empty() {
-        let lines: Vec<String> = plan.quarantined.iter().map(super::report::quarantine_line).collect();
-        writeln!(
-            out,
-            "<p class=\"warn\"><b>{} ({}):</b></p><ul>{}</ul>",
-            esc(super::report::QUARANTINE_TITLE),
-            thousands(lines.len()),
-            lines.iter().map(|l| format!("<li>{}</li>", esc(l))).collect::<String>()
-        )?;
+    let held = plan.quarantined.iter().map(super::report::quarantine_line).collect();
+    let failing = plan.failing.iter().map(super::report::failing_line).collect();
+    for (title, lines) in [(super::report::QUARANTINE_TITLE, held), (super::report::FAILING_TITLE, failing)] {
+        let lines: Vec<String> = lines;
+        if !lines.is_empty() {
+            writeln!(
+                out,
+                "<p class=\"warn\"><b>{} ({}):</b></p><ul>{}</ul>",
+                esc(title),
+                thousands(lines.len()),
+                lines.iter().map(|l| format!("<li>{}</li>", esc(l))).collect::<String>()
+            )?;
+        }
     }
     out.write_all(
         b"<p class=\"search\"><label>Search every table by email or identifier: <input id=\"q\" type=\"search\" placeholder=\"ann@example.com, SN-0042...\" autofocus></label> <span id=\"matches\"></span></p>\n",

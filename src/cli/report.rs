@@ -132,6 +132,21 @@ pub fn summary_rows(sum: &crate::plan::Summary) -> [(&'static str, usize); 12] {
 pub const QUARANTINE_TITLE: &str =
     "Quarantined: refused by Telemetron run after run, not sent until the export row changes (or --retry-quarantined)";
 
+/// The title of the section of records refused last time that the plan sends again.
+pub const FAILING_TITLE: &str = "Failing: refused by Telemetron in their last attempt, sent again by this plan (quarantined once refused in --quarantine-after runs in a row)";
+
+/// One record refused last time that the plan sends again.
+pub fn failing_line(f: &crate::plan::quarantine::Failing) -> String {
+    format!(
+        "{} {}: refused in {} run(s) in a row, last in run {}: {}",
+        f.record.as_str(),
+        f.key,
+        f.runs,
+        f.last_run,
+        f.message
+    )
+}
+
 /// One record the quarantine held back, as the reports and `apply` list it.
 pub fn quarantine_line(q: &crate::plan::quarantine::Quarantined) -> String {
     let at = q.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
@@ -207,6 +222,7 @@ pub fn change_sections(plan: &Plan) -> Vec<Section> {
             nie.devices.iter().map(|d| d.to_string()).collect(),
         ),
         sec("quarantined", QUARANTINE_TITLE, plan.quarantined.iter().map(quarantine_line).collect()),
+        sec("failing", FAILING_TITLE, plan.failing.iter().map(failing_line).collect()),
     ]
 }
 

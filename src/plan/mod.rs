@@ -208,6 +208,10 @@ pub struct Plan {
     /// What the quarantine held back ([`quarantine::hold`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<quarantine::Quarantined>,
+    /// Records Telemetron refused in their last attempt that this plan sends again, not (yet)
+    /// quarantined ([`quarantine::failing`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<quarantine::Failing>,
     /// What the safety guard says of this plan (set by the command, which knows the limits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::plan::guard::Verdict>,
@@ -353,6 +357,7 @@ pub fn build_uncounted(diff: Diff, export: &Export, held: Held<'_>) -> Plan {
     operations.extend(assignments_to_remove.into_iter().map(Operation::Unassign));
     operations.extend(assignments_to_add.into_iter().map(Operation::Assign));
     let quarantined = quarantine::hold(&mut operations, &mut summary, held.refused, held.rule);
+    let failing = quarantine::failing(&operations, held.refused);
     Plan {
         format: FORMAT,
         summary,
@@ -363,6 +368,7 @@ pub fn build_uncounted(diff: Diff, export: &Export, held: Held<'_>) -> Plan {
         rejected: export.rejects.clone(),
         warnings: export.warnings.clone(),
         quarantined,
+        failing,
         guard: None,
         estimate: None,
     }

@@ -50,6 +50,57 @@ pub struct Quarantined {
     pub source: Option<String>,
 }
 
+/// A record Telemetron refused in its last attempt that the plan sends again: failing, not
+/// (yet) quarantined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failing {
+    pub record: RecordKind,
+    pub key: String,
+    /// Runs in a row Telemetron refused it in (with this content or another).
+    pub runs: u32,
+    pub last_run: i64,
+    /// Telemetron's last answer to it.
+    pub message: String,
+}
+
+/// The refused records that `operations` (the plan, after [`hold`]) sends again. With no
+/// refusal (nearly always) it looks at nothing.
+pub fn failing(operations: &[Operation], refused: &[Refused]) -> Vec<Failing> {
+    if refused.is_empty() {
+        return Vec::new();
+    }
+    let by_key: FxHashMap<(RecordKind, &str), &Refused> =
+        refused.iter().map(|r| ((r.record, r.key.as_str()), r)).collect();
+    let mut sent: Vec<&Refused> = Vec::new();
+    let mut look = |record: RecordKind, key: &str| sent.extend(by_key.get(&(record, key)).copied());
+    for op in operations {
+        match op {
+            Operation::CreateCustomer(c) => look(RecordKind::Customer, c.email.as_str()),
+            Operation::UpdateCustomer(u) => look(RecordKind::Customer, u.email.as_str()),
+            Operation::CreateDevice(d) => look(RecordKind::Device, d.identifier.as_str()),
+            Operation::UpdateDevice(u) => {
+                if u.device_type.is_some() {
+                    look(RecordKind::Device, u.identifier.as_str());
+                }
+                if u.properties_after.is_some() {
+                    look(RecordKind::Properties, u.identifier.as_str());
+                }
+            }
+            Operation::Unassign(a) => look(RecordKind::Unassignment, &pair_key(&a.device, &a.customer)),
+            Operation::Assign(a) => look(RecordKind::Assignment, &pair_key(&a.device, &a.customer)),
+        }
+    }
+    sent.into_iter()
+        .map(|r| Failing {
+            record: r.record,
+            key: r.key.clone(),
+            runs: r.runs,
+            last_run: r.last_run,
+            message: r.message.clone(),
+        })
+        .collect()
+}
+
 /// Takes the quarantined records' operations (or the quarantined part of a device update) out
 /// of `operations`, keeps `summary`'s counts true, and lists what it held back. With nothing
 /// quarantined (nearly always) it touches nothing.
