@@ -49,7 +49,7 @@ fn drift_is_found_named_and_healed() {
     // ... until verify --heal writes what Telemetron holds into the snapshot; then apply repairs.
     let mut heal = verify.to_vec();
     heal.push("--heal");
-    let healed = w.run_api(&emu, &heal).expect(2);
+    let healed = w.run_api(&emu, &heal).expect(0);
     assert!(healed.stdout.contains("healed"), "{}", healed.stdout);
     let repairs = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0).json();
     let s = &repairs["summary"];
@@ -72,6 +72,36 @@ fn drift_is_found_named_and_healed() {
     assert!(unknown.stderr.contains("not in the snapshot"), "{}", unknown.stderr);
 }
 
+/// The README's chain, `verify --all --heal … && apply …`, run by a shell: `verify --heal`
+/// exits 0 once what it found is healed, so `apply` runs and repairs Telemetron.
+#[test]
+fn the_readme_heal_then_apply_chain_repairs_drift() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    w.copy_dir(&repo().join("sample-data"), "sample-data");
+    let bin = env!("CARGO_BIN_EXE_telemetron-sync");
+    w.run_api(&emu, &["apply", "--config", CONFIG, "--state", "state.db", "--rate", "500"]).expect(0);
+    let exported = remote(&emu);
+    w.run_api(&emu, &["unassign", "--device", "LK-2024185", "--customer", "ashley.nguyen@mail.example.com"]).expect(0);
+    w.run_api(&emu, &["customer", "upsert", "--email", "nancy.miller@example.com", "--phone", "+1 000 000 0000"])
+        .expect(0);
+    assert_ne!(remote(&emu), exported);
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let chain = readme.lines().find(|l| l.contains("verify --all --heal") && l.contains("&&")).expect("the chain");
+    let chain = chain
+        .replace("telemetron-sync ", &format!("{bin} "))
+        .replace("--config exports.toml", &format!("--config {CONFIG} --state state.db --rate 500"));
+    let out = std::process::Command::new("sh")
+        .args(["-c", &chain])
+        .current_dir(w.path())
+        .env("TELEMETRON_BASE_URL", &emu.base_url)
+        .env("TELEMETRON_API_KEY", crate::util::KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{chain}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healed"));
+    assert_eq!(remote(&emu), exported, "the chain repaired Telemetron");
+}
+
 #[test]
 fn a_customer_missing_remotely_is_reported_and_recreated_after_heal() {
     let (w, emu) = (Workdir::new(), Emu::start());
@@ -83,7 +113,7 @@ fn a_customer_missing_remotely_is_reported_and_recreated_after_heal() {
     assert!(run.stdout.contains("nancy.miller@example.com: missing in Telemetron"), "{}", run.stdout);
     let mut heal = one.to_vec();
     heal.push("--heal");
-    w.run_api(&emu, &heal).expect(2);
+    w.run_api(&emu, &heal).expect(0);
     let plan = w.run(&["plan", "--config", CONFIG, "--state", "state.db", "--format", "json"]).expect(0).json();
     assert_eq!(plan["summary"]["customers_to_create"], 1, "{}", plan["summary"]);
 }

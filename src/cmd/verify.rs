@@ -183,7 +183,8 @@ pub fn run(args: &VerifyArgs, s: &Settings) -> Result<Ended, Error> {
             "{} customer(s) could not be read back (listed above); the drift check is incomplete. Run verify again",
             errors.len()
         ))
-    } else if drifts.is_empty() {
+    } else if drifts.is_empty() || healed {
+        // Healed: the snapshot holds all that was found, and the next apply repairs it.
         How::Done
     } else {
         How::Changes
