@@ -9,6 +9,7 @@ mod cases;
 mod cli;
 mod contract;
 mod damage;
+mod deploy;
 mod event;
 mod event_storm;
 mod explain;
