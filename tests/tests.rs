@@ -21,6 +21,7 @@ mod layers;
 mod operate;
 mod optimize;
 mod private;
+mod readme;
 mod redirect;
 mod review;
 mod sample;

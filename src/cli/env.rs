@@ -1,4 +1,4 @@
-//! The environment variables the tool reads, one constant each (the README lists them).
+//! The environment variables the tool reads, one constant each (docs/reference.md lists them).
 //!
 //! A flag beats its variable, which beats the config file.
 
