@@ -789,6 +789,50 @@ fn a_saved_plan_is_applied_exactly_and_refused_when_stale() {
     assert!(mixed.stderr.contains("cannot be used with"), "{}", mixed.stderr);
 }
 
+/// Every report of a saved plan names the file by its SHA-256 and when it was made, and so
+/// does the opening line of the `apply --plan` that runs it: a reviewer's report is matched to
+/// the plan applied. With the report in a file, stdout says what was saved and how to apply it.
+#[test]
+fn reports_and_apply_name_the_saved_plan_by_its_hash() {
+    use sha2::Digest;
+    let (w, emu) = (sample(), Emu::start());
+    let sha = |file: &str| -> String {
+        sha2::Sha256::digest(std::fs::read(w.join(file)).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let plan = ["plan", "--config", CONFIG, "--state", "state.db"];
+    let md =
+        w.run(&[&plan[..], &["--out", "p.plan", "--format", "markdown", "--out-report", "p.md"]].concat()).expect(0);
+    let hash = sha("p.plan");
+    let line = md.stdout.lines().collect::<Vec<_>>();
+    assert_eq!(line.len(), 1, "{}", md.stdout);
+    assert!(line[0].starts_with(&format!("plan saved: p.plan (sha256 {}, made 20", &hash[..12])), "{}", line[0]);
+    let abs = w.path().canonicalize().unwrap().join("p.plan");
+    assert!(
+        line[0].ends_with(&format!("apply it with: telemetron-sync apply --plan {}", abs.display())),
+        "{}",
+        line[0]
+    );
+    assert!(w.read("p.md").contains(&format!("(sha256 `{hash}`, made 20")), "{}", w.read("p.md"));
+
+    let json = w.run(&[&plan[..], &["--out", "q.plan", "--format", "json"]].concat()).expect(0).json();
+    assert_eq!(json["saved_as"]["sha256"].as_str(), Some(sha("q.plan").as_str()), "{}", json["saved_as"]);
+    w.run(&[&plan[..], &["--out", "r.plan", "--format", "html", "--out-report", "r.html"]].concat()).expect(0);
+    assert!(w.read("r.html").contains(&format!("sha256 <code>{}</code>", sha("r.plan"))));
+    let text = w.run(&[&plan[..], &["--out", "s.plan"]].concat()).expect(0).stdout;
+    assert!(text.contains(&format!("  saved as   s.plan (sha256 {}, made 20", &sha("s.plan")[..12])), "{text}");
+    // Without --out there is no saved plan to name.
+    assert!(w.run(&[&plan[..], &["--format", "json"]].concat()).expect(0).json().get("saved_as").is_none());
+
+    let mut args = vec!["apply", "--plan", "p.plan"];
+    args.extend(FAST);
+    let applied = w.run_api(&emu, &args).expect(0);
+    assert!(
+        applied.stderr.contains(&format!("apply (run 1) of the plan p.plan (sha256 {}, made 20", &hash[..12])),
+        "{}",
+        applied.stderr
+    );
+}
+
 /// `apply` of a migration sends the named customers' creates while a thread still makes the rest
 /// of its calls. A stop in that window waits for their count: the calls left it reports are
 /// exact (sent + left = what `plan` counts), and the next run sends the rest and ends where

@@ -69,10 +69,21 @@ pub fn write(
     };
     writeln!(
         out,
-        "<p>Dry run: nothing was sent to Telemetron. Snapshot <code>{}</code> ({}).</p>\n<ul>",
+        "<p>Dry run: nothing was sent to Telemetron. Snapshot <code>{}</code> ({}).</p>",
         esc(&state.display().to_string()),
         esc(&snap)
     )?;
+    if let Some(saved) = &plan.saved_as {
+        let made = saved.created_at.as_deref().map(|t| format!(", made {t}")).unwrap_or_default();
+        writeln!(
+            out,
+            "<p>Saved as <code>{}</code> (sha256 <code>{}</code>{}): <code>apply --plan</code> runs exactly this plan.</p>",
+            esc(&saved.path),
+            esc(&saved.sha256),
+            esc(&made)
+        )?;
+    }
+    out.write_all(b"<ul>\n")?;
     for i in inputs {
         writeln!(
             out,

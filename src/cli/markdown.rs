@@ -31,6 +31,15 @@ pub fn render(plan: &Plan, inputs: &[InputInfo], state: &Path, snapshot: &Snapsh
         "Dry run: nothing was sent to Telemetron. Snapshot `{}` ({snap}).\n",
         code(&state.display().to_string())
     );
+    if let Some(saved) = &plan.saved_as {
+        let made = saved.created_at.as_deref().map(|t| format!(", made {t}")).unwrap_or_default();
+        let _ = writeln!(
+            head,
+            "Saved as `{}` (sha256 `{}`{made}): `apply --plan` runs exactly this plan.\n",
+            code(&saved.path),
+            saved.sha256
+        );
+    }
     for i in inputs {
         let rows = if i.rows == 1 { "row" } else { "rows" };
         let _ = writeln!(head, "- {}: `{}` ({} {rows})", i.kind, code(&i.path), i.rows);

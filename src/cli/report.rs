@@ -40,6 +40,9 @@ pub fn write_plan_text(
         Some(_) => format!("generation {}", snapshot.generation),
     };
     let _ = writeln!(s, "  snapshot   {} ({snap_desc})", state.display());
+    if let Some(saved) = &plan.saved_as {
+        let _ = writeln!(s, "  saved as   {}", saved.describe());
+    }
     for i in inputs {
         let rows = if i.rows == 1 { "row" } else { "rows" };
         let _ = writeln!(s, "  {:<10} {} ({} {rows})", i.kind, i.path, i.rows);

@@ -23,6 +23,22 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
     let mut settings = a.inputs.clone();
     // A saved plan names its snapshot: it is the one used, and no other.
     let saved = a.plan.as_ref().map(|path| read_saved(path).map(|doc| (path, doc))).transpose()?;
+    // The plan as its reports name it: the file's hash, and when it was made.
+    let plan_file = match &saved {
+        Some((path, doc)) => Some(
+            plan::SavedAs {
+                path: path.display().to_string(),
+                sha256: crate::load::sha256_file(path).map_err(|source| Error::Io {
+                    what: "read the plan",
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+                created_at: doc.created_at.as_deref().map(str::to_string),
+            }
+            .describe(),
+        ),
+        None => None,
+    };
     if let Some((path, doc)) = &saved {
         settings.state = plan_state(doc, path, &settings.state, a.state_named)?;
     }
@@ -76,6 +92,7 @@ pub fn run(a: &ApplySettings) -> Result<Ended, Error> {
             deadline: a.deadline,
             keep_undo: Some(a.keep_runs),
             undoes: None,
+            plan_file: plan_file.clone(),
             rejected,
             quarantined: quarantined.len(),
             progress: progress.as_ref(),

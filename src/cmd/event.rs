@@ -194,6 +194,7 @@ impl Events<'_> {
                 deadline: None,
                 keep_undo: None,
                 undoes: None,
+                plan_file: None,
                 rejected: 0,
                 quarantined: 0,
                 progress: &crate::execute::Silent,

@@ -32,17 +32,19 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
             version.missing = true;
         }
         let state = super::absolute_path(&settings.state);
+        let created_at = crate::time::now_rfc3339();
         let saved = SavedPlan {
             plan: &doc,
             inputs: inputs.into(),
             snapshot: std::borrow::Cow::Borrowed(&version),
             state: Some(state.to_string_lossy()),
+            created_at: Some(created_at.as_str().into()),
         };
-        write_saved(path, &saved).map_err(|source| Error::Io {
-            what: "write the plan to",
-            path: path.clone(),
-            source,
-        })?;
+        let unwritten = |source| Error::Io { what: "write the plan to", path: path.clone(), source };
+        write_saved(path, &saved).map_err(unwritten)?;
+        let sha256 = crate::load::sha256_file(path).map_err(unwritten)?;
+        doc.saved_as =
+            Some(crate::plan::SavedAs { path: path.display().to_string(), sha256, created_at: Some(created_at) });
         tracing::info!(
             plan = %path.display(),
             snapshot = %state.display(),
@@ -65,8 +67,22 @@ pub fn run(args: &PlanSettings) -> Result<Ended, Error> {
         }
     };
     match &args.out_report {
-        Some(path) => crate::cli::files::replace(path, crate::cli::files::Access::Private, write)
-            .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?,
+        Some(path) => {
+            crate::cli::files::replace(path, crate::cli::files::Access::Private, write)
+                .map_err(|source| Error::Io { what: "write the report to", path: path.clone(), source })?;
+            // Nothing else on stdout: say what was saved, and how to apply it.
+            if let (Some(saved), Some(out)) = (&doc.saved_as, &args.out) {
+                let apply = shell_word(&super::absolute_path(out).to_string_lossy());
+                let line = format!(
+                    "plan saved: {}: {} API calls, {} rejected row(s); report in {}; apply it with: telemetron-sync apply --plan {apply}",
+                    saved.describe(),
+                    crate::plan::thousands(doc.summary.api_calls),
+                    doc.summary.rejected_rows,
+                    path.display()
+                );
+                super::stdout_write(|o| writeln!(o, "{line}"))?;
+            }
+        }
         None => super::stdout_write(write)?,
     }
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, rss_mib = super::rss_mib(), "plan written");

@@ -51,6 +51,7 @@ pub fn run(args: &UndoArgs, s: &Settings) -> Result<Ended, Error> {
             deadline,
             keep_undo: None,
             undoes: Some(args.run),
+            plan_file: None,
             rejected: 0,
             quarantined: 0,
             progress: progress.as_ref(),

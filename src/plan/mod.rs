@@ -218,6 +218,28 @@ pub struct Plan {
     /// The duration estimate's rate (set by the command, which knows the rate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,
+    /// Where `plan --out` saved this plan (set by the command once it is written): what ties
+    /// a report to the plan `apply --plan` runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_as: Option<SavedAs>,
+}
+
+/// A saved plan file, as the reports and `apply --plan` name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SavedAs {
+    pub path: String,
+    /// The SHA-256 of the file's bytes, in hex.
+    pub sha256: String,
+    /// When `plan --out` made it (absent from the plans of earlier versions).
+    pub created_at: Option<String>,
+}
+
+impl SavedAs {
+    /// `day2.plan (sha256 1a2b3c4d5e6f, made 2026-12-08T03:00:00Z)`.
+    pub fn describe(&self) -> String {
+        let made = self.created_at.as_deref().map(|t| format!(", made {t}")).unwrap_or_default();
+        format!("{} (sha256 {}{made})", self.path, &self.sha256[..self.sha256.len().min(12)])
+    }
 }
 
 impl Plan {
@@ -251,6 +273,9 @@ pub struct SavedPlan<'a, P> {
     /// the plans of earlier versions.
     #[serde(default)]
     pub state: Option<Cow<'a, str>>,
+    /// When the plan was made (absent from the plans of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Cow<'a, str>>,
 }
 
 /// The part of a saved plan's [`Plan`] that `apply --plan` reads back.
@@ -371,6 +396,7 @@ pub fn build_uncounted(diff: Diff, export: &Export, held: Held<'_>) -> Plan {
         failing,
         guard: None,
         estimate: None,
+        saved_as: None,
     }
 }
 

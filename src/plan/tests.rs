@@ -439,6 +439,7 @@ fn a_saved_plan_reads_back_as_written() {
         inputs: Cow::Borrowed(&inputs[..]),
         snapshot: Cow::Borrowed(&snapshot),
         state: Some(Cow::Borrowed("/x/s.db")),
+        created_at: Some(Cow::Borrowed("2026-12-08T03:00:00Z")),
     };
     let bytes = serde_json::to_vec(&written).unwrap();
     let read = read_saved(&bytes[..]).unwrap();
@@ -446,4 +447,5 @@ fn a_saved_plan_reads_back_as_written() {
     assert_eq!(serde_json::to_value(&read.plan.operations).unwrap(), serde_json::to_value(&plan.operations).unwrap());
     assert_eq!(read.plan.rejected_rows(), 12_345);
     assert_eq!((&*read.inputs, &*read.snapshot, read.state.as_deref()), (&inputs[..], &snapshot, Some("/x/s.db")));
+    assert_eq!(read.created_at.as_deref(), Some("2026-12-08T03:00:00Z"));
 }

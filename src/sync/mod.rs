@@ -60,6 +60,8 @@ pub struct Spec<'a> {
     pub keep_undo: Option<u32>,
     /// The run this one undoes (`undo --apply`).
     pub undoes: Option<i64>,
+    /// The saved plan it runs (`apply --plan`), as its opening line names it.
+    pub plan_file: Option<String>,
     /// Rows the front rejected: the run is partial if any were.
     pub rejected: usize,
     /// Records the quarantine held back: the run is partial if any were.
@@ -177,8 +179,9 @@ pub fn run(spec: &Spec<'_>, work: Work) -> Result<Ran, Error> {
                 calls = planned,
                 rate = opts.rate,
                 estimated_seconds = seconds,
-                "{} (run {run_id}): {} calls, {pace} {}/s: about {}",
+                "{} (run {run_id}){}: {} calls, {pace} {}/s: about {}",
                 spec.kind,
+                spec.plan_file.as_deref().map(|p| format!(" of the plan {p}")).unwrap_or_default(),
                 plan::thousands(planned as usize),
                 opts.rate,
                 plan::human_duration(seconds)
