@@ -65,6 +65,22 @@ fn day2_text_report_names_changes_and_the_bad_row() {
     }
 }
 
+/// The text plan gives the safety guard's verdict beside the summary, before any list of
+/// changes: within limits with each count, or the refusal (issue 41, item 4).
+#[test]
+fn the_text_plan_tells_the_guard_with_the_summary() {
+    let w = day1_recorded();
+    let first_list = |text: &str| text.find("\nCustomers to create (").unwrap_or_else(|| panic!("{text}"));
+    let ok = w.run(&args(&["plan"], &DAY2)).expect(0).stdout;
+    let verdict = ok.find("Safety guard: within limits, apply would go ahead: 5 assignments removed (limit ");
+    assert!(verdict.is_some_and(|at| at > ok.find("API calls").unwrap() && at < first_list(&ok)), "{ok}");
+    let refused = w.run(&args(&["plan", "--max-unassign", "2"], &DAY2)).expect(0).stdout;
+    let verdict =
+        refused.find("Safety guard: apply would refuse this plan (exit 4) and send nothing: 5 assignments removed");
+    assert!(verdict.is_some_and(|at| at < first_list(&refused)), "{refused}");
+    assert_eq!(refused.matches("Safety guard").count(), 1, "{refused}");
+}
+
 #[test]
 fn a_short_report_points_to_full() {
     let w = Workdir::new();

@@ -58,6 +58,11 @@ pub fn write_plan_text(
     for (label, value) in estimate_lines(plan) {
         let _ = writeln!(s, "  {label:<30} {value}");
     }
+    // The guard's verdict beside the summary, whatever it is: a reader of a long plan should
+    // not have to reach its end to learn that apply would refuse it.
+    if let Some(v) = &plan.guard {
+        let _ = writeln!(s, "\n{}", guard_line(v));
+    }
 
     let limit = if full { usize::MAX } else { EXAMPLES };
     let section = |s: &mut String, title: &str, lines: Vec<String>| {
@@ -87,18 +92,6 @@ pub fn write_plan_text(
     }
     section(&mut s, "Rejected rows (left out of this plan; their entities are left unchanged)", rejected_lines(plan));
     section(&mut s, "Warnings", warning_lines(plan));
-    if let Some(v) = plan.guard.as_ref().filter(|v| v.refused || v.forced) {
-        let then = if v.forced {
-            "would go ahead because of --force"
-        } else {
-            "would refuse this plan (exit 4) and send nothing"
-        };
-        let _ = writeln!(
-            s,
-            "\nSafety guard: apply {then}: {}. Check the exports; if the changes are right, apply with --force or raise --max-unassign / --max-changes",
-            v.explain()
-        );
-    }
     if plan.operations.is_empty() {
         if plan.summary.rejected_rows == 0 {
             let _ = writeln!(s, "\nNothing to change: Telemetron is in step with the exports.");
@@ -111,6 +104,23 @@ pub fn write_plan_text(
         }
     }
     out.write_all(s.as_bytes())
+}
+
+/// The safety guard's verdict in one line: refused, forced, or within limits with each count.
+pub fn guard_line(v: &crate::plan::guard::Verdict) -> String {
+    if v.refused || v.forced {
+        let then = if v.forced {
+            "would go ahead because of --force"
+        } else {
+            "would refuse this plan (exit 4) and send nothing"
+        };
+        return format!(
+            "Safety guard: apply {then}: {}. Check the exports; if the changes are right, apply with --force or raise --max-unassign / --max-changes",
+            v.explain()
+        );
+    }
+    let checks: Vec<String> = v.checks.iter().map(|c| format!("{} {} (limit {})", c.count, c.kind, c.limit)).collect();
+    format!("Safety guard: within limits, apply would go ahead: {}", checks.join(", "))
 }
 
 /// The summary's counts of changes, as the reports label them (the calls apart).
