@@ -160,3 +160,59 @@ fn a_file_whose_rows_were_all_rejected_is_an_error_and_rejects_are_not_in_step()
     assert!(run.stdout.contains("1 rejected row(s) were left out: fix them"), "{}", run.stdout);
     assert!(!run.stdout.contains("in step with the exports."), "{}", run.stdout);
 }
+
+/// Completions and the man page come from the command line's own definition (issue 41, item
+/// 8): bash completes the commands and flags there are, every shell gets a script, the man page
+/// is roff that `man` renders, and a closed pipe is an error, never a panic.
+#[test]
+fn completions_complete_and_the_man_page_renders() {
+    let w = Workdir::new();
+    let bash = w.run(&["completions", "bash"]).expect(0).stdout;
+    w.write("complete.bash", &bash);
+    let complete = |line: &str| -> Vec<String> {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source ./complete.bash; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; _telemetron__sync telemetron-sync '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash").args(["-c", &script]).current_dir(w.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    };
+    assert_eq!(complete("telemetron-sync expl"), ["explain"]);
+    assert!(complete("telemetron-sync apply --keep").contains(&"--keep-runs".to_string()));
+    assert!(complete("telemetron-sync plan --format ").contains(&"markdown".to_string()));
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let script = w.run(&["completions", shell]).expect(0).stdout;
+        assert!(script.contains("explain") && script.contains("max-unassign"), "{shell}: {script}");
+    }
+    assert_eq!(w.run(&["completions", "tcsh"]).code, 64);
+
+    let man = w.run(&["man"]).expect(0).stdout;
+    assert!(man.contains(".TH telemetron-sync 1") && man.contains(".SH NAME"), "{man}");
+    for command in ["plan", "apply", "explain", "completions"] {
+        assert!(man.contains(&format!("telemetron\\-sync\\-{command}(1)")) || man.contains(command), "{command}");
+    }
+    // Rendered by man where it is installed: no roff warnings.
+    if std::path::Path::new("/usr/bin/groff").exists() {
+        w.write("telemetron-sync.1", &man);
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "telemetron-sync.1"])
+            .current_dir(w.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("telemetron-sync") && text.contains("explain"), "{text}");
+    }
+
+    // A reader that goes away early: an error exit, not a panic.
+    let mut child = w.command(&["completions", "bash"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -93,6 +93,15 @@ pub enum Command {
     Ticket(TicketCommand),
     /// Run a local emulator of the ext-v1 API (for tests and trying the tool)
     Emulator(EmulatorArgs),
+    /// Print a completion script for a shell: `telemetron-sync completions bash >
+    /// /etc/bash_completion.d/telemetron-sync` (zsh: a `_telemetron-sync` file on $fpath)
+    Completions {
+        /// The shell the script is for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `telemetron-sync man > /usr/local/share/man/man1/telemetron-sync.1`
+    Man,
 }
 
 impl Command {
@@ -114,6 +123,8 @@ impl Command {
             Command::Unassign(_) => "unassign",
             Command::Ticket(_) => "ticket",
             Command::Emulator(_) => "emulator",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }

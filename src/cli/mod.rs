@@ -18,6 +18,7 @@ pub mod output;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod shell;
 
 pub use args::*;
 

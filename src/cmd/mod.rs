@@ -50,6 +50,14 @@ fn run_with(cli: &Cli, s: &Settings) -> Result<Ended, Error> {
         Command::Unassign(args) => adhoc::unassign(args, s),
         Command::Ticket(cmd) => adhoc::ticket(cmd, s),
         Command::Emulator(args) => emulator::run(args.listen, crate::cli::settings::emulator_config(args)?),
+        Command::Completions { shell } => {
+            stdout_write(|out| crate::cli::shell::completions(*shell, out))?;
+            Ok(Ended::done())
+        }
+        Command::Man => {
+            stdout_write(crate::cli::shell::man)?;
+            Ok(Ended::done())
+        }
     }
 }
 
