@@ -216,3 +216,18 @@ fn a_single_event_that_fails_exits_1() {
         w.run_api(&emu, &["event", "--state", "state.db", "release", "--device", "D1", "--customer", "nope"]).expect(1);
     assert!(bad.json()["error"].as_str().unwrap().contains("nope"), "{}", bad.stdout);
 }
+
+/// Registering a device Telemetron does not have, without a type to create it with, fails as
+/// the API says (404) and names the flag that fixes it (issue 41, item 6).
+#[test]
+fn registering_an_unknown_device_without_a_type_names_device_type() {
+    let (w, emu) = (Workdir::new(), Emu::start());
+    let register = ["event", "register", "--state", "s.db", "--device", "NEW-1", "--customer", "a@x.io"];
+    let run = w.run_api(&emu, &register).expect(1);
+    let result = run.json();
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("register it with --device-type TYPE"), "{result}");
+    assert!(run.stderr.contains("--device-type"), "{}", run.stderr);
+    let typed = w.run_api(&emu, &[&register[..], &["--device-type", "lock"]].concat()).expect(0);
+    assert_eq!(typed.json()["device_created"], true, "{}", typed.stdout);
+}

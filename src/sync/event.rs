@@ -187,6 +187,15 @@ pub fn event_result(name: &str, event: &Checked, ran: &super::Ran, store: &Store
         }
     };
     let mut errors: Vec<String> = o.failures.iter().map(|f| format!("{} {}: {}", f.kind, f.key, f.error)).collect();
+    // A registration of a device Telemetron does not have, without a type to create it with:
+    // the documented 404 asks for autoCreateDevice, which is our --device-type.
+    if let Checked::Register { device, device_type: None, .. } = event
+        && o.failures.iter().any(|f| f.error.contains(": 404"))
+    {
+        errors.push(format!(
+            "Telemetron does not have the device {device}: register it with --device-type TYPE (\"device_type\" on --stdin) to create it"
+        ));
+    }
     if let Some(why) = &o.stopped {
         errors.push(format!("stopped: {why}"));
     }
