@@ -148,68 +148,60 @@ pub fn about(path: &Path, key: &str) -> Result<About, Error> {
         }
         out.assignments.extend(assignments(&conn, by, "device", ident.as_str(), &run).map_err(err)?);
     }
-    // A record's own key, or either end of a pair's.
-    let names =
-        "(key = ?1 OR substr(key, 1, length(?1) + 4) = ?1 || ' -> ' OR substr(key, -length(?1) - 4) = ' -> ' || ?1)";
-    let keys: Vec<String> =
-        [Email::parse(key).map(|e| e.to_string()).ok(), DeviceIdent::parse(key).map(|d| d.to_string()).ok()]
-            .into_iter()
-            .flatten()
-            .fold(Vec::new(), |mut v, k| {
-                if !v.contains(&k) {
-                    v.push(k);
-                }
-                v
-            });
-    for k in &keys {
-        if version >= 5 {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT record, key, runs, last_run, message FROM refusals WHERE {names} ORDER BY record, key"
-                ))
-                .map_err(err)?;
-            let rows = stmt
-                .query_map([k], |r| {
-                    Ok(RefusalRow {
-                        record: r.get(0)?,
-                        key: r.get(1)?,
-                        runs: r.get(2)?,
-                        last_run: r.get(3)?,
-                        message: r.get(4)?,
-                    })
+    // A record's own key, or either end of a pair's, in either form the key reads as (the
+    // same form twice when it reads as one only): one query a table, nothing to merge after.
+    let forms = [Email::parse(key).map(|e| e.to_string()).ok(), DeviceIdent::parse(key).map(|d| d.to_string()).ok()];
+    let Some(first) = forms.iter().flatten().next().cloned() else { return Ok(out) };
+    let second = forms[1].clone().unwrap_or_else(|| first.clone());
+    let names = |p: &str| {
+        format!(
+            "(key = {p} OR substr(key, 1, length({p}) + 4) = {p} || ' -> ' OR substr(key, -length({p}) - 4) = ' -> ' || {p})"
+        )
+    };
+    let names = format!("({} OR {})", names("?1"), names("?2"));
+    if version >= 5 {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT record, key, runs, last_run, message FROM refusals WHERE {names} ORDER BY record, key"
+            ))
+            .map_err(err)?;
+        out.refusals = stmt
+            .query_map(params![first, second], |r| {
+                Ok(RefusalRow {
+                    record: r.get(0)?,
+                    key: r.get(1)?,
+                    runs: r.get(2)?,
+                    last_run: r.get(3)?,
+                    message: r.get(4)?,
                 })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(err)?;
-            out.refusals.extend(rows);
-        }
-        if version >= 7 {
-            let at = if version >= 8 { "at" } else { "NULL" };
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT run_id, {at}, kind, key, outcome, message, source, seq FROM sync_log WHERE {names}
-                     ORDER BY run_id DESC, seq DESC"
-                ))
-                .map_err(err)?;
-            let rows = stmt
-                .query_map([k], |r| {
-                    Ok(LogRow {
-                        run: r.get(0)?,
-                        at: r.get(1)?,
-                        kind: r.get(2)?,
-                        key: r.get(3)?,
-                        outcome: r.get(4)?,
-                        message: r.get(5)?,
-                        source: r.get(6)?,
-                        seq: r.get(7)?,
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(err)?;
-            out.log.extend(rows);
-        }
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
     }
-    out.log.sort_by_key(|l| std::cmp::Reverse((l.run, l.seq)));
-    out.log.dedup_by_key(|l| (l.run, l.seq));
+    if version >= 7 {
+        let at = if version >= 8 { "at" } else { "NULL" };
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT run_id, {at}, kind, key, outcome, message, source, seq FROM sync_log WHERE {names}
+                 ORDER BY run_id DESC, seq DESC"
+            ))
+            .map_err(err)?;
+        out.log = stmt
+            .query_map(params![first, second], |r| {
+                Ok(LogRow {
+                    run: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    key: r.get(3)?,
+                    outcome: r.get(4)?,
+                    message: r.get(5)?,
+                    source: r.get(6)?,
+                    seq: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+    }
     Ok(out)
 }
 
